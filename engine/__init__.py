@@ -1,0 +1,19 @@
+"""agentloop's engine: generative models, inference kernels and the runtime that steps agents."""
+
+from .agents import Agents
+from .config import InferenceConfig
+from .errors import AgentloopError, ConfigError, ModelError, ObservationError
+from .model import GenerativeModel
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Agents",
+    "AgentloopError",
+    "ConfigError",
+    "GenerativeModel",
+    "InferenceConfig",
+    "ModelError",
+    "ObservationError",
+    "__version__",
+]

@@ -1,0 +1,247 @@
+"""Agents: N agents on one model, stepped in process. What a game loop calls each tick."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numba
+import numpy as np
+
+from .config import InferenceConfig
+from .errors import ConfigError, ObservationError
+from .kernels import cpu
+from .kernels import reference as ref
+from .model import GenerativeModel
+
+Backend = Literal["numba", "reference"]
+
+#: Below this many agents a step runs on the calling thread (no thread-pool hand-off).
+SERIAL_BELOW = 64
+
+
+class Agents:
+    """A population of agents sharing one generative model, stepped in this process.
+
+    ``step(obs)`` runs, for every agent: the transition prior (D at the first step, else
+    ``B[a] @ qs``), state inference, the expected free energy of every policy, the policy
+    posterior and action selection, exactly as pymdp 0.0.7.1's ``infer_states``,
+    ``infer_policies`` and ``sample_action`` would (and its Dirichlet learning when the config
+    asks for it).
+
+    Args:
+        model: the shared generative model.
+        n: number of agents.
+        config: inference parameters (pymdp 0.0.7.1 defaults, float32 state).
+        seed: keys the random stream of stochastic action selection with (agent id, tick).
+        threads: Numba threads used by ``step`` (default: all Numba's threads).
+        backend: ``"numba"`` (compiled, default) or ``"reference"`` (plain NumPy float64).
+        agent_id_offset: id of the first agent, so a slice of a larger population draws the
+            same random numbers as the whole population would.
+    """
+
+    def __init__(self, model: GenerativeModel, n: int, config: InferenceConfig | None = None,
+                 seed: int = 0, threads: int | None = None, backend: Backend = "numba",
+                 agent_id_offset: int = 0) -> None:
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+            raise ConfigError(f"Agents: n must be a positive int, got {n!r}")
+        if backend not in ("numba", "reference"):
+            raise ConfigError(f"Agents: backend must be 'numba' or 'reference', got {backend!r}")
+        self.model = model
+        self.n = int(n)
+        self.config = config or InferenceConfig()
+        self.seed = int(seed)
+        self.backend: Backend = backend
+        max_threads = numba.config.NUMBA_NUM_THREADS
+        self.threads = max_threads if threads is None else int(threads)
+        if not 1 <= self.threads <= max_threads:
+            raise ConfigError(f"Agents: threads must be in 1..{max_threads}, got {threads!r}")
+        if (self.config.learn_A or self.config.learn_B) and backend == "numba":
+            raise ConfigError("Agents: Dirichlet learning runs on backend='reference' for now "
+                              "(the compiled learning kernels are not written yet)")
+        if self.config.learn_A and model.pA is None:
+            raise ConfigError("Agents: learn_A needs a model with pA")
+        if self.config.learn_B and model.pB is None:
+            raise ConfigError("Agents: learn_B needs a model with pB")
+
+        self.layout = model.layout(self.config)
+        layout = self.layout
+        dtype = layout.dtype
+        n_factors, s_tot = layout.n_factors, layout.state_size
+        self.tick = 0
+        self._qs = np.empty((self.n, s_tot), dtype=dtype)
+        for f in range(n_factors):
+            lo, hi = layout.state_offset[f], layout.state_offset[f + 1]
+            self._qs[:, lo:hi] = 1.0 / (hi - lo)          # pymdp starts from uniform beliefs
+        self._prev_action = np.zeros((self.n, n_factors), dtype=np.int64)
+        self._started = np.zeros(self.n, dtype=np.uint8)
+        self._q_pi = np.zeros((self.n, layout.n_policies), dtype=dtype)
+        self._G = np.zeros((self.n, layout.n_policies), dtype=dtype)
+        self._actions = np.zeros((self.n, n_factors), dtype=np.int64)
+        self._actions_view = self._actions.view()
+        self._actions_view.setflags(write=False)
+        self._agent_ids = np.arange(agent_id_offset, agent_id_offset + self.n, dtype=np.int64)
+        self._qs_views = [self._qs[:, layout.state_offset[f]:layout.state_offset[f + 1]]
+                          for f in range(n_factors)]
+        self._km = cpu.kernel_model(layout)
+        self._kc = cpu.kernel_config(self.config)
+        self._sizes = cpu.scratch_sizes(layout)
+        n_scratch = max_threads
+        self._fscratch = np.zeros((n_scratch, cpu.scratch_float_size(layout)))
+        self._iscratch = np.zeros((n_scratch, max(1, layout.n_joint_obs)), dtype=np.int64)
+        self._policies = layout.tree.policies
+        if backend == "reference":
+            self._init_reference_learning()
+
+    # ------------------------------------------------------------------------- state access
+    @property
+    def qs(self) -> list[np.ndarray]:
+        """Posterior over each factor, ``(n, S_f)`` views (of the last step)."""
+        return self._qs_views
+
+    @property
+    def q_pi(self) -> np.ndarray:
+        """Posterior over policies after the last step, ``(n, n_policies)``."""
+        return self._q_pi
+
+    @property
+    def G(self) -> np.ndarray:
+        """Negative expected free energy of each policy after the last step (pymdp's G)."""
+        return self._G
+
+    @property
+    def actions(self) -> np.ndarray:
+        """Actions chosen by the last step, ``(n, n_factors)``, read-only."""
+        return self._actions_view
+
+    @property
+    def policies(self) -> np.ndarray:
+        """The policy set, ``(n_policies, policy_len, n_factors)``."""
+        return self._policies
+
+    # ------------------------------------------------------------------------- stepping
+    def check_observations(self, obs: np.ndarray) -> None:
+        """Raise :class:`ObservationError` naming the agent and modality of a bad observation."""
+        n_mod = self.layout.n_modalities
+        if not isinstance(obs, np.ndarray):
+            raise ObservationError(f"observations must be a NumPy integer array of shape "
+                                   f"({self.n}, {n_mod}), got {type(obs).__name__}")
+        if obs.dtype == np.bool_ or not np.issubdtype(obs.dtype, np.integer):
+            raise ObservationError(f"observations must have an integer dtype, got {obs.dtype}")
+        if obs.shape != (self.n, n_mod):
+            raise ObservationError(f"observations must have shape ({self.n}, {n_mod}) "
+                                   f"(agents, modalities), got {obs.shape}")
+        bad = cpu.first_bad_observation(obs, self.layout.num_obs)
+        if bad >= 0:
+            agent, m = divmod(int(bad), n_mod)
+            raise ObservationError(
+                f"observation {int(obs[agent, m])} of agent {agent}, modality {m} is out of "
+                f"range 0..{int(self.layout.num_obs[m]) - 1}; no agent's beliefs were changed")
+
+    def step(self, obs: np.ndarray) -> np.ndarray:
+        """Advance every agent one tick on ``obs`` (``(n, n_modalities)`` ints).
+
+        Returns the chosen actions, ``(n, n_factors)`` ints (0 for uncontrolled factors):
+        a read-only view that the next step overwrites; copy it to keep it. Invalid
+        observations raise :class:`ObservationError` before any state changes.
+        """
+        self.check_observations(obs)
+        if self.backend == "reference":
+            self._step_reference(obs)
+        else:
+            kernel = cpu.step_agents_serial if self.n < SERIAL_BELOW else cpu.step_agents
+            if kernel is cpu.step_agents:
+                numba.set_num_threads(self.threads)
+            kernel(self._km, self._kc, self._agent_ids, obs, self._qs, self._prev_action,
+                   self._started, self._q_pi, self._G, self._actions, self.seed, self.tick,
+                   self._fscratch, self._iscratch, self._sizes, self._kc.num_iter)
+        self.tick += 1
+        return self._actions_view
+
+    def reset(self) -> None:
+        """Back to the first tick: uniform beliefs, prior D at the next step."""
+        self.__init__(self.model, self.n, self.config, self.seed, self.threads,  # type: ignore[misc]
+                      self.backend, int(self._agent_ids[0]))
+
+    # ------------------------------------------------------------------------- reference path
+    def _init_reference_learning(self) -> None:
+        model, n = self.model, self.n
+        self._ref_A = self._ref_pA = self._ref_B = self._ref_pB = None
+        if self.config.learn_A:
+            assert model.pA is not None
+            self._ref_A = [np.repeat(a[None], n, axis=0) for a in model.full_A()]
+            self._ref_pA = [np.repeat(model._expand_over_factors(p, m)[None], n, axis=0)
+                            for m, p in enumerate(model.pA)]
+        if self.config.learn_B:
+            assert model.pB is not None
+            self._ref_B = [np.repeat(b[None], n, axis=0) for b in model.B]
+            self._ref_pB = [np.repeat(p[None], n, axis=0) for p in model.pB]
+
+    def _step_reference(self, obs: np.ndarray) -> None:
+        model, cfg, n = self.model, self.config, self.n
+        obs = obs.astype(np.int64)
+        qs_prev = [q.astype(np.float64) for q in self._qs_views]
+        B_now = self._ref_B if self._ref_B is not None else [b[None] for b in model.B]
+        prior = []
+        for f in range(model.num_factors):
+            Bt = np.transpose(B_now[f], (0, 3, 1, 2))               # (n|1, U, S, S)
+            Bt = np.broadcast_to(Bt, (n, *Bt.shape[1:]))
+            pushed = np.einsum("nij,nj->ni", Bt[np.arange(n), self._prev_action[:, f]],
+                               qs_prev[f])
+            first = self._started == 0
+            pushed[first] = model.D[f]
+            prior.append(pushed)
+        if self._ref_A is not None:
+            qs = _infer_states_per_agent_A(model, self._ref_A, obs, prior, cfg)
+        else:
+            qs = ref.infer_states(model, obs, prior, cfg.num_iter, cfg.dF, cfg.dF_tol)
+        if cfg.learn_A:
+            self._ref_pA, self._ref_A = ref.update_A(self._ref_pA, self._ref_A, obs, qs,
+                                                     cfg.lr_pA, cfg.modalities_to_learn)
+        if cfg.learn_B:
+            started = self._started.astype(bool)
+            if started.any():
+                new_pB, new_B = ref.update_B(self._ref_pB, self._ref_B, self._prev_action, qs,
+                                             qs_prev, cfg.lr_pB, cfg.factors_to_learn)
+                for f in range(model.num_factors):
+                    self._ref_pB[f][started] = new_pB[f][started]
+                    self._ref_B[f][started] = new_B[f][started]
+        G = ref.expected_free_energy(
+            model, qs, self._policies, cfg,
+            pA=self._ref_pA if cfg.use_param_info_gain else None,
+            pB=self._ref_pB if cfg.use_param_info_gain else None,
+            A=self._ref_A, B=self._ref_B)
+        q_pi = ref.policy_posterior(G, cfg.gamma, model.prior_over_policies(len(self._policies)))
+        actions = ref.select_actions(q_pi, self._policies, model.num_controls, cfg, self.seed,
+                                     self._agent_ids, self.tick)
+        for f in range(model.num_factors):
+            self._qs_views[f][:] = qs[f]
+        self._G[:] = G
+        self._q_pi[:] = q_pi
+        self._actions[:] = actions
+        self._prev_action[:] = actions
+        self._started[:] = 1
+
+
+def _infer_states_per_agent_A(model: GenerativeModel, A: list[np.ndarray], obs: np.ndarray,
+                              prior: list[np.ndarray], cfg: InferenceConfig) -> list[np.ndarray]:
+    """State inference when every agent has learnt its own A (reference path)."""
+    out: list[list[np.ndarray]] = [[] for _ in range(model.num_factors)]
+    for i in range(obs.shape[0]):
+        agent_model = _AgentA(model, [a[i] for a in A])
+        qs_i = ref.infer_states(agent_model, obs[i:i + 1], [p[i:i + 1] for p in prior],  # type: ignore[arg-type]
+                                cfg.num_iter, cfg.dF, cfg.dF_tol)
+        for f in range(model.num_factors):
+            out[f].append(qs_i[f][0])
+    return [np.array(rows) for rows in out]
+
+
+class _AgentA:
+    """The slice of a model ``ref.infer_states`` reads, with one agent's learnt A."""
+
+    def __init__(self, model: GenerativeModel, A_full: list[np.ndarray]) -> None:
+        self.num_states = model.num_states
+        self.num_factors = model.num_factors
+        self._A = A_full
+
+    def full_A(self) -> list[np.ndarray]:
+        return self._A

@@ -1,0 +1,168 @@
+"""InferenceConfig: how agents infer and act, with pymdp 0.0.7.1's parameter names and defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+ActionSelection = Literal["deterministic", "stochastic"]
+SamplingMode = Literal["marginal", "full"]
+Dtype = Literal["float32", "float64"]
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceConfig:
+    """Inference parameters shared by every agent of a population.
+
+    Names and defaults are those of ``pymdp.agent.Agent`` in pymdp 0.0.7.1 (see
+    ``PYMDP_NOTES.md``). pymdp 1.x changed several defaults; :meth:`pymdp_v1_defaults` gives them.
+    The mathematics stays that of 0.0.7.1 whichever preset is used.
+
+    Attributes:
+        policy_len: planning horizon; policies are all action sequences of this length.
+        gamma: policy precision in ``q(pi) = softmax(gamma * G + ln E)``.
+        alpha: action precision, used by stochastic action selection.
+        action_selection: ``"deterministic"`` (argmax, ties to the lowest index) or
+            ``"stochastic"`` (sampled from a counter-based stream keyed by seed, agent, tick).
+        sampling_mode: ``"marginal"`` (marginal over first actions) or ``"full"`` (best policy).
+        use_utility, use_states_info_gain, use_param_info_gain: terms of the expected free energy.
+        inference_algo: only ``"VANILLA"`` fixed-point iteration is supported.
+        num_iter, dF, dF_tol: VANILLA iteration count, initial free-energy change and tolerance.
+        learn_A, learn_B: Dirichlet learning of pA / pB (each agent then owns its A / B).
+        lr_pA, lr_pB: learning rates.
+        modalities_to_learn, factors_to_learn: ``"all"`` or a list of indices.
+        control_fac_idx: overrides the model's controllable factors when given.
+        dtype: ``"float32"`` (production default) or ``"float64"`` (bit-for-bit-ish with pymdp).
+    """
+
+    policy_len: int = 1
+    gamma: float = 16.0
+    alpha: float = 16.0
+    action_selection: ActionSelection = "deterministic"
+    sampling_mode: SamplingMode = "marginal"
+    use_utility: bool = True
+    use_states_info_gain: bool = True
+    use_param_info_gain: bool = False
+    inference_algo: str = "VANILLA"
+    num_iter: int = 10
+    dF: float = 1.0
+    dF_tol: float = 0.001
+    learn_A: bool = False
+    learn_B: bool = False
+    lr_pA: float = 1.0
+    lr_pB: float = 1.0
+    modalities_to_learn: str | tuple[int, ...] = "all"
+    factors_to_learn: str | tuple[int, ...] = "all"
+    control_fac_idx: tuple[int, ...] | None = None
+    dtype: Dtype = "float32"
+
+    def __post_init__(self) -> None:
+        def fail(name: str, problem: str) -> None:
+            raise ConfigError(f"InferenceConfig.{name}: {problem}")
+
+        if not isinstance(self.policy_len, int) or isinstance(self.policy_len, bool):
+            fail("policy_len", f"must be an int, got {type(self.policy_len).__name__}")
+        if self.policy_len < 1:
+            fail("policy_len", f"must be >= 1, got {self.policy_len}")
+        for name in ("gamma", "alpha", "dF", "dF_tol", "lr_pA", "lr_pB"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                fail(name, f"must be a number, got {type(value).__name__}")
+            if not value == value or value in (float("inf"), float("-inf")):
+                fail(name, f"must be finite, got {value}")
+            if value < 0:
+                fail(name, f"must be >= 0, got {value}")
+        if self.action_selection not in ("deterministic", "stochastic"):
+            fail("action_selection", f"must be 'deterministic' or 'stochastic', "
+                 f"got {self.action_selection!r}")
+        if self.sampling_mode not in ("marginal", "full"):
+            fail("sampling_mode", f"must be 'marginal' or 'full', got {self.sampling_mode!r}")
+        if self.inference_algo != "VANILLA":
+            fail("inference_algo", f"only 'VANILLA' is supported, got {self.inference_algo!r}")
+        if not isinstance(self.num_iter, int) or self.num_iter < 1:
+            fail("num_iter", f"must be an int >= 1, got {self.num_iter!r}")
+        if self.dtype not in ("float32", "float64"):
+            fail("dtype", f"must be 'float32' or 'float64', got {self.dtype!r}")
+        for name in ("modalities_to_learn", "factors_to_learn"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                if value != "all":
+                    fail(name, f"must be 'all' or a sequence of indices, got {value!r}")
+            else:
+                object.__setattr__(self, name, _int_tuple(name, value))
+        if self.control_fac_idx is not None:
+            object.__setattr__(
+                self, "control_fac_idx", _int_tuple("control_fac_idx", self.control_fac_idx)
+            )
+
+    @classmethod
+    def pymdp_v1_defaults(cls, **overrides: Any) -> InferenceConfig:
+        """The defaults pymdp 1.x chose: gamma=1, alpha=1, num_iter=16, sampling_mode='full'."""
+        values: dict[str, Any] = {"gamma": 1.0, "alpha": 1.0, "num_iter": 16,
+                                  "sampling_mode": "full"}
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> InferenceConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (for tick-log headers and ``.npz`` metadata)."""
+        out = dataclasses.asdict(self)
+        for key, value in out.items():
+            if isinstance(value, tuple):
+                out[key] = list(value)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> InferenceConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"InferenceConfig: unknown fields {unknown}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    @classmethod
+    def from_pymdp(cls, agent: Any, dtype: Dtype = "float64") -> InferenceConfig:
+        """The configuration of a pymdp 0.0.7.1 ``Agent``."""
+        params = agent.inference_params or {}
+        learn_modalities = agent.modalities_to_learn
+        learn_factors = agent.factors_to_learn
+        return cls(
+            policy_len=int(agent.policy_len),
+            gamma=float(agent.gamma),
+            alpha=float(agent.alpha),
+            action_selection=agent.action_selection,
+            sampling_mode=agent.sampling_mode,
+            use_utility=bool(agent.use_utility),
+            use_states_info_gain=bool(agent.use_states_info_gain),
+            use_param_info_gain=bool(agent.use_param_info_gain),
+            inference_algo=agent.inference_algo,
+            num_iter=int(params.get("num_iter", 10)),
+            dF=float(params.get("dF", 1.0)),
+            dF_tol=float(params.get("dF_tol", 0.001)),
+            learn_A=agent.pA is not None,
+            learn_B=agent.pB is not None,
+            lr_pA=float(agent.lr_pA),
+            lr_pB=float(agent.lr_pB),
+            modalities_to_learn=learn_modalities,
+            factors_to_learn=learn_factors,
+            control_fac_idx=tuple(int(f) for f in agent.control_fac_idx),
+            dtype=dtype,
+        )
+
+
+def _int_tuple(name: str, values: Sequence[int]) -> tuple[int, ...]:
+    try:
+        out = tuple(int(v) for v in values)
+    except (TypeError, ValueError):
+        raise ConfigError(f"InferenceConfig.{name}: must be a sequence of ints, "
+                          f"got {values!r}") from None
+    if any(v < 0 for v in out):
+        raise ConfigError(f"InferenceConfig.{name}: indices must be >= 0, got {list(out)}")
+    return out

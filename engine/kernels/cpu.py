@@ -1,0 +1,412 @@
+"""Numba kernels: one agent step (state inference, expected free energy over the policy tree,
+policy posterior, action selection), parallel over agents.
+
+The arithmetic is pymdp 0.0.7.1's (see ``reference.py``), reorganised for speed:
+
+* a single-factor posterior ``softmax(ln(L + e) + ln(p + e))`` is computed as the normalised
+  product ``(L + e)(p + e)``: the same number without a logarithm or exponential per state;
+* expected utility and ambiguity are read from per-joint-state tables of the layout, and the
+  outcome entropy touches only the non-zero joint outcomes of states above pymdp's e^-16 cut;
+* policies are walked as a prefix tree, so a prefix shared by many policies is computed once;
+* B factors that are sparse (deterministic moves) are multiplied from coordinate lists.
+
+Per-agent state (beliefs, q(pi), G) is stored in the config's dtype; every intermediate is float64
+in per-thread scratch, so the float32 path differs from float64 only by the rounding of stored
+state. Kernels write into caller-provided arrays and allocate nothing per call.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from ..layout import EPS, EXP_M16, ModelLayout
+from ..rng import uniform
+
+KernelModel = namedtuple(
+    "KernelModel",
+    [
+        "num_states", "num_obs", "num_controls", "state_offset", "joint_stride", "A_flat",
+        "A_offset", "A_cols", "jidx", "Bt_flat", "B_offset", "B_sparse", "Bs_ptr", "Bs_row",
+        "Bs_col", "Bs_val", "D_flat", "utility", "ambiguity", "po_ptr", "po_idx", "po_val",
+        "lnE", "node_depth", "node_action", "leaf_of_policy", "first_action",
+    ],
+)
+
+KernelConfig = namedtuple(
+    "KernelConfig",
+    [
+        "gamma", "alpha", "use_utility", "use_states_info_gain", "stochastic", "full_sampling",
+        "num_iter", "dF", "dF_tol",
+    ],
+)
+
+
+def kernel_model(layout: ModelLayout) -> KernelModel:
+    """The layout's arrays in the tuple the kernels take."""
+    return KernelModel(
+        layout.num_states, layout.num_obs, layout.num_controls, layout.state_offset,
+        layout.joint_stride, layout.A_flat, layout.A_offset, layout.A_cols, layout.jidx,
+        layout.Bt_flat, layout.B_offset, layout.B_sparse, layout.Bs_ptr, layout.Bs_row,
+        layout.Bs_col, layout.Bs_val, layout.D_flat, layout.utility, layout.ambiguity,
+        layout.po_ptr, layout.po_idx, layout.po_val, layout.lnE, layout.tree.depth,
+        layout.tree.action, layout.tree.leaf_of_policy, layout.first_action,
+    )
+
+
+def kernel_config(config, num_iter: int | None = None) -> KernelConfig:  # noqa: ANN001
+    return KernelConfig(
+        float(config.gamma), float(config.alpha), bool(config.use_utility),
+        bool(config.use_states_info_gain), config.action_selection == "stochastic",
+        config.sampling_mode == "full", int(config.num_iter if num_iter is None else num_iter),
+        float(config.dF), float(config.dF_tol),
+    )
+
+
+# ------------------------------------------------------------------------------------ helpers
+@njit(cache=True)
+def _apply_B(km, f, u, src, src_off, dst, dst_off):
+    """dst[dst_off:...] = B[f][:, :, u] @ src[src_off:...]."""
+    S = km.num_states[f]
+    if km.B_sparse[f]:
+        for r in range(S):
+            dst[dst_off + r] = 0.0
+        for k in range(km.Bs_ptr[f, u], km.Bs_ptr[f, u + 1]):
+            dst[dst_off + km.Bs_row[k]] += km.Bs_val[k] * src[src_off + km.Bs_col[k]]
+    else:
+        base = km.B_offset[f] + u * S * S
+        for r in range(S):
+            acc = 0.0
+            row = base + r * S
+            for c in range(S):
+                acc += km.Bt_flat[row + c] * src[src_off + c]
+            dst[dst_off + r] = acc
+
+
+@njit(cache=True)
+def _likelihood(km, obs_row, j):
+    """prod_m A_m[o_m, joint state j]."""
+    like = 1.0
+    for m in range(km.num_obs.shape[0]):
+        like *= km.A_flat[km.A_offset[m] + obs_row[m] * km.A_cols[m] + km.jidx[m, j]]
+    return like
+
+
+@njit(cache=True)
+def _joint(km, q, q_off, out):
+    """out[j] = prod_f q[f][idx_f(j)] over the joint state space."""
+    n_factors = km.num_states.shape[0]
+    for j in range(out.shape[0]):
+        v = 1.0
+        for f in range(n_factors):
+            s = (j // km.joint_stride[f]) % km.num_states[f]
+            v *= q[q_off + km.state_offset[f] + s]
+        out[j] = v
+
+
+@njit(cache=True)
+def _softmax_into(x, out, lo, hi):
+    mx = x[lo]
+    for s in range(lo + 1, hi):
+        if x[s] > mx:
+            mx = x[s]
+    total = 0.0
+    for s in range(lo, hi):
+        e = np.exp(x[s] - mx)
+        out[s] = e
+        total += e
+    for s in range(lo, hi):
+        out[s] /= total
+
+
+@njit(cache=True)
+def _factor_entropy_terms(km, q, lnprior):
+    """sum_f [q_f . ln(q_f + e) - q_f . ln p_f] (pymdp's calc_free_energy without accuracy)."""
+    total = 0.0
+    for s in range(km.state_offset[-1]):
+        total += q[s] * np.log(q[s] + EPS) - q[s] * lnprior[s]
+    return total
+
+
+# ------------------------------------------------------------------------------------ stages
+@njit(cache=True)
+def infer_states_one(km, kc, obs_row, prior, post, lnprior, qL, qtmp, lnL, qj, num_iter):
+    """pymdp's run_vanilla_fpi for one agent: prior -> post (both flat over factors)."""
+    n_factors = km.num_states.shape[0]
+    if n_factors == 1:
+        total = 0.0
+        for s in range(km.num_states[0]):
+            v = (_likelihood(km, obs_row, s) + EPS) * (prior[s] + EPS)
+            post[s] = v
+            total += v
+        for s in range(km.num_states[0]):
+            post[s] /= total
+        return
+    n_joint = lnL.shape[0]
+    for j in range(n_joint):
+        lnL[j] = np.log(_likelihood(km, obs_row, j) + EPS)
+    s_tot = km.state_offset[-1]
+    for f in range(n_factors):
+        for s in range(km.state_offset[f], km.state_offset[f + 1]):
+            post[s] = 1.0 / km.num_states[f]
+    for s in range(s_tot):
+        lnprior[s] = np.log(prior[s] + EPS)
+    prev_vfe = _factor_entropy_terms(km, post, lnprior)
+    dF = kc.dF
+    it = 0
+    while it < num_iter and dF >= kc.dF_tol:
+        # Jacobi sweep: every factor's update reads the marginals of the previous sweep
+        for s in range(s_tot):
+            qL[s] = 0.0
+        for j in range(n_joint):
+            for f in range(n_factors):
+                w = lnL[j]
+                for g in range(n_factors):
+                    if g != f:
+                        w *= post[km.state_offset[g] + (j // km.joint_stride[g]) % km.num_states[g]]
+                qL[km.state_offset[f] + (j // km.joint_stride[f]) % km.num_states[f]] += w
+        for s in range(s_tot):
+            qL[s] += lnprior[s]
+        for f in range(n_factors):
+            _softmax_into(qL, qtmp, km.state_offset[f], km.state_offset[f + 1])
+        for s in range(s_tot):
+            post[s] = qtmp[s]
+        _joint(km, post, 0, qj)
+        accuracy = 0.0
+        for j in range(n_joint):
+            accuracy += lnL[j] * qj[j]
+        vfe = _factor_entropy_terms(km, post, lnprior) - accuracy
+        dF = abs(prev_vfe - vfe)
+        prev_vfe = vfe
+        it += 1
+
+
+@njit(cache=True)
+def _states_info_gain(km, qj, qo, touched):
+    """pymdp's spm_MDP_G: ambiguity from the table, entropy over touched joint outcomes."""
+    ambiguity = 0.0
+    n_touched = 0
+    for j in range(qj.shape[0]):
+        q = qj[j]
+        if q > EXP_M16:
+            ambiguity += q * km.ambiguity[j]
+            for p in range(km.po_ptr[j], km.po_ptr[j + 1]):
+                o = km.po_idx[p]
+                if qo[o] == 0.0:
+                    touched[n_touched] = o
+                    n_touched += 1
+                qo[o] += q * km.po_val[p]
+    entropy = 0.0
+    for t in range(n_touched):
+        o = touched[t]
+        v = qo[o]
+        entropy += v * np.log(v + EPS)
+        qo[o] = 0.0
+    return ambiguity - entropy
+
+
+@njit(cache=True)
+def policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G):
+    """Negative expected free energy of every policy for one agent (prefix tree walk)."""
+    n_factors = km.num_states.shape[0]
+    s_tot = km.state_offset[-1]
+    single = n_factors == 1
+    for k in range(km.node_depth.shape[0]):
+        d = km.node_depth[k]
+        dst = d * s_tot
+        for f in range(n_factors):
+            if d == 0:
+                _apply_B(km, f, km.node_action[k, f], post, km.state_offset[f], qdepth,
+                         dst + km.state_offset[f])
+            else:
+                _apply_B(km, f, km.node_action[k, f], qdepth, dst - s_tot + km.state_offset[f],
+                         qdepth, dst + km.state_offset[f])
+        if single:
+            for s in range(s_tot):
+                qj[s] = qdepth[dst + s]
+        else:
+            _joint(km, qdepth, dst, qj)
+        value = 0.0
+        if kc.use_utility:
+            for j in range(qj.shape[0]):
+                value += qj[j] * km.utility[d, j]
+        if kc.use_states_info_gain:
+            value += _states_info_gain(km, qj, qo, touched)
+        gacc[d] = value if d == 0 else gacc[d - 1] + value
+        gnode[k] = gacc[d]
+    for p in range(G.shape[0]):
+        G[p] = gnode[km.leaf_of_policy[p]]
+
+
+@njit(cache=True)
+def _policy_posterior(km, kc, G, qpi):
+    n = G.shape[0]
+    for p in range(n):
+        qpi[p] = G[p] * kc.gamma + km.lnE[p]
+    _softmax_into(qpi, qpi, 0, n)
+
+
+@njit(cache=True)
+def _draw(p, n, u):
+    acc = 0.0
+    for k in range(n - 1):
+        acc += p[k]
+        if u < acc:
+            return k
+    return n - 1
+
+
+@njit(cache=True)
+def select_action_one(km, kc, qpi, marg, seed, agent_id, tick, out_row):
+    """Marginal (or full-policy) action selection, deterministic or stochastic."""
+    n_factors = km.num_states.shape[0]
+    n_pol = qpi.shape[0]
+    if kc.full_sampling:
+        if kc.stochastic:
+            for p in range(n_pol):
+                marg[p] = np.log(qpi[p] + EPS) * kc.alpha
+            _softmax_into(marg, marg, 0, n_pol)
+            best = _draw(marg, n_pol, uniform(seed, agent_id, tick, 0))
+        else:
+            best = 0
+            for p in range(1, n_pol):
+                if qpi[p] > qpi[best]:
+                    best = p
+        for f in range(n_factors):
+            out_row[f] = km.first_action[best, f]
+        return
+    for f in range(n_factors):
+        n_u = km.num_controls[f]
+        for u in range(n_u):
+            marg[u] = 0.0
+        for p in range(n_pol):
+            marg[km.first_action[p, f]] += qpi[p]
+        total = 0.0
+        for u in range(n_u):
+            total += marg[u]
+        for u in range(n_u):
+            marg[u] /= total
+        if kc.stochastic:
+            for u in range(n_u):
+                marg[u] = np.log(marg[u] + EPS) * kc.alpha
+            _softmax_into(marg, marg, 0, n_u)
+            out_row[f] = _draw(marg, n_u, uniform(seed, agent_id, tick, f))
+        else:
+            best = 0
+            for u in range(1, n_u):
+                if marg[u] > marg[best]:
+                    best = u
+            out_row[f] = best
+
+
+# ------------------------------------------------------------------------------------ batch
+@njit(cache=True)
+def _scratch_views(fs, layout_sizes):
+    s_tot, n_joint, qdepth_n, horizon, n_nodes, n_pol, n_jo, max_u = layout_sizes
+    o = 0
+    prior = fs[o:o + s_tot]
+    o += s_tot
+    post = fs[o:o + s_tot]
+    o += s_tot
+    lnprior = fs[o:o + s_tot]
+    o += s_tot
+    qL = fs[o:o + s_tot]
+    o += s_tot
+    qtmp = fs[o:o + s_tot]
+    o += s_tot
+    lnL = fs[o:o + n_joint]
+    o += n_joint
+    qj = fs[o:o + n_joint]
+    o += n_joint
+    qdepth = fs[o:o + qdepth_n]
+    o += qdepth_n
+    gacc = fs[o:o + horizon]
+    o += horizon
+    gnode = fs[o:o + n_nodes]
+    o += n_nodes
+    G = fs[o:o + n_pol]
+    o += n_pol
+    qpi = fs[o:o + n_pol]
+    o += n_pol
+    qo = fs[o:o + n_jo]
+    o += n_jo
+    marg = fs[o:o + max(max_u, n_pol)]
+    return prior, post, lnprior, qL, qtmp, lnL, qj, qdepth, gacc, gnode, G, qpi, qo, marg
+
+
+def scratch_sizes(layout: ModelLayout) -> tuple[int, ...]:
+    """The sizes ``_scratch_views`` carves a thread's scratch row into."""
+    return (layout.state_size, layout.n_joint, layout.policy_len * layout.state_size,
+            layout.policy_len, layout.tree.n_nodes, layout.n_policies, layout.n_joint_obs,
+            int(layout.num_controls.max()))
+
+
+def scratch_float_size(layout: ModelLayout) -> int:
+    s = scratch_sizes(layout)
+    return 5 * s[0] + 2 * s[1] + s[2] + s[3] + s[4] + 2 * s[5] + s[6] + max(s[7], s[5])
+
+
+@njit(cache=True)
+def _step_agent(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_out,
+                actions_out, seed, tick, fs, touched, sizes, num_iter):
+    prior, post, lnprior, qL, qtmp, lnL, qj, qdepth, gacc, gnode, G, qpi, qo, marg = \
+        _scratch_views(fs, sizes)
+    n_factors = km.num_states.shape[0]
+    s_tot = km.state_offset[-1]
+    if started[i]:
+        for f in range(n_factors):
+            _apply_B(km, f, prev_action[i, f], qs[i], km.state_offset[f], prior,
+                     km.state_offset[f])
+    else:
+        for s in range(s_tot):
+            prior[s] = km.D_flat[s]
+    infer_states_one(km, kc, obs[i], prior, post, lnprior, qL, qtmp, lnL, qj, num_iter)
+    policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G)
+    _policy_posterior(km, kc, G, qpi)
+    select_action_one(km, kc, qpi, marg, seed, agent_id, tick, actions_out[i])
+    for s in range(s_tot):
+        qs[i, s] = post[s]
+    for p in range(G.shape[0]):
+        G_out[i, p] = G[p]
+        q_pi_out[i, p] = qpi[p]
+    for f in range(n_factors):
+        prev_action[i, f] = actions_out[i, f]
+    started[i] = 1
+
+
+@njit(cache=True, parallel=True)
+def step_agents(km, kc, agent_ids, obs, qs, prev_action, started, q_pi_out, G_out,
+                actions_out, seed, tick, fscratch, iscratch, sizes, num_iter):
+    """One full step for every agent ``i`` (rows of the per-agent arrays), in parallel.
+
+    ``agent_ids[i]`` keys the random stream; scratch rows are taken by thread id.
+    """
+    n = obs.shape[0]
+    for i in prange(n):
+        tid = numba.get_thread_id()
+        _step_agent(km, kc, i, agent_ids[i], obs, qs, prev_action, started, q_pi_out, G_out,
+                    actions_out, seed, tick, fscratch[tid], iscratch[tid], sizes, num_iter)
+
+
+@njit(cache=True)
+def step_agents_serial(km, kc, agent_ids, obs, qs, prev_action, started, q_pi_out, G_out,
+                       actions_out, seed, tick, fscratch, iscratch, sizes, num_iter):
+    """``step_agents`` on the calling thread (no thread-pool hand-off for tiny batches)."""
+    for i in range(obs.shape[0]):
+        _step_agent(km, kc, i, agent_ids[i], obs, qs, prev_action, started, q_pi_out, G_out,
+                    actions_out, seed, tick, fscratch[0], iscratch[0], sizes, num_iter)
+
+
+@njit(cache=True)
+def first_bad_observation(obs, num_obs):
+    """Flat index of the first observation out of range (or -1): checked before any state moves."""
+    n, n_mod = obs.shape
+    for i in range(n):
+        for m in range(n_mod):
+            o = obs[i, m]
+            if o < 0 or o >= num_obs[m]:
+                return i * n_mod + m
+    return -1

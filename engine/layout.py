@@ -1,0 +1,287 @@
+"""ModelLayout: a model's arrays flattened and pre-derived for the compiled kernels.
+
+Everything here is computed once per (model, policy_len, controls, dtype) and shared read-only by
+every agent of the population (and, later, placed in shared memory for the workers):
+
+* joint hidden states ``j`` enumerate the Cartesian product of factors (factor 0 slowest);
+  ``jidx[m, j]`` is the column of modality ``m``'s compact A that joint state ``j`` reads,
+  which is how A depending on a subset of factors costs nothing extra;
+* ``utility[t, j]`` = sum_m A_m[:, j] . ln(softmax(C_m[:, t]) + 1e-16): expected utility is
+  linear in the predicted joint state, so it is one dot product per policy step;
+* ``ambiguity[j]`` = sum_o p(o|j) ln(p(o|j) + e^-16) over the *joint* outcome of all modalities
+  (pymdp's ``spm_MDP_G``), and ``po_ptr/po_idx/po_val`` the non-zero joint outcome
+  probabilities of each joint state, so the outcome entropy only touches non-zero entries;
+* B is stored transposed ``(U, S_next, S_prev)`` for row dot products, plus a sorted
+  coordinate list per action for factors whose B is sparse (deterministic moves);
+* the policy set as a prefix tree in depth-first order, so policies share their prefixes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .config import InferenceConfig
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .model import GenerativeModel
+
+EPS = 1e-16
+#: pymdp's spm_MDP_G threshold and offset.
+EXP_M16 = float(np.exp(-16.0))
+#: B factors whose share of non-zeros is below this are multiplied sparsely.
+SPARSE_B_DENSITY = 0.25
+#: Joint (state x outcome) tables larger than this are refused with a clear error.
+MAX_JOINT_TABLE = 50_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyTree:
+    """Policies as a prefix tree; nodes in depth-first preorder.
+
+    ``depth[k]`` is the step of node ``k`` (0 = first action), ``action[k]`` its joint action,
+    ``leaf_of_policy[p]`` the node that ends policy ``p``.
+    """
+
+    depth: np.ndarray
+    action: np.ndarray
+    leaf_of_policy: np.ndarray
+    policies: np.ndarray
+
+    @staticmethod
+    def build(policies: np.ndarray) -> PolicyTree:
+        n_policies, horizon, n_factors = policies.shape
+        children: list[dict[tuple[int, ...], int]] = [{}]
+        node_depth, node_action, node_parent = [-1], [(0,) * n_factors], [-1]
+        leaf = np.empty(n_policies, dtype=np.int64)
+        for p in range(n_policies):
+            node = 0
+            for t in range(horizon):
+                key = tuple(int(a) for a in policies[p, t])
+                nxt = children[node].get(key)
+                if nxt is None:
+                    nxt = len(node_depth)
+                    children[node][key] = nxt
+                    children.append({})
+                    node_depth.append(t)
+                    node_action.append(key)
+                    node_parent.append(node)
+                node = nxt
+            leaf[p] = node
+        # depth-first preorder from the root's children, in insertion (policy) order
+        order: list[int] = []
+        stack = list(reversed(children[0].values()))
+        while stack:
+            k = stack.pop()
+            order.append(k)
+            stack.extend(reversed(children[k].values()))
+        position = {old: new for new, old in enumerate(order)}
+        depth = np.array([node_depth[k] for k in order], dtype=np.int64)
+        action = np.array([node_action[k] for k in order], dtype=np.int64).reshape(-1, n_factors)
+        leaf_new = np.array([position[int(k)] for k in leaf], dtype=np.int64)
+        return PolicyTree(depth=depth, action=action, leaf_of_policy=leaf_new,
+                          policies=np.ascontiguousarray(policies, dtype=np.int64))
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.depth.shape[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelLayout:
+    """Flat, kernel-ready arrays of one model under one config. See the module docstring.
+
+    Model arrays stay float64 whatever the config's dtype: they are shared (counted once) and
+    small, and keeping them exact is what lets the float32 path agree with pymdp to 1e-4.
+    ``dtype`` is the precision of the per-agent state (beliefs, q(pi), G).
+    """
+
+    dtype: np.dtype
+    num_states: np.ndarray      # (F,)
+    num_obs: np.ndarray         # (M,)
+    num_controls: np.ndarray    # (F,)
+    state_offset: np.ndarray    # (F+1,) offsets of each factor in a flat belief vector
+    joint_stride: np.ndarray    # (F,) stride of each factor in the joint state index
+    n_joint: int
+    A_flat: np.ndarray          # concatenated compact A_m, each (O_m, K_m) row-major
+    A_offset: np.ndarray        # (M+1,)
+    A_cols: np.ndarray          # (M,) K_m
+    jidx: np.ndarray            # (M, n_joint) compact column of each joint state
+    Bt_flat: np.ndarray         # concatenated B_f transposed to (U, S, S)
+    B_offset: np.ndarray        # (F+1,)
+    B_sparse: np.ndarray        # (F,) bool
+    Bs_ptr: np.ndarray          # (F, max_U + 1) start of each (f, u) run in Bs_*
+    Bs_row: np.ndarray
+    Bs_col: np.ndarray
+    Bs_val: np.ndarray
+    D_flat: np.ndarray          # (S_tot,)
+    utility: np.ndarray         # (policy_len, n_joint)
+    ambiguity: np.ndarray       # (n_joint,)
+    po_ptr: np.ndarray          # (n_joint+1,)
+    po_idx: np.ndarray          # joint outcome index
+    po_val: np.ndarray
+    n_joint_obs: int
+    lnC: np.ndarray             # (policy_len, sum O_m) ln(softmax(C)+eps) per step
+    lnE: np.ndarray             # (P,)
+    tree: PolicyTree
+    first_action: np.ndarray    # (P, F)
+    control_mask: np.ndarray    # (F,) bool
+
+    @property
+    def n_factors(self) -> int:
+        return int(self.num_states.shape[0])
+
+    @property
+    def n_modalities(self) -> int:
+        return int(self.num_obs.shape[0])
+
+    @property
+    def n_policies(self) -> int:
+        return int(self.first_action.shape[0])
+
+    @property
+    def policy_len(self) -> int:
+        return int(self.utility.shape[0])
+
+    @property
+    def state_size(self) -> int:
+        return int(self.state_offset[-1])
+
+    def nbytes(self) -> int:
+        """Bytes of every array in the layout (the shared cost of a population)."""
+        total = 0
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, np.ndarray):
+                total += value.nbytes
+        tree = self.tree
+        return total + tree.depth.nbytes + tree.action.nbytes + tree.leaf_of_policy.nbytes
+
+    @staticmethod
+    def build(model: GenerativeModel, config: InferenceConfig) -> ModelLayout:
+        dtype = np.dtype(config.dtype)
+        n_factors, n_mod = model.num_factors, model.num_modalities
+        num_states = np.array(model.num_states, dtype=np.int64)
+        num_obs = np.array(model.num_obs, dtype=np.int64)
+        n_joint = int(np.prod(num_states))
+        n_joint_obs = int(np.prod(num_obs))
+        if n_joint * n_joint_obs > MAX_JOINT_TABLE:
+            raise ConfigError(
+                f"model too large for joint-outcome information gain: {n_joint} joint states x "
+                f"{n_joint_obs} joint outcomes > {MAX_JOINT_TABLE} (pymdp's spm_MDP_G has the "
+                "same cost per policy step)")
+        state_offset = np.concatenate([[0], np.cumsum(num_states)]).astype(np.int64)
+        joint_stride = np.ones(n_factors, dtype=np.int64)
+        for f in range(n_factors - 2, -1, -1):
+            joint_stride[f] = joint_stride[f + 1] * num_states[f + 1]
+        joint_index = np.indices(tuple(model.num_states)).reshape(n_factors, n_joint)
+
+        # A, compact per modality, and the joint-state -> compact-column map
+        A_cols = np.array([int(np.prod(a.shape[1:])) for a in model.A], dtype=np.int64)
+        A_flat = np.concatenate([a.reshape(a.shape[0], -1).ravel() for a in model.A])
+        A_offset = np.concatenate([[0], np.cumsum(num_obs * A_cols)]).astype(np.int64)
+        jidx = np.zeros((n_mod, n_joint), dtype=np.int64)
+        for m, deps in enumerate(model.A_factor_list):
+            col = np.zeros(n_joint, dtype=np.int64)
+            for f in deps:
+                col = col * model.num_states[f] + joint_index[f]
+            jidx[m] = col
+
+        # B, transposed, and sparse coordinate lists where B is sparse
+        Bt = [np.ascontiguousarray(np.transpose(b, (2, 0, 1))) for b in model.B]
+        Bt_flat = np.concatenate([b.ravel() for b in Bt])
+        B_offset = np.concatenate([[0], np.cumsum([b.size for b in Bt])]).astype(np.int64)
+        B_sparse = np.array([np.count_nonzero(b) / b.size < SPARSE_B_DENSITY for b in model.B])
+        max_u = int(max(model.num_controls))
+        Bs_ptr = np.zeros((n_factors, max_u + 1), dtype=np.int64)
+        rows, cols, vals = [], [], []
+        count = 0
+        for f, b in enumerate(Bt):
+            for u in range(max_u):
+                Bs_ptr[f, u] = count
+                if B_sparse[f] and u < b.shape[0]:
+                    r, c = np.nonzero(b[u])
+                    order = np.lexsort((c, r))  # by row, then column: dense summation order
+                    rows.append(r[order])
+                    cols.append(c[order])
+                    vals.append(b[u][r[order], c[order]])
+                    count += r.size
+            Bs_ptr[f, max_u] = count
+        Bs_row = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, np.int64)
+        Bs_col = np.concatenate(cols).astype(np.int64) if cols else np.zeros(0, np.int64)
+        Bs_val = np.concatenate(vals) if vals else np.zeros(0)
+
+        # preferences: ln(softmax(C[:, t]) + eps) for every planning step
+        horizon = config.policy_len
+        lnC = np.zeros((horizon, int(num_obs.sum())))
+        obs_offset = np.concatenate([[0], np.cumsum(num_obs)])
+        for m, c in enumerate(model.C):
+            if c.ndim == 2 and c.shape[1] < horizon:
+                raise ConfigError(f"C[{m}] has {c.shape[1]} time columns but policy_len is "
+                                  f"{horizon}")
+            for t in range(horizon):
+                col = c if c.ndim == 1 else c[:, t]
+                p = np.exp(col - col.max())
+                p = p / p.sum()
+                lnC[t, obs_offset[m]:obs_offset[m + 1]] = np.log(p + EPS)
+
+        # joint-state tables: utility, ambiguity and the non-zero joint outcome probabilities
+        utility = np.zeros((horizon, n_joint))
+        for m in range(n_mod):
+            a = model.A[m].reshape(num_obs[m], -1)[:, jidx[m]]           # (O_m, n_joint)
+            utility += lnC[:, obs_offset[m]:obs_offset[m + 1]] @ a
+        ambiguity = np.zeros(n_joint)
+        po_ptr = np.zeros(n_joint + 1, dtype=np.int64)
+        po_idx_parts, po_val_parts = [], []
+        chunk = max(1, 4_000_000 // max(1, n_joint_obs))
+        for j0 in range(0, n_joint, chunk):
+            js = np.arange(j0, min(n_joint, j0 + chunk))
+            po = np.ones((js.size, 1))
+            for m in range(n_mod):
+                col = model.A[m].reshape(num_obs[m], -1)[:, jidx[m, js]].T  # (chunk, O_m)
+                po = (po[:, :, None] * col[:, None, :]).reshape(js.size, -1)
+            ambiguity[js] = (po * np.log(po + EXP_M16)).sum(axis=1)
+            nz_j, nz_o = np.nonzero(po)
+            counts = np.bincount(nz_j, minlength=js.size)
+            po_ptr[js + 1] = counts
+            po_idx_parts.append(nz_o.astype(np.int64))
+            po_val_parts.append(po[nz_j, nz_o])
+        po_ptr = np.cumsum(po_ptr).astype(np.int64)
+
+        policies = model.policies_for(horizon, config.control_fac_idx)
+        if config.control_fac_idx is not None:
+            for f in config.control_fac_idx:
+                if f >= n_factors:
+                    raise ConfigError(f"InferenceConfig.control_fac_idx: factor {f} out of "
+                                      f"range 0..{n_factors - 1}")
+        control = set(config.control_fac_idx if config.control_fac_idx is not None
+                      else model.control_fac_idx)
+        E = model.prior_over_policies(policies.shape[0])
+        tree = PolicyTree.build(policies)
+
+        def fl(x: np.ndarray) -> np.ndarray:
+            out = np.ascontiguousarray(x, dtype=np.float64)
+            out.setflags(write=False)
+            return out
+
+        def ix(x: np.ndarray) -> np.ndarray:
+            out = np.ascontiguousarray(x, dtype=np.int64)
+            out.setflags(write=False)
+            return out
+
+        return ModelLayout(
+            dtype=dtype, num_states=ix(num_states), num_obs=ix(num_obs),
+            num_controls=ix(np.array(model.num_controls)), state_offset=ix(state_offset),
+            joint_stride=ix(joint_stride), n_joint=n_joint,
+            A_flat=fl(A_flat), A_offset=ix(A_offset), A_cols=ix(A_cols), jidx=ix(jidx),
+            Bt_flat=fl(Bt_flat), B_offset=ix(B_offset), B_sparse=np.array(B_sparse, dtype=bool),
+            Bs_ptr=ix(Bs_ptr), Bs_row=ix(Bs_row), Bs_col=ix(Bs_col), Bs_val=fl(Bs_val),
+            D_flat=fl(np.concatenate(model.D)), utility=fl(utility), ambiguity=fl(ambiguity),
+            po_ptr=ix(po_ptr), po_idx=ix(np.concatenate(po_idx_parts)),
+            po_val=fl(np.concatenate(po_val_parts)), n_joint_obs=n_joint_obs, lnC=fl(lnC),
+            lnE=fl(np.log(E + EPS)), tree=tree, first_action=ix(policies[:, 0, :]),
+            control_mask=np.array([f in control for f in range(n_factors)], dtype=bool),
+        )
