@@ -73,9 +73,9 @@ def _check_columns_normalised(name: str, arr: np.ndarray) -> None:
         column = tuple(int(i) for i in np.unravel_index(int(np.argmax(err)), sums.shape))
         raise ModelError(
             name,
-            f"column {column} sums to {sums[column]!r}, not 1 (tolerance {NORMALISATION_TOL}); "
-            "agentloop never renormalises a model",
-            (slice(None), *column) if column else None,
+            f"column {column} sums to {float(sums[column]):.10g}, not 1 (tolerance "
+            f"{NORMALISATION_TOL}); agentloop never renormalises a model",
+            "[:, " + ", ".join(map(str, column)) + "]" if column else None,
         )
 
 
