@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 import numba
@@ -9,14 +10,25 @@ import numpy as np
 
 from .config import InferenceConfig
 from .errors import ConfigError, ObservationError
-from .kernels import cpu
+from .kernels import cpu, cpu_learning
 from .kernels import reference as ref
+from .layout import ModelLayout
 from .model import GenerativeModel
 
 Backend = Literal["numba", "reference"]
 
 #: Below this many agents a step runs on the calling thread (no thread-pool hand-off).
 SERIAL_BELOW = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryUse:
+    """Where a population's memory goes: per agent, shared once, per thread."""
+
+    per_agent_bytes: float
+    per_agent_breakdown: dict[str, float]
+    shared_bytes: int
+    scratch_bytes: int
 
 
 class Agents:
@@ -55,15 +67,20 @@ class Agents:
         self.threads = max_threads if threads is None else int(threads)
         if not 1 <= self.threads <= max_threads:
             raise ConfigError(f"Agents: threads must be in 1..{max_threads}, got {threads!r}")
-        if (self.config.learn_A or self.config.learn_B) and backend == "numba":
-            raise ConfigError("Agents: Dirichlet learning runs on backend='reference' for now "
-                              "(the compiled learning kernels are not written yet)")
         if self.config.learn_A and model.pA is None:
             raise ConfigError("Agents: learn_A needs a model with pA")
         if self.config.learn_B and model.pB is None:
             raise ConfigError("Agents: learn_B needs a model with pB")
 
-        self.layout = model.layout(self.config)
+        cfg = self.config
+        self._uses_params = (cfg.learn_A or cfg.learn_B or (cfg.use_param_info_gain and (
+            model.pA is not None or model.pB is not None)))
+        if self._uses_params and backend == "numba":
+            # learnt A gains dependence on every factor (as in pymdp): lay it out over all
+            self._kernel_model = model.with_full_A()
+        else:
+            self._kernel_model = model
+        self.layout = self._kernel_model.layout(self.config)
         layout = self.layout
         dtype = layout.dtype
         n_factors, s_tot = layout.n_factors, layout.state_size
@@ -91,6 +108,9 @@ class Agents:
         self._policies = layout.tree.policies
         if backend == "reference":
             self._init_reference_learning()
+        elif self._uses_params:
+            self._kp = _kernel_params(self._kernel_model, self.config, self.n)
+            self._fscratch = np.zeros((n_scratch, cpu_learning.params_scratch_size(layout)))
 
     # ------------------------------------------------------------------------- state access
     @property
@@ -112,6 +132,39 @@ class Agents:
     def actions(self) -> np.ndarray:
         """Actions chosen by the last step, ``(n, n_factors)``, read-only."""
         return self._actions_view
+
+    def memory(self) -> MemoryUse:
+        """Bytes per agent (state and learnt parameters), shared model bytes, scratch bytes."""
+        per_agent = {"qs": self._qs, "prev_action": self._prev_action, "started": self._started,
+                     "q_pi": self._q_pi, "G": self._G, "actions": self._actions,
+                     "agent_ids": self._agent_ids}
+        if self._uses_params and self.backend == "numba":
+            for name in ("A", "pA", "Bt", "pBt"):
+                arr = getattr(self._kp, name)
+                if arr.shape[0] == self.n and self.n > 1:
+                    per_agent[name] = arr
+        breakdown = {name: arr.nbytes / self.n for name, arr in per_agent.items()}
+        return MemoryUse(per_agent_bytes=sum(breakdown.values()), per_agent_breakdown=breakdown,
+                         shared_bytes=self.layout.nbytes(),
+                         scratch_bytes=self._fscratch.nbytes + self._iscratch.nbytes)
+
+    @property
+    def pA(self) -> list[np.ndarray] | None:
+        """Each agent's Dirichlet counts over A, ``(n, O_m, S_1, ..., S_F)`` (when learning A)."""
+        if not self.config.learn_A:
+            return None
+        if self.backend == "reference":
+            return self._ref_pA
+        return _per_agent_A(self.layout, self._kp.pA)
+
+    @property
+    def pB(self) -> list[np.ndarray] | None:
+        """Each agent's Dirichlet counts over B, ``(n, S_f, S_f, U_f)`` (when learning B)."""
+        if not self.config.learn_B:
+            return None
+        if self.backend == "reference":
+            return self._ref_pB
+        return _per_agent_B(self.layout, self._kp.pBt)
 
     @property
     def policies(self) -> np.ndarray:
@@ -147,6 +200,12 @@ class Agents:
         self.check_observations(obs)
         if self.backend == "reference":
             self._step_reference(obs)
+        elif self._uses_params:
+            numba.set_num_threads(self.threads)
+            cpu_learning.step_agents_params(
+                self._km, self._kc, self._kp, self._agent_ids, obs, self._qs,
+                self._prev_action, self._started, self._q_pi, self._G, self._actions, self.seed,
+                self.tick, self._fscratch, self._iscratch, self._kc.num_iter)
         else:
             kernel = cpu.step_agents_serial if self.n < SERIAL_BELOW else cpu.step_agents
             if kernel is cpu.step_agents:
@@ -165,15 +224,16 @@ class Agents:
     # ------------------------------------------------------------------------- reference path
     def _init_reference_learning(self) -> None:
         model, n = self.model, self.n
+        cfg = self.config
         self._ref_A = self._ref_pA = self._ref_B = self._ref_pB = None
-        if self.config.learn_A:
-            assert model.pA is not None
+        if cfg.learn_A:
             self._ref_A = [np.repeat(a[None], n, axis=0) for a in model.full_A()]
+        if model.pA is not None and (cfg.learn_A or cfg.use_param_info_gain):
             self._ref_pA = [np.repeat(model._expand_over_factors(p, m)[None], n, axis=0)
                             for m, p in enumerate(model.pA)]
-        if self.config.learn_B:
-            assert model.pB is not None
+        if cfg.learn_B:
             self._ref_B = [np.repeat(b[None], n, axis=0) for b in model.B]
+        if model.pB is not None and (cfg.learn_B or cfg.use_param_info_gain):
             self._ref_pB = [np.repeat(p[None], n, axis=0) for p in model.pB]
 
     def _step_reference(self, obs: np.ndarray) -> None:
@@ -245,3 +305,48 @@ class _AgentA:
 
     def full_A(self) -> list[np.ndarray]:
         return self._A
+
+
+def _kernel_params(model: GenerativeModel, config: InferenceConfig, n: int
+                   ) -> cpu_learning.KernelParams:
+    """Per-agent (learnt) or shared parameter arrays for the parameter kernels."""
+    layout = model.layout(config)
+
+    def flat_A(arrays: tuple[np.ndarray, ...]) -> np.ndarray:
+        return np.concatenate([a.reshape(a.shape[0], -1).ravel() for a in arrays])
+
+    def flat_Bt(arrays: tuple[np.ndarray, ...]) -> np.ndarray:
+        return np.concatenate([np.transpose(b, (2, 0, 1)).ravel() for b in arrays])
+
+    def rows(flat: np.ndarray, per_agent: bool) -> np.ndarray:
+        return np.array(np.broadcast_to(flat, (n if per_agent else 1, flat.size)))
+
+    A = rows(np.asarray(layout.A_flat), config.learn_A)
+    Bt = rows(np.asarray(layout.Bt_flat), config.learn_B)
+    pA = rows(flat_A(model.pA), config.learn_A) if model.pA is not None else np.zeros((1, 1))
+    pBt = rows(flat_Bt(model.pB), config.learn_B) if model.pB is not None else np.zeros((1, 1))
+
+    def mask(chosen: str | tuple[int, ...], count: int) -> np.ndarray:
+        return np.array([chosen == "all" or k in chosen for k in range(count)], dtype=np.bool_)
+
+    return cpu_learning.KernelParams(
+        A, pA, Bt, pBt, bool(config.learn_A), bool(config.learn_B), float(config.lr_pA),
+        float(config.lr_pB), mask(config.modalities_to_learn, layout.n_modalities),
+        mask(config.factors_to_learn, layout.n_factors),
+        bool(config.use_param_info_gain and model.pA is not None),
+        bool(config.use_param_info_gain and model.pB is not None))
+
+
+def _per_agent_A(layout: ModelLayout, flat: np.ndarray) -> list[np.ndarray]:
+    shape = tuple(int(s) for s in layout.num_states)
+    return [flat[:, layout.A_offset[m]:layout.A_offset[m + 1]].reshape(
+        flat.shape[0], int(layout.num_obs[m]), *shape) for m in range(layout.n_modalities)]
+
+
+def _per_agent_B(layout: ModelLayout, flat: np.ndarray) -> list[np.ndarray]:
+    out = []
+    for f in range(layout.n_factors):
+        s, u = int(layout.num_states[f]), int(layout.num_controls[f])
+        block = flat[:, layout.B_offset[f]:layout.B_offset[f + 1]].reshape(flat.shape[0], u, s, s)
+        out.append(np.moveaxis(block, 1, 3))
+    return out

@@ -117,6 +117,9 @@ class ModelLayout:
     Bs_row: np.ndarray
     Bs_col: np.ndarray
     Bs_val: np.ndarray
+    B_deterministic: np.ndarray  # (F,) bool: every column of every action is one-hot with 1.0
+    B_next: np.ndarray          # (F, max_U, max_S) next state of a deterministic B (else -1)
+    jidx_identity: np.ndarray   # (M,) bool: modality m's compact column is the joint state
     D_flat: np.ndarray          # (S_tot,)
     utility: np.ndarray         # (policy_len, n_joint)
     ambiguity: np.ndarray       # (n_joint,)
@@ -126,6 +129,8 @@ class ModelLayout:
     n_joint_obs: int
     lnC: np.ndarray             # (policy_len, sum O_m) ln(softmax(C)+eps) per step
     lnE: np.ndarray             # (P,)
+    obs_offset: np.ndarray      # (M+1,) offsets of each modality in lnC's outcome axis
+    obs_stride: np.ndarray      # (M,) stride of each modality in the joint outcome index
     tree: PolicyTree
     first_action: np.ndarray    # (P, F)
     control_mask: np.ndarray    # (F,) bool
@@ -213,6 +218,16 @@ class ModelLayout:
         Bs_row = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, np.int64)
         Bs_col = np.concatenate(cols).astype(np.int64) if cols else np.zeros(0, np.int64)
         Bs_val = np.concatenate(vals) if vals else np.zeros(0)
+        max_s = int(max(model.num_states))
+        B_next = np.full((n_factors, max_u, max_s), -1, dtype=np.int64)
+        B_deterministic = np.zeros(n_factors, dtype=bool)
+        for f, b in enumerate(model.B):
+            one_hot = bool(np.all((b == 0.0) | (b == 1.0)) and np.all(b.sum(axis=0) == 1.0))
+            B_deterministic[f] = one_hot
+            if one_hot:
+                B_next[f, :b.shape[2], :b.shape[1]] = np.argmax(b, axis=0).T
+        jidx_identity = np.array([np.array_equal(jidx[m], np.arange(n_joint))
+                                  for m in range(n_mod)], dtype=bool)
 
         # preferences: ln(softmax(C[:, t]) + eps) for every planning step
         horizon = config.policy_len
@@ -251,6 +266,10 @@ class ModelLayout:
             po_val_parts.append(po[nz_j, nz_o])
         po_ptr = np.cumsum(po_ptr).astype(np.int64)
 
+        obs_stride = np.ones(n_mod, dtype=np.int64)
+        for m in range(n_mod - 2, -1, -1):
+            obs_stride[m] = obs_stride[m + 1] * num_obs[m + 1]
+
         policies = model.policies_for(horizon, config.control_fac_idx)
         if config.control_fac_idx is not None:
             for f in config.control_fac_idx:
@@ -279,9 +298,11 @@ class ModelLayout:
             A_flat=fl(A_flat), A_offset=ix(A_offset), A_cols=ix(A_cols), jidx=ix(jidx),
             Bt_flat=fl(Bt_flat), B_offset=ix(B_offset), B_sparse=np.array(B_sparse, dtype=bool),
             Bs_ptr=ix(Bs_ptr), Bs_row=ix(Bs_row), Bs_col=ix(Bs_col), Bs_val=fl(Bs_val),
+            B_deterministic=B_deterministic, B_next=ix(B_next), jidx_identity=jidx_identity,
             D_flat=fl(np.concatenate(model.D)), utility=fl(utility), ambiguity=fl(ambiguity),
             po_ptr=ix(po_ptr), po_idx=ix(np.concatenate(po_idx_parts)),
             po_val=fl(np.concatenate(po_val_parts)), n_joint_obs=n_joint_obs, lnC=fl(lnC),
-            lnE=fl(np.log(E + EPS)), tree=tree, first_action=ix(policies[:, 0, :]),
+            lnE=fl(np.log(E + EPS)), obs_offset=ix(obs_offset), obs_stride=ix(obs_stride),
+            tree=tree, first_action=ix(policies[:, 0, :]),
             control_mask=np.array([f in control for f in range(n_factors)], dtype=bool),
         )

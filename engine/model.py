@@ -358,6 +358,17 @@ class GenerativeModel:
         """A with every modality expanded over all factors (pymdp 0.0.7.1 has no A_factor_list)."""
         return [self._expand_over_factors(a, m) for m, a in enumerate(self.A)]
 
+    def with_full_A(self) -> GenerativeModel:
+        """This model with A (and pA) laid out over every factor, as pymdp 0.0.7.1 holds it."""
+        if all(fl == tuple(range(self.num_factors)) for fl in self.A_factor_list):
+            return self
+        pA = None
+        if self.pA is not None:
+            pA = [self._expand_over_factors(p, m) for m, p in enumerate(self.pA)]
+        return GenerativeModel(A=self.full_A(), B=self.B, C=self.C, D=self.D, E=self.E, pA=pA,
+                               pB=self.pB, control_fac_idx=self.control_fac_idx,
+                               policies=self.policies)
+
     def _expand_over_factors(self, arr: np.ndarray, m: int) -> np.ndarray:
         deps = self.A_factor_list[m]
         if deps == tuple(range(self.num_factors)):

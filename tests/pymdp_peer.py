@@ -99,10 +99,10 @@ def run_side_by_side(model: GenerativeModel, config: InferenceConfig, n_agents: 
                 out.worst_marginal = max(out.worst_marginal,
                                          float(np.abs(ours_marg[f] - marg[f]).max()))
             if config.learn_A:
-                for m, p in enumerate(ours._ref_pA):  # type: ignore[union-attr]
+                for m, p in enumerate(ours.pA):  # type: ignore[arg-type]
                     out.worst_pA = max(out.worst_pA, float(np.abs(p[i] - peer.pA[m]).max()))
             if config.learn_B:
-                for f, p in enumerate(ours._ref_pB):  # type: ignore[union-attr]
+                for f, p in enumerate(ours.pB):  # type: ignore[arg-type]
                     out.worst_pB = max(out.worst_pB, float(np.abs(p[i] - peer.pB[f]).max()))
             if not np.array_equal(action, actions[i]):
                 tie = all(_is_near_tie(marg[f], action[f], actions[i, f])

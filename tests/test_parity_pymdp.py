@@ -94,13 +94,20 @@ def test_grid_episodes_match_pymdp(n: int, policy_len: int, steps: int, dtype: s
     assert gaps.action_mismatches == 0, gaps
 
 
-@pytest.mark.parametrize("learn_A,learn_B,param_gain", [
-    (True, False, False), (False, True, False), (True, True, True)])
-def test_learning_matches_pymdp(learn_A: bool, learn_B: bool, param_gain: bool) -> None:
+@pytest.mark.parametrize("backend,dtype,tol", [
+    ("numba", "float64", 1e-10), ("numba", "float32", 1e-4), ("reference", "float64", 1e-10)])
+@pytest.mark.parametrize("learn_A,learn_B,param_gain,subset", [
+    (True, False, False, False), (False, True, False, False), (True, True, True, False),
+    (False, False, True, False), (True, True, True, True)])
+def test_learning_matches_pymdp(backend: str, learn_A: bool, learn_B: bool, param_gain: bool,
+                                subset: bool, dtype: str, tol: float) -> None:
+    """Dirichlet learning of pA/pB and parameter information gain, as pymdp's update_A/B."""
     rng = np.random.default_rng(11)
     model = random_model(rng, [3, 4], [3, 2], [2, 2], with_pA=True, with_pB=True)
     config = InferenceConfig(learn_A=learn_A, learn_B=learn_B, use_param_info_gain=param_gain,
-                             lr_pA=0.7, lr_pB=1.3, dtype="float64", policy_len=2)
-    gaps = run_side_by_side(model, config, 2, 10, rng, backend="reference")
-    assert gaps.worst() < 1e-10, gaps
+                             lr_pA=0.7, lr_pB=1.3, dtype=dtype, policy_len=2,
+                             modalities_to_learn=(1,) if subset else "all",
+                             factors_to_learn=(0,) if subset else "all")
+    gaps = run_side_by_side(model, config, 2, 10, rng, backend=backend)
+    assert gaps.worst() < tol, gaps
     assert gaps.action_mismatches == 0

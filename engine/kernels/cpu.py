@@ -31,8 +31,9 @@ KernelModel = namedtuple(
     [
         "num_states", "num_obs", "num_controls", "state_offset", "joint_stride", "A_flat",
         "A_offset", "A_cols", "jidx", "Bt_flat", "B_offset", "B_sparse", "Bs_ptr", "Bs_row",
-        "Bs_col", "Bs_val", "D_flat", "utility", "ambiguity", "po_ptr", "po_idx", "po_val",
-        "lnE", "node_depth", "node_action", "leaf_of_policy", "first_action",
+        "Bs_col", "Bs_val", "B_deterministic", "B_next", "jidx_identity", "D_flat", "utility",
+        "ambiguity", "po_ptr", "po_idx", "po_val", "lnE", "lnC", "obs_offset", "obs_stride",
+        "node_depth", "node_action", "leaf_of_policy", "first_action",
     ],
 )
 
@@ -51,8 +52,10 @@ def kernel_model(layout: ModelLayout) -> KernelModel:
         layout.num_states, layout.num_obs, layout.num_controls, layout.state_offset,
         layout.joint_stride, layout.A_flat, layout.A_offset, layout.A_cols, layout.jidx,
         layout.Bt_flat, layout.B_offset, layout.B_sparse, layout.Bs_ptr, layout.Bs_row,
-        layout.Bs_col, layout.Bs_val, layout.D_flat, layout.utility, layout.ambiguity,
-        layout.po_ptr, layout.po_idx, layout.po_val, layout.lnE, layout.tree.depth,
+        layout.Bs_col, layout.Bs_val, layout.B_deterministic, layout.B_next,
+        layout.jidx_identity, layout.D_flat, layout.utility, layout.ambiguity,
+        layout.po_ptr, layout.po_idx, layout.po_val, layout.lnE, layout.lnC,
+        layout.obs_offset, layout.obs_stride, layout.tree.depth,
         layout.tree.action, layout.tree.leaf_of_policy, layout.first_action,
     )
 
@@ -71,7 +74,12 @@ def kernel_config(config, num_iter: int | None = None) -> KernelConfig:  # noqa:
 def _apply_B(km, f, u, src, src_off, dst, dst_off):
     """dst[dst_off:...] = B[f][:, :, u] @ src[src_off:...]."""
     S = km.num_states[f]
-    if km.B_sparse[f]:
+    if km.B_deterministic[f]:
+        for r in range(S):
+            dst[dst_off + r] = 0.0
+        for c in range(S):
+            dst[dst_off + km.B_next[f, u, c]] += src[src_off + c]
+    elif km.B_sparse[f]:
         for r in range(S):
             dst[dst_off + r] = 0.0
         for k in range(km.Bs_ptr[f, u], km.Bs_ptr[f, u + 1]):
@@ -87,11 +95,11 @@ def _apply_B(km, f, u, src, src_off, dst, dst_off):
 
 
 @njit(cache=True)
-def _likelihood(km, obs_row, j):
+def _likelihood(km, A_flat, obs_row, j):
     """prod_m A_m[o_m, joint state j]."""
     like = 1.0
     for m in range(km.num_obs.shape[0]):
-        like *= km.A_flat[km.A_offset[m] + obs_row[m] * km.A_cols[m] + km.jidx[m, j]]
+        like *= A_flat[km.A_offset[m] + obs_row[m] * km.A_cols[m] + km.jidx[m, j]]
     return like
 
 
@@ -133,21 +141,39 @@ def _factor_entropy_terms(km, q, lnprior):
 
 # ------------------------------------------------------------------------------------ stages
 @njit(cache=True)
-def infer_states_one(km, kc, obs_row, prior, post, lnprior, qL, qtmp, lnL, qj, num_iter):
-    """pymdp's run_vanilla_fpi for one agent: prior -> post (both flat over factors)."""
+def infer_states_one(km, kc, A_flat, obs_row, prior, post, lnprior, qL, qtmp, lnL, qj,
+                     num_iter):
+    """pymdp's run_vanilla_fpi for one agent: prior -> post (both flat over factors).
+
+    ``A_flat`` is the model's compact A (``km.A_flat``) or one agent's learnt copy.
+    """
     n_factors = km.num_states.shape[0]
     if n_factors == 1:
+        # lnL doubles as the likelihood buffer: L[s] = prod_m A_m[o_m, s]
+        S = km.num_states[0]
+        like = lnL
+        for s in range(S):
+            like[s] = 1.0
+        for m in range(km.num_obs.shape[0]):
+            row = km.A_offset[m] + obs_row[m] * km.A_cols[m]
+            if km.jidx_identity[m]:
+                for s in range(S):
+                    like[s] *= A_flat[row + s]
+            else:
+                for s in range(S):
+                    like[s] *= A_flat[row + km.jidx[m, s]]
         total = 0.0
-        for s in range(km.num_states[0]):
-            v = (_likelihood(km, obs_row, s) + EPS) * (prior[s] + EPS)
+        for s in range(S):
+            v = (like[s] + EPS) * (prior[s] + EPS)
             post[s] = v
             total += v
-        for s in range(km.num_states[0]):
-            post[s] /= total
+        inv = 1.0 / total
+        for s in range(S):
+            post[s] = post[s] * inv
         return
     n_joint = lnL.shape[0]
     for j in range(n_joint):
-        lnL[j] = np.log(_likelihood(km, obs_row, j) + EPS)
+        lnL[j] = np.log(_likelihood(km, A_flat, obs_row, j) + EPS)
     s_tot = km.state_offset[-1]
     for f in range(n_factors):
         for s in range(km.state_offset[f], km.state_offset[f + 1]):
@@ -185,27 +211,38 @@ def infer_states_one(km, kc, obs_row, prior, post, lnprior, qL, qtmp, lnL, qj, n
 
 
 @njit(cache=True)
-def _states_info_gain(km, qj, qo, touched):
-    """pymdp's spm_MDP_G: ambiguity from the table, entropy over touched joint outcomes."""
-    ambiguity = 0.0
-    n_touched = 0
-    for j in range(qj.shape[0]):
-        q = qj[j]
-        if q > EXP_M16:
-            ambiguity += q * km.ambiguity[j]
-            for p in range(km.po_ptr[j], km.po_ptr[j + 1]):
-                o = km.po_idx[p]
-                if qo[o] == 0.0:
-                    touched[n_touched] = o
-                    n_touched += 1
-                qo[o] += q * km.po_val[p]
-    entropy = 0.0
-    for t in range(n_touched):
-        o = touched[t]
-        v = qo[o]
-        entropy += v * np.log(v + EPS)
-        qo[o] = 0.0
-    return ambiguity - entropy
+def _node_value(km, kc, q, d, qo, touched):
+    """Utility plus pymdp's spm_MDP_G for a predicted joint state ``q`` at step ``d``.
+
+    One pass over the joint states: utility and ambiguity from the layout's tables, the
+    predicted joint outcome accumulated over the non-zero outcomes of states above e^-16;
+    then the outcome entropy over the touched entries, which are reset to zero.
+    """
+    value = 0.0
+    if kc.use_utility:
+        for j in range(q.shape[0]):
+            value += q[j] * km.utility[d, j]
+    if kc.use_states_info_gain:
+        ambiguity = 0.0
+        n_touched = 0
+        for j in range(q.shape[0]):
+            qj = q[j]
+            if qj > EXP_M16:
+                ambiguity += qj * km.ambiguity[j]
+                for p in range(km.po_ptr[j], km.po_ptr[j + 1]):
+                    o = km.po_idx[p]
+                    if qo[o] == 0.0:
+                        touched[n_touched] = o
+                        n_touched += 1
+                    qo[o] += qj * km.po_val[p]
+        entropy = 0.0
+        for t in range(n_touched):
+            o = touched[t]
+            v = qo[o]
+            entropy += v * np.log(v + EPS)
+            qo[o] = 0.0
+        value += ambiguity - entropy
+    return value
 
 
 @njit(cache=True)
@@ -213,7 +250,6 @@ def policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G):
     """Negative expected free energy of every policy for one agent (prefix tree walk)."""
     n_factors = km.num_states.shape[0]
     s_tot = km.state_offset[-1]
-    single = n_factors == 1
     for k in range(km.node_depth.shape[0]):
         d = km.node_depth[k]
         dst = d * s_tot
@@ -224,17 +260,11 @@ def policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G):
             else:
                 _apply_B(km, f, km.node_action[k, f], qdepth, dst - s_tot + km.state_offset[f],
                          qdepth, dst + km.state_offset[f])
-        if single:
-            for s in range(s_tot):
-                qj[s] = qdepth[dst + s]
+        if n_factors == 1:
+            value = _node_value(km, kc, qdepth[dst:dst + s_tot], d, qo, touched)
         else:
             _joint(km, qdepth, dst, qj)
-        value = 0.0
-        if kc.use_utility:
-            for j in range(qj.shape[0]):
-                value += qj[j] * km.utility[d, j]
-        if kc.use_states_info_gain:
-            value += _states_info_gain(km, qj, qo, touched)
+            value = _node_value(km, kc, qj, d, qo, touched)
         gacc[d] = value if d == 0 else gacc[d - 1] + value
         gnode[k] = gacc[d]
     for p in range(G.shape[0]):
@@ -363,7 +393,8 @@ def _step_agent(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_
     else:
         for s in range(s_tot):
             prior[s] = km.D_flat[s]
-    infer_states_one(km, kc, obs[i], prior, post, lnprior, qL, qtmp, lnL, qj, num_iter)
+    infer_states_one(km, kc, km.A_flat, obs[i], prior, post, lnprior, qL, qtmp, lnL, qj,
+                     num_iter)
     policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G)
     _policy_posterior(km, kc, G, qpi)
     select_action_one(km, kc, qpi, marg, seed, agent_id, tick, actions_out[i])

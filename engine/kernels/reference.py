@@ -255,9 +255,9 @@ def update_A(pA: list[np.ndarray], A: list[np.ndarray], obs: np.ndarray, qs: Bel
     new_pA, new_A = [], []
     chosen = range(len(pA)) if modalities == "all" else modalities
     for m, (pa, a) in enumerate(zip(pA, A, strict=True)):
-        if m not in chosen:
+        if m not in chosen:            # pymdp still sets A = norm(pA) for every modality
             new_pA.append(pa)
-            new_A.append(a)
+            new_A.append(pa / pa.sum(axis=1, keepdims=True))
             continue
         n, n_obs = pa.shape[0], pa.shape[1]
         qj = joint(qs)
@@ -276,9 +276,9 @@ def update_B(pB: list[np.ndarray], B: list[np.ndarray], actions: np.ndarray, qs:
     new_pB, new_B = [], []
     chosen = range(len(pB)) if factors == "all" else factors
     for f, (pb, b) in enumerate(zip(pB, B, strict=True)):
-        if f not in chosen:
+        if f not in chosen:            # pymdp still sets B = norm(pB) for every factor
             new_pB.append(pb)
-            new_B.append(b)
+            new_B.append(pb / pb.sum(axis=1, keepdims=True))
             continue
         qb = pb.copy()
         idx = np.arange(pb.shape[0])

@@ -1,0 +1,291 @@
+"""Numba kernels for agents with their own parameters: Dirichlet learning of pA / pB and the
+parameter information gain of the expected free energy (pymdp 0.0.7.1's ``update_A``,
+``update_B``, ``calc_pA_info_gain`` and ``calc_pB_info_gain``).
+
+Learnt A and B are per agent, so the per-joint-state tables the fast kernel reads cannot be
+shared: expected outcomes, utility and ambiguity are computed from each agent's own A. A is held
+in pymdp 0.0.7.1's layout over *all* factors (a learnt A gains dependence on every factor, as in
+pymdp), B transposed ``(U, S_next, S_prev)`` as in the shared layout. Arrays whose first axis has
+length 1 are shared by every agent (a static pA used only for information gain, say).
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from ..layout import EPS, EXP_M16
+from .cpu import _joint, _policy_posterior, infer_states_one, select_action_one
+
+KernelParams = namedtuple(
+    "KernelParams",
+    [
+        "A", "pA", "Bt", "pBt", "learn_A", "learn_B", "lr_pA", "lr_pB", "learn_modality",
+        "learn_factor", "pA_gain", "pB_gain",
+    ],
+)
+
+
+@njit(cache=True)
+def _apply_dense_B(km, Bt, f, u, src, src_off, dst, dst_off):
+    S = km.num_states[f]
+    base = km.B_offset[f] + u * S * S
+    for r in range(S):
+        acc = 0.0
+        row = base + r * S
+        for c in range(S):
+            acc += Bt[row + c] * src[src_off + c]
+        dst[dst_off + r] = acc
+
+
+@njit(cache=True)
+def _learn_A(km, kp, ai, pai, obs_row, qj):
+    """pA += lr * onehot(o) x q over columns where A > 0; then A = norm(pA) for every modality."""
+    A, pA = kp.A[ai], kp.pA[pai]
+    for m in range(km.num_obs.shape[0]):
+        cols = km.A_cols[m]
+        if kp.learn_modality[m]:
+            row = km.A_offset[m] + obs_row[m] * cols
+            for k in range(cols):
+                if A[row + k] > 0.0:
+                    pA[row + k] += kp.lr_pA * qj[k]
+        base = km.A_offset[m]
+        n_obs = km.num_obs[m]
+        for k in range(cols):
+            total = 0.0
+            for o in range(n_obs):
+                total += pA[base + o * cols + k]
+            for o in range(n_obs):
+                A[base + o * cols + k] = pA[base + o * cols + k] / total
+
+
+@njit(cache=True)
+def _learn_B(km, kp, bi, pbi, actions_row, post, qprev):
+    """pB[:, :, a] += lr * q x q_prev where B[:, :, a] > 0; then B = norm(pB) everywhere."""
+    Bt, pBt = kp.Bt[bi], kp.pBt[pbi]
+    for f in range(km.num_states.shape[0]):
+        S = km.num_states[f]
+        off = km.state_offset[f]
+        if kp.learn_factor[f]:
+            base = km.B_offset[f] + actions_row[f] * S * S
+            for r in range(S):
+                for c in range(S):
+                    if Bt[base + r * S + c] > 0.0:
+                        pBt[base + r * S + c] += kp.lr_pB * post[off + r] * qprev[off + c]
+        for u in range(km.num_controls[f]):
+            base = km.B_offset[f] + u * S * S
+            for c in range(S):
+                total = 0.0
+                for r in range(S):
+                    total += pBt[base + r * S + c]
+                for r in range(S):
+                    Bt[base + r * S + c] = pBt[base + r * S + c] / total
+
+
+@njit(cache=True)
+def _wnorm(p, col_sum):
+    """pymdp's spm_wnorm entry: 1/sum(p + e) - 1/(p + e), zero where p is 0."""
+    if p > 0.0:
+        return 1.0 / col_sum - 1.0 / (p + EPS)
+    return 0.0
+
+
+@njit(cache=True)
+def _node_value_direct(km, kc, kp, A, pA, d, qj, qo_m, qo, touched):
+    """Utility, state and pA information gain of a predicted joint state, from the agent's A."""
+    n_mod = km.num_obs.shape[0]
+    n_joint = qj.shape[0]
+    for m in range(n_mod):
+        cols = km.A_cols[m]
+        for o in range(km.num_obs[m]):
+            acc = 0.0
+            row = km.A_offset[m] + o * cols
+            for j in range(n_joint):
+                acc += A[row + j] * qj[j]
+            qo_m[km.obs_offset[m] + o] = acc
+    value = 0.0
+    if kc.use_utility:
+        for x in range(km.obs_offset[n_mod]):
+            value += qo_m[x] * km.lnC[d, x]
+    if kc.use_states_info_gain:
+        n_joint_obs = 1
+        for m in range(n_mod):
+            n_joint_obs *= km.num_obs[m]
+        ambiguity = 0.0
+        n_touched = 0
+        for j in range(n_joint):
+            q = qj[j]
+            if q > EXP_M16:
+                h = 0.0
+                for t in range(n_joint_obs):
+                    p = 1.0
+                    for m in range(n_mod):
+                        o = (t // km.obs_stride[m]) % km.num_obs[m]
+                        p *= A[km.A_offset[m] + o * km.A_cols[m] + j]
+                    if p > 0.0:
+                        h += p * np.log(p + EXP_M16)
+                        if qo[t] == 0.0:
+                            touched[n_touched] = t
+                            n_touched += 1
+                        qo[t] += q * p
+                ambiguity += q * h
+        entropy = 0.0
+        for k in range(n_touched):
+            t = touched[k]
+            v = qo[t]
+            entropy += v * np.log(v + EPS)
+            qo[t] = 0.0
+        value += ambiguity - entropy
+    if kp.pA_gain:
+        for m in range(n_mod):
+            cols = km.A_cols[m]
+            base = km.A_offset[m]
+            n_obs = km.num_obs[m]
+            for o in range(n_obs):
+                wq = 0.0
+                for j in range(n_joint):
+                    col_sum = 0.0
+                    for o2 in range(n_obs):
+                        col_sum += pA[base + o2 * cols + j] + EPS
+                    wq += _wnorm(pA[base + o * cols + j], col_sum) * qj[j]
+                value -= qo_m[km.obs_offset[m] + o] * wq
+    return value
+
+
+@njit(cache=True)
+def _pB_gain(km, pBt, f, u, q_next, next_off, q_prev, prev_off):
+    """-q_next . (W_B[:, :, u] q_prev) for one factor (pymdp's calc_pB_info_gain term)."""
+    S = km.num_states[f]
+    base = km.B_offset[f] + u * S * S
+    out = 0.0
+    for r in range(S):
+        acc = 0.0
+        for c in range(S):
+            col_sum = 0.0
+            for r2 in range(S):
+                col_sum += pBt[base + r2 * S + c] + EPS
+            acc += _wnorm(pBt[base + r * S + c], col_sum) * q_prev[prev_off + c]
+        out -= q_next[next_off + r] * acc
+    return out
+
+
+@njit(cache=True)
+def _step_agent_params(km, kc, kp, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_out,
+                       actions_out, seed, tick, fs, touched, num_iter):
+    n_factors = km.num_states.shape[0]
+    n_mod = km.num_obs.shape[0]
+    s_tot = km.state_offset[-1]
+    n_joint = km.jidx.shape[1]
+    horizon = km.utility.shape[0]
+    n_pol = km.lnE.shape[0]
+    n_nodes = km.node_depth.shape[0]
+    zero = np.int64(0)
+    row = np.int64(i)          # prange hands out unsigned indices; keep the select integer
+    ai = row if kp.A.shape[0] > 1 else zero
+    pai = row if kp.pA.shape[0] > 1 else zero
+    bi = row if kp.Bt.shape[0] > 1 else zero
+    pbi = row if kp.pBt.shape[0] > 1 else zero
+    A, Bt = kp.A[ai], kp.Bt[bi]
+    o = 0
+    prior = fs[o:o + s_tot]
+    o += s_tot
+    post = fs[o:o + s_tot]
+    o += s_tot
+    lnprior = fs[o:o + s_tot]
+    o += s_tot
+    qL = fs[o:o + s_tot]
+    o += s_tot
+    qtmp = fs[o:o + s_tot]
+    o += s_tot
+    lnL = fs[o:o + n_joint]
+    o += n_joint
+    qj = fs[o:o + n_joint]
+    o += n_joint
+    qdepth = fs[o:o + horizon * s_tot]
+    o += horizon * s_tot
+    gacc = fs[o:o + horizon]
+    o += horizon
+    gnode = fs[o:o + n_nodes]
+    o += n_nodes
+    G = fs[o:o + n_pol]
+    o += n_pol
+    qpi = fs[o:o + n_pol]
+    o += n_pol
+    qo_m = fs[o:o + km.obs_offset[n_mod]]
+    o += km.obs_offset[n_mod]
+    marg = fs[o:o + n_pol + km.num_controls.max()]
+    o += n_pol + km.num_controls.max()
+    qo = fs[o:]
+
+    if started[i]:
+        for f in range(n_factors):
+            _apply_dense_B(km, Bt, f, prev_action[i, f], qs[i], km.state_offset[f], prior,
+                           km.state_offset[f])
+    else:
+        for s in range(s_tot):
+            prior[s] = km.D_flat[s]
+    infer_states_one(km, kc, A, obs[i], prior, post, lnprior, qL, qtmp, lnL, qj, num_iter)
+    if kp.learn_A:
+        _joint(km, post, 0, qj)
+        _learn_A(km, kp, ai, pai, obs[i], qj)
+    if kp.learn_B and started[i]:
+        _learn_B(km, kp, bi, pbi, prev_action[i], post, qs[i])
+
+    pA, pBt = kp.pA[pai], kp.pBt[pbi]
+    for k in range(n_nodes):
+        d = km.node_depth[k]
+        dst = d * s_tot
+        value = 0.0
+        for f in range(n_factors):
+            u = km.node_action[k, f]
+            if d == 0:
+                _apply_dense_B(km, Bt, f, u, post, km.state_offset[f], qdepth,
+                               dst + km.state_offset[f])
+            else:
+                _apply_dense_B(km, Bt, f, u, qdepth, dst - s_tot + km.state_offset[f], qdepth,
+                               dst + km.state_offset[f])
+            if kp.pB_gain:
+                if d == 0:
+                    value += _pB_gain(km, pBt, f, u, qdepth, dst + km.state_offset[f], post,
+                                      km.state_offset[f])
+                else:
+                    value += _pB_gain(km, pBt, f, u, qdepth, dst + km.state_offset[f], qdepth,
+                                      dst - s_tot + km.state_offset[f])
+        _joint(km, qdepth, dst, qj)
+        value += _node_value_direct(km, kc, kp, A, pA, d, qj, qo_m, qo, touched)
+        gacc[d] = value if d == 0 else gacc[d - 1] + value
+        gnode[k] = gacc[d]
+    for p in range(n_pol):
+        G[p] = gnode[km.leaf_of_policy[p]]
+    _policy_posterior(km, kc, G, qpi)
+    select_action_one(km, kc, qpi, marg, seed, agent_id, tick, actions_out[i])
+    for s in range(s_tot):
+        qs[i, s] = post[s]
+    for p in range(n_pol):
+        G_out[i, p] = G[p]
+        q_pi_out[i, p] = qpi[p]
+    for f in range(n_factors):
+        prev_action[i, f] = actions_out[i, f]
+    started[i] = 1
+
+
+def params_scratch_size(layout) -> int:  # noqa: ANN001
+    """Float64 scratch one thread needs for ``step_agents_params``."""
+    s_tot, n_joint, horizon = layout.state_size, layout.n_joint, layout.policy_len
+    return (5 * s_tot + 2 * n_joint + horizon * s_tot + horizon + layout.tree.n_nodes
+            + 2 * layout.n_policies + int(layout.num_obs.sum())
+            + layout.n_policies + int(layout.num_controls.max()) + layout.n_joint_obs)
+
+
+@njit(cache=True, parallel=True)
+def step_agents_params(km, kc, kp, agent_ids, obs, qs, prev_action, started, q_pi_out, G_out,
+                       actions_out, seed, tick, fscratch, iscratch, num_iter):
+    """One full step (with learning / parameter information gain) for every agent, in parallel."""
+    for i in prange(obs.shape[0]):
+        tid = numba.get_thread_id()
+        _step_agent_params(km, kc, kp, i, agent_ids[i], obs, qs, prev_action, started,
+                           q_pi_out, G_out, actions_out, seed, tick, fscratch[tid],
+                           iscratch[tid], num_iter)

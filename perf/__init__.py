@@ -1,0 +1,1 @@
+"""agentloop's benchmarks: ``python -m perf.<name>``; see ``/work/shared/BENCHMARKS.md``."""
