@@ -104,7 +104,7 @@ class Agents:
         self._sizes = cpu.scratch_sizes(layout)
         n_scratch = max_threads
         self._fscratch = np.zeros((n_scratch, cpu.scratch_float_size(layout)))
-        self._iscratch = np.zeros((n_scratch, max(1, layout.n_joint_obs)), dtype=np.int64)
+        self._iscratch = np.zeros((n_scratch, cpu.scratch_int_size(layout)), dtype=np.int64)
         self._policies = layout.tree.policies
         if backend == "reference":
             self._init_reference_learning()
@@ -319,7 +319,7 @@ def _kernel_params(model: GenerativeModel, config: InferenceConfig, n: int
         return np.concatenate([np.transpose(b, (2, 0, 1)).ravel() for b in arrays])
 
     def rows(flat: np.ndarray, per_agent: bool) -> np.ndarray:
-        return np.array(np.broadcast_to(flat, (n if per_agent else 1, flat.size)))
+        return np.tile(np.asarray(flat, dtype=np.float64), (n if per_agent else 1, 1))
 
     A = rows(np.asarray(layout.A_flat), config.learn_A)
     Bt = rows(np.asarray(layout.Bt_flat), config.learn_B)

@@ -114,12 +114,13 @@ class ModelLayout:
     B_offset: np.ndarray        # (F+1,)
     B_sparse: np.ndarray        # (F,) bool
     Bs_ptr: np.ndarray          # (F, max_U + 1) start of each (f, u) run in Bs_*
-    Bs_row: np.ndarray
+    Bs_rowptr: np.ndarray       # (F, max_U, max_S + 1) start of each row of B[f][:, :, u]
     Bs_col: np.ndarray
     Bs_val: np.ndarray
-    B_deterministic: np.ndarray  # (F,) bool: every column of every action is one-hot with 1.0
-    B_next: np.ndarray          # (F, max_U, max_S) next state of a deterministic B (else -1)
     jidx_identity: np.ndarray   # (M,) bool: modality m's compact column is the joint state
+    Bc_colptr: np.ndarray       # (max_U, S + 1) column pointers of sparse B[0][:, :, u] (F = 1)
+    Bc_row: np.ndarray          # rows of those columns' non-zeros
+    utility_B: np.ndarray       # (policy_len, max_U, S) = B[0][:, :, u]^T utility[t] (F = 1)
     D_flat: np.ndarray          # (S_tot,)
     utility: np.ndarray         # (policy_len, n_joint)
     ambiguity: np.ndarray       # (n_joint,)
@@ -201,31 +202,25 @@ class ModelLayout:
         B_offset = np.concatenate([[0], np.cumsum([b.size for b in Bt])]).astype(np.int64)
         B_sparse = np.array([np.count_nonzero(b) / b.size < SPARSE_B_DENSITY for b in model.B])
         max_u = int(max(model.num_controls))
+        max_s = int(max(model.num_states))
         Bs_ptr = np.zeros((n_factors, max_u + 1), dtype=np.int64)
-        rows, cols, vals = [], [], []
+        Bs_rowptr = np.zeros((n_factors, max_u, max_s + 1), dtype=np.int64)
+        cols, vals = [], []
         count = 0
         for f, b in enumerate(Bt):
             for u in range(max_u):
                 Bs_ptr[f, u] = count
+                Bs_rowptr[f, u, :] = count
                 if B_sparse[f] and u < b.shape[0]:
-                    r, c = np.nonzero(b[u])
-                    order = np.lexsort((c, r))  # by row, then column: dense summation order
-                    rows.append(r[order])
-                    cols.append(c[order])
-                    vals.append(b[u][r[order], c[order]])
+                    r, c = np.nonzero(b[u])      # row-major: by row, then column (dense order)
+                    Bs_rowptr[f, u, 1:b.shape[1] + 1] = count + np.cumsum(
+                        np.bincount(r, minlength=b.shape[1]))
+                    cols.append(c)
+                    vals.append(b[u][r, c])
                     count += r.size
             Bs_ptr[f, max_u] = count
-        Bs_row = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, np.int64)
         Bs_col = np.concatenate(cols).astype(np.int64) if cols else np.zeros(0, np.int64)
         Bs_val = np.concatenate(vals) if vals else np.zeros(0)
-        max_s = int(max(model.num_states))
-        B_next = np.full((n_factors, max_u, max_s), -1, dtype=np.int64)
-        B_deterministic = np.zeros(n_factors, dtype=bool)
-        for f, b in enumerate(model.B):
-            one_hot = bool(np.all((b == 0.0) | (b == 1.0)) and np.all(b.sum(axis=0) == 1.0))
-            B_deterministic[f] = one_hot
-            if one_hot:
-                B_next[f, :b.shape[2], :b.shape[1]] = np.argmax(b, axis=0).T
         jidx_identity = np.array([np.array_equal(jidx[m], np.arange(n_joint))
                                   for m in range(n_mod)], dtype=bool)
 
@@ -248,6 +243,26 @@ class ModelLayout:
         for m in range(n_mod):
             a = model.A[m].reshape(num_obs[m], -1)[:, jidx[m]]           # (O_m, n_joint)
             utility += lnC[:, obs_offset[m]:obs_offset[m + 1]] @ a
+        # single sparse factor: column lists of B and utility pulled back through each action,
+        # which let a policy-tree leaf be valued from its parent's belief without predicting it
+        if n_factors == 1 and B_sparse[0]:
+            b0 = model.B[0]
+            s0, u0 = b0.shape[0], b0.shape[2]
+            Bc_colptr = np.zeros((u0, s0 + 1), dtype=np.int64)
+            rows_c = []
+            count = 0
+            for u in range(u0):
+                c_idx, r_idx = np.nonzero(b0[:, :, u].T)     # by column, then row
+                Bc_colptr[u, 1:] = count + np.cumsum(np.bincount(c_idx, minlength=s0))
+                Bc_colptr[u, 0] = count
+                rows_c.append(r_idx)
+                count += r_idx.size
+            Bc_row = np.concatenate(rows_c).astype(np.int64)
+            utility_B = np.einsum("rcu,tr->tuc", b0, utility)
+        else:
+            Bc_colptr = np.zeros((0, 1), dtype=np.int64)
+            Bc_row = np.zeros(0, dtype=np.int64)
+            utility_B = np.zeros((0, 0, 0))
         ambiguity = np.zeros(n_joint)
         po_ptr = np.zeros(n_joint + 1, dtype=np.int64)
         po_idx_parts, po_val_parts = [], []
@@ -297,8 +312,9 @@ class ModelLayout:
             joint_stride=ix(joint_stride), n_joint=n_joint,
             A_flat=fl(A_flat), A_offset=ix(A_offset), A_cols=ix(A_cols), jidx=ix(jidx),
             Bt_flat=fl(Bt_flat), B_offset=ix(B_offset), B_sparse=np.array(B_sparse, dtype=bool),
-            Bs_ptr=ix(Bs_ptr), Bs_row=ix(Bs_row), Bs_col=ix(Bs_col), Bs_val=fl(Bs_val),
-            B_deterministic=B_deterministic, B_next=ix(B_next), jidx_identity=jidx_identity,
+            Bs_ptr=ix(Bs_ptr), Bs_rowptr=ix(Bs_rowptr), Bs_col=ix(Bs_col), Bs_val=fl(Bs_val),
+            jidx_identity=jidx_identity, Bc_colptr=ix(Bc_colptr), Bc_row=ix(Bc_row),
+            utility_B=fl(utility_B),
             D_flat=fl(np.concatenate(model.D)), utility=fl(utility), ambiguity=fl(ambiguity),
             po_ptr=ix(po_ptr), po_idx=ix(np.concatenate(po_idx_parts)),
             po_val=fl(np.concatenate(po_val_parts)), n_joint_obs=n_joint_obs, lnC=fl(lnC),

@@ -30,10 +30,11 @@ KernelModel = namedtuple(
     "KernelModel",
     [
         "num_states", "num_obs", "num_controls", "state_offset", "joint_stride", "A_flat",
-        "A_offset", "A_cols", "jidx", "Bt_flat", "B_offset", "B_sparse", "Bs_ptr", "Bs_row",
-        "Bs_col", "Bs_val", "B_deterministic", "B_next", "jidx_identity", "D_flat", "utility",
+        "A_offset", "A_cols", "jidx", "Bt_flat", "B_offset", "B_sparse", "Bs_rowptr",
+        "Bs_col", "Bs_val", "jidx_identity", "D_flat", "utility",
         "ambiguity", "po_ptr", "po_idx", "po_val", "lnE", "lnC", "obs_offset", "obs_stride",
-        "node_depth", "node_action", "leaf_of_policy", "first_action",
+        "node_depth", "node_action", "leaf_of_policy", "first_action", "Bc_colptr", "Bc_row",
+        "utility_B",
     ],
 )
 
@@ -51,12 +52,13 @@ def kernel_model(layout: ModelLayout) -> KernelModel:
     return KernelModel(
         layout.num_states, layout.num_obs, layout.num_controls, layout.state_offset,
         layout.joint_stride, layout.A_flat, layout.A_offset, layout.A_cols, layout.jidx,
-        layout.Bt_flat, layout.B_offset, layout.B_sparse, layout.Bs_ptr, layout.Bs_row,
-        layout.Bs_col, layout.Bs_val, layout.B_deterministic, layout.B_next,
-        layout.jidx_identity, layout.D_flat, layout.utility, layout.ambiguity,
+        layout.Bt_flat, layout.B_offset, layout.B_sparse, layout.Bs_rowptr,
+        layout.Bs_col, layout.Bs_val, layout.jidx_identity, layout.D_flat, layout.utility,
+        layout.ambiguity,
         layout.po_ptr, layout.po_idx, layout.po_val, layout.lnE, layout.lnC,
         layout.obs_offset, layout.obs_stride, layout.tree.depth,
-        layout.tree.action, layout.tree.leaf_of_policy, layout.first_action,
+        layout.tree.action, layout.tree.leaf_of_policy, layout.first_action, layout.Bc_colptr,
+        layout.Bc_row, layout.utility_B,
     )
 
 
@@ -70,20 +72,16 @@ def kernel_config(config, num_iter: int | None = None) -> KernelConfig:  # noqa:
 
 
 # ------------------------------------------------------------------------------------ helpers
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _apply_B(km, f, u, src, src_off, dst, dst_off):
     """dst[dst_off:...] = B[f][:, :, u] @ src[src_off:...]."""
     S = km.num_states[f]
-    if km.B_deterministic[f]:
+    if km.B_sparse[f]:
         for r in range(S):
-            dst[dst_off + r] = 0.0
-        for c in range(S):
-            dst[dst_off + km.B_next[f, u, c]] += src[src_off + c]
-    elif km.B_sparse[f]:
-        for r in range(S):
-            dst[dst_off + r] = 0.0
-        for k in range(km.Bs_ptr[f, u], km.Bs_ptr[f, u + 1]):
-            dst[dst_off + km.Bs_row[k]] += km.Bs_val[k] * src[src_off + km.Bs_col[k]]
+            acc = 0.0
+            for k in range(km.Bs_rowptr[f, u, r], km.Bs_rowptr[f, u, r + 1]):
+                acc += km.Bs_val[k] * src[src_off + km.Bs_col[k]]
+            dst[dst_off + r] = acc
     else:
         base = km.B_offset[f] + u * S * S
         for r in range(S):
@@ -140,7 +138,7 @@ def _factor_entropy_terms(km, q, lnprior):
 
 
 # ------------------------------------------------------------------------------------ stages
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def infer_states_one(km, kc, A_flat, obs_row, prior, post, lnprior, qL, qtmp, lnL, qj,
                      num_iter):
     """pymdp's run_vanilla_fpi for one agent: prior -> post (both flat over factors).
@@ -271,7 +269,104 @@ def policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G):
         G[p] = gnode[km.leaf_of_policy[p]]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _dot(a, a_off, b, n):
+    """sum_c a[a_off + c] * b[c]; reassociated so it vectorises (order differs by rounding)."""
+    acc = 0.0
+    for c in range(n):
+        acc += a[a_off + c] * b[c]
+    return acc
+
+
+@njit(cache=True, inline="always")
+def _big_states(q, q_off, n, tau, big, big_off):
+    """Indices of the states of ``q`` above ``tau``, written to ``big[big_off:]``; their count."""
+    count = 0
+    for c in range(n):
+        if q[q_off + c] > tau:
+            big[big_off + count] = c
+            count += 1
+    return count
+
+
+@njit(cache=True, inline="always")
+def _sparse_info_gain(km, u, parent, p_off, big, big_off, n_big, seen, stamp, qo, touched):
+    """spm_MDP_G of ``B[0][:, :, u] @ parent`` visiting only states that can pass e^-16.
+
+    A predicted state above e^-16 must receive mass from a parent state above
+    e^-16 / (2 S): the others hold at most e^-16 / 2 together. Each candidate's prediction is
+    the same row sum ``_apply_B`` computes, so the states kept are exactly pymdp's.
+    """
+    ambiguity = 0.0
+    n_touched = 0
+    for b in range(n_big):
+        c = big[big_off + b]
+        for k in range(km.Bc_colptr[u, c], km.Bc_colptr[u, c + 1]):
+            r = km.Bc_row[k]
+            if seen[r] == stamp:
+                continue
+            seen[r] = stamp
+            v = 0.0
+            for kk in range(km.Bs_rowptr[0, u, r], km.Bs_rowptr[0, u, r + 1]):
+                v += km.Bs_val[kk] * parent[p_off + km.Bs_col[kk]]
+            if v > EXP_M16:
+                ambiguity += v * km.ambiguity[r]
+                for p in range(km.po_ptr[r], km.po_ptr[r + 1]):
+                    o = km.po_idx[p]
+                    if qo[o] == 0.0:
+                        touched[n_touched] = o
+                        n_touched += 1
+                    qo[o] += v * km.po_val[p]
+    entropy = 0.0
+    for t in range(n_touched):
+        o = touched[t]
+        v = qo[o]
+        entropy += v * np.log(v + EPS)
+        qo[o] = 0.0
+    return ambiguity - entropy
+
+
+@njit(cache=True, inline="always")
+def policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, stamp, big,
+                         n_big, G):
+    """Tree walk for one factor with sparse B: a node is valued from its parent's belief.
+
+    Utility is the parent's belief against the utility pulled back through the action; the
+    information gain visits only predicted states that can pass pymdp's e^-16 cut. Only
+    internal nodes materialise their prediction (for their children).
+    """
+    S = km.num_states[0]
+    horizon = km.utility.shape[0]
+    tau = EXP_M16 / (2.0 * S)
+    if kc.use_states_info_gain:
+        n_big[0] = _big_states(post, 0, S, tau, big, 0)
+    for k in range(km.node_depth.shape[0]):
+        d = km.node_depth[k]
+        u = km.node_action[k, 0]
+        if d == 0:
+            parent = post
+            p_off = 0
+        else:
+            parent = qdepth
+            p_off = (d - 1) * S
+        value = 0.0
+        if kc.use_utility:
+            value += _dot(parent, p_off, km.utility_B[d, u], S)
+        if kc.use_states_info_gain:
+            stamp[0] += 1
+            value += _sparse_info_gain(km, u, parent, p_off, big, d * S, n_big[d], seen,
+                                       stamp[0], qo, touched)
+        if d < horizon - 1:
+            _apply_B(km, 0, u, parent, p_off, qdepth, d * S)
+            if kc.use_states_info_gain:
+                n_big[d + 1] = _big_states(qdepth, d * S, S, tau, big, (d + 1) * S)
+        gacc[d] = value if d == 0 else gacc[d - 1] + value
+        gnode[k] = gacc[d]
+    for p in range(G.shape[0]):
+        G[p] = gnode[km.leaf_of_policy[p]]
+
+
+@njit(cache=True, inline="always")
 def _policy_posterior(km, kc, G, qpi):
     n = G.shape[0]
     for p in range(n):
@@ -289,7 +384,7 @@ def _draw(p, n, u):
     return n - 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def select_action_one(km, kc, qpi, marg, seed, agent_id, tick, out_row):
     """Marginal (or full-policy) action selection, deterministic or stochastic."""
     n_factors = km.num_states.shape[0]
@@ -333,7 +428,7 @@ def select_action_one(km, kc, qpi, marg, seed, agent_id, tick, out_row):
 
 
 # ------------------------------------------------------------------------------------ batch
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _scratch_views(fs, layout_sizes):
     s_tot, n_joint, qdepth_n, horizon, n_nodes, n_pol, n_jo, max_u = layout_sizes
     o = 0
@@ -374,16 +469,24 @@ def scratch_sizes(layout: ModelLayout) -> tuple[int, ...]:
             int(layout.num_controls.max()))
 
 
+def scratch_int_size(layout: ModelLayout) -> int:
+    """Int64 scratch of one thread: touched outcomes, then (one sparse factor) the seen marks,
+    a stamp, and the above-threshold state lists and counts per tree level."""
+    s = layout.state_size
+    return layout.n_joint_obs + s + 1 + layout.policy_len * s + layout.policy_len
+
+
 def scratch_float_size(layout: ModelLayout) -> int:
     s = scratch_sizes(layout)
     return 5 * s[0] + 2 * s[1] + s[2] + s[3] + s[4] + 2 * s[5] + s[6] + max(s[7], s[5])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _step_agent(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_out,
-                actions_out, seed, tick, fs, touched, sizes, num_iter):
+                actions_out, seed, tick, fs, iscratch, sizes, num_iter):
     prior, post, lnprior, qL, qtmp, lnL, qj, qdepth, gacc, gnode, G, qpi, qo, marg = \
         _scratch_views(fs, sizes)
+    touched = iscratch
     n_factors = km.num_states.shape[0]
     s_tot = km.state_offset[-1]
     if started[i]:
@@ -395,7 +498,16 @@ def _step_agent(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_
             prior[s] = km.D_flat[s]
     infer_states_one(km, kc, km.A_flat, obs[i], prior, post, lnprior, qL, qtmp, lnL, qj,
                      num_iter)
-    policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G)
+    if n_factors == 1 and km.B_sparse[0]:
+        S = km.num_states[0]
+        n_jo = qo.shape[0]
+        horizon = km.utility.shape[0]
+        policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched,
+                             iscratch[n_jo:n_jo + S], iscratch[n_jo + S:n_jo + S + 1],
+                             iscratch[n_jo + S + 1:n_jo + S + 1 + horizon * S],
+                             iscratch[n_jo + S + 1 + horizon * S:], G)
+    else:
+        policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G)
     _policy_posterior(km, kc, G, qpi)
     select_action_one(km, kc, qpi, marg, seed, agent_id, tick, actions_out[i])
     for s in range(s_tot):
