@@ -91,8 +91,15 @@ def test_warm_step_allocates_nothing_per_agent() -> None:
 
 @pytest.mark.parametrize("config", [InferenceConfig(), InferenceConfig(
     action_selection="stochastic", policy_len=2, alpha=2.0)], ids=["deterministic", "stochastic"])
-def test_results_do_not_depend_on_threads_or_slicing(config: InferenceConfig) -> None:
-    model = random_model(np.random.default_rng(2), [4, 3], [4, 3], [3, 2])
+@pytest.mark.parametrize("model_name", ["random-2-factors", "grid-5"])
+def test_results_do_not_depend_on_threads_or_slicing(config: InferenceConfig,
+                                                     model_name: str) -> None:
+    """Bit-identical results whatever the thread count or split (memo hits included)."""
+    if model_name == "grid-5":
+        model = grid_model(5)
+        config = config.replace(policy_len=3)
+    else:
+        model = random_model(np.random.default_rng(2), [4, 3], [4, 3], [3, 2])
     n = 300
     rng = np.random.default_rng(3)
     whole1 = Agents(model, n, config, seed=5, threads=1)
@@ -107,6 +114,8 @@ def test_results_do_not_depend_on_threads_or_slicing(config: InferenceConfig) ->
         np.testing.assert_array_equal(a1, a2)
         np.testing.assert_array_equal(a1, parts)
         np.testing.assert_array_equal(whole1.q_pi, whole2.q_pi)
+        np.testing.assert_array_equal(whole1.G[:100], left.G)
+        np.testing.assert_array_equal(whole1.G[100:], right.G)
 
 
 def test_stochastic_actions_follow_softmax_of_marginals() -> None:

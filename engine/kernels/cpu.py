@@ -289,16 +289,49 @@ def _big_states(q, q_off, n, tau, big, big_off):
     return count
 
 
+MEMO_SLOTS = 256          # information-gain memo entries per thread (a power of two)
+MEMO_KEY = 8             # predicted beliefs with more states above e^-16 are not memoised
+MEMO_PROBES = 4
+
+
 @njit(cache=True, inline="always")
-def _sparse_info_gain(km, u, parent, p_off, big, big_off, n_big, seen, stamp, qo, touched):
+def _gain_from_states(km, rows, vals, count, qo, touched):
+    """spm_MDP_G from the predicted states above e^-16 (``rows``, ``vals``), in list order."""
+    ambiguity = 0.0
+    n_touched = 0
+    for i in range(count):
+        r = rows[i]
+        v = vals[i]
+        ambiguity += v * km.ambiguity[r]
+        for p in range(km.po_ptr[r], km.po_ptr[r + 1]):
+            o = km.po_idx[p]
+            if qo[o] == 0.0:
+                touched[n_touched] = o
+                n_touched += 1
+            qo[o] += v * km.po_val[p]
+    entropy = 0.0
+    for t in range(n_touched):
+        o = touched[t]
+        v = qo[o]
+        entropy += v * np.log(v + EPS)
+        qo[o] = 0.0
+    return ambiguity - entropy
+
+
+@njit(cache=True, inline="always")
+def _sparse_info_gain(km, u, parent, p_off, big, big_off, n_big, seen, stamp, qo, touched,
+                      rows, vals, memo_key, memo_val):
     """spm_MDP_G of ``B[0][:, :, u] @ parent`` visiting only states that can pass e^-16.
 
     A predicted state above e^-16 must receive mass from a parent state above
     e^-16 / (2 S): the others hold at most e^-16 / 2 together. Each candidate's prediction is
     the same row sum ``_apply_B`` computes, so the states kept are exactly pymdp's.
+
+    Deterministic moves make many policies predict the same belief (up-left = left-up): a
+    small set of kept states is sorted by state and looked up in a per-thread memo, and the
+    gain is always computed from the sorted list, so a hit returns the very same number.
     """
-    ambiguity = 0.0
-    n_touched = 0
+    count = 0
     for b in range(n_big):
         c = big[big_off + b]
         for k in range(km.Bc_colptr[u, c], km.Bc_colptr[u, c + 1]):
@@ -310,25 +343,47 @@ def _sparse_info_gain(km, u, parent, p_off, big, big_off, n_big, seen, stamp, qo
             for kk in range(km.Bs_rowptr[0, u, r], km.Bs_rowptr[0, u, r + 1]):
                 v += km.Bs_val[kk] * parent[p_off + km.Bs_col[kk]]
             if v > EXP_M16:
-                ambiguity += v * km.ambiguity[r]
-                for p in range(km.po_ptr[r], km.po_ptr[r + 1]):
-                    o = km.po_idx[p]
-                    if qo[o] == 0.0:
-                        touched[n_touched] = o
-                        n_touched += 1
-                    qo[o] += v * km.po_val[p]
-    entropy = 0.0
-    for t in range(n_touched):
-        o = touched[t]
-        v = qo[o]
-        entropy += v * np.log(v + EPS)
-        qo[o] = 0.0
-    return ambiguity - entropy
+                rows[count] = r
+                vals[count] = v
+                count += 1
+    if count > MEMO_KEY:
+        return _gain_from_states(km, rows, vals, count, qo, touched)
+    for i in range(1, count):                        # insertion sort by state
+        r, v = rows[i], vals[i]
+        j = i - 1
+        while j >= 0 and rows[j] > r:
+            rows[j + 1] = rows[j]
+            vals[j + 1] = vals[j]
+            j -= 1
+        rows[j + 1] = r
+        vals[j + 1] = v
+    h = np.uint64(count)
+    for i in range(count):
+        h = h * np.uint64(1000003) + np.uint64(rows[i]) * np.uint64(2654435761)
+        h ^= np.uint64(vals[i] * 9007199254740992.0)
+    home = np.int64(h % np.uint64(MEMO_SLOTS))
+    for probe in range(MEMO_PROBES):
+        slot = (home + probe) % MEMO_SLOTS
+        if memo_key[slot, 0] == count + 1:
+            same = True
+            for i in range(count):
+                if memo_key[slot, 1 + i] != rows[i] or memo_val[slot, i] != vals[i]:
+                    same = False
+                    break
+            if same:
+                return memo_val[slot, MEMO_KEY]
+    value = _gain_from_states(km, rows, vals, count, qo, touched)
+    memo_key[home, 0] = count + 1
+    for i in range(count):
+        memo_key[home, 1 + i] = rows[i]
+        memo_val[home, i] = vals[i]
+    memo_val[home, MEMO_KEY] = value
+    return value
 
 
 @njit(cache=True, inline="always")
 def policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, stamp, big,
-                         n_big, G):
+                         n_big, rows, vals, memo_key, memo_val, G):
     """Tree walk for one factor with sparse B: a node is valued from its parent's belief.
 
     Utility is the parent's belief against the utility pulled back through the action; the
@@ -355,7 +410,7 @@ def policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, s
         if kc.use_states_info_gain:
             stamp[0] += 1
             value += _sparse_info_gain(km, u, parent, p_off, big, d * S, n_big[d], seen,
-                                       stamp[0], qo, touched)
+                                       stamp[0], qo, touched, rows, vals, memo_key, memo_val)
         if d < horizon - 1:
             _apply_B(km, 0, u, parent, p_off, qdepth, d * S)
             if kc.use_states_info_gain:
@@ -473,12 +528,14 @@ def scratch_int_size(layout: ModelLayout) -> int:
     """Int64 scratch of one thread: touched outcomes, then (one sparse factor) the seen marks,
     a stamp, and the above-threshold state lists and counts per tree level."""
     s = layout.state_size
-    return layout.n_joint_obs + s + 1 + layout.policy_len * s + layout.policy_len
+    return (layout.n_joint_obs + s + 1 + layout.policy_len * s + layout.policy_len + s
+            + MEMO_SLOTS * (1 + MEMO_KEY))
 
 
 def scratch_float_size(layout: ModelLayout) -> int:
     s = scratch_sizes(layout)
-    return 5 * s[0] + 2 * s[1] + s[2] + s[3] + s[4] + 2 * s[5] + s[6] + max(s[7], s[5])
+    return (5 * s[0] + 2 * s[1] + s[2] + s[3] + s[4] + 2 * s[5] + s[6] + max(s[7], s[5])
+            + s[0] + MEMO_SLOTS * (MEMO_KEY + 1))
 
 
 @njit(cache=True, inline="always")
@@ -502,10 +559,15 @@ def _step_agent(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_
         S = km.num_states[0]
         n_jo = qo.shape[0]
         horizon = km.utility.shape[0]
+        o = n_jo + S + 1 + horizon * S
+        memo_key = iscratch[o + horizon + S:].reshape((MEMO_SLOTS, 1 + MEMO_KEY))
+        f_end = fs.shape[0] - S - MEMO_SLOTS * (MEMO_KEY + 1)
+        memo_val = fs[f_end + S:].reshape((MEMO_SLOTS, MEMO_KEY + 1))
         policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched,
                              iscratch[n_jo:n_jo + S], iscratch[n_jo + S:n_jo + S + 1],
-                             iscratch[n_jo + S + 1:n_jo + S + 1 + horizon * S],
-                             iscratch[n_jo + S + 1 + horizon * S:], G)
+                             iscratch[n_jo + S + 1:o], iscratch[o:o + horizon],
+                             iscratch[o + horizon:o + horizon + S], fs[f_end:f_end + S],
+                             memo_key, memo_val, G)
     else:
         policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G)
     _policy_posterior(km, kc, G, qpi)
