@@ -82,7 +82,9 @@ class Plan:
     threads: tuple[int, ...] = (1, 2)
     #: largest population measured at policy_len >= 3 (125 policies: 155 tree nodes per step)
     max_agents_long_policy: int = 100_000
-    warmup_steps: int = 2
+    #: ticks of the episode before timing: beliefs sharpen over the first few ticks, and the
+    #: figures are meant for the steady state (with 2, 100k-agent rows timed ticks 3-7 only)
+    warmup_steps: int = 10
     timed_steps: int = 5
     #: small populations take more timed steps (up to 1000) so the timed region lasts this long
     min_timed_seconds: float = 0.5
@@ -289,11 +291,14 @@ def step_cost(agents_or_layout: Any, support: Support | None,
     of every policy-tree node are assumed to have the posterior's support (deterministic moves
     can only merge states).
 
-    Per step: prior ``B[a] @ q`` from B's coordinate list (2 per non-zero); posterior
-    ``(L + e)(p + e)`` normalised: ``(M + 5) S``; per tree node: sparse B (2 per non-zero),
-    utility dot ``2 S``, threshold ``S`` and ambiguity ``2 k``, outcome accumulation
-    ``2 * outcome_terms``, entropy ``4 * outcomes``, accumulate G ``2``; policy posterior
-    ``7 P``; marginal action selection ``P + 3 U``.
+    Per step: prior ``B[a] @ q`` from B's row lists (2 per non-zero); posterior
+    ``(L + e)(p + e)`` normalised: ``(M + 5) S``; per tree node: utility dot against the
+    pulled-back utility ``2 S``, information gain over the ``k`` predicted states that can pass
+    e^-16 (their row sums ``2 k``, ambiguity ``2 k``, outcome accumulation
+    ``2 * outcome_terms``, entropy ``4 * outcomes``; memo hits are not discounted, so this is
+    an upper bound), accumulate G ``2``; internal nodes only: their prediction (sparse B, 2 per
+    non-zero) and the scan for states above the cut ``S``; policy posterior ``7 P``; marginal
+    action selection ``P + 3 U``.
 
     Bytes: the per-agent state read and written (q(s) read and written, q(pi) and G written,
     observations read, actions written, previous action read and written, started flag, agent
@@ -320,10 +325,12 @@ def step_cost(agents_or_layout: Any, support: Support | None,
         outcomes = float(layout.n_joint_obs)
     else:
         k, terms, outcomes = support.states, support.outcome_terms, support.outcomes
-    node_B = float(sum(2.0 * nnz[int(a)] for a in layout.tree.action[:, 0]))
+    internal = layout.tree.depth < layout.policy_len - 1
+    node_B = float(sum(2.0 * nnz[int(a)] + S
+                       for a in layout.tree.action[internal, 0]))
     per_node = {
         "utility": 2.0 * S if config.use_utility else 0.0,
-        "threshold_ambiguity": S + 2.0 * k if config.use_states_info_gain else 0.0,
+        "candidates_ambiguity": 4.0 * k if config.use_states_info_gain else 0.0,
         "outcome_accumulate": 2.0 * terms if config.use_states_info_gain else 0.0,
         "outcome_entropy": 4.0 * outcomes if config.use_states_info_gain else 0.0,
         "accumulate_G": 2.0,
@@ -331,7 +338,7 @@ def step_cost(agents_or_layout: Any, support: Support | None,
     flops = {
         "prior": 2.0 * float(nnz.mean()),
         "posterior": float((M + 5) * S),
-        "tree_B": node_B,
+        "tree_internal_B": node_B,
         **{f"tree_{name}": value * n_nodes for name, value in per_node.items()},
         "policy_posterior": 7.0 * P,
         "action": float(P + 3 * U),
