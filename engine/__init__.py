@@ -3,6 +3,7 @@
 from .agents import Agents
 from .config import InferenceConfig
 from .errors import AgentloopError, ConfigError, ModelError, ObservationError
+from .loop import Engine, TickInfo
 from .model import GenerativeModel
 
 __version__ = "0.1.0"
@@ -11,9 +12,11 @@ __all__ = [
     "Agents",
     "AgentloopError",
     "ConfigError",
+    "Engine",
     "GenerativeModel",
     "InferenceConfig",
     "ModelError",
     "ObservationError",
+    "TickInfo",
     "__version__",
 ]

@@ -48,18 +48,27 @@ KernelConfig = namedtuple(
 
 
 def kernel_model(layout: ModelLayout) -> KernelModel:
-    """The layout's arrays in the tuple the kernels take."""
-    return KernelModel(
-        layout.num_states, layout.num_obs, layout.num_controls, layout.state_offset,
-        layout.joint_stride, layout.A_flat, layout.A_offset, layout.A_cols, layout.jidx,
-        layout.Bt_flat, layout.B_offset, layout.B_sparse, layout.Bs_rowptr,
-        layout.Bs_col, layout.Bs_val, layout.jidx_identity, layout.D_flat, layout.utility,
-        layout.ambiguity,
-        layout.po_ptr, layout.po_idx, layout.po_val, layout.lnE, layout.lnC,
-        layout.obs_offset, layout.obs_stride, layout.tree.depth,
-        layout.tree.action, layout.tree.leaf_of_policy, layout.first_action, layout.Bc_colptr,
-        layout.Bc_row, layout.utility_B,
-    )
+    """The layout's arrays in the tuple the kernels take (read-only C-contiguous views)."""
+    return kernel_model_from(lambda name: getattr(layout, name) if hasattr(layout, name)
+                             else getattr(layout.tree, _TREE_FIELDS[name]))
+
+
+_TREE_FIELDS = {"node_depth": "depth", "node_action": "action",
+                "leaf_of_policy": "leaf_of_policy"}
+
+
+def kernel_model_from(get) -> KernelModel:  # noqa: ANN001
+    """A KernelModel from ``get(field) -> array`` (the layout, or views of shared memory).
+
+    Every array is handed over as a read-only C-contiguous view, so the master and workers
+    that attach shared memory read-only compile and share one kernel signature.
+    """
+    arrays = []
+    for name in KernelModel._fields:
+        view = np.ascontiguousarray(get(name)).view()
+        view.setflags(write=False)
+        arrays.append(view)
+    return KernelModel(*arrays)
 
 
 def kernel_config(config, num_iter: int | None = None) -> KernelConfig:  # noqa: ANN001

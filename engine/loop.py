@@ -1,0 +1,222 @@
+"""Engine: a population in shared memory, stepped by worker processes (or in process).
+
+``Engine.step(obs)`` is the call a simulator makes each tick: the master writes the
+observations into shared memory, sets the tick's deadline, releases every worker, and waits
+for all of them; each worker runs the kernels on its contiguous slice of agents in chunks and
+stops at the deadline, leaving the agents it did not reach with their last action, flagged
+stale. ``workers=0`` runs the same slice code in the master process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing as mp
+import time
+
+import numba
+import numpy as np
+import posix_ipc
+
+from .agents import Agents
+from .config import InferenceConfig
+from .errors import AgentloopError, ConfigError
+from .model import GenerativeModel
+from .shared_state import SharedState
+from .shm import Run, sweep_stale
+from .worker import process_slice, scratch_pool, warm_up, worker_main
+
+#: how long start() waits for workers to attach and compile their kernels
+START_TIMEOUT_S = 300.0
+#: how long a tick may overrun its deadline before a worker is presumed hung
+OVERRUN_GRACE_S = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TickInfo:
+    """What happened in the last tick (for the status line and the tick log)."""
+
+    tick: int
+    wall_s: float
+    deadline_s: float | None
+    stale_agents: int
+    level: int
+
+
+class Engine:
+    """A population in shared memory stepped by ``workers`` processes (0: in this process).
+
+    Use as a context manager, or call :meth:`start` and :meth:`close`. Results are identical
+    for any number of workers: each agent's random stream is keyed by (seed, agent id, tick).
+    """
+
+    def __init__(self, model: GenerativeModel, n_agents: int, workers: int = 2,
+                 config: InferenceConfig | None = None, seed: int = 0, chunk: int = 4096,
+                 threads: int | None = None) -> None:
+        if workers < 0:
+            raise ConfigError(f"Engine: workers must be >= 0, got {workers}")
+        if chunk < 1:
+            raise ConfigError(f"Engine: chunk must be >= 1, got {chunk}")
+        self.config = config or InferenceConfig()
+        if self.config.learn_A or self.config.learn_B or self.config.use_param_info_gain:
+            raise ConfigError("Engine: learning and parameter information gain are not in the "
+                              "shared-memory engine yet; use Agents for them")
+        # Agents validates the population and builds the layout (one place for both)
+        self._checker = Agents(model, 1, self.config, seed=seed)
+        self.model = model
+        self.n_agents = int(n_agents)
+        self.workers = int(workers)
+        self.seed = int(seed)
+        self.chunk = int(chunk)
+        self.threads = threads
+        self.tick = 0
+        self.last_tick: TickInfo | None = None
+        self._run: Run | None = None
+        self._procs: list[mp.Process] = []
+        self._slices: list[tuple[int, int]] = []
+
+    # ------------------------------------------------------------------------- lifetime
+    def start(self) -> Engine:
+        """Create the shared state, spawn and warm up the workers."""
+        if self._run is not None:
+            return self
+        sweep_stale()
+        self._run = Run()
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start(self) -> None:
+        assert self._run is not None
+        layout = self._checker.layout
+        self.state = SharedState.create(self._run, layout, self.config, self.n_agents,
+                                        self.workers, self.seed)
+        self._actions_view = self.state.actions.view()
+        self._actions_view.setflags(write=False)
+        if self.workers == 0:
+            threads = self.threads or numba.config.NUMBA_NUM_THREADS
+            self._fscratch, self._iscratch = scratch_pool(self.state.spec,
+                                                          numba.config.NUMBA_NUM_THREADS)
+            numba.set_num_threads(threads)
+            warm_up(self.state, self._fscratch, self._iscratch, parallel=True)
+            return
+        bounds = np.linspace(0, self.n_agents, self.workers + 1).astype(int)
+        self._slices = [(int(bounds[w]), int(bounds[w + 1])) for w in range(self.workers)]
+        self._go = [self._run.create_semaphore(f"go-{w}") for w in range(self.workers)]
+        self._done = self._run.create_semaphore("done")
+        ctx = mp.get_context("spawn")
+        for w, (lo, hi) in enumerate(self._slices):
+            proc = ctx.Process(target=worker_main, name=f"agentloop-worker-{w}",
+                               args=(self.state.spec, w, lo, hi, self.chunk), daemon=True)
+            proc.start()
+            self._procs.append(proc)
+        self._wait_done(time.monotonic() + START_TIMEOUT_S, "start")
+
+    def _wait_done(self, until: float, what: str) -> None:
+        for _ in range(self.workers):
+            while True:
+                try:
+                    self._done.acquire(0.05)
+                    break
+                except posix_ipc.BusyError:
+                    dead = [p.name for p in self._procs if not p.is_alive()]
+                    if dead:
+                        raise AgentloopError(f"{what}: worker(s) {dead} died") from None
+                    if time.monotonic() > until:
+                        raise AgentloopError(f"{what}: workers did not answer in time") from None
+
+    def close(self) -> None:
+        """Stop the workers and remove every segment and semaphore of this run."""
+        if self._run is None:
+            return
+        try:
+            if self._procs:
+                self.state.set("stop", 1.0)
+                for go in self._go:
+                    go.release()
+                for proc in self._procs:
+                    proc.join(5.0)
+                    if proc.is_alive():
+                        proc.kill()
+                        proc.join(5.0)
+                    proc.close()
+        finally:
+            self._procs = []
+            for name in ("state", "_actions_view", "_go", "_done"):
+                self.__dict__.pop(name, None)
+            self._run.close()
+            self._run = None
+
+    def __enter__(self) -> Engine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown: best effort
+            pass
+
+    # ------------------------------------------------------------------------- stepping
+    def step(self, obs: np.ndarray, budget_s: float | None = None) -> np.ndarray:
+        """Advance every agent one tick; same contract as :meth:`Agents.step`.
+
+        With ``budget_s``, work stops at the deadline: agents not reached keep their last
+        action and are flagged stale (``last_tick.stale_agents``, :attr:`stale`).
+        """
+        if self._run is None:
+            raise AgentloopError("Engine.step: call start() first (or use `with Engine(...)`)")
+        self._check(obs)
+        started = time.monotonic()
+        deadline = float("inf") if budget_s is None else started + float(budget_s)
+        state = self.state
+        state.obs[:] = obs
+        state.set("tick", self.tick)
+        state.set("deadline", deadline)
+        if self.workers == 0:
+            process_slice(state, 0, self.n_agents, self.chunk, self.tick, deadline,
+                          self._fscratch, self._iscratch, parallel=True)
+        else:
+            for go in self._go:
+                go.release()
+            until = (started + 3600.0 if budget_s is None
+                     else deadline + OVERRUN_GRACE_S)
+            self._wait_done(until, f"tick {self.tick}")
+        wall = time.monotonic() - started
+        self.last_tick = TickInfo(tick=self.tick, wall_s=wall, deadline_s=budget_s,
+                                  stale_agents=int(state.stale.sum()), level=0)
+        self.tick += 1
+        return self._actions_view
+
+    def _check(self, obs: np.ndarray) -> None:
+        checker = self._checker
+        if isinstance(obs, np.ndarray) and obs.ndim == 2 and obs.shape[0] == self.n_agents:
+            checker.n = self.n_agents          # shape check against the whole population
+        try:
+            checker.check_observations(obs)
+        finally:
+            checker.n = 1
+
+    # ------------------------------------------------------------------------- state
+    @property
+    def qs(self) -> list[np.ndarray]:
+        """Posterior over each factor, ``(n, S_f)`` views of shared memory."""
+        offsets = self._checker.layout.state_offset
+        return [self.state.qs[:, offsets[f]:offsets[f + 1]] for f in range(len(offsets) - 1)]
+
+    @property
+    def q_pi(self) -> np.ndarray:
+        return self.state.q_pi
+
+    @property
+    def G(self) -> np.ndarray:
+        return self.state.G
+
+    @property
+    def stale(self) -> np.ndarray:
+        """1 for agents the last tick did not reach (they kept their previous action)."""
+        return self.state.stale

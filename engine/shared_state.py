@@ -1,0 +1,125 @@
+"""The shared-memory state of one population: model arrays, per-agent arrays, control block.
+
+The master creates it (``SharedState.create``); each worker attaches it from the picklable
+:class:`StateSpec` (``SharedState.attach``). Model arrays are written once and attached
+read-only; per-agent arrays are structure-of-arrays with the agent axis first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from .config import InferenceConfig
+from .kernels import cpu
+from .layout import ModelLayout
+from .shm import Run
+
+#: control block fields (one float64 each), then one heartbeat per worker
+CONTROL_FIELDS = ("tick", "deadline", "stop", "level")
+
+
+@dataclasses.dataclass(frozen=True)
+class StateSpec:
+    """Everything a worker needs to attach a population's shared state (picklable)."""
+
+    run_id: str
+    n_agents: int
+    n_workers: int
+    seed: int
+    config: dict[str, Any]
+    model_arrays: dict[str, tuple[tuple[int, ...], str]]
+    dtype: str
+    state_size: int
+    n_factors: int
+    n_modalities: int
+    n_policies: int
+    scratch_sizes: tuple[int, ...]
+    float_scratch: int
+    int_scratch: int
+
+    def per_agent_arrays(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        n = self.n_agents
+        return {
+            "obs": ((n, self.n_modalities), "int64"),
+            "qs": ((n, self.state_size), self.dtype),
+            "prev_action": ((n, self.n_factors), "int64"),
+            "started": ((n,), "uint8"),
+            "q_pi": ((n, self.n_policies), self.dtype),
+            "G": ((n, self.n_policies), self.dtype),
+            "actions": ((n, self.n_factors), "int64"),
+            "stale": ((n,), "uint8"),
+            "agent_ids": ((n,), "int64"),
+            "control": ((len(CONTROL_FIELDS) + self.n_workers,), "float64"),
+        }
+
+
+class SharedState:
+    """Views of a population's segments, in this process."""
+
+    def __init__(self, spec: StateSpec, arrays: dict[str, np.ndarray],
+                 km: cpu.KernelModel) -> None:
+        self.spec = spec
+        self.km = km
+        self.kc = cpu.kernel_config(InferenceConfig.from_dict(spec.config))
+        for name, arr in arrays.items():
+            setattr(self, name, arr)
+        self.obs: np.ndarray
+        self.qs: np.ndarray
+        self.prev_action: np.ndarray
+        self.started: np.ndarray
+        self.q_pi: np.ndarray
+        self.G: np.ndarray
+        self.actions: np.ndarray
+        self.stale: np.ndarray
+        self.agent_ids: np.ndarray
+        self.control: np.ndarray
+
+    @staticmethod
+    def create(run: Run, layout: ModelLayout, config: InferenceConfig, n_agents: int,
+               n_workers: int, seed: int) -> SharedState:
+        km_local = cpu.kernel_model(layout)
+        model_arrays = {}
+        shared: dict[str, np.ndarray] = {}
+        for name, arr in zip(cpu.KernelModel._fields, km_local, strict=True):
+            shared[name] = run.share_array(f"model-{name}", np.ascontiguousarray(arr))
+            model_arrays[name] = (tuple(arr.shape), arr.dtype.str)
+        spec = StateSpec(
+            run_id=run.run_id, n_agents=n_agents, n_workers=n_workers, seed=seed,
+            config=config.to_dict(), model_arrays=model_arrays, dtype=layout.dtype.str,
+            state_size=layout.state_size, n_factors=layout.n_factors,
+            n_modalities=layout.n_modalities, n_policies=layout.n_policies,
+            scratch_sizes=cpu.scratch_sizes(layout), float_scratch=cpu.scratch_float_size(layout),
+            int_scratch=cpu.scratch_int_size(layout))
+        arrays = {name: run.create_array(name, shape, dtype)
+                  for name, (shape, dtype) in spec.per_agent_arrays().items()}
+        for f in range(layout.n_factors):
+            lo, hi = layout.state_offset[f], layout.state_offset[f + 1]
+            arrays["qs"][:, lo:hi] = 1.0 / (hi - lo)
+        arrays["agent_ids"][:] = np.arange(n_agents)
+        km = cpu.kernel_model_from(lambda name: shared[name])
+        return SharedState(spec, arrays, km)
+
+    @staticmethod
+    def attach(run: Run, spec: StateSpec) -> SharedState:
+        shared = {name: run.attach_array(f"model-{name}", shape, dtype, readonly=True)
+                  for name, (shape, dtype) in spec.model_arrays.items()}
+        arrays = {name: run.attach_array(name, shape, dtype)
+                  for name, (shape, dtype) in spec.per_agent_arrays().items()}
+        km = cpu.kernel_model_from(lambda name: shared[name])
+        return SharedState(spec, arrays, km)
+
+    # ------------------------------------------------------------------------- control block
+    def get(self, field: str) -> float:
+        return float(self.control[CONTROL_FIELDS.index(field)])
+
+    def set(self, field: str, value: float) -> None:
+        self.control[CONTROL_FIELDS.index(field)] = value
+
+    def heartbeat(self, worker: int) -> float:
+        return float(self.control[len(CONTROL_FIELDS) + worker])
+
+    def beat(self, worker: int, tick: float) -> None:
+        self.control[len(CONTROL_FIELDS) + worker] = tick

@@ -1,0 +1,95 @@
+"""Worker: waits for a tick, runs the kernels on its slice of agents in chunks, signals done.
+
+``process_slice`` is also what ``Engine(workers=0)`` runs in the master process, so both paths
+compute the same numbers. Between chunks the deadline is checked; agents not reached keep their
+last action and are flagged stale for the tick.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numba
+import numpy as np
+import posix_ipc
+
+from .kernels import cpu
+from .pool import ArrayPool
+from .shared_state import SharedState, StateSpec
+from .shm import Run
+
+#: how often an idle worker wakes to check that its master still lives (seconds)
+IDLE_POLL_S = 0.5
+
+
+def scratch_pool(spec: StateSpec, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-thread kernel scratch, borrowed from a pool preallocated once."""
+    requests = [((threads, spec.float_scratch), "float64"),
+                ((threads, spec.int_scratch), "int64")]
+    pool = ArrayPool(ArrayPool.bytes_for(requests))
+    return (pool.borrow("fscratch", (threads, spec.float_scratch), "float64"),
+            pool.borrow("iscratch", (threads, spec.int_scratch), "int64"))
+
+
+def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
+                  deadline: float, fscratch: np.ndarray, iscratch: np.ndarray,
+                  parallel: bool) -> int:
+    """Step agents ``lo..hi`` in chunks until done or past the deadline; return how many ran."""
+    kernel = cpu.step_agents if parallel else cpu.step_agents_serial
+    kc = state.kc
+    done = lo
+    while done < hi:
+        if done > lo and time.monotonic() > deadline:
+            break
+        end = min(hi, done + chunk)
+        kernel(state.km, kc, state.agent_ids[done:end], state.obs[done:end],
+               state.qs[done:end], state.prev_action[done:end], state.started[done:end],
+               state.q_pi[done:end], state.G[done:end], state.actions[done:end],
+               state.spec.seed, tick, fscratch, iscratch, state.spec.scratch_sizes,
+               kc.num_iter)
+        done = end
+    state.stale[lo:done] = 0
+    state.stale[done:hi] = 1
+    return done - lo
+
+
+def warm_up(state: SharedState, fscratch: np.ndarray, iscratch: np.ndarray,
+            parallel: bool) -> None:
+    """Compile (or load from cache) the kernel by running it on no agents."""
+    kernel = cpu.step_agents if parallel else cpu.step_agents_serial
+    empty = slice(0, 0)
+    kernel(state.km, state.kc, state.agent_ids[empty], state.obs[empty], state.qs[empty],
+           state.prev_action[empty], state.started[empty], state.q_pi[empty], state.G[empty],
+           state.actions[empty], state.spec.seed, 0, fscratch, iscratch,
+           state.spec.scratch_sizes, state.kc.num_iter)
+
+
+def worker_main(spec: StateSpec, index: int, lo: int, hi: int, chunk: int) -> None:
+    """Entry point of a spawned worker process (one Numba thread; the workers are the cores)."""
+    numba.set_num_threads(1)
+    parent = os.getppid()
+    run = Run(spec.run_id, owner=False)
+    try:
+        state = SharedState.attach(run, spec)
+        fscratch, iscratch = scratch_pool(spec, numba.config.NUMBA_NUM_THREADS)
+        go = run.attach_semaphore(f"go-{index}")
+        done = run.attach_semaphore("done")
+        warm_up(state, fscratch, iscratch, parallel=False)
+        done.release()                                   # ready
+        while True:
+            try:
+                go.acquire(IDLE_POLL_S)
+            except posix_ipc.BusyError:
+                if os.getppid() != parent:
+                    return                               # the master died: nothing to serve
+                continue
+            if state.get("stop"):
+                return
+            tick = int(state.get("tick"))
+            process_slice(state, lo, hi, chunk, tick, state.get("deadline"), fscratch,
+                          iscratch, parallel=False)
+            state.beat(index, tick)
+            done.release()
+    finally:
+        run.close()

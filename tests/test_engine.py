@@ -1,0 +1,96 @@
+"""Engine: shared memory + worker processes give the same results as in-process Agents."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from engine import Agents, InferenceConfig, ObservationError
+from engine.errors import AgentloopError
+from engine.loop import Engine
+from engine.shm import entries_of
+from world.models import grid_model, random_model
+
+
+def _observations(model, n: int, ticks: int, seed: int) -> list[np.ndarray]:  # noqa: ANN001
+    rng = np.random.default_rng(seed)
+    return [np.stack([rng.integers(0, o, size=n) for o in model.num_obs], axis=1)
+            for _ in range(ticks)]
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+@pytest.mark.parametrize("model_name", ["grid-5", "random-2-factors"])
+def test_engine_matches_agents_for_any_worker_count(workers: int, model_name: str) -> None:
+    if model_name == "grid-5":
+        model, config = grid_model(5), InferenceConfig(policy_len=2)
+    else:
+        model = random_model(np.random.default_rng(1), [3, 4], [3, 2], [2, 2])
+        config = InferenceConfig(action_selection="stochastic", alpha=3.0)
+    n = 700
+    reference = Agents(model, n, config, seed=9)
+    with Engine(model, n, workers=workers, config=config, seed=9, chunk=128) as engine:
+        for obs in _observations(model, n, 6, seed=2):
+            expected = np.array(reference.step(obs))
+            np.testing.assert_array_equal(engine.step(obs), expected)
+            np.testing.assert_array_equal(engine.q_pi, reference.q_pi)
+            for ours, theirs in zip(engine.qs, reference.qs, strict=True):
+                np.testing.assert_array_equal(ours, theirs)
+        run_id = engine._run.run_id
+    assert entries_of([run_id]) == []
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_deadline_leaves_unreached_agents_stale_with_their_last_action(workers: int) -> None:
+    model = grid_model(5)
+    n = 2000
+    with Engine(model, n, workers=workers, chunk=50) as engine:
+        ticks = _observations(model, n, 2, seed=3)
+        first = np.array(engine.step(ticks[0]))
+        assert engine.last_tick.stale_agents == 0
+        second = np.array(engine.step(ticks[1], budget_s=0.0))
+        stale = engine.stale.astype(bool)
+        assert engine.last_tick.stale_agents == stale.sum() > 0
+        assert stale.sum() <= n - 50 * max(1, workers)      # each slice ran its first chunk
+        np.testing.assert_array_equal(second[stale], first[stale])
+
+
+def test_bad_observations_rejected_and_shared_state_kept() -> None:
+    model = grid_model(4)
+    with Engine(model, 100, workers=1) as engine:
+        engine.step(_observations(model, 100, 1, seed=4)[0])
+        before = [np.array(a) for a in (engine.state.qs, engine.state.actions)]
+        bad = _observations(model, 100, 1, seed=5)[0]
+        bad[17, 1] = 7
+        with pytest.raises(ObservationError, match="agent 17, modality 1"):
+            engine.step(bad)
+        with pytest.raises(ObservationError, match="shape"):
+            engine.step(bad[:50])
+        for x, y in zip(before, (engine.state.qs, engine.state.actions), strict=True):
+            np.testing.assert_array_equal(x, y)
+        assert engine.tick == 1
+
+
+def test_killed_worker_is_reported_and_nothing_leaks() -> None:
+    model = grid_model(4)
+    engine = Engine(model, 200, workers=2).start()
+    run_id = engine._run.run_id
+    obs = _observations(model, 200, 1, seed=6)[0]
+    engine.step(obs)
+    os.kill(engine._procs[1].pid, signal.SIGKILL)
+    engine._procs[1].join(10)
+    with pytest.raises(AgentloopError, match="died"):
+        engine.step(obs)
+    engine.close()
+    assert entries_of([run_id]) == []
+
+
+def test_step_before_start_and_double_close() -> None:
+    engine = Engine(grid_model(3), 10, workers=0)
+    with pytest.raises(AgentloopError, match="start"):
+        engine.step(np.zeros((10, 2), dtype=np.int64))
+    engine.start()
+    engine.close()
+    engine.close()
