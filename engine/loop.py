@@ -29,6 +29,8 @@ from .worker import process_slice, scratch_pool, warm_up, worker_main
 START_TIMEOUT_S = 300.0
 #: how long a tick may overrun its deadline before a worker is presumed hung
 OVERRUN_GRACE_S = 5.0
+#: without a budget, how long a tick may take before a worker is presumed hung
+NO_BUDGET_TIMEOUT_S = 120.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,27 +107,50 @@ class Engine:
         bounds = np.linspace(0, self.n_agents, self.workers + 1).astype(int)
         self._slices = [(int(bounds[w]), int(bounds[w + 1])) for w in range(self.workers)]
         self._go = [self._run.create_semaphore(f"go-{w}") for w in range(self.workers)]
-        self._done = self._run.create_semaphore("done")
-        ctx = mp.get_context("spawn")
-        for w, (lo, hi) in enumerate(self._slices):
-            proc = ctx.Process(target=worker_main, name=f"agentloop-worker-{w}",
-                               args=(self.state.spec, w, lo, hi, self.chunk), daemon=True)
-            proc.start()
-            self._procs.append(proc)
-        self._wait_done(time.monotonic() + START_TIMEOUT_S, "start")
+        self._done = [self._run.create_semaphore(f"done-{w}") for w in range(self.workers)]
+        self._procs = [self._spawn(w) for w in range(self.workers)]
+        self._ready = [False] * self.workers
+        self.respawns = 0
+        until = time.monotonic() + START_TIMEOUT_S
+        for w in range(self.workers):
+            if not self._wait_worker(w, until):
+                raise AgentloopError(f"start: worker {w} died or did not get ready in "
+                                     f"{START_TIMEOUT_S:.0f} s")
+            self._ready[w] = True
 
-    def _wait_done(self, until: float, what: str) -> None:
-        for _ in range(self.workers):
-            while True:
-                try:
-                    self._done.acquire(0.05)
-                    break
-                except posix_ipc.BusyError:
-                    dead = [p.name for p in self._procs if not p.is_alive()]
-                    if dead:
-                        raise AgentloopError(f"{what}: worker(s) {dead} died") from None
-                    if time.monotonic() > until:
-                        raise AgentloopError(f"{what}: workers did not answer in time") from None
+    def _spawn(self, w: int) -> mp.process.BaseProcess:
+        lo, hi = self._slices[w]
+        proc = mp.get_context("spawn").Process(
+            target=worker_main, name=f"agentloop-worker-{w}",
+            args=(self.state.spec, w, lo, hi, self.chunk), daemon=True)
+        proc.start()
+        return proc
+
+    def _wait_worker(self, w: int, until: float) -> bool:
+        """Wait for worker ``w``'s done signal; False if it died or ``until`` passed."""
+        while True:
+            try:
+                self._done[w].acquire(0.02)
+                return True
+            except posix_ipc.BusyError:
+                if not self._procs[w].is_alive() or time.monotonic() > until:
+                    return False
+
+    def _replace_worker(self, w: int) -> None:
+        """Respawn worker ``w`` on the same slice; its agents' beliefs stay in shared memory."""
+        proc = self._procs[w]
+        if proc.is_alive():
+            proc.kill()
+        proc.join(5.0)
+        proc.close()
+        while True:                      # drop a done signal the dead worker may have left
+            try:
+                self._done[w].acquire(0)
+            except posix_ipc.BusyError:
+                break
+        self._procs[w] = self._spawn(w)
+        self._ready[w] = False
+        self.respawns += 1
 
     def close(self) -> None:
         """Stop the workers and remove every segment and semaphore of this run."""
@@ -144,7 +169,7 @@ class Engine:
                     proc.close()
         finally:
             self._procs = []
-            for name in ("state", "_actions_view", "_go", "_done"):
+            for name in ("state", "_actions_view", "_go", "_done", "_ready"):
                 self.__dict__.pop(name, None)
             self._run.close()
             self._run = None
@@ -181,16 +206,41 @@ class Engine:
             process_slice(state, 0, self.n_agents, self.chunk, self.tick, deadline,
                           self._fscratch, self._iscratch, parallel=True)
         else:
-            for go in self._go:
-                go.release()
-            until = (started + 3600.0 if budget_s is None
+            until = (started + NO_BUDGET_TIMEOUT_S if budget_s is None
                      else deadline + OVERRUN_GRACE_S)
-            self._wait_done(until, f"tick {self.tick}")
+            self._tick_workers(until)
         wall = time.monotonic() - started
         self.last_tick = TickInfo(tick=self.tick, wall_s=wall, deadline_s=budget_s,
                                   stale_agents=int(state.stale.sum()), level=0)
         self.tick += 1
         return self._actions_view
+
+    def _tick_workers(self, until: float) -> None:
+        """Release every ready worker and wait; a dead or hung one is respawned.
+
+        The slice of a worker that is not ready (still starting after a respawn) or that died
+        during the tick is stale for this tick; its agents' beliefs stay in shared memory.
+        """
+        released = []
+        for w in range(self.workers):
+            if not self._ready[w]:
+                try:
+                    self._done[w].acquire(0)
+                    self._ready[w] = True
+                except posix_ipc.BusyError:
+                    if not self._procs[w].is_alive():
+                        self._replace_worker(w)
+            if self._ready[w]:
+                self._go[w].release()
+                released.append(w)
+            else:
+                lo, hi = self._slices[w]
+                self.state.stale[lo:hi] = 1
+        for w in released:
+            if not self._wait_worker(w, until):
+                lo, hi = self._slices[w]
+                self.state.stale[lo:hi] = 1
+                self._replace_worker(w)
 
     def _check(self, obs: np.ndarray) -> None:
         checker = self._checker

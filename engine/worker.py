@@ -74,7 +74,7 @@ def worker_main(spec: StateSpec, index: int, lo: int, hi: int, chunk: int) -> No
         state = SharedState.attach(run, spec)
         fscratch, iscratch = scratch_pool(spec, numba.config.NUMBA_NUM_THREADS)
         go = run.attach_semaphore(f"go-{index}")
-        done = run.attach_semaphore("done")
+        done = run.attach_semaphore(f"done-{index}")
         warm_up(state, fscratch, iscratch, parallel=False)
         done.release()                                   # ready
         while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -73,16 +74,31 @@ def test_bad_observations_rejected_and_shared_state_kept() -> None:
         assert engine.tick == 1
 
 
-def test_killed_worker_is_reported_and_nothing_leaks() -> None:
+def test_killed_worker_is_respawned_with_beliefs_kept() -> None:
+    """SIGKILL a worker: detected within the tick, its slice stale, respawned, nothing lost."""
     model = grid_model(4)
-    engine = Engine(model, 200, workers=2).start()
+    n = 200
+    engine = Engine(model, n, workers=2).start()
     run_id = engine._run.run_id
-    obs = _observations(model, 200, 1, seed=6)[0]
-    engine.step(obs)
+    ticks = _observations(model, n, 60, seed=6)
+    engine.step(ticks[0])
+    lo, hi = engine._slices[1]
+    beliefs = np.array(engine.state.qs[lo:hi])
+    actions = np.array(engine.state.actions[lo:hi])
     os.kill(engine._procs[1].pid, signal.SIGKILL)
     engine._procs[1].join(10)
-    with pytest.raises(AgentloopError, match="died"):
+    engine.step(ticks[1])
+    assert engine.respawns == 1
+    assert engine.stale[lo:hi].all() and not engine.stale[:lo].any()
+    np.testing.assert_array_equal(engine.state.qs[lo:hi], beliefs)
+    np.testing.assert_array_equal(engine.state.actions[lo:hi], actions)
+    for obs in ticks[2:]:                        # the new worker picks the slice up again
         engine.step(obs)
+        if engine.last_tick.stale_agents == 0:
+            break
+        time.sleep(0.1)
+    assert engine.last_tick.stale_agents == 0
+    assert not np.array_equal(engine.state.qs[lo:hi], beliefs)
     engine.close()
     assert entries_of([run_id]) == []
 
