@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import time
+from collections.abc import Callable
+from typing import Protocol
 
 import numba
 import numpy as np
@@ -19,6 +21,7 @@ import posix_ipc
 
 from .agents import Agents
 from .config import InferenceConfig
+from .degrade import FULL, MAX_LEVEL, DegradeController
 from .errors import AgentloopError, ConfigError
 from .model import GenerativeModel
 from .shared_state import SharedState
@@ -31,6 +34,27 @@ START_TIMEOUT_S = 300.0
 OVERRUN_GRACE_S = 5.0
 #: without a budget, how long a tick may take before a worker is presumed hung
 NO_BUDGET_TIMEOUT_S = 120.0
+
+
+class WorldLike(Protocol):
+    """What ``Engine.run`` drives: observations in, actions out, agent axis first."""
+
+    def reset(self, seed: int) -> np.ndarray: ...
+
+    def step(self, actions: np.ndarray) -> np.ndarray: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    """Totals of a fixed-rate run."""
+
+    ticks: int
+    hz: float
+    missed: int
+    dropped_slots: int
+    tick_s_p50: float
+    tick_s_p99: float
+    level_counts: list[int]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +77,7 @@ class Engine:
 
     def __init__(self, model: GenerativeModel, n_agents: int, workers: int = 2,
                  config: InferenceConfig | None = None, seed: int = 0, chunk: int = 4096,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, degrade: DegradeController | bool = True) -> None:
         if workers < 0:
             raise ConfigError(f"Engine: workers must be >= 0, got {workers}")
         if chunk < 1:
@@ -72,6 +96,9 @@ class Engine:
         self.threads = threads
         self.tick = 0
         self.last_tick: TickInfo | None = None
+        if degrade is True:
+            degrade = DegradeController()
+        self.controller: DegradeController | None = degrade or None
         self._run: Run | None = None
         self._procs: list[mp.Process] = []
         self._slices: list[tuple[int, int]] = []
@@ -187,33 +214,88 @@ class Engine:
             pass
 
     # ------------------------------------------------------------------------- stepping
-    def step(self, obs: np.ndarray, budget_s: float | None = None) -> np.ndarray:
+    def step(self, obs: np.ndarray, budget_s: float | None = None,
+             level: int | None = None) -> np.ndarray:
         """Advance every agent one tick; same contract as :meth:`Agents.step`.
 
         With ``budget_s``, work stops at the deadline: agents not reached keep their last
-        action and are flagged stale (``last_tick.stale_agents``, :attr:`stale`).
+        action and are flagged stale (``last_tick.stale_agents``, :attr:`stale`), and the
+        degradation controller picks the next tick's level from this tick's utilisation.
+        ``level`` forces a degradation level for this tick (replay).
         """
         if self._run is None:
             raise AgentloopError("Engine.step: call start() first (or use `with Engine(...)`)")
         self._check(obs)
+        if level is None:
+            level = self.controller.level if (self.controller and budget_s is not None) else 0
+        if not FULL <= level <= MAX_LEVEL:
+            raise ConfigError(f"Engine.step: level must be in 0..{MAX_LEVEL}, got {level}")
         started = time.monotonic()
         deadline = float("inf") if budget_s is None else started + float(budget_s)
         state = self.state
         state.obs[:] = obs
         state.set("tick", self.tick)
         state.set("deadline", deadline)
+        state.set("level", level)
         if self.workers == 0:
             process_slice(state, 0, self.n_agents, self.chunk, self.tick, deadline,
-                          self._fscratch, self._iscratch, parallel=True)
+                          self._fscratch, self._iscratch, parallel=True, level=level)
         else:
             until = (started + NO_BUDGET_TIMEOUT_S if budget_s is None
                      else deadline + OVERRUN_GRACE_S)
             self._tick_workers(until)
         wall = time.monotonic() - started
+        if self.controller is not None and budget_s is not None:
+            self.controller.observe(wall / max(budget_s, 1e-9))
         self.last_tick = TickInfo(tick=self.tick, wall_s=wall, deadline_s=budget_s,
-                                  stale_agents=int(state.stale.sum()), level=0)
+                                  stale_agents=int(state.stale.sum()), level=level)
         self.tick += 1
         return self._actions_view
+
+    def run(self, world: WorldLike, hz: float, ticks: int,
+            on_tick: Callable[[TickInfo], None] | None = None) -> RunSummary:
+        """Drive ``world`` at a fixed rate for ``ticks`` ticks ("fix your timestep").
+
+        Tick k is due at start + k / hz: the engine's budget is what is left of the slot after
+        the world's step (estimated from its recent steps). A late tick starts at once; a tick
+        more than a whole period late drops the missed slots instead of trying to catch up, so
+        the loop neither drifts nor spirals.
+        """
+        if hz <= 0:
+            raise ConfigError(f"Engine.run: hz must be > 0, got {hz}")
+        period = 1.0 / hz
+        obs = world.reset(self.seed)
+        world_s = 0.0
+        walls = np.zeros(ticks)
+        levels = np.zeros(ticks, dtype=np.int64)
+        missed = dropped = 0
+        due = time.monotonic()
+        for k in range(ticks):
+            slot_start = time.monotonic()
+            budget = max(0.0, due + period - slot_start - world_s)
+            actions = self.step(obs, budget_s=budget)
+            w0 = time.monotonic()
+            obs = world.step(actions)
+            world_s = 0.8 * world_s + 0.2 * (time.monotonic() - w0) if k else \
+                time.monotonic() - w0
+            walls[k] = time.monotonic() - slot_start
+            levels[k] = self.last_tick.level if self.last_tick else 0
+            if on_tick is not None and self.last_tick is not None:
+                on_tick(self.last_tick)
+            due += period
+            now = time.monotonic()
+            if now < due:
+                time.sleep(due - now)
+            else:
+                missed += 1
+                if now - due > period:
+                    skipped = int((now - due) // period)
+                    dropped += skipped
+                    due += skipped * period
+        return RunSummary(ticks=ticks, hz=hz, missed=missed, dropped_slots=dropped,
+                          tick_s_p50=float(np.median(walls)),
+                          tick_s_p99=float(np.percentile(walls, 99)),
+                          level_counts=np.bincount(levels, minlength=MAX_LEVEL + 1).tolist())
 
     def _tick_workers(self, until: float) -> None:
         """Release every ready worker and wait; a dead or hung one is respawned.

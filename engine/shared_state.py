@@ -63,7 +63,14 @@ class SharedState:
                  km: cpu.KernelModel) -> None:
         self.spec = spec
         self.km = km
-        self.kc = cpu.kernel_config(InferenceConfig.from_dict(spec.config))
+        config = InferenceConfig.from_dict(spec.config)
+        self.kc = cpu.kernel_config(config)
+        # kernel settings per degradation level (0 full, 1 fewer iterations, 2+ one step)
+        fewer = max(1, config.num_iter // 2)
+        self.kc_by_level = (self.kc, cpu.kernel_config(config, num_iter=fewer),
+                            cpu.kernel_config(config, num_iter=fewer, max_depth=1),
+                            cpu.kernel_config(config, num_iter=fewer, max_depth=1),
+                            self.kc)
         for name, arr in arrays.items():
             setattr(self, name, arr)
         self.obs: np.ndarray

@@ -14,6 +14,7 @@ import numba
 import numpy as np
 import posix_ipc
 
+from .degrade import FULL, ROTATING_FRACTION, STALE_ACTIONS
 from .kernels import cpu
 from .pool import ArrayPool
 from .shared_state import SharedState, StateSpec
@@ -34,24 +35,40 @@ def scratch_pool(spec: StateSpec, threads: int) -> tuple[np.ndarray, np.ndarray]
 
 def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
                   deadline: float, fscratch: np.ndarray, iscratch: np.ndarray,
-                  parallel: bool) -> int:
-    """Step agents ``lo..hi`` in chunks until done or past the deadline; return how many ran."""
+                  parallel: bool, level: int = FULL) -> int:
+    """Step agents ``lo..hi`` in chunks until done or past the deadline; return how many ran.
+
+    ``level`` is the degradation rung (``engine.degrade``): 1-2 use a cheaper kernel setting,
+    3 also updates only every other chunk (alternating each tick), 4 updates nobody. Agents
+    not updated keep their last action and are flagged stale.
+    """
     kernel = cpu.step_agents if parallel else cpu.step_agents_serial
-    kc = state.kc
-    done = lo
-    while done < hi:
-        if done > lo and time.monotonic() > deadline:
+    kc = state.kc_by_level[level]
+    stale = state.stale
+    if level >= STALE_ACTIONS:
+        stale[lo:hi] = 1
+        return 0
+    ran = 0
+    start = lo
+    index = 0
+    while start < hi:
+        end = min(hi, start + chunk)
+        if start > lo and time.monotonic() > deadline:
+            stale[start:hi] = 1
             break
-        end = min(hi, done + chunk)
-        kernel(state.km, kc, state.agent_ids[done:end], state.obs[done:end],
-               state.qs[done:end], state.prev_action[done:end], state.started[done:end],
-               state.q_pi[done:end], state.G[done:end], state.actions[done:end],
-               state.spec.seed, tick, fscratch, iscratch, state.spec.scratch_sizes,
-               kc.num_iter)
-        done = end
-    state.stale[lo:done] = 0
-    state.stale[done:hi] = 1
-    return done - lo
+        if level == ROTATING_FRACTION and (index + tick) % 2 == 1:
+            stale[start:end] = 1
+        else:
+            kernel(state.km, kc, state.agent_ids[start:end], state.obs[start:end],
+                   state.qs[start:end], state.prev_action[start:end],
+                   state.started[start:end], state.q_pi[start:end], state.G[start:end],
+                   state.actions[start:end], state.spec.seed, tick, fscratch, iscratch,
+                   state.spec.scratch_sizes, kc.num_iter)
+            stale[start:end] = 0
+            ran += end - start
+        start = end
+        index += 1
+    return ran
 
 
 def warm_up(state: SharedState, fscratch: np.ndarray, iscratch: np.ndarray,
@@ -88,7 +105,7 @@ def worker_main(spec: StateSpec, index: int, lo: int, hi: int, chunk: int) -> No
                 return
             tick = int(state.get("tick"))
             process_slice(state, lo, hi, chunk, tick, state.get("deadline"), fscratch,
-                          iscratch, parallel=False)
+                          iscratch, parallel=False, level=int(state.get("level")))
             state.beat(index, tick)
             done.release()
     finally:

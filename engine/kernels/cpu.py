@@ -42,7 +42,7 @@ KernelConfig = namedtuple(
     "KernelConfig",
     [
         "gamma", "alpha", "use_utility", "use_states_info_gain", "stochastic", "full_sampling",
-        "num_iter", "dF", "dF_tol",
+        "num_iter", "dF", "dF_tol", "max_depth",
     ],
 )
 
@@ -71,12 +71,19 @@ def kernel_model_from(get) -> KernelModel:  # noqa: ANN001
     return KernelModel(*arrays)
 
 
-def kernel_config(config, num_iter: int | None = None) -> KernelConfig:  # noqa: ANN001
+def kernel_config(config, num_iter: int | None = None,  # noqa: ANN001
+                  max_depth: int | None = None) -> KernelConfig:
+    """Scalars of an InferenceConfig for the kernels; ``num_iter``/``max_depth`` degrade it.
+
+    ``max_depth`` < policy_len values every policy by its first ``max_depth`` steps only
+    (the degradation ladder's shorter horizon: deeper tree nodes are skipped).
+    """
     return KernelConfig(
         float(config.gamma), float(config.alpha), bool(config.use_utility),
         bool(config.use_states_info_gain), config.action_selection == "stochastic",
         config.sampling_mode == "full", int(config.num_iter if num_iter is None else num_iter),
         float(config.dF), float(config.dF_tol),
+        int(config.policy_len if max_depth is None else max_depth),
     )
 
 
@@ -259,6 +266,10 @@ def policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G):
     s_tot = km.state_offset[-1]
     for k in range(km.node_depth.shape[0]):
         d = km.node_depth[k]
+        if d >= kc.max_depth:                      # degraded horizon: value stops here
+            gacc[d] = gacc[d - 1]
+            gnode[k] = gacc[d]
+            continue
         dst = d * s_tot
         for f in range(n_factors):
             if d == 0:
@@ -406,6 +417,10 @@ def policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, s
         n_big[0] = _big_states(post, 0, S, tau, big, 0)
     for k in range(km.node_depth.shape[0]):
         d = km.node_depth[k]
+        if d >= kc.max_depth:                      # degraded horizon: value stops here
+            gacc[d] = gacc[d - 1]
+            gnode[k] = gacc[d]
+            continue
         u = km.node_action[k, 0]
         if d == 0:
             parent = post
@@ -420,7 +435,7 @@ def policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, s
             stamp[0] += 1
             value += _sparse_info_gain(km, u, parent, p_off, big, d * S, n_big[d], seen,
                                        stamp[0], qo, touched, rows, vals, memo_key, memo_val)
-        if d < horizon - 1:
+        if d < min(horizon, kc.max_depth) - 1:
             _apply_B(km, 0, u, parent, p_off, qdepth, d * S)
             if kc.use_states_info_gain:
                 n_big[d + 1] = _big_states(qdepth, d * S, S, tau, big, (d + 1) * S)

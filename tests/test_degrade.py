@@ -1,0 +1,101 @@
+"""Degradation ladder: the controller's hysteresis, forced levels, and the fixed-rate loop."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from engine import Agents, InferenceConfig
+from engine.degrade import (
+    FULL,
+    ROTATING_FRACTION,
+    SHORTER_HORIZON,
+    STALE_ACTIONS,
+    DegradeController,
+)
+from engine.loop import Engine
+from world.models import grid_model
+from world.process import ModelProcess
+
+
+def test_controller_moves_down_on_a_miss_and_up_after_calm_ticks() -> None:
+    c = DegradeController(high=0.9, low=0.5, hot_ticks=2, calm_ticks=3)
+    assert c.observe(1.5) == 1                      # missed budget: down at once
+    assert c.observe(0.95) == 1                     # one hot tick is not enough
+    assert c.observe(0.95) == 2
+    assert c.observe(0.7) == 2                      # between low and high: stay
+    assert [c.observe(0.2) for _ in range(3)] == [2, 2, 1]
+    assert [c.observe(0.2) for _ in range(3)] == [1, 1, 0]
+    assert c.observe(0.1) == 0
+
+
+def test_controller_is_bounded_and_validated() -> None:
+    c = DegradeController(max_level=2)
+    for _ in range(10):
+        c.observe(5.0)
+    assert c.level == 2
+    with pytest.raises(ValueError):
+        DegradeController(low=0.9, high=0.5)
+
+
+def _obs(model, n: int, seed: int) -> np.ndarray:  # noqa: ANN001
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.integers(0, o, size=n) for o in model.num_obs], axis=1)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_forced_levels(workers: int) -> None:
+    model = grid_model(4)
+    n = 400
+    config = InferenceConfig(policy_len=2)
+    one_step = Agents(model, n, InferenceConfig(policy_len=1), seed=0)
+    with Engine(model, n, workers=workers, config=config, chunk=50) as engine:
+        first = np.array(engine.step(_obs(model, n, 0)))
+        one_step.step(_obs(model, n, 0))
+        engine.step(_obs(model, n, 1), level=STALE_ACTIONS)
+        assert engine.stale.all()
+        np.testing.assert_array_equal(engine.state.actions, first)
+        engine.step(_obs(model, n, 2), level=ROTATING_FRACTION)
+        stale = engine.stale.reshape(-1, 50)[:, 0] if workers == 0 else engine.stale
+        assert 0 < engine.last_tick.stale_agents < n
+        assert stale.any()
+    with Engine(model, n, workers=workers, config=config) as engine:
+        engine.step(_obs(model, n, 0), level=SHORTER_HORIZON)
+        # policies valued by their first step: G(a, b) equals a one-step agent's G(a)
+        first_actions = engine._checker.policies[:, 0, 0]
+        np.testing.assert_allclose(engine.G, one_step.G[:, first_actions], rtol=1e-6)
+
+
+class _World:
+    def __init__(self, model, n: int) -> None:  # noqa: ANN001
+        self.model, self.n = model, n
+
+    def reset(self, seed: int) -> np.ndarray:
+        self.process = ModelProcess(self.model, self.n, np.random.default_rng(seed))
+        return self.process.observe()
+
+    def step(self, actions: np.ndarray) -> np.ndarray:
+        self.process.advance(actions)
+        return self.process.observe()
+
+
+def test_fixed_rate_run_keeps_time_degrades_under_overload_and_recovers() -> None:
+    model = grid_model(10)
+    n = 3000                                # about 0.1 s a tick at full quality, policy_len 3
+    controller = DegradeController(calm_ticks=1)
+    with Engine(model, n, workers=0, config=InferenceConfig(policy_len=3),
+                degrade=controller) as engine:
+        world = _World(model, n)
+        t0 = time.monotonic()
+        hot = engine.run(world, hz=100.0, ticks=15)
+        assert hot.level_counts[FULL] < 15             # it had to degrade
+        assert time.monotonic() - t0 < 15 / 100.0 + 3.0
+        engine.run(world, hz=3.0, ticks=6)
+        assert engine.last_tick.level == FULL          # recovered once the load fell
+        t0 = time.monotonic()
+        steady = engine.run(_World(model, n), hz=4.0, ticks=6)
+        elapsed = time.monotonic() - t0
+        assert 6 / 4.0 - 0.3 < elapsed < 6 / 4.0 + 0.6  # no drift
+        assert steady.level_counts[FULL] >= 5
