@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing as mp
+import os
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -23,6 +24,7 @@ from .agents import Agents
 from .config import InferenceConfig
 from .degrade import FULL, MAX_LEVEL, DegradeController
 from .errors import AgentloopError, ConfigError
+from .metrics import TickMetrics
 from .model import GenerativeModel
 from .shared_state import SharedState
 from .shm import Run, sweep_stale
@@ -122,6 +124,7 @@ class Engine:
         layout = self._checker.layout
         self.state = SharedState.create(self._run, layout, self.config, self.n_agents,
                                         self.workers, self.seed)
+        self.metrics = TickMetrics(self.n_agents)
         self._actions_view = self.state.actions.view()
         self._actions_view.setflags(write=False)
         if self.workers == 0:
@@ -130,6 +133,7 @@ class Engine:
                                                           numba.config.NUMBA_NUM_THREADS)
             numba.set_num_threads(threads)
             warm_up(self.state, self._fscratch, self._iscratch, parallel=True)
+            self.metrics.watch([os.getpid()])
             return
         bounds = np.linspace(0, self.n_agents, self.workers + 1).astype(int)
         self._slices = [(int(bounds[w]), int(bounds[w + 1])) for w in range(self.workers)]
@@ -144,6 +148,7 @@ class Engine:
                 raise AgentloopError(f"start: worker {w} died or did not get ready in "
                                      f"{START_TIMEOUT_S:.0f} s")
             self._ready[w] = True
+        self.metrics.watch([os.getpid()] + [p.pid for p in self._procs if p.pid])
 
     def _spawn(self, w: int) -> mp.process.BaseProcess:
         lo, hi = self._slices[w]
@@ -178,6 +183,7 @@ class Engine:
         self._procs[w] = self._spawn(w)
         self._ready[w] = False
         self.respawns += 1
+        self.metrics.watch([os.getpid()] + [p.pid for p in self._procs if p.pid])
 
     def close(self) -> None:
         """Stop the workers and remove every segment and semaphore of this run."""
@@ -196,7 +202,7 @@ class Engine:
                     proc.close()
         finally:
             self._procs = []
-            for name in ("state", "_actions_view", "_go", "_done", "_ready"):
+            for name in ("state", "_actions_view", "_go", "_done", "_ready", "metrics"):
                 self.__dict__.pop(name, None)
             self._run.close()
             self._run = None
@@ -247,8 +253,11 @@ class Engine:
         wall = time.monotonic() - started
         if self.controller is not None and budget_s is not None:
             self.controller.observe(wall / max(budget_s, 1e-9))
+        stale = int(state.stale.sum())
         self.last_tick = TickInfo(tick=self.tick, wall_s=wall, deadline_s=budget_s,
-                                  stale_agents=int(state.stale.sum()), level=level)
+                                  stale_agents=stale, level=level)
+        self.metrics.record(wall, budget_s, level, stale,
+                            tuple(state.busy(w) for w in range(self.workers)))
         self.tick += 1
         return self._actions_view
 

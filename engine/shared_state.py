@@ -17,7 +17,8 @@ from .kernels import cpu
 from .layout import ModelLayout
 from .shm import Run
 
-#: control block fields (one float64 each), then one heartbeat per worker
+#: control block fields (one float64 each), then per worker its heartbeat (last tick done)
+#: and its busy seconds in that tick
 CONTROL_FIELDS = ("tick", "deadline", "stop", "level")
 
 
@@ -52,7 +53,7 @@ class StateSpec:
             "actions": ((n, self.n_factors), "int64"),
             "stale": ((n,), "uint8"),
             "agent_ids": ((n,), "int64"),
-            "control": ((len(CONTROL_FIELDS) + self.n_workers,), "float64"),
+            "control": ((len(CONTROL_FIELDS) + 2 * self.n_workers,), "float64"),
         }
 
 
@@ -128,5 +129,9 @@ class SharedState:
     def heartbeat(self, worker: int) -> float:
         return float(self.control[len(CONTROL_FIELDS) + worker])
 
-    def beat(self, worker: int, tick: float) -> None:
+    def busy(self, worker: int) -> float:
+        return float(self.control[len(CONTROL_FIELDS) + self.spec.n_workers + worker])
+
+    def beat(self, worker: int, tick: float, busy_s: float) -> None:
+        self.control[len(CONTROL_FIELDS) + self.spec.n_workers + worker] = busy_s
         self.control[len(CONTROL_FIELDS) + worker] = tick

@@ -103,10 +103,11 @@ def worker_main(spec: StateSpec, index: int, lo: int, hi: int, chunk: int) -> No
                 continue
             if state.get("stop"):
                 return
+            began = time.monotonic()
             tick = int(state.get("tick"))
             process_slice(state, lo, hi, chunk, tick, state.get("deadline"), fscratch,
                           iscratch, parallel=False, level=int(state.get("level")))
-            state.beat(index, tick)
+            state.beat(index, tick, time.monotonic() - began)
             done.release()
     finally:
         run.close()

@@ -110,3 +110,16 @@ def test_step_before_start_and_double_close() -> None:
     engine.start()
     engine.close()
     engine.close()
+
+
+def test_metrics_and_status_line() -> None:
+    model = grid_model(4)
+    with Engine(model, 300, workers=2) as engine:
+        for obs in _observations(model, 300, 5, seed=8):
+            engine.step(obs, budget_s=1.0)
+        snap = engine.metrics.snapshot()
+        assert snap.ticks == 5 and snap.missed == 0 and snap.level == 0
+        assert len(snap.worker_busy_ms) == 2 and all(b > 0 for b in snap.worker_busy_ms)
+        assert snap.rss_mb > 10 and 0 < snap.utilisation < 1
+        line = engine.metrics.status_line()
+        assert "p99" in line and "level 0" in line

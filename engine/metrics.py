@@ -1,0 +1,96 @@
+"""Tick metrics: timing percentiles over a window, utilisation, misses, levels, RSS and CPU.
+
+Everything per tick goes into preallocated ring buffers, so recording allocates nothing; the
+percentiles and the psutil figures are computed only when asked (for the status line).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import psutil
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """The figures of the status line and the run summary."""
+
+    ticks: int
+    tick_ms_p50: float
+    tick_ms_p99: float
+    utilisation: float
+    missed: int
+    level: int
+    stale_agents: int
+    worker_busy_ms: tuple[float, ...]
+    rss_mb: float
+    cpu_percent: float
+    agents_per_s: float
+
+
+class TickMetrics:
+    """Ring buffers of the last ``window`` ticks plus running totals."""
+
+    def __init__(self, n_agents: int, window: int = 1000) -> None:
+        self.n_agents = n_agents
+        self._wall = np.zeros(window)
+        self._budget = np.zeros(window)
+        self._count = 0
+        self.missed = 0
+        self.level = 0
+        self.stale_agents = 0
+        self.worker_busy: tuple[float, ...] = ()
+        self._processes: list[psutil.Process] = []
+
+    def watch(self, pids: list[int]) -> None:
+        """Processes whose RSS and CPU are summed (the master and its workers)."""
+        self._processes = []
+        for pid in pids:
+            try:
+                proc = psutil.Process(pid)
+                proc.cpu_percent(None)             # start the CPU-time interval
+                self._processes.append(proc)
+            except psutil.NoSuchProcess:
+                continue
+
+    def record(self, wall_s: float, budget_s: float | None, level: int, stale: int,
+               worker_busy: tuple[float, ...] = ()) -> None:
+        i = self._count % self._wall.shape[0]
+        self._wall[i] = wall_s
+        self._budget[i] = budget_s if budget_s is not None else np.nan
+        self._count += 1
+        if budget_s is not None and wall_s > budget_s:
+            self.missed += 1
+        self.level = level
+        self.stale_agents = stale
+        self.worker_busy = worker_busy
+
+    def snapshot(self) -> Snapshot:
+        n = min(self._count, self._wall.shape[0])
+        wall = self._wall[:n] if n else np.zeros(1)
+        last = (self._count - 1) % self._wall.shape[0]
+        budget = self._budget[last] if n else np.nan
+        rss = cpu = 0.0
+        for proc in self._processes:
+            try:
+                rss += proc.memory_info().rss
+                cpu += proc.cpu_percent(None)
+            except psutil.NoSuchProcess:
+                continue
+        p50 = float(np.median(wall))
+        return Snapshot(
+            ticks=self._count, tick_ms_p50=1e3 * p50,
+            tick_ms_p99=1e3 * float(np.percentile(wall, 99)),
+            utilisation=float(wall[last] / budget) if n and budget == budget and budget > 0
+            else float("nan"),
+            missed=self.missed, level=self.level, stale_agents=self.stale_agents,
+            worker_busy_ms=tuple(1e3 * b for b in self.worker_busy), rss_mb=rss / 2**20,
+            cpu_percent=cpu, agents_per_s=self.n_agents / p50 if p50 > 0 else 0.0)
+
+    def status_line(self) -> str:
+        s = self.snapshot()
+        return (f"tick {s.ticks:6d}  p50 {s.tick_ms_p50:7.2f} ms  p99 {s.tick_ms_p99:7.2f} ms  "
+                f"util {s.utilisation:5.2f}  level {s.level}  missed {s.missed}  "
+                f"stale {s.stale_agents}  {s.agents_per_s:12,.0f} agents/s  "
+                f"RSS {s.rss_mb:7.1f} MB")
