@@ -17,7 +17,7 @@ from .model import GenerativeModel
 
 Backend = Literal["numba", "reference"]
 
-#: Below this many agents a step runs on the calling thread (no thread-pool hand-off).
+#: Below this many agents a step uses one thread (no hand-off to the pool for tiny batches).
 SERIAL_BELOW = 64
 
 
@@ -207,10 +207,8 @@ class Agents:
                 self._prev_action, self._started, self._q_pi, self._G, self._actions, self.seed,
                 self.tick, self._fscratch, self._iscratch, self._kc.num_iter)
         else:
-            kernel = cpu.step_agents_serial if self.n < SERIAL_BELOW else cpu.step_agents
-            if kernel is cpu.step_agents:
-                numba.set_num_threads(self.threads)
-            kernel(self._km, self._kc, self._agent_ids, obs, self._qs, self._prev_action,
+            numba.set_num_threads(1 if self.n < SERIAL_BELOW else self.threads)
+            cpu.step_agents(self._km, self._kc, self._agent_ids, obs, self._qs, self._prev_action,
                    self._started, self._q_pi, self._G, self._actions, self.seed, self.tick,
                    self._fscratch, self._iscratch, self._sizes, self._kc.num_iter)
         self.tick += 1

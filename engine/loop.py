@@ -132,7 +132,7 @@ class Engine:
             self._fscratch, self._iscratch = scratch_pool(self.state.spec,
                                                           numba.config.NUMBA_NUM_THREADS)
             numba.set_num_threads(threads)
-            warm_up(self.state, self._fscratch, self._iscratch, parallel=True)
+            warm_up(self.state, self._fscratch, self._iscratch)
             self.metrics.watch([os.getpid()])
             return
         bounds = np.linspace(0, self.n_agents, self.workers + 1).astype(int)
@@ -245,7 +245,7 @@ class Engine:
         state.set("level", level)
         if self.workers == 0:
             process_slice(state, 0, self.n_agents, self.chunk, self.tick, deadline,
-                          self._fscratch, self._iscratch, parallel=True, level=level)
+                          self._fscratch, self._iscratch, level=level)
         else:
             until = (started + NO_BUDGET_TIMEOUT_S if budget_s is None
                      else deadline + OVERRUN_GRACE_S)

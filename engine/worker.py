@@ -35,14 +35,14 @@ def scratch_pool(spec: StateSpec, threads: int) -> tuple[np.ndarray, np.ndarray]
 
 def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
                   deadline: float, fscratch: np.ndarray, iscratch: np.ndarray,
-                  parallel: bool, level: int = FULL) -> int:
+                  level: int = FULL) -> int:
     """Step agents ``lo..hi`` in chunks until done or past the deadline; return how many ran.
 
     ``level`` is the degradation rung (``engine.degrade``): 1-2 use a cheaper kernel setting,
     3 also updates only every other chunk (alternating each tick), 4 updates nobody. Agents
     not updated keep their last action and are flagged stale.
     """
-    kernel = cpu.step_agents if parallel else cpu.step_agents_serial
+    kernel = cpu.step_agents          # on the caller's Numba threads (1 in a worker)
     kc = state.kc_by_level[level]
     stale = state.stale
     if level >= STALE_ACTIONS:
@@ -71,12 +71,10 @@ def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
     return ran
 
 
-def warm_up(state: SharedState, fscratch: np.ndarray, iscratch: np.ndarray,
-            parallel: bool) -> None:
+def warm_up(state: SharedState, fscratch: np.ndarray, iscratch: np.ndarray) -> None:
     """Compile (or load from cache) the kernel by running it on no agents."""
-    kernel = cpu.step_agents if parallel else cpu.step_agents_serial
     empty = slice(0, 0)
-    kernel(state.km, state.kc, state.agent_ids[empty], state.obs[empty], state.qs[empty],
+    cpu.step_agents(state.km, state.kc, state.agent_ids[empty], state.obs[empty], state.qs[empty],
            state.prev_action[empty], state.started[empty], state.q_pi[empty], state.G[empty],
            state.actions[empty], state.spec.seed, 0, fscratch, iscratch,
            state.spec.scratch_sizes, state.kc.num_iter)
@@ -92,7 +90,7 @@ def worker_main(spec: StateSpec, index: int, lo: int, hi: int, chunk: int) -> No
         fscratch, iscratch = scratch_pool(spec, numba.config.NUMBA_NUM_THREADS)
         go = run.attach_semaphore(f"go-{index}")
         done = run.attach_semaphore(f"done-{index}")
-        warm_up(state, fscratch, iscratch, parallel=False)
+        warm_up(state, fscratch, iscratch)
         done.release()                                   # ready
         while True:
             try:
@@ -106,7 +104,7 @@ def worker_main(spec: StateSpec, index: int, lo: int, hi: int, chunk: int) -> No
             began = time.monotonic()
             tick = int(state.get("tick"))
             process_slice(state, lo, hi, chunk, tick, state.get("deadline"), fscratch,
-                          iscratch, parallel=False, level=int(state.get("level")))
+                          iscratch, level=int(state.get("level")))
             state.beat(index, tick, time.monotonic() - began)
             done.release()
     finally:

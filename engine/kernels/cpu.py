@@ -611,22 +611,15 @@ def step_agents(km, kc, agent_ids, obs, qs, prev_action, started, q_pi_out, G_ou
                 actions_out, seed, tick, fscratch, iscratch, sizes, num_iter):
     """One full step for every agent ``i`` (rows of the per-agent arrays), in parallel.
 
-    ``agent_ids[i]`` keys the random stream; scratch rows are taken by thread id.
+    ``agent_ids[i]`` keys the random stream; scratch rows are taken by thread id. Use it with
+    ``numba.set_num_threads(1)`` for one thread too: a plain loop over the same body ran 2x
+    slower (Numba reference-counts the model arrays per agent there, not in a parallel body).
     """
     n = obs.shape[0]
     for i in prange(n):
         tid = numba.get_thread_id()
         _step_agent(km, kc, i, agent_ids[i], obs, qs, prev_action, started, q_pi_out, G_out,
                     actions_out, seed, tick, fscratch[tid], iscratch[tid], sizes, num_iter)
-
-
-@njit(cache=True)
-def step_agents_serial(km, kc, agent_ids, obs, qs, prev_action, started, q_pi_out, G_out,
-                       actions_out, seed, tick, fscratch, iscratch, sizes, num_iter):
-    """``step_agents`` on the calling thread (no thread-pool hand-off for tiny batches)."""
-    for i in range(obs.shape[0]):
-        _step_agent(km, kc, i, agent_ids[i], obs, qs, prev_action, started, q_pi_out, G_out,
-                    actions_out, seed, tick, fscratch[0], iscratch[0], sizes, num_iter)
 
 
 @njit(cache=True)

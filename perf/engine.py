@@ -1,0 +1,211 @@
+"""Engine benchmark (issue 3): ticks at a fixed rate with workers, overhead, memory, start-up.
+
+``python -m perf.engine [--quick]`` prints a table and writes
+``perf/results/engine-<date>-<host>.json``. Every figure is measured in this run:
+
+* overhead: tick time with 0 agents (semaphores and the shared-memory hand-off only);
+* held rates: N agents driven by ``Engine.run`` at a fixed rate (grid-10, float32, full quality
+  unless the budget is missed), p50/p99 tick time against the budget, missed ticks, levels;
+* the largest policy_len-3 population whose p99 stays under the 10 Hz budget (doubling search);
+* memory per agent: the per-agent shared-memory arrays (model counted once);
+* start-up: creating 1,000,000 agents and reaching their first tick;
+* overload: a 10 Hz run whose load doubles, then halves: how the levels respond.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine import Engine, InferenceConfig
+from engine.degrade import FULL
+from perf.models import model_by_name
+from world.process import ModelProcess
+
+
+class ProcessWorld:
+    """A model's own generative process, as a world ``Engine.run`` can drive."""
+
+    def __init__(self, model, n: int) -> None:  # noqa: ANN001
+        self.model, self.n = model, n
+
+    def reset(self, seed: int) -> np.ndarray:
+        self.process = ModelProcess(self.model, self.n, np.random.default_rng(seed))
+        return self.process.observe()
+
+    def step(self, actions: np.ndarray) -> np.ndarray:
+        self.process.advance(actions)
+        return self.process.observe()
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def overhead(workers: int, ticks: int) -> dict[str, Any]:
+    model = model_by_name("grid-10")
+    with Engine(model, 0, workers=workers) as engine:
+        obs = np.zeros((0, 2), dtype=np.int64)
+        times = []
+        for _ in range(ticks):
+            t0 = time.perf_counter()
+            engine.step(obs, budget_s=0.01)
+            times.append(time.perf_counter() - t0)
+    return {"workers": workers, "p50_us": 1e6 * float(np.median(times)),
+            "p99_us": 1e6 * float(np.percentile(times, 99))}
+
+
+def held_rate(n: int, hz: float, policy_len: int, workers: int, ticks: int) -> dict[str, Any]:
+    model = model_by_name("grid-10")
+    with Engine(model, n, workers=workers, config=InferenceConfig(policy_len=policy_len)) as eng:
+        world = ProcessWorld(model, n)
+        eng.run(world, hz=hz, ticks=min(20, ticks))                  # warm the episode up
+        summary = eng.run(world, hz=hz, ticks=ticks)
+    budget_ms = 1e3 / hz
+    return {"agents": n, "hz": hz, "policy_len": policy_len, "workers": workers,
+            "ticks": ticks, "budget_ms": budget_ms, "p50_ms": 1e3 * summary.tick_s_p50,
+            "p99_ms": 1e3 * summary.tick_s_p99, "missed": summary.missed,
+            "levels": summary.level_counts,
+            "held": summary.tick_s_p99 * 1e3 < budget_ms and summary.level_counts[FULL] == ticks}
+
+
+def largest_held(hz: float, policy_len: int, workers: int, ticks: int, start: int,
+                 limit: int) -> dict[str, Any]:
+    n, best, tried = start, None, []
+    while n <= limit:
+        row = held_rate(n, hz, policy_len, workers, ticks)
+        tried.append(row)
+        log(f"  {n} agents: p99 {row['p99_ms']:.1f} ms, held={row['held']}")
+        if not row["held"]:
+            break
+        best = row
+        n *= 2
+    return {"hz": hz, "policy_len": policy_len, "largest_held": best["agents"] if best else 0,
+            "tried": tried}
+
+
+def memory_per_agent(n: int) -> dict[str, Any]:
+    model = model_by_name("grid-10")
+    with Engine(model, n, workers=0) as engine:
+        spec = engine.state.spec
+        per_agent = {name: int(np.prod(shape)) * np.dtype(dtype).itemsize / n
+                     for name, (shape, dtype) in spec.per_agent_arrays().items()
+                     if name != "control"}
+        model_bytes = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize
+                          for shape, dtype in spec.model_arrays.values())
+    return {"agents": n, "per_agent_bytes": sum(per_agent.values()),
+            "breakdown": per_agent, "shared_model_bytes": model_bytes}
+
+
+def startup(n: int, workers: int) -> dict[str, Any]:
+    model = model_by_name("grid-10")
+    world = ProcessWorld(model, n)
+    obs = world.reset(0).copy()
+    t0 = time.perf_counter()
+    with Engine(model, n, workers=workers) as engine:
+        created = time.perf_counter() - t0
+        engine.step(obs)
+        first = time.perf_counter() - t0
+    return {"agents": n, "workers": workers, "create_s": created, "first_tick_s": first}
+
+
+def overload(n: int, hz: float, workers: int, ticks: int) -> dict[str, Any]:
+    """Half the budget's load, then twice it (policy_len 3), then half again."""
+    model = model_by_name("grid-10")
+    phases = []
+    with Engine(model, n, workers=workers, config=InferenceConfig(policy_len=3)) as engine:
+        world = ProcessWorld(model, n)
+        for name, rate in (("nominal", hz), ("2x overload", 2 * hz), ("recovered", hz)):
+            levels: list[int] = []
+            t0 = time.monotonic()
+            summary = engine.run(world, hz=rate, ticks=ticks,
+                                 on_tick=lambda info, out=levels: out.append(info.level))
+            elapsed = time.monotonic() - t0
+            back = next((i for i, lv in enumerate(levels) if lv == FULL), None)
+            phases.append({"phase": name, "hz": rate, "elapsed_s": elapsed,
+                           "expected_s": ticks / rate, "missed": summary.missed,
+                           "levels": summary.level_counts,
+                           "first_full_tick": back,
+                           "seconds_to_full": None if back is None else back / rate})
+    return {"agents": n, "workers": workers, "phases": phases}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m perf.engine", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer ticks and smaller searches")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    ticks = 30 if args.quick else 100
+    results: dict[str, Any] = {"command": "python -m perf.engine" + (" --quick" * args.quick),
+                               "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                               "host": platform.node()}
+    log("overhead with 0 agents")
+    results["overhead"] = [overhead(w, 500 if args.quick else 2000) for w in (0, 1, 2)]
+    log("100k agents at 10 Hz, policy_len 1")
+    results["held"] = [held_rate(100_000, 10.0, 1, 2, ticks)]
+    log("10k agents at 60 Hz, policy_len 1")
+    results["held"].append(held_rate(10_000, 60.0, 1, 2, 2 * ticks))
+    log("largest population at 10 Hz, policy_len 3")
+    results["largest_policy_len_3"] = largest_held(10.0, 3, 2, ticks // 2, 2_000, 256_000)
+    log("memory per agent")
+    results["memory"] = memory_per_agent(100_000)
+    log("start-up of 1M agents")
+    results["startup"] = startup(1_000_000, 2)
+    log("2x overload and recovery")
+    results["overload"] = overload(results["largest_policy_len_3"]["largest_held"] or 2_000,
+                                   10.0, 2, ticks // 2)
+    print(format_report(results))
+    path = args.json or Path("perf/results") / (
+        f"engine-{datetime.date.today().isoformat()}-{platform.node()}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    log(f"wrote {path}")
+    return 0
+
+
+def format_report(r: dict[str, Any]) -> str:
+    lines = [f"agentloop engine benchmark  {r['date']}  host {r['host']}",
+             f"command: {r['command']}", "", "Overhead per tick with 0 agents (us):"]
+    for row in r["overhead"]:
+        lines.append(f"  workers={row['workers']}: p50 {row['p50_us']:.1f}  "
+                     f"p99 {row['p99_us']:.1f}")
+    lines.append("")
+    lines.append("Held rates (grid-10, float32, workers=2): p50/p99 tick ms vs budget")
+    for row in r["held"]:
+        lines.append(f"  {row['agents']:>9,} agents  {row['hz']:4.0f} Hz  L={row['policy_len']}  "
+                     f"p50 {row['p50_ms']:7.2f}  p99 {row['p99_ms']:7.2f}  budget "
+                     f"{row['budget_ms']:6.2f}  missed {row['missed']}  levels {row['levels']}  "
+                     f"held={row['held']}")
+    big = r["largest_policy_len_3"]
+    lines.append(f"Largest policy_len-3 population held at 10 Hz (doubling search): "
+                 f"{big['largest_held']:,}")
+    for row in big["tried"]:
+        lines.append(f"  tried {row['agents']:>9,}: p99 {row['p99_ms']:.1f} ms, "
+                     f"levels {row['levels']}, held={row['held']}")
+    mem = r["memory"]
+    lines.append("")
+    lines.append(f"Memory per agent (shared-memory arrays): {mem['per_agent_bytes']:.0f} B "
+                 f"{ {k: round(v, 1) for k, v in mem['breakdown'].items()} }; "
+                 f"model {mem['shared_model_bytes']:,} B once")
+    st = r["startup"]
+    lines.append(f"Start-up: {st['agents']:,} agents created in {st['create_s']:.2f} s, "
+                 f"first tick done at {st['first_tick_s']:.2f} s (workers={st['workers']})")
+    lines.append("")
+    lines.append(f"Overload ({r['overload']['agents']:,} agents, policy_len 3, workers=2):")
+    for ph in r["overload"]["phases"]:
+        lines.append(f"  {ph['phase']:<12} {ph['hz']:4.0f} Hz  {ph['elapsed_s']:.2f} s for "
+                     f"{ph['expected_s']:.2f} s of ticks  missed {ph['missed']}  "
+                     f"levels {ph['levels']}  back to full after {ph['seconds_to_full']} s")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
