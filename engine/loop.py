@@ -79,12 +79,17 @@ class Engine:
 
     def __init__(self, model: GenerativeModel, n_agents: int, workers: int = 2,
                  config: InferenceConfig | None = None, seed: int = 0, chunk: int = 4096,
-                 threads: int | None = None, degrade: DegradeController | bool = True) -> None:
+                 threads: int | None = None, degrade: DegradeController | bool = True,
+                 beliefs: str = "uint16") -> None:
         if workers < 0:
             raise ConfigError(f"Engine: workers must be >= 0, got {workers}")
         if chunk < 1:
             raise ConfigError(f"Engine: chunk must be >= 1, got {chunk}")
         self.config = config or InferenceConfig()
+        if beliefs not in ("float", "uint16", "uint8"):
+            raise ConfigError(f"Engine: beliefs must be 'uint16', 'uint8' or 'float', "
+                              f"got {beliefs!r}")
+        self.beliefs = beliefs
         if self.config.learn_A or self.config.learn_B or self.config.use_param_info_gain:
             raise ConfigError("Engine: learning and parameter information gain are not in the "
                               "shared-memory engine yet; use Agents for them")
@@ -123,16 +128,16 @@ class Engine:
         assert self._run is not None
         layout = self._checker.layout
         self.state = SharedState.create(self._run, layout, self.config, self.n_agents,
-                                        self.workers, self.seed)
+                                        self.workers, self.seed, self.beliefs)
         self.metrics = TickMetrics(self.n_agents)
         self._actions_view = self.state.actions.view()
         self._actions_view.setflags(write=False)
         if self.workers == 0:
             threads = self.threads or numba.config.NUMBA_NUM_THREADS
-            self._fscratch, self._iscratch = scratch_pool(self.state.spec,
-                                                          numba.config.NUMBA_NUM_THREADS)
+            self._fscratch, self._iscratch, self._beliefs = scratch_pool(
+                self.state.spec, numba.config.NUMBA_NUM_THREADS, self.chunk)
             numba.set_num_threads(threads)
-            warm_up(self.state, self._fscratch, self._iscratch)
+            warm_up(self.state, self._fscratch, self._iscratch, self._beliefs)
             self.metrics.watch([os.getpid()])
             return
         bounds = np.linspace(0, self.n_agents, self.workers + 1).astype(int)
@@ -245,7 +250,7 @@ class Engine:
         state.set("level", level)
         if self.workers == 0:
             process_slice(state, 0, self.n_agents, self.chunk, self.tick, deadline,
-                          self._fscratch, self._iscratch, level=level)
+                          self._fscratch, self._iscratch, self._beliefs, level=level)
         else:
             until = (started + NO_BUDGET_TIMEOUT_S if budget_s is None
                      else deadline + OVERRUN_GRACE_S)
@@ -345,9 +350,15 @@ class Engine:
     # ------------------------------------------------------------------------- state
     @property
     def qs(self) -> list[np.ndarray]:
-        """Posterior over each factor, ``(n, S_f)`` views of shared memory."""
+        """Posterior over each factor, ``(n, S_f)``: views of shared memory, or (quantized
+        beliefs) a decoded copy."""
         offsets = self._checker.layout.state_offset
-        return [self.state.qs[:, offsets[f]:offsets[f + 1]] for f in range(len(offsets) - 1)]
+        flat = self.state.qs
+        codec = self.state.codec_instance
+        if codec is not None:
+            flat = np.empty(flat.shape, dtype=self._checker.layout.dtype)
+            codec.decode(self.state.qs, flat)
+        return [flat[:, offsets[f]:offsets[f + 1]] for f in range(len(offsets) - 1)]
 
     @property
     def q_pi(self) -> np.ndarray:

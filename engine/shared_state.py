@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .beliefs import BeliefCodec
 from .config import InferenceConfig
 from .kernels import cpu
 from .layout import ModelLayout
@@ -40,12 +41,21 @@ class StateSpec:
     scratch_sizes: tuple[int, ...]
     float_scratch: int
     int_scratch: int
+    beliefs: str
+    state_offset: tuple[int, ...]
+
+    @property
+    def quantized(self) -> bool:
+        """Beliefs live in shared memory as codes (``beliefs`` names the codec)."""
+        return self.beliefs != "float"
 
     def per_agent_arrays(self) -> dict[str, tuple[tuple[int, ...], str]]:
         n = self.n_agents
         return {
             "obs": ((n, self.n_modalities), "int64"),
-            "qs": ((n, self.state_size), self.dtype),
+            "qs": ((n, self.state_size),
+                   BeliefCodec(self.beliefs, np.array(self.state_offset)).dtype.str
+                   if self.quantized else self.dtype),
             "prev_action": ((n, self.n_factors), "int64"),
             "started": ((n,), "uint8"),
             "q_pi": ((n, self.n_policies), self.dtype),
@@ -64,6 +74,8 @@ class SharedState:
                  km: cpu.KernelModel) -> None:
         self.spec = spec
         self.km = km
+        self.codec_instance = (BeliefCodec(spec.beliefs, np.array(spec.state_offset))
+                               if spec.quantized else None)
         config = InferenceConfig.from_dict(spec.config)
         self.kc = cpu.kernel_config(config)
         # kernel settings per degradation level (0 full, 1 fewer iterations, 2+ one step)
@@ -87,7 +99,7 @@ class SharedState:
 
     @staticmethod
     def create(run: Run, layout: ModelLayout, config: InferenceConfig, n_agents: int,
-               n_workers: int, seed: int) -> SharedState:
+               n_workers: int, seed: int, beliefs: str = "uint16") -> SharedState:
         km_local = cpu.kernel_model(layout)
         model_arrays = {}
         shared: dict[str, np.ndarray] = {}
@@ -100,12 +112,21 @@ class SharedState:
             state_size=layout.state_size, n_factors=layout.n_factors,
             n_modalities=layout.n_modalities, n_policies=layout.n_policies,
             scratch_sizes=cpu.scratch_sizes(layout), float_scratch=cpu.scratch_float_size(layout),
-            int_scratch=cpu.scratch_int_size(layout))
+            int_scratch=cpu.scratch_int_size(layout), beliefs=beliefs,
+            state_offset=tuple(int(x) for x in layout.state_offset))
         arrays = {name: run.create_array(name, shape, dtype)
                   for name, (shape, dtype) in spec.per_agent_arrays().items()}
+        uniform = np.empty((1, layout.state_size), dtype=layout.dtype)
         for f in range(layout.n_factors):
             lo, hi = layout.state_offset[f], layout.state_offset[f + 1]
-            arrays["qs"][:, lo:hi] = 1.0 / (hi - lo)
+            uniform[:, lo:hi] = 1.0 / (hi - lo)
+        if spec.quantized:
+            codec = BeliefCodec(beliefs, layout.state_offset)
+            code = np.empty((1, layout.state_size), dtype=codec.dtype)
+            codec.encode(uniform, code)
+            arrays["qs"][:] = code
+        else:
+            arrays["qs"][:] = uniform
         arrays["agent_ids"][:] = np.arange(n_agents)
         km = cpu.kernel_model_from(lambda name: shared[name])
         return SharedState(spec, arrays, km)

@@ -24,27 +24,31 @@ from .shm import Run
 IDLE_POLL_S = 0.5
 
 
-def scratch_pool(spec: StateSpec, threads: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-thread kernel scratch, borrowed from a pool preallocated once."""
+def scratch_pool(spec: StateSpec, threads: int, chunk: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-thread kernel scratch and the decoded beliefs of one chunk, from one pool."""
     requests = [((threads, spec.float_scratch), "float64"),
-                ((threads, spec.int_scratch), "int64")]
+                ((threads, spec.int_scratch), "int64"),
+                ((chunk if spec.quantized else 0, spec.state_size), spec.dtype)]
     pool = ArrayPool(ArrayPool.bytes_for(requests))
     return (pool.borrow("fscratch", (threads, spec.float_scratch), "float64"),
-            pool.borrow("iscratch", (threads, spec.int_scratch), "int64"))
+            pool.borrow("iscratch", (threads, spec.int_scratch), "int64"),
+            pool.borrow("beliefs", requests[2][0], spec.dtype))
 
 
 def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
                   deadline: float, fscratch: np.ndarray, iscratch: np.ndarray,
-                  level: int = FULL) -> int:
+                  beliefs: np.ndarray, level: int = FULL) -> int:
     """Step agents ``lo..hi`` in chunks until done or past the deadline; return how many ran.
 
-    ``level`` is the degradation rung (``engine.degrade``): 1-2 use a cheaper kernel setting,
-    3 also updates only every other chunk (alternating each tick), 4 updates nobody. Agents
-    not updated keep their last action and are flagged stale.
+    With quantized beliefs each chunk's codes are decoded into ``beliefs`` (pool scratch),
+    stepped, and encoded back. ``level`` is the degradation rung (``engine.degrade``): 1-2 use
+    a cheaper kernel setting, 3 also updates only every other chunk (alternating each tick),
+    4 updates nobody. Agents not updated keep their last action and are flagged stale.
     """
-    kernel = cpu.step_agents          # on the caller's Numba threads (1 in a worker)
     kc = state.kc_by_level[level]
     stale = state.stale
+    codec = state.codec_instance
     if level >= STALE_ACTIONS:
         stale[lo:hi] = 1
         return 0
@@ -59,11 +63,18 @@ def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
         if level == ROTATING_FRACTION and (index + tick) % 2 == 1:
             stale[start:end] = 1
         else:
-            kernel(state.km, kc, state.agent_ids[start:end], state.obs[start:end],
-                   state.qs[start:end], state.prev_action[start:end],
-                   state.started[start:end], state.q_pi[start:end], state.G[start:end],
-                   state.actions[start:end], state.spec.seed, tick, fscratch, iscratch,
-                   state.spec.scratch_sizes, kc.num_iter)
+            if codec is None:
+                qs = state.qs[start:end]
+            else:
+                qs = beliefs[:end - start]
+                codec.decode(state.qs[start:end], qs)
+            cpu.step_agents(state.km, kc, state.agent_ids[start:end], state.obs[start:end],
+                            qs, state.prev_action[start:end], state.started[start:end],
+                            state.q_pi[start:end], state.G[start:end],
+                            state.actions[start:end], state.spec.seed, tick, fscratch,
+                            iscratch, state.spec.scratch_sizes, kc.num_iter)
+            if codec is not None:
+                codec.encode(qs, state.qs[start:end])
             stale[start:end] = 0
             ran += end - start
         start = end
@@ -71,10 +82,15 @@ def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
     return ran
 
 
-def warm_up(state: SharedState, fscratch: np.ndarray, iscratch: np.ndarray) -> None:
-    """Compile (or load from cache) the kernel by running it on no agents."""
+def warm_up(state: SharedState, fscratch: np.ndarray, iscratch: np.ndarray,
+            beliefs: np.ndarray) -> None:
+    """Compile (or load from cache) the kernel and the codec by running them on no agents."""
     empty = slice(0, 0)
-    cpu.step_agents(state.km, state.kc, state.agent_ids[empty], state.obs[empty], state.qs[empty],
+    qs = state.qs[empty] if state.codec_instance is None else beliefs[empty]
+    if state.codec_instance is not None:
+        state.codec_instance.decode(state.qs[empty], qs)
+        state.codec_instance.encode(qs, state.qs[empty])
+    cpu.step_agents(state.km, state.kc, state.agent_ids[empty], state.obs[empty], qs,
            state.prev_action[empty], state.started[empty], state.q_pi[empty], state.G[empty],
            state.actions[empty], state.spec.seed, 0, fscratch, iscratch,
            state.spec.scratch_sizes, state.kc.num_iter)
@@ -87,10 +103,10 @@ def worker_main(spec: StateSpec, index: int, lo: int, hi: int, chunk: int) -> No
     run = Run(spec.run_id, owner=False)
     try:
         state = SharedState.attach(run, spec)
-        fscratch, iscratch = scratch_pool(spec, numba.config.NUMBA_NUM_THREADS)
+        fscratch, iscratch, beliefs = scratch_pool(spec, numba.config.NUMBA_NUM_THREADS, chunk)
         go = run.attach_semaphore(f"go-{index}")
         done = run.attach_semaphore(f"done-{index}")
-        warm_up(state, fscratch, iscratch)
+        warm_up(state, fscratch, iscratch, beliefs)
         done.release()                                   # ready
         while True:
             try:
@@ -104,7 +120,7 @@ def worker_main(spec: StateSpec, index: int, lo: int, hi: int, chunk: int) -> No
             began = time.monotonic()
             tick = int(state.get("tick"))
             process_slice(state, lo, hi, chunk, tick, state.get("deadline"), fscratch,
-                          iscratch, level=int(state.get("level")))
+                          iscratch, beliefs, level=int(state.get("level")))
             state.beat(index, tick, time.monotonic() - began)
             done.release()
     finally:

@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from engine import Agents, InferenceConfig, ObservationError
+from engine import Agents, ConfigError, InferenceConfig, ObservationError
+from engine.beliefs import BeliefCodec
 from engine.errors import AgentloopError
 from engine.loop import Engine
 from engine.shm import entries_of
@@ -24,7 +25,10 @@ def _observations(model, n: int, ticks: int, seed: int) -> list[np.ndarray]:  # 
 
 @pytest.mark.parametrize("workers", [0, 1, 2])
 @pytest.mark.parametrize("model_name", ["grid-5", "random-2-factors"])
-def test_engine_matches_agents_for_any_worker_count(workers: int, model_name: str) -> None:
+@pytest.mark.parametrize("beliefs", ["float", "uint16"])
+def test_engine_matches_agents_for_any_worker_count(workers: int, model_name: str,
+                                                    beliefs: str) -> None:
+    """Bit-identical to in-process Agents (whose beliefs take the same codec round trip)."""
     if model_name == "grid-5":
         model, config = grid_model(5), InferenceConfig(policy_len=2)
     else:
@@ -32,15 +36,33 @@ def test_engine_matches_agents_for_any_worker_count(workers: int, model_name: st
         config = InferenceConfig(action_selection="stochastic", alpha=3.0)
     n = 700
     reference = Agents(model, n, config, seed=9)
-    with Engine(model, n, workers=workers, config=config, seed=9, chunk=128) as engine:
+    codec = None
+    if beliefs != "float":
+        codec = BeliefCodec(beliefs, reference.layout.state_offset)
+        codes = codec.empty(n)
+    with Engine(model, n, workers=workers, config=config, seed=9, chunk=128,
+                beliefs=beliefs) as engine:
         for obs in _observations(model, n, 6, seed=2):
             expected = np.array(reference.step(obs))
+            if codec is not None:                 # what the shared-memory hand-off does
+                codec.encode(reference._qs, codes)
+                codec.decode(codes, reference._qs)
             np.testing.assert_array_equal(engine.step(obs), expected)
             np.testing.assert_array_equal(engine.q_pi, reference.q_pi)
             for ours, theirs in zip(engine.qs, reference.qs, strict=True):
                 np.testing.assert_array_equal(ours, theirs)
         run_id = engine._run.run_id
     assert entries_of([run_id]) == []
+
+
+def test_quantized_beliefs_halve_the_shared_memory() -> None:
+    model = grid_model(10)
+    with Engine(model, 1000, workers=0, beliefs="uint16") as small, \
+            Engine(model, 1000, workers=0, beliefs="float") as plain:
+        assert small.state.qs.dtype == np.uint16 and small.state.qs.nbytes == 1000 * 100 * 2
+        assert plain.state.qs.dtype == np.float32
+    with pytest.raises(ConfigError, match="beliefs"):
+        Engine(model, 10, beliefs="int4")
 
 
 @pytest.mark.parametrize("workers", [0, 2])
