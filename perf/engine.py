@@ -64,17 +64,27 @@ def overhead(workers: int, ticks: int) -> dict[str, Any]:
 
 
 def held_rate(n: int, hz: float, policy_len: int, workers: int, ticks: int) -> dict[str, Any]:
+    """Full quality (degradation off) at a fixed rate: engine tick times against the budget.
+
+    The budget is the whole period; the engine's tick (``Engine.step``) is what the target
+    bounds, the world's own step is reported apart. 20 warm-up ticks first (beliefs sharpen
+    over an episode's first ticks).
+    """
     model = model_by_name("grid-10")
-    with Engine(model, n, workers=workers, config=InferenceConfig(policy_len=policy_len)) as eng:
+    with Engine(model, n, workers=workers, config=InferenceConfig(policy_len=policy_len),
+                degrade=False) as eng:
         world = ProcessWorld(model, n)
-        eng.run(world, hz=hz, ticks=min(20, ticks))                  # warm the episode up
-        summary = eng.run(world, hz=hz, ticks=ticks)
+        eng.run(world, hz=hz, ticks=20)
+        steps: list[float] = []
+        summary = eng.run(world, hz=hz, ticks=ticks,
+                          on_tick=lambda info, out=steps: out.append(info.wall_s))
     budget_ms = 1e3 / hz
+    p99 = 1e3 * float(np.percentile(steps, 99))
     return {"agents": n, "hz": hz, "policy_len": policy_len, "workers": workers,
-            "ticks": ticks, "budget_ms": budget_ms, "p50_ms": 1e3 * summary.tick_s_p50,
-            "p99_ms": 1e3 * summary.tick_s_p99, "missed": summary.missed,
-            "levels": summary.level_counts,
-            "held": summary.tick_s_p99 * 1e3 < budget_ms and summary.level_counts[FULL] == ticks}
+            "ticks": ticks, "budget_ms": budget_ms,
+            "p50_ms": 1e3 * float(np.median(steps)), "p99_ms": p99,
+            "slot_p99_ms": 1e3 * summary.tick_s_p99, "missed": summary.missed,
+            "levels": summary.level_counts, "held": p99 < budget_ms}
 
 
 def largest_held(hz: float, policy_len: int, workers: int, ticks: int, start: int,
@@ -161,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     results["startup"] = startup(1_000_000, 2)
     log("2x overload and recovery")
     results["overload"] = overload(results["largest_policy_len_3"]["largest_held"] or 2_000,
-                                   10.0, 2, ticks // 2)
+                                   10.0, 2, ticks)
     print(format_report(results))
     path = args.json or Path("perf/results") / (
         f"engine-{datetime.date.today().isoformat()}-{platform.node()}.json")
@@ -178,18 +188,19 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(f"  workers={row['workers']}: p50 {row['p50_us']:.1f}  "
                      f"p99 {row['p99_us']:.1f}")
     lines.append("")
-    lines.append("Held rates (grid-10, float32, workers=2): p50/p99 tick ms vs budget")
+    lines.append("Held rates at full quality (grid-10, float32 model, uint16 beliefs, workers=2):"
+                 " engine tick p50/p99 ms vs budget; slot = tick + world step")
     for row in r["held"]:
         lines.append(f"  {row['agents']:>9,} agents  {row['hz']:4.0f} Hz  L={row['policy_len']}  "
                      f"p50 {row['p50_ms']:7.2f}  p99 {row['p99_ms']:7.2f}  budget "
-                     f"{row['budget_ms']:6.2f}  missed {row['missed']}  levels {row['levels']}  "
-                     f"held={row['held']}")
+                     f"{row['budget_ms']:6.2f}  slot p99 {row['slot_p99_ms']:7.2f}  "
+                     f"missed slots {row['missed']}  held={row['held']}")
     big = r["largest_policy_len_3"]
     lines.append(f"Largest policy_len-3 population held at 10 Hz (doubling search): "
                  f"{big['largest_held']:,}")
     for row in big["tried"]:
-        lines.append(f"  tried {row['agents']:>9,}: p99 {row['p99_ms']:.1f} ms, "
-                     f"levels {row['levels']}, held={row['held']}")
+        lines.append(f"  tried {row['agents']:>9,}: p50 {row['p50_ms']:.1f} ms, "
+                     f"p99 {row['p99_ms']:.1f} ms, held={row['held']}")
     mem = r["memory"]
     lines.append("")
     lines.append(f"Memory per agent (shared-memory arrays): {mem['per_agent_bytes']:.0f} B "
