@@ -28,22 +28,7 @@ import numpy as np
 from engine import Engine, InferenceConfig
 from engine.degrade import FULL
 from perf.models import model_by_name
-from world.process import ModelProcess
-
-
-class ProcessWorld:
-    """A model's own generative process, as a world ``Engine.run`` can drive."""
-
-    def __init__(self, model, n: int) -> None:  # noqa: ANN001
-        self.model, self.n = model, n
-
-    def reset(self, seed: int) -> np.ndarray:
-        self.process = ModelProcess(self.model, self.n, np.random.default_rng(seed))
-        return self.process.observe()
-
-    def step(self, actions: np.ndarray) -> np.ndarray:
-        self.process.advance(actions)
-        return self.process.observe()
+from world.process import ProcessWorld
 
 
 def log(message: str) -> None:

@@ -17,7 +17,7 @@ from engine.degrade import (
 )
 from engine.loop import Engine
 from world.models import grid_model
-from world.process import ModelProcess
+from world.process import ProcessWorld
 
 
 def test_controller_moves_down_on_a_miss_and_up_after_calm_ticks() -> None:
@@ -68,26 +68,13 @@ def test_forced_levels(workers: int) -> None:
         np.testing.assert_allclose(engine.G, one_step.G[:, first_actions], rtol=1e-6)
 
 
-class _World:
-    def __init__(self, model, n: int) -> None:  # noqa: ANN001
-        self.model, self.n = model, n
-
-    def reset(self, seed: int) -> np.ndarray:
-        self.process = ModelProcess(self.model, self.n, np.random.default_rng(seed))
-        return self.process.observe()
-
-    def step(self, actions: np.ndarray) -> np.ndarray:
-        self.process.advance(actions)
-        return self.process.observe()
-
-
 def test_fixed_rate_run_keeps_time_degrades_under_overload_and_recovers() -> None:
     model = grid_model(10)
     n = 3000                                # about 0.1 s a tick at full quality, policy_len 3
     controller = DegradeController(calm_ticks=1)
     with Engine(model, n, workers=0, config=InferenceConfig(policy_len=3),
                 degrade=controller) as engine:
-        world = _World(model, n)
+        world = ProcessWorld(model, n)
         t0 = time.monotonic()
         hot = engine.run(world, hz=100.0, ticks=15)
         assert hot.level_counts[FULL] < 15             # it had to degrade
@@ -95,7 +82,7 @@ def test_fixed_rate_run_keeps_time_degrades_under_overload_and_recovers() -> Non
         engine.run(world, hz=3.0, ticks=6)
         assert engine.last_tick.level == FULL          # recovered once the load fell
         t0 = time.monotonic()
-        steady = engine.run(_World(model, n), hz=4.0, ticks=6)
+        steady = engine.run(ProcessWorld(model, n), hz=4.0, ticks=6)
         elapsed = time.monotonic() - t0
         assert 6 / 4.0 - 0.3 < elapsed < 6 / 4.0 + 0.6  # no drift
         assert steady.level_counts[FULL] >= 5

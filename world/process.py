@@ -87,3 +87,19 @@ class ModelProcess:
         for f, sampler in enumerate(self._B):
             col = self.state[:, f] * self.num_controls[f] + actions[:, f]
             self.state[:, f] = sampler.sample(col, self.rng)
+
+
+class ProcessWorld:
+    """A model's generative process as a world an engine drives: ``reset(seed)``,
+    ``step(actions)``, both returning observations ``(n, n_modalities)``."""
+
+    def __init__(self, model: GenerativeModel, n: int) -> None:
+        self.model, self.n = model, n
+
+    def reset(self, seed: int) -> np.ndarray:
+        self.process = ModelProcess(self.model, self.n, np.random.default_rng(seed))
+        return self.process.observe()
+
+    def step(self, actions: np.ndarray) -> np.ndarray:
+        self.process.advance(actions)
+        return self.process.observe()
