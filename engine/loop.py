@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -57,6 +59,7 @@ class RunSummary:
     tick_s_p50: float
     tick_s_p99: float
     level_counts: list[int]
+    interrupted: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +110,8 @@ class Engine:
             degrade = DegradeController()
         self.controller: DegradeController | None = degrade or None
         self._run: Run | None = None
+        self.stop_requested = None
+        self._in_run = False
         self._procs: list[mp.Process] = []
         self._slices: list[tuple[int, int]] = []
 
@@ -116,6 +121,7 @@ class Engine:
         if self._run is not None:
             return self
         sweep_stale()
+        self._install_signal_handlers()
         self._run = Run()
         try:
             self._start()
@@ -169,7 +175,7 @@ class Engine:
             try:
                 self._done[w].acquire(0.02)
                 return True
-            except posix_ipc.BusyError:
+            except (posix_ipc.BusyError, posix_ipc.SignalError):
                 if not self._procs[w].is_alive() or time.monotonic() > until:
                     return False
 
@@ -211,6 +217,35 @@ class Engine:
                 self.__dict__.pop(name, None)
             self._run.close()
             self._run = None
+            self._restore_signal_handlers()
+
+    # ------------------------------------------------------------------------- signals
+    def _install_signal_handlers(self) -> None:
+        """SIGINT/SIGTERM let the current tick finish, then stop (run) or exit cleanly (step)."""
+        self.stop_requested: int | None = None
+        self._previous_handlers = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous_handlers[sig] = signal.getsignal(sig)
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.stop_requested = signum
+
+    def _restore_signal_handlers(self) -> None:
+        for sig, handler in getattr(self, "_previous_handlers", {}).items():
+            signal.signal(sig, handler)
+        self._previous_handlers = {}
+
+    def _honour_stop(self) -> None:
+        """After a tick: a pending SIGINT/SIGTERM closes the engine and exits."""
+        if self.stop_requested is not None:
+            signum = self.stop_requested
+            self.close()
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
 
     def __enter__(self) -> Engine:
         return self.start()
@@ -264,6 +299,8 @@ class Engine:
         self.metrics.record(wall, budget_s, level, stale,
                             tuple(state.busy(w) for w in range(self.workers)))
         self.tick += 1
+        if self.stop_requested is not None and not self._in_run:
+            self._honour_stop()
         return self._actions_view
 
     def run(self, world: WorldLike, hz: float, ticks: int,
@@ -273,18 +310,31 @@ class Engine:
         Tick k is due at start + k / hz: the engine's budget is what is left of the slot after
         the world's step (estimated from its recent steps). A late tick starts at once; a tick
         more than a whole period late drops the missed slots instead of trying to catch up, so
-        the loop neither drifts nor spirals.
+        the loop neither drifts nor spirals. SIGINT or SIGTERM ends the run after the current
+        tick, closes the engine and then raises ``KeyboardInterrupt`` / ``SystemExit``.
         """
         if hz <= 0:
             raise ConfigError(f"Engine.run: hz must be > 0, got {hz}")
         period = 1.0 / hz
         obs = world.reset(self.seed)
+        due = time.monotonic()
+        self._in_run = True
+        try:
+            return self._run_loop(world, period, hz, ticks, on_tick, obs, due)
+        finally:
+            self._in_run = False
+
+    def _run_loop(self, world: WorldLike, period: float, hz: float, ticks: int,
+                  on_tick: Callable[[TickInfo], None] | None, obs: np.ndarray,
+                  due: float) -> RunSummary:
         world_s = 0.0
         walls = np.zeros(ticks)
         levels = np.zeros(ticks, dtype=np.int64)
         missed = dropped = 0
-        due = time.monotonic()
+        done = 0
         for k in range(ticks):
+            if self.stop_requested is not None:
+                break
             slot_start = time.monotonic()
             budget = max(0.0, due + period - slot_start - world_s)
             actions = self.step(obs, budget_s=budget)
@@ -296,9 +346,10 @@ class Engine:
             levels[k] = self.last_tick.level if self.last_tick else 0
             if on_tick is not None and self.last_tick is not None:
                 on_tick(self.last_tick)
+            done = k + 1
             due += period
             now = time.monotonic()
-            if now < due:
+            if now < due and self.stop_requested is None:
                 time.sleep(due - now)
             else:
                 missed += 1
@@ -306,10 +357,15 @@ class Engine:
                     skipped = int((now - due) // period)
                     dropped += skipped
                     due += skipped * period
-        return RunSummary(ticks=ticks, hz=hz, missed=missed, dropped_slots=dropped,
-                          tick_s_p50=float(np.median(walls)),
-                          tick_s_p99=float(np.percentile(walls, 99)),
-                          level_counts=np.bincount(levels, minlength=MAX_LEVEL + 1).tolist())
+        walls, levels = walls[:max(done, 1)], levels[:max(done, 1)]
+        summary = RunSummary(ticks=done, hz=hz, missed=missed, dropped_slots=dropped,
+                             tick_s_p50=float(np.median(walls)),
+                             tick_s_p99=float(np.percentile(walls, 99)),
+                             level_counts=np.bincount(levels,
+                                                      minlength=MAX_LEVEL + 1).tolist(),
+                             interrupted=self.stop_requested is not None)
+        self._honour_stop()
+        return summary
 
     def _tick_workers(self, until: float) -> None:
         """Release every ready worker and wait; a dead or hung one is respawned.

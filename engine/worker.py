@@ -8,6 +8,7 @@ last action and are flagged stale for the tick.
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import numba
@@ -99,6 +100,7 @@ def warm_up(state: SharedState, fscratch: np.ndarray, iscratch: np.ndarray,
 def worker_main(spec: StateSpec, index: int, lo: int, hi: int, chunk: int) -> None:
     """Entry point of a spawned worker process (one Numba thread; the workers are the cores)."""
     numba.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C reaches the master, which stops us
     parent = os.getppid()
     run = Run(spec.run_id, owner=False)
     try:
@@ -111,7 +113,7 @@ def worker_main(spec: StateSpec, index: int, lo: int, hi: int, chunk: int) -> No
         while True:
             try:
                 go.acquire(IDLE_POLL_S)
-            except posix_ipc.BusyError:
+            except (posix_ipc.BusyError, posix_ipc.SignalError):
                 if os.getppid() != parent:
                     return                               # the master died: nothing to serve
                 continue
