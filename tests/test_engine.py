@@ -145,3 +145,38 @@ def test_metrics_and_status_line() -> None:
         assert snap.rss_mb > 10 and 0 < snap.utilisation < 1
         line = engine.metrics.status_line()
         assert "p99" in line and "level 0" in line
+
+
+def test_warm_engine_tick_allocates_nothing_per_agent() -> None:
+    """The slice code workers run: after warm-up a tick's allocations do not grow with agents.
+
+    Numba wraps each array argument per kernel call (a fixed count per chunk, whatever its
+    size); Python-side memory stays flat over many ticks.
+    """
+    import tracemalloc
+
+    from numba.core.runtime import _nrt_python, rtsys
+
+    _nrt_python.memsys_enable_stats()
+    model = grid_model(5)
+    per_tick = []
+    for n in (256, 4096):
+        with Engine(model, n, workers=0, chunk=n) as engine:          # one chunk a tick
+            ticks = _observations(model, n, 3, seed=10)
+            engine.step(ticks[0])
+            engine.step(ticks[1])
+            before = rtsys.get_allocation_stats()
+            engine.step(ticks[2])
+            after = rtsys.get_allocation_stats()
+            per_tick.append(after.alloc - before.alloc)
+            assert after.alloc - before.alloc == after.free - before.free
+            tracemalloc.start()
+            for _ in range(1200):
+                engine.step(ticks[2])
+            start, _ = tracemalloc.get_traced_memory()
+            for _ in range(200):
+                engine.step(ticks[2])
+            end, _ = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            assert end - start < 2048, f"Python memory grew by {end - start} bytes"
+    assert per_tick[0] == per_tick[1], per_tick
