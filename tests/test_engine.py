@@ -180,3 +180,23 @@ def test_warm_engine_tick_allocates_nothing_per_agent() -> None:
             tracemalloc.stop()
             assert end - start < 2048, f"Python memory grew by {end - start} bytes"
     assert per_tick[0] == per_tick[1], per_tick
+
+
+def test_no_descriptor_or_process_outlives_the_engine() -> None:
+    import psutil
+
+    model = grid_model(3)
+    me = psutil.Process()
+    with Engine(model, 50, workers=1):     # multiprocessing starts its resource tracker once
+        pass
+    fds_before = me.num_fds()
+    children_before = {p.pid for p in me.children(recursive=True)}
+    for _ in range(2):
+        with Engine(model, 50, workers=2) as engine:
+            engine.step(_observations(model, 50, 1, seed=11)[0])
+        with pytest.raises(ObservationError), Engine(model, 50, workers=1) as engine:
+            engine.step(np.zeros((3, 2), dtype=np.int64))          # an exception inside
+    assert me.num_fds() <= fds_before
+    leftover = {p.pid for p in me.children(recursive=True)} - children_before
+    assert not [p for p in leftover if psutil.pid_exists(p)
+                and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
