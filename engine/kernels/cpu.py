@@ -224,6 +224,18 @@ def infer_states_one(km, kc, A_flat, obs_row, prior, post, lnprior, qL, qtmp, ln
         it += 1
 
 
+@njit(cache=True, inline="always")
+def _drain_entropy(qo, touched, n_touched):
+    """sum qo ln(qo + 1e-16) over the touched joint outcomes, resetting them to zero."""
+    entropy = 0.0
+    for t in range(n_touched):
+        o = touched[t]
+        v = qo[o]
+        entropy += v * np.log(v + EPS)
+        qo[o] = 0.0
+    return entropy
+
+
 @njit(cache=True)
 def _node_value(km, kc, q, d, qo, touched):
     """Utility plus pymdp's spm_MDP_G for a predicted joint state ``q`` at step ``d``.
@@ -249,13 +261,7 @@ def _node_value(km, kc, q, d, qo, touched):
                         touched[n_touched] = o
                         n_touched += 1
                     qo[o] += qj * km.po_val[p]
-        entropy = 0.0
-        for t in range(n_touched):
-            o = touched[t]
-            v = qo[o]
-            entropy += v * np.log(v + EPS)
-            qo[o] = 0.0
-        value += ambiguity - entropy
+        value += ambiguity - _drain_entropy(qo, touched, n_touched)
     return value
 
 
@@ -329,13 +335,7 @@ def _gain_from_states(km, rows, vals, count, qo, touched):
                 touched[n_touched] = o
                 n_touched += 1
             qo[o] += v * km.po_val[p]
-    entropy = 0.0
-    for t in range(n_touched):
-        o = touched[t]
-        v = qo[o]
-        entropy += v * np.log(v + EPS)
-        qo[o] = 0.0
-    return ambiguity - entropy
+    return ambiguity - _drain_entropy(qo, touched, n_touched)
 
 
 @njit(cache=True, inline="always")

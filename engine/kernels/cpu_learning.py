@@ -18,7 +18,13 @@ import numpy as np
 from numba import njit, prange
 
 from ..layout import EPS, EXP_M16
-from .cpu import _joint, _policy_posterior, infer_states_one, select_action_one
+from .cpu import (
+    _drain_entropy,
+    _joint,
+    _policy_posterior,
+    infer_states_one,
+    select_action_one,
+)
 
 KernelParams = namedtuple(
     "KernelParams",
@@ -132,13 +138,7 @@ def _node_value_direct(km, kc, kp, A, pA, d, qj, qo_m, qo, touched):
                             n_touched += 1
                         qo[t] += q * p
                 ambiguity += q * h
-        entropy = 0.0
-        for k in range(n_touched):
-            t = touched[k]
-            v = qo[t]
-            entropy += v * np.log(v + EPS)
-            qo[t] = 0.0
-        value += ambiguity - entropy
+        value += ambiguity - _drain_entropy(qo, touched, n_touched)
     if kp.pA_gain:
         for m in range(n_mod):
             cols = km.A_cols[m]
