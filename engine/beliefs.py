@@ -78,7 +78,7 @@ PYMDP_EPS: Final = 1e-16
 
 
 # ------------------------------------------------------------------------------------ kernels
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _encode_slice(src: np.ndarray, dst: np.ndarray, inv_step: float, max_code: int,
                   floor_ratio: float) -> None:
     """Codes of one factor's entries ``src`` (1-d) into ``dst`` (see :func:`encode_log`)."""
@@ -124,7 +124,7 @@ def encode_log(src: np.ndarray, dst: np.ndarray, state_offset: np.ndarray, lo: i
             _encode_slice(src[i, a:b], dst[i, a:b], inv_step, max_code, floor_ratio)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _decode_slice(src: np.ndarray, dst: np.ndarray, table: np.ndarray, max_code: int) -> None:
     """One factor's codes ``src`` (1-d) to a distribution in ``dst`` (see :func:`decode_log`)."""
     m = src.shape[0]
