@@ -172,16 +172,20 @@ class Agents:
         return self._policies
 
     # ------------------------------------------------------------------------- stepping
-    def check_observations(self, obs: np.ndarray) -> None:
-        """Raise :class:`ObservationError` naming the agent and modality of a bad observation."""
+    def check_observations(self, obs: np.ndarray, n: int | None = None) -> None:
+        """Raise :class:`ObservationError` naming the agent and modality of a bad observation.
+
+        ``n`` is the expected number of rows (default: this population's size).
+        """
         n_mod = self.layout.n_modalities
+        n = self.n if n is None else n
         if not isinstance(obs, np.ndarray):
             raise ObservationError(f"observations must be a NumPy integer array of shape "
-                                   f"({self.n}, {n_mod}), got {type(obs).__name__}")
+                                   f"({n}, {n_mod}), got {type(obs).__name__}")
         if obs.dtype == np.bool_ or not np.issubdtype(obs.dtype, np.integer):
             raise ObservationError(f"observations must have an integer dtype, got {obs.dtype}")
-        if obs.shape != (self.n, n_mod):
-            raise ObservationError(f"observations must have shape ({self.n}, {n_mod}) "
+        if obs.shape != (n, n_mod):
+            raise ObservationError(f"observations must have shape ({n}, {n_mod}) "
                                    f"(agents, modalities), got {obs.shape}")
         bad = cpu.first_bad_observation(obs, self.layout.num_obs)
         if bad >= 0:
@@ -205,7 +209,7 @@ class Agents:
             cpu_learning.step_agents_params(
                 self._km, self._kc, self._kp, self._agent_ids, obs, self._qs,
                 self._prev_action, self._started, self._q_pi, self._G, self._actions, self.seed,
-                self.tick, self._fscratch, self._iscratch, self._kc.num_iter)
+                self.tick, self._fscratch, self._iscratch, self._sizes, self._kc.num_iter)
         else:
             numba.set_num_threads(1 if self.n < SERIAL_BELOW else self.threads)
             cpu.step_agents(self._km, self._kc, self._agent_ids, obs, self._qs, self._prev_action,

@@ -395,13 +395,7 @@ class Engine:
                 self._replace_worker(w)
 
     def _check(self, obs: np.ndarray) -> None:
-        checker = self._checker
-        if isinstance(obs, np.ndarray) and obs.ndim == 2 and obs.shape[0] == self.n_agents:
-            checker.n = self.n_agents          # shape check against the whole population
-        try:
-            checker.check_observations(obs)
-        finally:
-            checker.n = 1
+        self._checker.check_observations(obs, self.n_agents)
 
     # ------------------------------------------------------------------------- state
     @property

@@ -225,6 +225,19 @@ def infer_states_one(km, kc, A_flat, obs_row, prior, post, lnprior, qL, qtmp, ln
 
 
 @njit(cache=True, inline="always")
+def _add_outcomes(km, j, q, qo, touched, n_touched):
+    """qo += q * p(joint outcome | state j) over j's non-zero outcomes; newly touched outcomes
+    are appended to ``touched``. Returns the new touched count."""
+    for p in range(km.po_ptr[j], km.po_ptr[j + 1]):
+        o = km.po_idx[p]
+        if qo[o] == 0.0:
+            touched[n_touched] = o
+            n_touched += 1
+        qo[o] += q * km.po_val[p]
+    return n_touched
+
+
+@njit(cache=True, inline="always")
 def _drain_entropy(qo, touched, n_touched):
     """sum qo ln(qo + 1e-16) over the touched joint outcomes, resetting them to zero."""
     entropy = 0.0
@@ -255,12 +268,7 @@ def _node_value(km, kc, q, d, qo, touched):
             qj = q[j]
             if qj > EXP_M16:
                 ambiguity += qj * km.ambiguity[j]
-                for p in range(km.po_ptr[j], km.po_ptr[j + 1]):
-                    o = km.po_idx[p]
-                    if qo[o] == 0.0:
-                        touched[n_touched] = o
-                        n_touched += 1
-                    qo[o] += qj * km.po_val[p]
+                n_touched = _add_outcomes(km, j, qj, qo, touched, n_touched)
         value += ambiguity - _drain_entropy(qo, touched, n_touched)
     return value
 
@@ -329,12 +337,7 @@ def _gain_from_states(km, rows, vals, count, qo, touched):
         r = rows[i]
         v = vals[i]
         ambiguity += v * km.ambiguity[r]
-        for p in range(km.po_ptr[r], km.po_ptr[r + 1]):
-            o = km.po_idx[p]
-            if qo[o] == 0.0:
-                touched[n_touched] = o
-                n_touched += 1
-            qo[o] += v * km.po_val[p]
+        n_touched = _add_outcomes(km, r, v, qo, touched, n_touched)
     return ambiguity - _drain_entropy(qo, touched, n_touched)
 
 
@@ -539,6 +542,14 @@ def _scratch_views(fs, layout_sizes):
     o += n_jo
     marg = fs[o:o + max(max_u, n_pol)]
     return prior, post, lnprior, qL, qtmp, lnL, qj, qdepth, gacc, gnode, G, qpi, qo, marg
+
+
+@njit(cache=True, inline="always")
+def scratch_views_end(layout_sizes):
+    """Where the regions ``_scratch_views`` carves out end (the rest of a row is free)."""
+    s_tot, n_joint, qdepth_n, horizon, n_nodes, n_pol, n_jo, max_u = layout_sizes
+    return (5 * s_tot + 2 * n_joint + qdepth_n + horizon + n_nodes + 2 * n_pol + n_jo
+            + max(max_u, n_pol))
 
 
 def scratch_sizes(layout: ModelLayout) -> tuple[int, ...]:

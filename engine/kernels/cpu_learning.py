@@ -22,7 +22,10 @@ from .cpu import (
     _drain_entropy,
     _joint,
     _policy_posterior,
+    _scratch_views,
     infer_states_one,
+    scratch_float_size,
+    scratch_views_end,
     select_action_one,
 )
 
@@ -174,12 +177,10 @@ def _pB_gain(km, pBt, f, u, q_next, next_off, q_prev, prev_off):
 
 @njit(cache=True)
 def _step_agent_params(km, kc, kp, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_out,
-                       actions_out, seed, tick, fs, touched, num_iter):
+                       actions_out, seed, tick, fs, touched, sizes, num_iter):
     n_factors = km.num_states.shape[0]
     n_mod = km.num_obs.shape[0]
     s_tot = km.state_offset[-1]
-    n_joint = km.jidx.shape[1]
-    horizon = km.utility.shape[0]
     n_pol = km.lnE.shape[0]
     n_nodes = km.node_depth.shape[0]
     zero = np.int64(0)
@@ -189,36 +190,10 @@ def _step_agent_params(km, kc, kp, i, agent_id, obs, qs, prev_action, started, q
     bi = row if kp.Bt.shape[0] > 1 else zero
     pbi = row if kp.pBt.shape[0] > 1 else zero
     A, Bt = kp.A[ai], kp.Bt[bi]
-    o = 0
-    prior = fs[o:o + s_tot]
-    o += s_tot
-    post = fs[o:o + s_tot]
-    o += s_tot
-    lnprior = fs[o:o + s_tot]
-    o += s_tot
-    qL = fs[o:o + s_tot]
-    o += s_tot
-    qtmp = fs[o:o + s_tot]
-    o += s_tot
-    lnL = fs[o:o + n_joint]
-    o += n_joint
-    qj = fs[o:o + n_joint]
-    o += n_joint
-    qdepth = fs[o:o + horizon * s_tot]
-    o += horizon * s_tot
-    gacc = fs[o:o + horizon]
-    o += horizon
-    gnode = fs[o:o + n_nodes]
-    o += n_nodes
-    G = fs[o:o + n_pol]
-    o += n_pol
-    qpi = fs[o:o + n_pol]
-    o += n_pol
-    qo_m = fs[o:o + km.obs_offset[n_mod]]
-    o += km.obs_offset[n_mod]
-    marg = fs[o:o + n_pol + km.num_controls.max()]
-    o += n_pol + km.num_controls.max()
-    qo = fs[o:]
+    prior, post, lnprior, qL, qtmp, lnL, qj, qdepth, gacc, gnode, G, qpi, qo, marg = \
+        _scratch_views(fs, sizes)
+    end = scratch_views_end(sizes)
+    qo_m = fs[end:end + km.obs_offset[n_mod]]
 
     if started[i]:
         for f in range(n_factors):
@@ -273,19 +248,17 @@ def _step_agent_params(km, kc, kp, i, agent_id, obs, qs, prev_action, started, q
 
 
 def params_scratch_size(layout) -> int:  # noqa: ANN001
-    """Float64 scratch one thread needs for ``step_agents_params``."""
-    s_tot, n_joint, horizon = layout.state_size, layout.n_joint, layout.policy_len
-    return (5 * s_tot + 2 * n_joint + horizon * s_tot + horizon + layout.tree.n_nodes
-            + 2 * layout.n_policies + int(layout.num_obs.sum())
-            + layout.n_policies + int(layout.num_controls.max()) + layout.n_joint_obs)
+    """Float64 scratch one thread needs for ``step_agents_params``: the shared kernel's
+    regions, then the expected outcome of every modality."""
+    return scratch_float_size(layout) + int(layout.num_obs.sum())
 
 
 @njit(cache=True, parallel=True)
 def step_agents_params(km, kc, kp, agent_ids, obs, qs, prev_action, started, q_pi_out, G_out,
-                       actions_out, seed, tick, fscratch, iscratch, num_iter):
+                       actions_out, seed, tick, fscratch, iscratch, sizes, num_iter):
     """One full step (with learning / parameter information gain) for every agent, in parallel."""
     for i in prange(obs.shape[0]):
         tid = numba.get_thread_id()
         _step_agent_params(km, kc, kp, i, agent_ids[i], obs, qs, prev_action, started,
                            q_pi_out, G_out, actions_out, seed, tick, fscratch[tid],
-                           iscratch[tid], num_iter)
+                           iscratch[tid], sizes, num_iter)
