@@ -5,6 +5,7 @@ from .config import InferenceConfig
 from .errors import AgentloopError, ConfigError, ModelError, ObservationError
 from .loop import Engine, TickInfo
 from .model import GenerativeModel
+from .population import Population
 
 __version__ = "0.1.0"
 
@@ -17,6 +18,7 @@ __all__ = [
     "InferenceConfig",
     "ModelError",
     "ObservationError",
+    "Population",
     "TickInfo",
     "__version__",
 ]

@@ -1,10 +1,10 @@
-"""Engine: a population in shared memory, stepped by worker processes (or in process).
+"""Engine: populations of agents in shared memory, stepped by worker processes (or in process).
 
 ``Engine.step(obs)`` is the call a simulator makes each tick: the master writes the
 observations into shared memory, sets the tick's deadline, releases every worker, and waits
-for all of them; each worker runs the kernels on its contiguous slice of agents in chunks and
-stops at the deadline, leaving the agents it did not reach with their last action, flagged
-stale. ``workers=0`` runs the same slice code in the master process.
+for all of them; each worker runs the kernels on its contiguous slice of every population in
+chunks and stops at the deadline, leaving the agents it did not reach with their last action,
+flagged stale. ``workers=0`` runs the same code in the master process.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import numba
 import numpy as np
@@ -25,12 +25,13 @@ import posix_ipc
 from .agents import Agents
 from .config import InferenceConfig
 from .degrade import FULL, MAX_LEVEL, DegradeController
-from .errors import AgentloopError, ConfigError
+from .errors import AgentloopError, ConfigError, ObservationError
 from .metrics import TickMetrics
 from .model import GenerativeModel
-from .shared_state import SharedState
+from .population import Population, PopulationState, check_populations
+from .shared_state import ControlBlock, SharedState
 from .shm import Run, sweep_stale
-from .worker import process_slice, scratch_pool, warm_up, worker_main
+from .worker import process_tick, scratch_pool, warm_up, worker_main
 
 #: how long start() waits for workers to attach and compile their kernels
 START_TIMEOUT_S = 300.0
@@ -74,16 +75,20 @@ class TickInfo:
 
 
 class Engine:
-    """A population in shared memory stepped by ``workers`` processes (0: in this process).
+    """Populations in shared memory stepped by ``workers`` processes (0: in this process).
 
+    ``Engine(model, n_agents)`` runs one population; ``Engine(populations=[Population(...),
+    ...])`` runs several (different models and configs) in one tick, and then ``step`` takes
+    and returns one array per population (a list, or a dict keyed by population name).
     Use as a context manager, or call :meth:`start` and :meth:`close`. Results are identical
     for any number of workers: each agent's random stream is keyed by (seed, agent id, tick).
     """
 
-    def __init__(self, model: GenerativeModel, n_agents: int, workers: int = 2,
-                 config: InferenceConfig | None = None, seed: int = 0, chunk: int = 4096,
-                 threads: int | None = None, degrade: DegradeController | bool = True,
-                 beliefs: str = "uint16") -> None:
+    def __init__(self, model: GenerativeModel | None = None, n_agents: int = 0,
+                 workers: int = 2, config: InferenceConfig | None = None, seed: int = 0,
+                 chunk: int = 4096, threads: int | None = None,
+                 degrade: DegradeController | bool = True, beliefs: str = "uint16",
+                 populations: Sequence[Population] | None = None) -> None:
         if workers < 0:
             raise ConfigError(f"Engine: workers must be >= 0, got {workers}")
         if chunk < 1:
@@ -93,13 +98,24 @@ class Engine:
             raise ConfigError(f"Engine: beliefs must be 'uint16', 'uint8' or 'float', "
                               f"got {beliefs!r}")
         self.beliefs = beliefs
-        if self.config.learn_A or self.config.learn_B or self.config.use_param_info_gain:
-            raise ConfigError("Engine: learning and parameter information gain are not in the "
-                              "shared-memory engine yet; use Agents for them")
-        # Agents validates the population and builds the layout (one place for both)
-        self._checker = Agents(model, 1, self.config, seed=seed)
-        self.model = model
-        self.n_agents = int(n_agents)
+        if (model is None) == (populations is None):
+            raise ConfigError("Engine: give either model and n_agents, or populations")
+        if populations is None:
+            if not isinstance(n_agents, (int, np.integer)) or n_agents < 0:
+                raise ConfigError(f"Engine: n_agents must be an int >= 0, got {n_agents!r}")
+            populations = [Population("main", model, int(n_agents), self.config)]
+        self.populations: list[Population] = list(populations)
+        configs = check_populations(self.populations, self.config)
+        # Agents validates each population and builds its layout (one place for both)
+        self._checkers = [Agents(p.model, 1, c, seed=seed)
+                          for p, c in zip(self.populations, configs, strict=True)]
+        dtypes = {c.layout.dtype for c in self._checkers}
+        if len(dtypes) > 1:
+            raise ConfigError(f"Engine: every population must use one dtype, got "
+                              f"{sorted(str(d) for d in dtypes)}")
+        self._configs = configs
+        self.model = self.populations[0].model
+        self.n_agents = sum(int(p.n_agents) for p in self.populations)
         self.workers = int(workers)
         self.seed = int(seed)
         self.chunk = int(chunk)
@@ -132,22 +148,38 @@ class Engine:
 
     def _start(self) -> None:
         assert self._run is not None
-        layout = self._checker.layout
-        self.state = SharedState.create(self._run, layout, self.config, self.n_agents,
-                                        self.workers, self.seed, self.beliefs)
+        self._states: list[SharedState] = []
+        offset = 0
+        for index, (pop, checker, config) in enumerate(
+                zip(self.populations, self._checkers, self._configs, strict=True)):
+            self._states.append(SharedState.create(
+                self._run, checker.layout, config, int(pop.n_agents), self.seed, self.beliefs,
+                prefix=f"p{index}-", id_offset=offset))
+            offset += int(pop.n_agents)
+        self.state = self._states[0]
+        self.control = ControlBlock.create(self._run, self.workers)
+        self.population_states = {
+            pop.name: PopulationState(pop, checker, state)
+            for pop, checker, state in zip(self.populations, self._checkers, self._states,
+                                           strict=True)}
         self.metrics = TickMetrics(self.n_agents)
         self._actions_view = self.state.actions.view()
         self._actions_view.setflags(write=False)
+        specs = tuple(state.spec for state in self._states)
         if self.workers == 0:
             threads = self.threads or numba.config.NUMBA_NUM_THREADS
             self._fscratch, self._iscratch, self._beliefs = scratch_pool(
-                self.state.spec, numba.config.NUMBA_NUM_THREADS, self.chunk)
+                specs, numba.config.NUMBA_NUM_THREADS, self.chunk)
+            self._slices = [tuple((0, int(p.n_agents)) for p in self.populations)]
             numba.set_num_threads(threads)
-            warm_up(self.state, self._fscratch, self._iscratch, self._beliefs)
+            for state in self._states:
+                warm_up(state, self._fscratch, self._iscratch, self._beliefs)
             self.metrics.watch([os.getpid()])
             return
-        bounds = np.linspace(0, self.n_agents, self.workers + 1).astype(int)
-        self._slices = [(int(bounds[w]), int(bounds[w + 1])) for w in range(self.workers)]
+        bounds = [np.linspace(0, int(p.n_agents), self.workers + 1).astype(int)
+                  for p in self.populations]
+        self._slices = [tuple((int(b[w]), int(b[w + 1])) for b in bounds)
+                        for w in range(self.workers)]
         self._go = [self._run.create_semaphore(f"go-{w}") for w in range(self.workers)]
         self._done = [self._run.create_semaphore(f"done-{w}") for w in range(self.workers)]
         self._procs = [self._spawn(w) for w in range(self.workers)]
@@ -162,10 +194,10 @@ class Engine:
         self.metrics.watch([os.getpid()] + [p.pid for p in self._procs if p.pid])
 
     def _spawn(self, w: int) -> mp.process.BaseProcess:
-        lo, hi = self._slices[w]
+        specs = tuple(state.spec for state in self._states)
         proc = mp.get_context("spawn").Process(
             target=worker_main, name=f"agentloop-worker-{w}",
-            args=(self.state.spec, w, lo, hi, self.chunk), daemon=True)
+            args=(specs, self.workers, w, self._slices[w], self.chunk), daemon=True)
         proc.start()
         return proc
 
@@ -202,7 +234,7 @@ class Engine:
             return
         try:
             if self._procs:
-                self.state.set("stop", 1.0)
+                self.control.set("stop", 1.0)
                 for go in self._go:
                     go.release()
                 for proc in self._procs:
@@ -213,7 +245,8 @@ class Engine:
                     proc.close()
         finally:
             self._procs = []
-            for name in ("state", "_actions_view", "_go", "_done", "_ready", "metrics"):
+            for name in ("state", "_states", "control", "population_states", "_actions_view",
+                         "_go", "_done", "_ready", "metrics"):
                 self.__dict__.pop(name, None)
             self._run.close()
             self._run = None
@@ -260,32 +293,39 @@ class Engine:
             pass
 
     # ------------------------------------------------------------------------- stepping
-    def step(self, obs: np.ndarray, budget_s: float | None = None,
-             level: int | None = None) -> np.ndarray:
+    def step(self, obs: Any, budget_s: float | None = None,
+             level: int | None = None) -> Any:
         """Advance every agent one tick; same contract as :meth:`Agents.step`.
+
+        With one population ``obs`` is an ``(n, n_modalities)`` int array and the result an
+        ``(n, n_factors)`` array; with several, ``obs`` is a list of such arrays in population
+        order (the result is a list) or a dict keyed by population name (the result is a
+        dict). Results are read-only views that the next tick overwrites.
 
         With ``budget_s``, work stops at the deadline: agents not reached keep their last
         action and are flagged stale (``last_tick.stale_agents``, :attr:`stale`), and the
         degradation controller picks the next tick's level from this tick's utilisation.
-        ``level`` forces a degradation level for this tick (replay).
+        ``level`` forces a degradation level for this tick (replay). Invalid observations
+        raise :class:`ObservationError` before any state changes.
         """
         if self._run is None:
             raise AgentloopError("Engine.step: call start() first (or use `with Engine(...)`)")
-        self._check(obs)
+        per_population = self._split_observations(obs)
         if level is None:
             level = self.controller.level if (self.controller and budget_s is not None) else 0
         if not FULL <= level <= MAX_LEVEL:
             raise ConfigError(f"Engine.step: level must be in 0..{MAX_LEVEL}, got {level}")
         started = time.monotonic()
         deadline = float("inf") if budget_s is None else started + float(budget_s)
-        state = self.state
-        state.obs[:] = obs
-        state.set("tick", self.tick)
-        state.set("deadline", deadline)
-        state.set("level", level)
+        for state, pop_obs in zip(self._states, per_population, strict=True):
+            state.obs[:] = pop_obs
+        control = self.control
+        control.set("tick", self.tick)
+        control.set("deadline", deadline)
+        control.set("level", level)
         if self.workers == 0:
-            process_slice(state, 0, self.n_agents, self.chunk, self.tick, deadline,
-                          self._fscratch, self._iscratch, self._beliefs, level=level)
+            process_tick(self._states, self._slices[0], self.chunk, self.tick, deadline,
+                         self._fscratch, self._iscratch, self._beliefs, level=level)
         else:
             until = (started + NO_BUDGET_TIMEOUT_S if budget_s is None
                      else deadline + OVERRUN_GRACE_S)
@@ -293,15 +333,52 @@ class Engine:
         wall = time.monotonic() - started
         if self.controller is not None and budget_s is not None:
             self.controller.observe(wall / max(budget_s, 1e-9))
-        stale = int(state.stale.sum())
+        stale = sum(int(state.stale.sum()) for state in self._states)
         self.last_tick = TickInfo(tick=self.tick, wall_s=wall, deadline_s=budget_s,
                                   stale_agents=stale, level=level)
         self.metrics.record(wall, budget_s, level, stale,
-                            tuple(state.busy(w) for w in range(self.workers)))
+                            tuple(control.busy(w) for w in range(self.workers)))
         self.tick += 1
         if self.stop_requested is not None and not self._in_run:
             self._honour_stop()
-        return self._actions_view
+        if self._single:
+            return self._actions_view
+        actions = [p.actions for p in self.population_states.values()]
+        if isinstance(obs, Mapping):
+            return dict(zip(self.population_states, actions, strict=True))
+        return actions
+
+    @property
+    def _single(self) -> bool:
+        return len(self.populations) == 1
+
+    def _split_observations(self, obs: Any) -> list[np.ndarray]:
+        """One checked observation array per population, in order (nothing written yet)."""
+        if self._single and not isinstance(obs, (Mapping, list, tuple)):
+            parts = [obs]
+        elif isinstance(obs, Mapping):
+            names = [p.name for p in self.populations]
+            if sorted(obs) != sorted(names):
+                raise ObservationError(f"observations: expected one array for each population "
+                                       f"{names}, got keys {sorted(obs)}")
+            parts = [obs[name] for name in names]
+        elif isinstance(obs, (list, tuple)):
+            if len(obs) != len(self.populations):
+                raise ObservationError(f"observations: expected {len(self.populations)} "
+                                       f"arrays (one per population), got {len(obs)}")
+            parts = list(obs)
+        else:
+            raise ObservationError(f"observations: this engine has {len(self.populations)} "
+                                   f"populations; give a list or a dict of arrays, got "
+                                   f"{type(obs).__name__}")
+        for pop, checker, part in zip(self.populations, self._checkers, parts, strict=True):
+            try:
+                checker.check_observations(part, int(pop.n_agents))
+            except ObservationError as exc:
+                if self._single:
+                    raise
+                raise ObservationError(f"population {pop.name!r}: {exc}") from None
+        return parts
 
     def run(self, world: WorldLike, hz: float, ticks: int,
             on_tick: Callable[[TickInfo], None] | None = None) -> RunSummary:
@@ -386,39 +463,55 @@ class Engine:
                 self._go[w].release()
                 released.append(w)
             else:
-                lo, hi = self._slices[w]
-                self.state.stale[lo:hi] = 1
+                self._mark_slice_stale(w)
         for w in released:
             if not self._wait_worker(w, until):
-                lo, hi = self._slices[w]
-                self.state.stale[lo:hi] = 1
+                self._mark_slice_stale(w)
                 self._replace_worker(w)
 
-    def _check(self, obs: np.ndarray) -> None:
-        self._checker.check_observations(obs, self.n_agents)
+    def _mark_slice_stale(self, w: int) -> None:
+        for state, (lo, hi) in zip(self._states, self._slices[w], strict=True):
+            state.stale[lo:hi] = 1
 
     # ------------------------------------------------------------------------- state
+    def population(self, name: str | int = 0) -> PopulationState:
+        """A population's state (``qs``, ``q_pi``, ``G``, ``actions``, ``stale``) by name or
+        position; the engine must be started."""
+        if self._run is None:
+            raise AgentloopError("Engine.population: call start() first")
+        if isinstance(name, (int, np.integer)):
+            return list(self.population_states.values())[int(name)]
+        if name not in self.population_states:
+            raise KeyError(f"no population {name!r}; this engine has "
+                           f"{list(self.population_states)}")
+        return self.population_states[name]
+
+    def _only_population(self, what: str) -> PopulationState:
+        if not self._single:
+            raise AgentloopError(f"Engine.{what}: this engine has {len(self.populations)} "
+                                 f"populations; use engine.population(name).{what}")
+        return self.population(0)
+
     @property
     def qs(self) -> list[np.ndarray]:
         """Posterior over each factor, ``(n, S_f)``: views of shared memory, or (quantized
-        beliefs) a decoded copy."""
-        offsets = self._checker.layout.state_offset
-        flat = self.state.qs
-        codec = self.state.codec_instance
-        if codec is not None:
-            flat = np.empty(flat.shape, dtype=self._checker.layout.dtype)
-            codec.decode(self.state.qs, flat)
-        return [flat[:, offsets[f]:offsets[f + 1]] for f in range(len(offsets) - 1)]
+        beliefs) a decoded copy. One population only (else ``population(name).qs``)."""
+        return self._only_population("qs").qs
 
     @property
     def q_pi(self) -> np.ndarray:
-        return self.state.q_pi
+        """Posterior over policies after the last tick (one population only)."""
+        return self._only_population("q_pi").q_pi
 
     @property
     def G(self) -> np.ndarray:
-        return self.state.G
+        """Expected free energy per policy after the last tick (one population only)."""
+        return self._only_population("G").G
 
     @property
     def stale(self) -> np.ndarray:
-        """1 for agents the last tick did not reach (they kept their previous action)."""
-        return self.state.stale
+        """1 for agents the last tick did not reach (they kept their previous action);
+        all populations' flags concatenated in population order (a copy) when several."""
+        if self._single:
+            return self.state.stale
+        return np.concatenate([state.stale for state in self._states])

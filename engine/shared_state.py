@@ -1,8 +1,10 @@
-"""The shared-memory state of one population: model arrays, per-agent arrays, control block.
+"""The shared-memory state of a run: per population its model and per-agent arrays, and one
+control block.
 
-The master creates it (``SharedState.create``); each worker attaches it from the picklable
-:class:`StateSpec` (``SharedState.attach``). Model arrays are written once and attached
-read-only; per-agent arrays are structure-of-arrays with the agent axis first.
+The master creates them (``SharedState.create``, ``ControlBlock.create``); each worker attaches
+them from the picklable :class:`StateSpec` (``SharedState.attach``, ``ControlBlock.attach``).
+Model arrays are written once and attached read-only; per-agent arrays are structure-of-arrays
+with the agent axis first. Each population's segments are named with its own prefix.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ class StateSpec:
     """Everything a worker needs to attach a population's shared state (picklable)."""
 
     run_id: str
+    prefix: str
+    id_offset: int
     n_agents: int
-    n_workers: int
     seed: int
     config: dict[str, Any]
     model_arrays: dict[str, tuple[tuple[int, ...], str]]
@@ -63,7 +66,6 @@ class StateSpec:
             "actions": ((n, self.n_factors), "int64"),
             "stale": ((n,), "uint8"),
             "agent_ids": ((n,), "int64"),
-            "control": ((len(CONTROL_FIELDS) + 2 * self.n_workers,), "float64"),
         }
 
 
@@ -95,26 +97,31 @@ class SharedState:
         self.actions: np.ndarray
         self.stale: np.ndarray
         self.agent_ids: np.ndarray
-        self.control: np.ndarray
 
     @staticmethod
     def create(run: Run, layout: ModelLayout, config: InferenceConfig, n_agents: int,
-               n_workers: int, seed: int, beliefs: str = "uint16") -> SharedState:
+               seed: int, beliefs: str = "uint16", prefix: str = "",
+               id_offset: int = 0) -> SharedState:
+        """Share ``layout``'s kernel arrays and create ``n_agents`` agents' arrays.
+
+        Segment names start with ``prefix``; agent ids (the random stream's key) run from
+        ``id_offset``, so populations of one engine draw independent streams.
+        """
         km_local = cpu.kernel_model(layout)
         model_arrays = {}
         shared: dict[str, np.ndarray] = {}
         for name, arr in zip(cpu.KernelModel._fields, km_local, strict=True):
-            shared[name] = run.share_array(f"model-{name}", np.ascontiguousarray(arr))
+            shared[name] = run.share_array(f"{prefix}model-{name}", np.ascontiguousarray(arr))
             model_arrays[name] = (tuple(arr.shape), arr.dtype.str)
         spec = StateSpec(
-            run_id=run.run_id, n_agents=n_agents, n_workers=n_workers, seed=seed,
+            run_id=run.run_id, prefix=prefix, id_offset=id_offset, n_agents=n_agents, seed=seed,
             config=config.to_dict(), model_arrays=model_arrays, dtype=layout.dtype.str,
             state_size=layout.state_size, n_factors=layout.n_factors,
             n_modalities=layout.n_modalities, n_policies=layout.n_policies,
             scratch_sizes=cpu.scratch_sizes(layout), float_scratch=cpu.scratch_float_size(layout),
             int_scratch=cpu.scratch_int_size(layout), beliefs=beliefs,
             state_offset=tuple(int(x) for x in layout.state_offset))
-        arrays = {name: run.create_array(name, shape, dtype)
+        arrays = {name: run.create_array(prefix + name, shape, dtype)
                   for name, (shape, dtype) in spec.per_agent_arrays().items()}
         uniform = np.empty((1, layout.state_size), dtype=layout.dtype)
         for f in range(layout.n_factors):
@@ -127,20 +134,43 @@ class SharedState:
             arrays["qs"][:] = code
         else:
             arrays["qs"][:] = uniform
-        arrays["agent_ids"][:] = np.arange(n_agents)
+        arrays["agent_ids"][:] = np.arange(id_offset, id_offset + n_agents)
         km = cpu.kernel_model_from(lambda name: shared[name])
         return SharedState(spec, arrays, km)
 
     @staticmethod
     def attach(run: Run, spec: StateSpec) -> SharedState:
-        shared = {name: run.attach_array(f"model-{name}", shape, dtype, readonly=True)
+        shared = {name: run.attach_array(f"{spec.prefix}model-{name}", shape, dtype,
+                                         readonly=True)
                   for name, (shape, dtype) in spec.model_arrays.items()}
-        arrays = {name: run.attach_array(name, shape, dtype)
+        arrays = {name: run.attach_array(spec.prefix + name, shape, dtype)
                   for name, (shape, dtype) in spec.per_agent_arrays().items()}
         km = cpu.kernel_model_from(lambda name: shared[name])
         return SharedState(spec, arrays, km)
 
-    # ------------------------------------------------------------------------- control block
+
+class ControlBlock:
+    """The run's control block: tick, deadline, stop flag, level, and per worker its heartbeat
+    (last tick done) and busy seconds in that tick. One float64 each, in one segment."""
+
+    def __init__(self, control: np.ndarray, n_workers: int) -> None:
+        self.control = control
+        self.n_workers = n_workers
+
+    @staticmethod
+    def size(n_workers: int) -> int:
+        return len(CONTROL_FIELDS) + 2 * n_workers
+
+    @staticmethod
+    def create(run: Run, n_workers: int) -> ControlBlock:
+        return ControlBlock(run.create_array("control", (ControlBlock.size(n_workers),),
+                                             "float64"), n_workers)
+
+    @staticmethod
+    def attach(run: Run, n_workers: int) -> ControlBlock:
+        return ControlBlock(run.attach_array("control", (ControlBlock.size(n_workers),),
+                                             "float64"), n_workers)
+
     def get(self, field: str) -> float:
         return float(self.control[CONTROL_FIELDS.index(field)])
 
@@ -151,8 +181,8 @@ class SharedState:
         return float(self.control[len(CONTROL_FIELDS) + worker])
 
     def busy(self, worker: int) -> float:
-        return float(self.control[len(CONTROL_FIELDS) + self.spec.n_workers + worker])
+        return float(self.control[len(CONTROL_FIELDS) + self.n_workers + worker])
 
     def beat(self, worker: int, tick: float, busy_s: float) -> None:
-        self.control[len(CONTROL_FIELDS) + self.spec.n_workers + worker] = busy_s
+        self.control[len(CONTROL_FIELDS) + self.n_workers + worker] = busy_s
         self.control[len(CONTROL_FIELDS) + worker] = tick

@@ -1,6 +1,7 @@
 """Worker: waits for a tick, runs the kernels on its slice of agents in chunks, signals done.
 
-``process_slice`` is also what ``Engine(workers=0)`` runs in the master process, so both paths
+A worker owns one contiguous slice of every population and steps them in population order.
+``process_tick`` is also what ``Engine(workers=0)`` runs in the master process, so both paths
 compute the same numbers. Between chunks the deadline is checked; agents not reached keep their
 last action and are flagged stale for the tick.
 """
@@ -18,23 +19,52 @@ import posix_ipc
 from .degrade import FULL, ROTATING_FRACTION, STALE_ACTIONS
 from .kernels import cpu
 from .pool import ArrayPool
-from .shared_state import SharedState, StateSpec
+from .shared_state import ControlBlock, SharedState, StateSpec
 from .shm import Run
 
 #: how often an idle worker wakes to check that its master still lives (seconds)
 IDLE_POLL_S = 0.5
 
 
-def scratch_pool(spec: StateSpec, threads: int, chunk: int
+def scratch_pool(specs: tuple[StateSpec, ...], threads: int, chunk: int
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-thread kernel scratch and the decoded beliefs of one chunk, from one pool."""
-    requests = [((threads, spec.float_scratch), "float64"),
-                ((threads, spec.int_scratch), "int64"),
-                ((chunk if spec.quantized else 0, spec.state_size), spec.dtype)]
+    """Per-thread kernel scratch and the decoded beliefs of one chunk, from one pool, sized
+    for the largest of ``specs`` (populations are stepped one after another)."""
+    dtype = specs[0].dtype
+    if any(spec.dtype != dtype for spec in specs):
+        raise ValueError("scratch_pool: every population of an engine uses one dtype")
+    float_size = max(spec.float_scratch for spec in specs)
+    int_size = max(spec.int_scratch for spec in specs)
+    belief_rows = chunk if any(spec.quantized for spec in specs) else 0
+    belief_size = max(spec.state_size for spec in specs)
+    requests = [((threads, float_size), "float64"), ((threads, int_size), "int64"),
+                ((belief_rows * belief_size,), dtype)]
     pool = ArrayPool(ArrayPool.bytes_for(requests))
-    return (pool.borrow("fscratch", (threads, spec.float_scratch), "float64"),
-            pool.borrow("iscratch", (threads, spec.int_scratch), "int64"),
-            pool.borrow("beliefs", requests[2][0], spec.dtype))
+    return (pool.borrow("fscratch", (threads, float_size), "float64"),
+            pool.borrow("iscratch", (threads, int_size), "int64"),
+            pool.borrow("beliefs", (belief_rows * belief_size,), dtype))
+
+
+def beliefs_buffer(flat: np.ndarray, rows: int, state_size: int) -> np.ndarray:
+    """The first ``rows`` x ``state_size`` of the flat decoded-beliefs scratch, C-contiguous."""
+    return flat[:rows * state_size].reshape(rows, state_size)
+
+
+def process_tick(states: tuple[SharedState, ...], slices: tuple[tuple[int, int], ...],
+                 chunk: int, tick: int, deadline: float, fscratch: np.ndarray,
+                 iscratch: np.ndarray, beliefs: np.ndarray, level: int = FULL) -> int:
+    """Step this worker's slice of every population, in order; return how many agents ran.
+
+    A population whose turn comes after the deadline is stale for the tick as a whole.
+    """
+    ran = 0
+    for p, (state, (lo, hi)) in enumerate(zip(states, slices, strict=True)):
+        if p > 0 and hi > lo and time.monotonic() > deadline:
+            state.stale[lo:hi] = 1
+            continue
+        ran += process_slice(state, lo, hi, chunk, tick, deadline, fscratch, iscratch,
+                             beliefs, level)
+    return ran
 
 
 def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
@@ -67,7 +97,7 @@ def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
             if codec is None:
                 qs = state.qs[start:end]
             else:
-                qs = beliefs[:end - start]
+                qs = beliefs_buffer(beliefs, end - start, state.spec.state_size)
                 codec.decode(state.qs[start:end], qs)
             cpu.step_agents(state.km, kc, state.agent_ids[start:end], state.obs[start:end],
                             qs, state.prev_action[start:end], state.started[start:end],
@@ -87,7 +117,8 @@ def warm_up(state: SharedState, fscratch: np.ndarray, iscratch: np.ndarray,
             beliefs: np.ndarray) -> None:
     """Compile (or load from cache) the kernel and the codec by running them on no agents."""
     empty = slice(0, 0)
-    qs = state.qs[empty] if state.codec_instance is None else beliefs[empty]
+    qs = (state.qs[empty] if state.codec_instance is None
+          else beliefs_buffer(beliefs, 0, state.spec.state_size))
     if state.codec_instance is not None:
         state.codec_instance.decode(state.qs[empty], qs)
         state.codec_instance.encode(qs, state.qs[empty])
@@ -97,18 +128,24 @@ def warm_up(state: SharedState, fscratch: np.ndarray, iscratch: np.ndarray,
            state.spec.scratch_sizes, state.kc.num_iter)
 
 
-def worker_main(spec: StateSpec, index: int, lo: int, hi: int, chunk: int) -> None:
-    """Entry point of a spawned worker process (one Numba thread; the workers are the cores)."""
+def worker_main(specs: tuple[StateSpec, ...], n_workers: int, index: int,
+                slices: tuple[tuple[int, int], ...], chunk: int) -> None:
+    """Entry point of a spawned worker process (one Numba thread; the workers are the cores).
+
+    ``slices[p]`` is this worker's ``(lo, hi)`` range of population ``p``.
+    """
     numba.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C reaches the master, which stops us
     parent = os.getppid()
-    run = Run(spec.run_id, owner=False)
+    run = Run(specs[0].run_id, owner=False)
     try:
-        state = SharedState.attach(run, spec)
-        fscratch, iscratch, beliefs = scratch_pool(spec, numba.config.NUMBA_NUM_THREADS, chunk)
+        states = tuple(SharedState.attach(run, spec) for spec in specs)
+        control = ControlBlock.attach(run, n_workers)
+        fscratch, iscratch, beliefs = scratch_pool(specs, numba.config.NUMBA_NUM_THREADS, chunk)
         go = run.attach_semaphore(f"go-{index}")
         done = run.attach_semaphore(f"done-{index}")
-        warm_up(state, fscratch, iscratch, beliefs)
+        for state in states:
+            warm_up(state, fscratch, iscratch, beliefs)
         done.release()                                   # ready
         while True:
             try:
@@ -117,13 +154,13 @@ def worker_main(spec: StateSpec, index: int, lo: int, hi: int, chunk: int) -> No
                 if os.getppid() != parent:
                     return                               # the master died: nothing to serve
                 continue
-            if state.get("stop"):
+            if control.get("stop"):
                 return
             began = time.monotonic()
-            tick = int(state.get("tick"))
-            process_slice(state, lo, hi, chunk, tick, state.get("deadline"), fscratch,
-                          iscratch, beliefs, level=int(state.get("level")))
-            state.beat(index, tick, time.monotonic() - began)
+            tick = int(control.get("tick"))
+            process_tick(states, slices, chunk, tick, control.get("deadline"), fscratch,
+                         iscratch, beliefs, level=int(control.get("level")))
+            control.beat(index, tick, time.monotonic() - began)
             done.release()
     finally:
         run.close()

@@ -104,7 +104,7 @@ def test_killed_worker_is_respawned_with_beliefs_kept() -> None:
     run_id = engine._run.run_id
     ticks = _observations(model, n, 60, seed=6)
     engine.step(ticks[0])
-    lo, hi = engine._slices[1]
+    (lo, hi), = engine._slices[1]
     beliefs = np.array(engine.state.qs[lo:hi])
     actions = np.array(engine.state.actions[lo:hi])
     os.kill(engine._procs[1].pid, signal.SIGKILL)

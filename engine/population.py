@@ -1,0 +1,98 @@
+"""Populations: groups of agents that share one generative model and inference config.
+
+An :class:`~engine.loop.Engine` steps one or several populations in one tick. Each has its own
+model arrays and per-agent arrays in shared memory; agent ids (the key of each agent's random
+stream) are numbered across populations in order, so they never collide.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .agents import Agents
+from .config import InferenceConfig
+from .errors import ConfigError
+from .model import GenerativeModel
+from .shared_state import SharedState
+
+
+@dataclasses.dataclass(frozen=True)
+class Population:
+    """``n_agents`` agents using ``model`` with ``config`` (the engine's config when None)."""
+
+    name: str
+    model: GenerativeModel
+    n_agents: int
+    config: InferenceConfig | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"Population: name must be letters, digits, '-' or '_', "
+                              f"got {self.name!r}")
+        if int(self.n_agents) < 0:
+            raise ConfigError(f"Population {self.name!r}: n_agents must be >= 0, "
+                              f"got {self.n_agents}")
+
+
+class PopulationState:
+    """A population's current posteriors, policy values, actions and stale flags.
+
+    Views of shared memory, except ``qs`` with quantized beliefs (a decoded copy).
+    """
+
+    def __init__(self, population: Population, checker: Agents, state: SharedState) -> None:
+        self.population = population
+        self.name = population.name
+        self.n_agents = int(population.n_agents)
+        self.checker = checker
+        self.state = state
+        self.actions = state.actions.view()
+        self.actions.setflags(write=False)
+
+    @property
+    def qs(self) -> list[np.ndarray]:
+        """Posterior over each factor, ``(n, S_f)``."""
+        offsets = self.checker.layout.state_offset
+        flat = self.state.qs
+        codec = self.state.codec_instance
+        if codec is not None:
+            flat = np.empty(flat.shape, dtype=self.checker.layout.dtype)
+            codec.decode(self.state.qs, flat)
+        return [flat[:, offsets[f]:offsets[f + 1]] for f in range(len(offsets) - 1)]
+
+    @property
+    def q_pi(self) -> np.ndarray:
+        """Posterior over policies after the last tick, ``(n, n_policies)``."""
+        return self.state.q_pi
+
+    @property
+    def G(self) -> np.ndarray:
+        """Expected free energy per policy after the last tick, ``(n, n_policies)``."""
+        return self.state.G
+
+    @property
+    def stale(self) -> np.ndarray:
+        """1 for agents the last tick did not reach (they kept their previous action)."""
+        return self.state.stale
+
+
+def check_populations(populations: list[Population], engine_config: InferenceConfig
+                      ) -> list[InferenceConfig]:
+    """Each population's effective config; ConfigError on duplicate names or learning."""
+    names = [p.name for p in populations]
+    if not populations:
+        raise ConfigError("Engine: give a model and n_agents, or at least one Population")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"Engine: population names must be unique; repeated: {duplicates}")
+    configs = []
+    for p in populations:
+        config = p.config or engine_config
+        if config.learn_A or config.learn_B or config.use_param_info_gain:
+            raise ConfigError(f"Engine: population {p.name!r} asks for learning or parameter "
+                              f"information gain, which the shared-memory engine does not "
+                              f"run yet; use Agents for it")
+        configs.append(config)
+    return configs
