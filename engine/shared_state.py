@@ -123,17 +123,14 @@ class SharedState:
             state_offset=tuple(int(x) for x in layout.state_offset))
         arrays = {name: run.create_array(prefix + name, shape, dtype)
                   for name, (shape, dtype) in spec.per_agent_arrays().items()}
-        uniform = np.empty((1, layout.state_size), dtype=layout.dtype)
-        for f in range(layout.n_factors):
-            lo, hi = layout.state_offset[f], layout.state_offset[f + 1]
-            uniform[:, lo:hi] = 1.0 / (hi - lo)
         if spec.quantized:
-            codec = BeliefCodec(beliefs, layout.state_offset)
-            code = np.empty((1, layout.state_size), dtype=codec.dtype)
-            codec.encode(uniform, code)
-            arrays["qs"][:] = code
+            # a log code is relative to the factor's largest entry: uniform is all code 0,
+            # which the new (zeroed) segment already holds
+            assert BeliefCodec(beliefs, layout.state_offset).name in ("uint16", "uint8")
         else:
-            arrays["qs"][:] = uniform
+            for f in range(layout.n_factors):
+                lo, hi = layout.state_offset[f], layout.state_offset[f + 1]
+                arrays["qs"][:, lo:hi] = 1.0 / (hi - lo)
         arrays["agent_ids"][:] = np.arange(id_offset, id_offset + n_agents)
         km = cpu.kernel_model_from(lambda name: shared[name])
         return SharedState(spec, arrays, km)

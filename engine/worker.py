@@ -28,26 +28,21 @@ IDLE_POLL_S = 0.5
 
 def scratch_pool(specs: tuple[StateSpec, ...], threads: int, chunk: int
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-thread kernel scratch and the decoded beliefs of one chunk, from one pool, sized
-    for the largest of ``specs`` (populations are stepped one after another)."""
+    """Per-thread kernel scratch and the decoded beliefs of one chunk (flat), from one pool,
+    sized for the largest of ``specs`` (populations are stepped one after another)."""
     dtype = specs[0].dtype
     if any(spec.dtype != dtype for spec in specs):
         raise ValueError("scratch_pool: every population of an engine uses one dtype")
     float_size = max(spec.float_scratch for spec in specs)
     int_size = max(spec.int_scratch for spec in specs)
-    belief_rows = chunk if any(spec.quantized for spec in specs) else 0
-    belief_size = max(spec.state_size for spec in specs)
+    belief_size = chunk * max(spec.state_size for spec in specs) if any(
+        spec.quantized for spec in specs) else 0
     requests = [((threads, float_size), "float64"), ((threads, int_size), "int64"),
-                ((belief_rows * belief_size,), dtype)]
+                ((belief_size,), dtype)]
     pool = ArrayPool(ArrayPool.bytes_for(requests))
     return (pool.borrow("fscratch", (threads, float_size), "float64"),
             pool.borrow("iscratch", (threads, int_size), "int64"),
-            pool.borrow("beliefs", (belief_rows * belief_size,), dtype))
-
-
-def beliefs_buffer(flat: np.ndarray, rows: int, state_size: int) -> np.ndarray:
-    """The first ``rows`` x ``state_size`` of the flat decoded-beliefs scratch, C-contiguous."""
-    return flat[:rows * state_size].reshape(rows, state_size)
+            pool.borrow("beliefs", (belief_size,), dtype))
 
 
 def process_tick(states: tuple[SharedState, ...], slices: tuple[tuple[int, int], ...],
@@ -73,13 +68,13 @@ def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
     """Step agents ``lo..hi`` in chunks until done or past the deadline; return how many ran.
 
     With quantized beliefs each chunk's codes are decoded into ``beliefs`` (pool scratch),
-    stepped, and encoded back. ``level`` is the degradation rung (``engine.degrade``): 1-2 use
-    a cheaper kernel setting, 3 also updates only every other chunk (alternating each tick),
-    4 updates nobody. Agents not updated keep their last action and are flagged stale.
+    stepped, and encoded back. ``level`` is the degradation
+    rung (``engine.degrade``): 1-2 use a cheaper kernel setting, 3 also updates only every
+    other chunk (alternating each tick), 4 updates nobody. Agents not updated keep their last
+    action and are flagged stale.
     """
     kc = state.kc_by_level[level]
     stale = state.stale
-    codec = state.codec_instance
     if level >= STALE_ACTIONS:
         stale[lo:hi] = 1
         return 0
@@ -94,18 +89,7 @@ def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
         if level == ROTATING_FRACTION and (index + tick) % 2 == 1:
             stale[start:end] = 1
         else:
-            if codec is None:
-                qs = state.qs[start:end]
-            else:
-                qs = beliefs_buffer(beliefs, end - start, state.spec.state_size)
-                codec.decode(state.qs[start:end], qs)
-            cpu.step_agents(state.km, kc, state.agent_ids[start:end], state.obs[start:end],
-                            qs, state.prev_action[start:end], state.started[start:end],
-                            state.q_pi[start:end], state.G[start:end],
-                            state.actions[start:end], state.spec.seed, tick, fscratch,
-                            iscratch, state.spec.scratch_sizes, kc.num_iter)
-            if codec is not None:
-                codec.encode(qs, state.qs[start:end])
+            run_chunk(state, kc, start, end, tick, fscratch, iscratch, beliefs)
             stale[start:end] = 0
             ran += end - start
         start = end
@@ -113,19 +97,30 @@ def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
     return ran
 
 
+def run_chunk(state: SharedState, kc: cpu.KernelConfig, start: int, end: int, tick: int,
+              fscratch: np.ndarray, iscratch: np.ndarray, beliefs: np.ndarray) -> None:
+    """One kernel call on agents ``start..end``; coded beliefs are decoded into ``beliefs``
+    (flat pool scratch) first and encoded back after."""
+    chunk = slice(start, end)
+    codec = state.codec_instance
+    if codec is None:
+        qs = state.qs[chunk]
+    else:
+        size = state.spec.state_size
+        qs = beliefs[:(end - start) * size].reshape(end - start, size)
+        codec.decode(state.qs[chunk], qs)
+    cpu.step_agents(state.km, kc, state.agent_ids[chunk], state.obs[chunk], qs,
+                    state.prev_action[chunk], state.started[chunk], state.q_pi[chunk],
+                    state.G[chunk], state.actions[chunk], state.spec.seed, tick, fscratch,
+                    iscratch, state.spec.scratch_sizes, kc.num_iter)
+    if codec is not None:
+        codec.encode(qs, state.qs[chunk])
+
+
 def warm_up(state: SharedState, fscratch: np.ndarray, iscratch: np.ndarray,
             beliefs: np.ndarray) -> None:
-    """Compile (or load from cache) the kernel and the codec by running them on no agents."""
-    empty = slice(0, 0)
-    qs = (state.qs[empty] if state.codec_instance is None
-          else beliefs_buffer(beliefs, 0, state.spec.state_size))
-    if state.codec_instance is not None:
-        state.codec_instance.decode(state.qs[empty], qs)
-        state.codec_instance.encode(qs, state.qs[empty])
-    cpu.step_agents(state.km, state.kc, state.agent_ids[empty], state.obs[empty], qs,
-           state.prev_action[empty], state.started[empty], state.q_pi[empty], state.G[empty],
-           state.actions[empty], state.spec.seed, 0, fscratch, iscratch,
-           state.spec.scratch_sizes, state.kc.num_iter)
+    """Compile (or load from cache) the kernel by running it on no agents."""
+    run_chunk(state, state.kc, 0, 0, 0, fscratch, iscratch, beliefs)
 
 
 def worker_main(specs: tuple[StateSpec, ...], n_workers: int, index: int,
