@@ -49,6 +49,32 @@ class ColumnSampler:
         return self.idx[cols, k]
 
 
+class ModeFirstSampler:
+    """Draws a row from chosen columns of a column-stochastic matrix, like ``ColumnSampler``,
+    but tries each column's most likely row first: one uniform and two gathers per agent, and
+    the ``ColumnSampler`` of the remaining rows only for the agents that miss the mode (about
+    ``noise`` of them), several times faster for peaked likelihoods."""
+
+    def __init__(self, matrix: np.ndarray) -> None:
+        m = np.asarray(matrix, dtype=np.float64)
+        cols = np.arange(m.shape[1])
+        self.mode = m.argmax(axis=0)
+        self.p_mode = m[self.mode, cols] / m.sum(axis=0)
+        rest = m.copy()
+        rest[self.mode, cols] = 0.0
+        never = rest.sum(axis=0) <= 0.0          # deterministic column: the rest is never drawn
+        rest[self.mode[never], cols[never]] = 1.0
+        self.rest = ColumnSampler(rest)
+
+    def sample(self, cols: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One row index per entry of ``cols`` (int64)."""
+        out = self.mode[cols]
+        miss = np.flatnonzero(rng.random(cols.shape[0]) >= self.p_mode[cols])
+        if miss.size:
+            out[miss] = self.rest.sample(cols[miss], rng)
+        return out
+
+
 class ModelProcess:
     """The model's own generative process for ``n`` agents: true states, sampled outcomes.
 
