@@ -381,14 +381,17 @@ class Engine:
         return parts
 
     def run(self, world: WorldLike, hz: float, ticks: int,
-            on_tick: Callable[[TickInfo], None] | None = None) -> RunSummary:
+            on_tick: Callable[[TickInfo], None] | None = None,
+            raise_on_signal: bool = True) -> RunSummary:
         """Drive ``world`` at a fixed rate for ``ticks`` ticks ("fix your timestep").
 
         Tick k is due at start + k / hz: the engine's budget is what is left of the slot after
         the world's step (estimated from its recent steps). A late tick starts at once; a tick
         more than a whole period late drops the missed slots instead of trying to catch up, so
         the loop neither drifts nor spirals. SIGINT or SIGTERM ends the run after the current
-        tick, closes the engine and then raises ``KeyboardInterrupt`` / ``SystemExit``.
+        tick, closes the engine and then raises ``KeyboardInterrupt`` / ``SystemExit``; with
+        ``raise_on_signal=False`` it returns the summary (``interrupted=True``,
+        :attr:`stop_requested` holds the signal) and leaves closing to the caller.
         """
         if hz <= 0:
             raise ConfigError(f"Engine.run: hz must be > 0, got {hz}")
@@ -397,9 +400,12 @@ class Engine:
         due = time.monotonic()
         self._in_run = True
         try:
-            return self._run_loop(world, period, hz, ticks, on_tick, obs, due)
+            summary = self._run_loop(world, period, hz, ticks, on_tick, obs, due)
         finally:
             self._in_run = False
+        if raise_on_signal:
+            self._honour_stop()
+        return summary
 
     def _run_loop(self, world: WorldLike, period: float, hz: float, ticks: int,
                   on_tick: Callable[[TickInfo], None] | None, obs: np.ndarray,
@@ -441,7 +447,6 @@ class Engine:
                              level_counts=np.bincount(levels,
                                                       minlength=MAX_LEVEL + 1).tolist(),
                              interrupted=self.stop_requested is not None)
-        self._honour_stop()
         return summary
 
     def _tick_workers(self, until: float) -> None:

@@ -1,12 +1,28 @@
-"""``agentloop``: the command line. Bad input gets a one-line error and exit code 2."""
+"""``agentloop``: the command line. Bad input gets a one-line error and exit code 2.
+
+Exit codes: 0 done; 1 the run failed (the error is printed on one line); 2 bad command line;
+130 interrupted by SIGINT (Ctrl-C), 143 stopped by SIGTERM (after the current tick).
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILURE = 0, 2, 1
+WORLD_NAMES = ("grid", "foraging")
+EXIT_CODES = ("exit codes: 0 done; 1 the run failed; 2 bad command line; "
+              "130 interrupted (SIGINT); 143 stopped (SIGTERM)")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _positive_int(text: str) -> int:
@@ -19,11 +35,33 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="agentloop",
-        description="Run many Active Inference agents (pymdp's mathematics, compiled).")
-    sub = parser.add_subparsers(dest="command", required=True)
+        description="Run many Active Inference agents (pymdp's mathematics, compiled).",
+        epilog=EXIT_CODES)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    _add_run(sub)
     demo = sub.add_parser(
         "demo", help="agents act in the grid world, stepped in process, with a status line",
         description="Step a population of agents on the grid-N model in a simulated grid "
@@ -48,8 +86,44 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser(
+        "run", help="agents act in a world at a fixed tick rate, with a live status line",
+        description="Run a population of agents in a world at a fixed tick rate. The world "
+                    "gives the agents' generative model; small populations are stepped in "
+                    "this process, large ones by worker processes over shared memory. A "
+                    "status line shows tick time (p50/p99), utilisation of the tick budget, "
+                    "the degradation level, missed ticks, throughput and memory.",
+        epilog=EXIT_CODES)
+    run.add_argument("--world", default="grid", metavar="NAME",
+                     help=f"world to run: {', '.join(WORLD_NAMES)}; default grid")
+    run.add_argument("--size", type=_positive_int, default=None,
+                     help="world side N (N x N cells); default 10 for grid, 5 for foraging")
+    run.add_argument("--agents", type=_positive_int, default=10_000,
+                     help="number of agents; default 10000")
+    run.add_argument("--hz", type=_positive_float, default=10.0,
+                     help="ticks per second (the tick budget is 1/hz); default 10")
+    length = run.add_mutually_exclusive_group()
+    length.add_argument("--ticks", type=_positive_int, default=None,
+                        help="number of ticks to run")
+    length.add_argument("--duration", type=_positive_float, default=None, metavar="S",
+                        help="seconds to run (ticks = S * hz); default 10 s when neither "
+                             "--ticks nor --duration is given")
+    run.add_argument("--workers", type=_non_negative_int, default=None,
+                     help="worker processes (0: step agents in this process); default 0 "
+                          "below 20000 agents, else 2")
+    run.add_argument("--backend", default="numba", choices=("numba", "cupy", "auto"),
+                     help="inference kernels: numba (CPU, default), cupy (NVIDIA GPU), "
+                          "auto (cupy when a GPU is usable, else numba)")
+    run.add_argument("--policy-len", type=_positive_int, default=1,
+                     help="planning horizon (policy length); default 1")
+    run.add_argument("--seed", type=int, default=0, help="random seed; default 0")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args)
     if args.command == "demo":
         return _demo(args)
     if args.command == "shm":
@@ -78,6 +152,36 @@ def _demo(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print("agentloop: interrupted", file=sys.stderr)
+        return 130
+
+
+def _usage_error(message: str) -> int:
+    print(f"agentloop run: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.world not in WORLD_NAMES:
+        return _usage_error(f"unknown world {args.world!r}; choose from "
+                            f"{', '.join(WORLD_NAMES)}")
+    if args.size is not None and args.size < 2:
+        return _usage_error("--size must be at least 2")
+    if args.backend == "cupy":
+        return _usage_error("--backend cupy: the CuPy GPU backend is not available in this "
+                            "build; use --backend numba (or auto)")
+    from engine.errors import AgentloopError
+    from tools.run import RunOptions, run
+
+    options = RunOptions(world=args.world, size=args.size, agents=args.agents, hz=args.hz,
+                         ticks=args.ticks, duration=args.duration, workers=args.workers,
+                         backend="numba", policy_len=args.policy_len, seed=args.seed)
+    try:
+        return run(options)
+    except (AgentloopError, ValueError, OSError) as exc:
+        print(f"agentloop run: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("agentloop run: interrupted", file=sys.stderr)
         return 130
 
 

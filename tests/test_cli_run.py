@@ -1,0 +1,105 @@
+"""``agentloop run``: the main job end to end, its status line, exit codes and bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.shm import leftover_entries
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _agentloop(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "tools", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=REPO)
+
+
+def _runs_of(pid: int) -> list[str]:
+    return [run for run in leftover_entries() if run.startswith(f"{pid}x")]
+
+
+def test_run_grid_in_process_prints_status_and_summary() -> None:
+    done = _agentloop("run", "--agents", "500", "--ticks", "12", "--hz", "50")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    status = [line for line in lines if line.startswith("tick ")]
+    assert status, done.stdout                 # not a terminal: plain lines, no \r
+    assert "p99" in status[-1] and "agents/s" in status[-1] and "RSS" in status[-1]
+    assert "on resource" in status[-1]
+    assert any(line.startswith("summary: 12 ticks at 50 Hz") for line in lines)
+    assert "\r" not in done.stdout
+    assert done.stderr == ""
+
+
+def test_run_foraging_with_a_worker_process() -> None:
+    done = _agentloop("run", "--world", "foraging", "--agents", "300", "--workers", "1",
+                      "--duration", "0.3", "--hz", "20", "--seed", "3")
+    assert done.returncode == 0, done.stderr
+    assert "1 worker process," in done.stdout
+    assert "summary: 6 ticks at 20 Hz" in done.stdout
+    assert "on food" in done.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--world", "mars"], "unknown world 'mars'; choose from grid, foraging"),
+    (["--agents", "-5"], "--agents: must be at least 1"),
+    (["--agents", "many"], "--agents: expected a whole number"),
+    (["--hz", "0"], "--hz: must be a finite number above 0"),
+    (["--hz", "inf"], "--hz: must be a finite number above 0"),
+    (["--ticks", "0"], "--ticks: must be at least 1"),
+    (["--ticks", "3", "--duration", "1"], "not allowed with argument"),
+    (["--workers", "-2"], "--workers: must be 0 or more"),
+    (["--size", "1"], "--size must be at least 2"),
+    (["--backend", "tpu"], "--backend: invalid choice"),
+    (["--frobnicate"], "unrecognized arguments"),
+])
+def test_bad_command_lines_get_one_line_and_exit_2(args: list[str], message: str) -> None:
+    done = _agentloop("run", *args, timeout=60)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    err = done.stderr.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert "Traceback" not in err
+
+
+def test_help_explains_every_option() -> None:
+    done = _agentloop("run", "--help", timeout=60)
+    assert done.returncode == 0
+    for option in ("--world", "--size", "--agents", "--hz", "--ticks", "--duration",
+                   "--workers", "--backend", "--policy-len", "--seed"):
+        assert option in done.stdout
+    assert "exit codes" in done.stdout
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_finishes_the_tick_prints_the_summary_and_cleans_up(signum: int,
+                                                                   code: int) -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "tools", "run", "--agents", "30000",
+                             "--workers", "2", "--ticks", "100000", "--hz", "20"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=REPO)
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 120
+        for line in proc.stdout:                       # wait for the first status line
+            if line.startswith("tick ") or time.monotonic() > deadline:
+                break
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, err
+    assert "(interrupted)" in out and "summary:" in out
+    assert "Traceback" not in err
+    assert _runs_of(proc.pid) == []

@@ -1,0 +1,157 @@
+"""``agentloop run``: agents act in a world at a fixed tick rate, with a live status line.
+
+The world (``world.registry``) provides the agents' generative model; an :class:`Engine` steps
+them (in process for small populations, worker processes for large ones) and drives the world
+at ``hz`` ticks per second. The status line is rewritten in place on a terminal and printed
+about once a second otherwise; a summary closes the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import sys
+import time
+from typing import TextIO
+
+from engine import Engine, InferenceConfig, TickInfo
+from engine.loop import RunSummary
+from world.base import World
+from world.registry import make_world
+
+#: populations at or above this size get worker processes when --workers is not given
+WORKERS_FROM = 20_000
+#: exit codes of ``agentloop run`` (also in ``--help``)
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """What ``agentloop run`` was asked to do (already validated by the parser)."""
+
+    world: str
+    size: int | None
+    agents: int
+    hz: float
+    ticks: int | None
+    duration: float | None
+    workers: int | None
+    backend: str
+    policy_len: int
+    seed: int
+    log: str | None = None
+    status_every_s: float = 1.0
+
+    @property
+    def n_ticks(self) -> int:
+        if self.ticks is not None:
+            return self.ticks
+        return max(1, math.ceil((self.duration or 10.0) * self.hz))
+
+    @property
+    def n_workers(self) -> int:
+        if self.workers is not None:
+            return self.workers
+        return 0 if self.agents < WORKERS_FROM else min(2, os.cpu_count() or 1)
+
+
+class StatusPrinter:
+    """Prints the engine's status line plus the world's headline counts, rate-limited."""
+
+    def __init__(self, engine: Engine, world: World, out: TextIO, every_s: float) -> None:
+        self.engine, self.world, self.out = engine, world, out
+        self.interactive = out.isatty()
+        self.every_s = every_s
+        self._next = 0.0
+        self._printed = False
+
+    def __call__(self, info: TickInfo) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + (0.2 if self.interactive else self.every_s)
+        self.show()
+
+    def show(self) -> None:
+        line = self.engine.metrics.status_line() + world_counts(self.world)
+        if self.interactive:
+            self.out.write("\r\x1b[2K" + line)
+        else:
+            self.out.write(line + "\n")
+        self.out.flush()
+        self._printed = True
+
+    def finish(self) -> None:
+        if self.interactive and self._printed:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def world_counts(world: World) -> str:
+    """The world's headline figures for the status line (what the agents achieve)."""
+    stats = getattr(world, "stats", None)
+    if stats is None:
+        return ""
+    s = stats()
+    n = max(1, int(s.get("n_agents", 1)))
+    if "on_resource" in s:
+        return f"  on resource {s['on_resource'] / n:6.1%}  harvested {s['harvested_total']:,}"
+    if "on_food" in s:
+        return f"  on food {s['on_food'] / n:6.1%}  context switches {s['switches_total']}"
+    return ""
+
+
+def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Run the job ``options`` describes; returns the process exit code."""
+    world = make_world(options.world, options.size or _default_size(options.world),
+                       options.agents)
+    model = world.model()
+    config = InferenceConfig(policy_len=options.policy_len)
+    workers = options.n_workers
+    n_ticks = options.n_ticks
+    size = world.config().get("size")
+    print(f"agentloop run: {options.agents:,} agents in the {options.world} world (size {size}), "
+          f"policy_len {options.policy_len}, {workers or 'no'} worker process"
+          f"{'' if workers == 1 else 'es'}, {n_ticks} ticks at {options.hz:g} Hz", file=out)
+    print("starting (the first run on a machine compiles the kernels, about 30-60 s) ...",
+          file=out, flush=True)
+    started = time.monotonic()
+    with Engine(model, options.agents, workers=workers, config=config,
+                seed=options.seed) as engine:
+        print(f"ready in {time.monotonic() - started:.1f} s", file=out, flush=True)
+        printer = StatusPrinter(engine, world, out, options.status_every_s)
+        summary = engine.run(world, options.hz, n_ticks, on_tick=printer,
+                             raise_on_signal=False)
+        printer.show()
+        printer.finish()
+        signum = engine.stop_requested
+        print_summary(summary, engine, world, out)
+    if signum == signal.SIGINT:
+        print("agentloop run: interrupted (SIGINT) after the current tick", file=err)
+        return EXIT_SIGINT
+    if signum is not None:
+        print(f"agentloop run: stopped by signal {signum} after the current tick", file=err)
+        return EXIT_SIGTERM if signum == signal.SIGTERM else 128 + int(signum)
+    return EXIT_OK
+
+
+def _default_size(world: str) -> int:
+    return 5 if world == "foraging" else 10
+
+
+def print_summary(summary: RunSummary, engine: Engine, world: World, out: TextIO) -> None:
+    """The closing lines: ticks, timing, misses, degradation, throughput, what agents did."""
+    snap = engine.metrics.snapshot()
+    levels = ", ".join(f"{k}:{v}" for k, v in enumerate(summary.level_counts) if v)
+    print(f"summary: {summary.ticks} ticks at {summary.hz:g} Hz"
+          f"{' (interrupted)' if summary.interrupted else ''}; tick p50 "
+          f"{1e3 * summary.tick_s_p50:.2f} ms, p99 {1e3 * summary.tick_s_p99:.2f} ms "
+          f"(budget {1e3 / summary.hz:.1f} ms); missed {summary.missed}, dropped slots "
+          f"{summary.dropped_slots}; levels {levels or '-'}; "
+          f"{snap.agents_per_s:,.0f} agent-steps/s; RSS {snap.rss_mb:.0f} MB", file=out)
+    counts = world_counts(world).strip()
+    if counts:
+        print(f"world: {counts}", file=out)
