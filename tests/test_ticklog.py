@@ -1,0 +1,395 @@
+"""Tick log (engine/ticklog.py): round trips, crash tolerance, corrupt and foreign files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import ticklog
+from engine.errors import AgentloopError
+from engine.ticklog import (
+    INLINE_MAX,
+    BeliefSnapshot,
+    TickLogError,
+    TickLogHeader,
+    TickLogReader,
+    TickLogWriter,
+    TickRecord,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def header(n: int = 6, **kw: object) -> TickLogHeader:
+    base: dict = dict(n_agents=n, hz=10.0, seed=7, workers=2, model_hash="abc123",
+                      model_npz=b"PK\x03\x04 fake npz bytes \x00\xff", config={"policy_len": 1},
+                      world={"name": "grid", "size": 10}, extra={"note": "test"})
+    base.update(kw)
+    return TickLogHeader(**base)
+
+
+def obs_for(t: int, n: int) -> np.ndarray:
+    return ((np.arange(n * 2).reshape(n, 2) + t) % 100).astype(np.int64)
+
+
+def act_for(t: int, n: int) -> np.ndarray:
+    return ((np.arange(n) + t) % 5).reshape(n, 1).astype(np.int64)
+
+
+def write_log(path: Path, ticks: int, n: int = 6, snapshot_every: int = 0,
+              chunk_size: int = 1 << 20, close: bool = True) -> TickLogWriter:
+    w = TickLogWriter(path, header(n), snapshot_every=snapshot_every, chunk_size=chunk_size)
+    for t in range(ticks):
+        w.write_tick(t, obs_for(t, n), act_for(t, n), wall_time=1000.0 + t / 10,
+                     duration_s=0.01, level=t % 3, stale_agents=[t % n] if t % 4 == 0 else None,
+                     timings={"step": 0.001 * t})
+        if w.snapshot_due(t):
+            w.write_beliefs(t, [np.full((n, 3), t, np.float32), np.full((n, 2), t, np.uint16)],
+                            {"codec": "test"})
+    if close:
+        w.close({"ticks": ticks, "levels": {0: 1, 1: 2}})
+    return w
+
+
+def check_tick(rec: TickRecord, n: int = 6) -> None:
+    t = rec.tick
+    np.testing.assert_array_equal(rec.observations, obs_for(t, n))
+    np.testing.assert_array_equal(rec.actions, act_for(t, n))
+    assert rec.wall_time == 1000.0 + t / 10 and rec.level == t % 3
+    assert rec.duration_s == 0.01 and rec.timings == {"step": 0.001 * t}
+    assert list(rec.stale_agents) == ([t % n] if t % 4 == 0 else [])
+
+
+def test_round_trip_every_record(tmp_path: Path) -> None:
+    path = tmp_path / "run.mcap"
+    write_log(path, 12, snapshot_every=5)
+    with TickLogReader(path) as r:
+        h = r.header
+        assert h.n_agents == 6 and h.hz == 10.0 and h.seed == 7 and h.workers == 2
+        assert h.model_hash == "abc123" and h.model_npz == b"PK\x03\x04 fake npz bytes \x00\xff"
+        assert h.config == {"policy_len": 1} and h.world == {"name": "grid", "size": 10}
+        assert h.extra == {"note": "test"} and h.format_version == 1
+        assert isinstance(h.engine_version, str) and h.created_unix is not None
+        ticks = list(r.ticks())
+        assert [t.tick for t in ticks] == list(range(12))
+        for rec in ticks:
+            check_tick(rec)
+            assert rec.observations.dtype == np.uint8  # compacted
+            assert not rec.observations.flags.writeable
+        snaps = list(r.snapshots())
+        assert [s.tick for s in snaps] == [0, 5, 10]
+        s = snaps[1]
+        assert isinstance(s, BeliefSnapshot) and s.meta == {"codec": "test"}
+        assert s.arrays[0].dtype == np.float32 and s.arrays[1].dtype == np.uint16
+        np.testing.assert_array_equal(s.arrays[0], np.full((6, 3), 5, np.float32))
+        assert r.footer is not None
+        assert r.footer.totals == {"ticks": 12, "levels": {"0": 1, "1": 2}}  # JSON keys
+        assert r.footer.ticks_written == 12 and r.footer.snapshots_written == 3
+        assert r.footer.error is None
+        assert not r.truncated and r.truncated_at is None and r.last_tick == 11
+
+
+def test_large_and_odd_arrays_round_trip(tmp_path: Path) -> None:
+    n = INLINE_MAX * 4  # base64 path
+    path = tmp_path / "big.mcap"
+    rng = np.random.default_rng(0)
+    obs = rng.integers(-3, 70000, (n, 3))
+    obs[0, 0] = -3  # needs int32
+    act = rng.integers(0, 5, (n, 2)).astype(np.int16)
+    beliefs = [rng.random((n, 4)).astype(np.float32), np.array([np.nan, np.inf, -0.0])]
+    with TickLogWriter(path, header(n)) as w:
+        w.write_tick(3, obs, act, stale_agents=np.arange(n, dtype=np.int64))
+        w.write_beliefs(3, beliefs, {"codec": "float32"})
+    with TickLogReader(path) as r:
+        (rec,) = list(r.ticks())
+        assert rec.observations.dtype == np.int32 and rec.actions.dtype == np.uint8
+        np.testing.assert_array_equal(rec.observations, obs)
+        np.testing.assert_array_equal(rec.actions, act)
+        np.testing.assert_array_equal(rec.stale_agents, np.arange(n))
+        (snap,) = list(r.snapshots())
+        np.testing.assert_array_equal(snap.arrays[0], beliefs[0])
+        np.testing.assert_array_equal(snap.arrays[1], beliefs[1])  # NaN, inf exact
+        assert r.footer is not None and r.footer.totals == {}
+
+
+def test_opens_with_the_mcap_library(tmp_path: Path) -> None:
+    from mcap.reader import make_reader
+
+    path = tmp_path / "run.mcap"
+    write_log(path, 5, snapshot_every=2)
+    with open(path, "rb") as fh:
+        reader = make_reader(fh)
+        topics = [(ch.topic, sch.encoding, ch.message_encoding)
+                  for sch, ch, _ in reader.iter_messages(log_time_order=False)]
+    assert topics[0] == ("/agentloop/header", "jsonschema", "json")
+    assert [t for t, _, _ in topics].count("/agentloop/tick") == 5
+    assert topics[-1][0] == "/agentloop/footer"
+
+
+def test_many_ticks_and_seeking(tmp_path: Path) -> None:
+    path = tmp_path / "many.mcap"
+    write_log(path, 3000, snapshot_every=100, chunk_size=4096)
+    with TickLogReader(path) as r:
+        assert len(r._chunks) > 20  # many chunks: exercises the seek
+        assert r.last_tick == 2999 and not r.truncated
+        assert [t.tick for t in r.ticks()] == list(range(3000))
+        for start in (0, 1, 999, 1000, 2500, 2999):
+            got = r.ticks(start)
+            first = next(got)
+            assert first.tick == start
+            check_tick(first)
+        assert list(r.ticks(3000)) == []
+
+
+def test_snapshot_in_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ticklog, "SNAPSHOT_PART_BYTES", 1000)
+    n, path = 1000, tmp_path / "parts.mcap"
+    rng = np.random.default_rng(3)
+    snaps = {t: [rng.random((n, 5)).astype(np.float32), rng.integers(0, 9, (n, 3, 2)),
+                 np.arange(4)] for t in (0, 7, 14)}
+    with TickLogWriter(path, header(n), chunk_size=4000) as w:
+        for t in range(20):
+            w.write_tick(t, obs_for(t, n), act_for(t, n))
+            if t in snaps:
+                w.write_beliefs(t, snaps[t], {"codec": "float32", "t": t})
+        w.write_beliefs(19, [np.zeros(2)])
+        with pytest.raises(TickLogError, match="greater than the last snapshot"):
+            w.write_beliefs(19, [np.zeros(2)])
+    with TickLogReader(path) as r:
+        got = list(r.snapshots())
+        assert [s.tick for s in got] == [0, 7, 14, 19]
+        for s in got[:3]:
+            assert s.meta == {"codec": "float32", "t": s.tick}
+            for a, b in zip(s.arrays, snaps[s.tick], strict=True):
+                assert a.dtype == b.dtype and a.shape == b.shape
+                np.testing.assert_array_equal(a, b)
+        for tick, want in ((6, 0), (7, 7), (13, 7), (18, 14), (19, 19)):
+            assert r.snapshot_at_or_before(tick).tick == want  # type: ignore[union-attr]
+        assert list(r.ticks(15))[0].tick == 15
+
+
+def test_snapshot_lookup(tmp_path: Path) -> None:
+    path = tmp_path / "snap.mcap"
+    write_log(path, 400, snapshot_every=25, chunk_size=2048)
+    with TickLogReader(path) as r:
+        for tick in (0, 1, 24, 25, 26, 199, 200, 399, 10_000):
+            s = r.snapshot_at_or_before(tick)
+            assert s is not None and s.tick == min(tick // 25 * 25, 375)
+            np.testing.assert_array_equal(s.arrays[1], np.full((6, 2), s.tick, np.uint16))
+    path2 = tmp_path / "late.mcap"
+    with TickLogWriter(path2, header()) as w:
+        for t in range(10):
+            w.write_tick(t, obs_for(t, 6), act_for(t, 6))
+        w.write_beliefs(9, [np.zeros(3)])
+    with TickLogReader(path2) as r:
+        assert r.snapshot_at_or_before(8) is None
+        assert r.snapshot_at_or_before(9).tick == 9  # type: ignore[union-attr]
+    path3 = tmp_path / "none.mcap"
+    write_log(path3, 10)
+    with TickLogReader(path3) as r:
+        assert r.snapshot_at_or_before(5) is None and list(r.snapshots()) == []
+
+
+def test_truncated_at_many_cut_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ticklog, "SNAPSHOT_PART_BYTES", 40)  # 3-part snapshots
+    path = tmp_path / "full.mcap"
+    write_log(path, 120, snapshot_every=7, chunk_size=1024)
+    data = path.read_bytes()
+    with TickLogReader(path) as r:
+        header_end = r._chunks[0].offset + 9 + r._chunks[0].length
+    cut_path = tmp_path / "cut.mcap"
+    cuts = sorted(set(range(0, header_end + 40)) | set(range(header_end, len(data), 41))
+                  | {len(data) - k for k in range(1, 40)})
+    seen_counts = set()
+    for cut in cuts:
+        cut_path.write_bytes(data[:cut])
+        if cut < header_end:
+            with pytest.raises(TickLogError, match="offset"):
+                TickLogReader(cut_path)
+            continue
+        with TickLogReader(cut_path) as r:
+            assert r.truncated and r.truncated_at is not None and r.truncated_at <= cut
+            ticks = [t.tick for t in r.ticks()]
+            assert ticks == list(range(len(ticks)))
+            assert r.last_tick == (ticks[-1] if ticks else None)
+            snaps = [s.tick for s in r.snapshots()]
+            assert snaps == list(range(0, 7 * len(snaps), 7))
+            last = r.snapshot_at_or_before(10_000)
+            assert (last.tick if last else None) == (snaps[-1] if snaps else None)
+            if last is not None:
+                np.testing.assert_array_equal(last.arrays[0], np.full((6, 3), last.tick))
+            seen_counts.add(len(ticks))
+            if len(ticks) < 120:
+                assert r.footer is None
+    assert len(seen_counts) > 10 and 120 in seen_counts
+
+
+def test_sigkill_loses_at_most_a_second(tmp_path: Path) -> None:
+    path = tmp_path / "killed.mcap"
+    script = textwrap.dedent(f"""
+        import sys, time
+        import numpy as np
+        from engine.ticklog import TickLogHeader, TickLogWriter
+        w = TickLogWriter({str(path)!r}, TickLogHeader(n_agents=50, hz=50.0))
+        t0 = time.monotonic()
+        for t in range(100000):
+            w.write_tick(t, np.full((50, 2), t % 7), np.full((50, 1), t % 5))
+            print(t, flush=True)
+            time.sleep(max(0.0, t0 + (t + 1) / 50 - time.monotonic()))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "0"  # started (imports done)
+        time.sleep(1.5)
+        os.kill(proc.pid, signal.SIGKILL)
+        rest = proc.stdout.read().split()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    last_sent = int(rest[-1]) if rest else 0
+    assert last_sent >= 50
+    with TickLogReader(path) as r:
+        assert r.truncated and r.footer is None
+        ticks = [t.tick for t in r.ticks()]
+        assert ticks == list(range(len(ticks)))
+        assert r.last_tick is not None and r.last_tick >= last_sent - 50  # <= 1 s at 50 Hz
+        assert r.header.n_agents == 50
+
+
+def test_live_file_is_readable_after_a_flush(tmp_path: Path) -> None:
+    path = tmp_path / "live.mcap"
+    w = TickLogWriter(path, header(), flush_every_s=0.05)
+    for t in range(5):
+        w.write_tick(t, obs_for(t, 6), act_for(t, 6))
+    time.sleep(0.3)
+    with TickLogReader(path) as r:
+        assert r.truncated and r.last_tick == 4 and r.footer is None
+    w.close()
+    with TickLogReader(path) as r:
+        assert not r.truncated and r.footer is not None
+
+
+def test_corrupt_bytes_raise_tick_log_error_or_read(tmp_path: Path) -> None:
+    path = tmp_path / "good.mcap"
+    write_log(path, 60, snapshot_every=10, chunk_size=800)
+    data = path.read_bytes()
+    bad = tmp_path / "bad.mcap"
+    rng = np.random.default_rng(1)
+    errors = 0
+    positions = list(range(8, len(data), max(1, len(data) // 400)))
+    for i, pos in enumerate(positions):
+        corrupted = bytearray(data)
+        if i % 2:
+            corrupted[pos] ^= 0xFF
+        else:
+            corrupted[pos:pos + 8] = rng.integers(0, 256, 8, dtype=np.uint8).tobytes()
+        bad.write_bytes(bytes(corrupted[:len(data)]))
+        try:
+            with TickLogReader(bad) as r:
+                list(r.ticks())
+                list(r.snapshots())
+                r.snapshot_at_or_before(30)
+                _ = r.footer, r.last_tick
+        except TickLogError as exc:
+            assert "offset" in str(exc), exc
+            errors += 1
+    assert errors > len(positions) // 4
+
+
+@pytest.mark.parametrize("content,expected", [
+    (b"", "offset 0"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(100), "expected the MCAP magic .* at offset 0"),
+    (b"\x89MCA", "offset 0"),
+    (bytes(np.random.default_rng(2).integers(0, 256, 5000, dtype=np.uint8)), "offset 0"),
+    (b"\x89MCAP0\r\n" + bytes(64), "offset 8"),
+    (b"\x89MCAP0\r\n", "offset 8"),
+])
+def test_foreign_files(tmp_path: Path, content: bytes, expected: str) -> None:
+    path = tmp_path / "foreign.bin"
+    path.write_bytes(content)
+    with pytest.raises(TickLogError, match=expected) as info:
+        TickLogReader(path)
+    assert isinstance(info.value, AgentloopError)
+
+
+def test_foreign_mcap_file(tmp_path: Path) -> None:
+    from mcap.writer import Writer
+
+    path = tmp_path / "other.mcap"
+    with open(path, "wb") as fh:
+        w = Writer(fh)
+        w.start()
+        sid = w.register_schema("x", "jsonschema", b"{}")
+        cid = w.register_channel("/camera", "json", sid)
+        w.add_message(cid, 1, b"{}", 1)
+        w.finish()
+    with pytest.raises(TickLogError, match="not an agentloop tick log.*offset"):
+        TickLogReader(path)
+
+
+def test_missing_file_and_unwritable_path(tmp_path: Path) -> None:
+    with pytest.raises(TickLogError, match="nowhere.mcap"):
+        TickLogReader(tmp_path / "nowhere.mcap")
+    target = tmp_path / "no-such-dir" / "run.mcap"
+    with pytest.raises(TickLogError, match="no-such-dir/run.mcap"):
+        TickLogWriter(target, header())
+    with pytest.raises(TickLogError, match=str(tmp_path)):
+        TickLogWriter(tmp_path, header())  # a directory
+    with pytest.raises(TickLogError, match="header"):
+        TickLogWriter(tmp_path / "h.mcap", header(config={"x": object()}))
+    assert not (tmp_path / "h.mcap").exists()
+
+
+def test_background_error_is_raised_on_next_call_and_close(tmp_path: Path) -> None:
+    w = TickLogWriter(tmp_path / "err.mcap", header())
+    w.write_tick(0, obs_for(0, 6), act_for(0, 6))
+    w.write_beliefs(0, [np.zeros(3)], {"bad": object()})  # fails on the writer thread
+    w._thread.join(timeout=5)
+    with pytest.raises(TickLogError, match="writer .* failed"):
+        w.write_tick(1, obs_for(1, 6), act_for(1, 6))
+    with pytest.raises(TickLogError, match="failed"):
+        w.close()
+    with TickLogReader(tmp_path / "err.mcap") as r:  # what was flushed is readable
+        assert r.truncated
+
+
+def test_argument_errors_and_queue_backpressure(tmp_path: Path) -> None:
+    n = 20_000
+    with TickLogWriter(tmp_path / "q.mcap", header(n), queue_size=1) as w:
+        with pytest.raises(TickLogError, match="shape|2-D"):
+            w.write_tick(0, np.zeros(n), np.zeros((n, 1)))
+        obs = np.random.default_rng(0).integers(0, 1000, (n, 2))
+        for t in range(40):
+            w.write_tick(t, obs, obs[:, :1])
+        with pytest.raises(TickLogError, match="greater than the previous"):
+            w.write_tick(39, obs, obs[:, :1])
+        w.close({"ok": True})
+        waits = w.stats["queue_full_waits"]
+    with pytest.raises(TickLogError, match="closed"):
+        w.write_tick(50, obs, obs[:, :1])
+    with TickLogReader(tmp_path / "q.mcap") as r:
+        assert [t.tick for t in r.ticks()] == list(range(40))  # nothing dropped
+        assert r.footer is not None and r.footer.queue_full_waits == waits
+
+
+def test_with_block_exception_is_recorded(tmp_path: Path) -> None:
+    path = tmp_path / "exc.mcap"
+    with pytest.raises(RuntimeError), TickLogWriter(path, header()) as w:
+        w.write_tick(0, obs_for(0, 6), act_for(0, 6))
+        raise RuntimeError("boom")
+    with TickLogReader(path) as r:
+        assert r.footer is not None and r.footer.error == "RuntimeError: boom"
+        assert r.last_tick == 0
