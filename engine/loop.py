@@ -31,7 +31,7 @@ from .model import GenerativeModel
 from .population import Population, PopulationState, check_populations
 from .shared_state import ControlBlock, SharedState
 from .shm import Run, sweep_stale
-from .worker import process_tick, scratch_pool, warm_up, worker_main
+from .worker import process_forced, process_tick, scratch_pool, warm_up, worker_main
 
 #: how long start() waits for workers to attach and compile their kernels
 START_TIMEOUT_S = 300.0
@@ -294,7 +294,7 @@ class Engine:
 
     # ------------------------------------------------------------------------- stepping
     def step(self, obs: Any, budget_s: float | None = None,
-             level: int | None = None) -> Any:
+             level: int | None = None, stale: np.ndarray | None = None) -> Any:
         """Advance every agent one tick; same contract as :meth:`Agents.step`.
 
         With one population ``obs`` is an ``(n, n_modalities)`` int array and the result an
@@ -305,8 +305,9 @@ class Engine:
         With ``budget_s``, work stops at the deadline: agents not reached keep their last
         action and are flagged stale (``last_tick.stale_agents``, :attr:`stale`), and the
         degradation controller picks the next tick's level from this tick's utilisation.
-        ``level`` forces a degradation level for this tick (replay). Invalid observations
-        raise :class:`ObservationError` before any state changes.
+        ``level`` forces a degradation level for this tick and ``stale`` (agent indices) the
+        set of agents that keep their last action (replay; one population, ``workers=0``).
+        Invalid observations raise :class:`ObservationError` before any state changes.
         """
         if self._run is None:
             raise AgentloopError("Engine.step: call start() first (or use `with Engine(...)`)")
@@ -315,6 +316,8 @@ class Engine:
             level = self.controller.level if (self.controller and budget_s is not None) else 0
         if not FULL <= level <= MAX_LEVEL:
             raise ConfigError(f"Engine.step: level must be in 0..{MAX_LEVEL}, got {level}")
+        if stale is not None:
+            stale = self._check_forced_stale(stale)
         started = time.monotonic()
         deadline = float("inf") if budget_s is None else started + float(budget_s)
         for state, pop_obs in zip(self._states, per_population, strict=True):
@@ -323,7 +326,10 @@ class Engine:
         control.set("tick", self.tick)
         control.set("deadline", deadline)
         control.set("level", level)
-        if self.workers == 0:
+        if stale is not None:
+            process_forced(self.state, stale, self.chunk, self.tick, level, self._fscratch,
+                           self._iscratch, self._beliefs)
+        elif self.workers == 0:
             process_tick(self._states, self._slices[0], self.chunk, self.tick, deadline,
                          self._fscratch, self._iscratch, self._beliefs, level=level)
         else:
@@ -347,6 +353,46 @@ class Engine:
         if isinstance(obs, Mapping):
             return dict(zip(self.population_states, actions, strict=True))
         return actions
+
+    def _check_forced_stale(self, stale: np.ndarray) -> np.ndarray:
+        if self.workers != 0 or not self._single:
+            raise ConfigError("Engine.step: a forced stale set (replay) needs one population "
+                              "and workers=0")
+        idx = np.asarray(stale)
+        if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+            raise ConfigError(f"Engine.step: stale must be a 1-d array of agent indices, "
+                              f"got {idx.dtype} {idx.shape}")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_agents):
+            raise ConfigError(f"Engine.step: stale agent indices must be in "
+                              f"0..{self.n_agents - 1}")
+        return idx.astype(np.int64, copy=False)
+
+    # ------------------------------------------------------------------------- snapshots
+    #: the per-agent arrays that make up an agent's state between ticks
+    STATE_ARRAYS = ("qs", "prev_action", "started", "actions")
+
+    def agent_state(self) -> dict[str, np.ndarray]:
+        """Copies of every agent's state between ticks (beliefs as stored: codes when
+        quantized), enough to continue a run with :meth:`load_agent_state`."""
+        state = self._only_population("agent_state").state
+        return {name: np.array(getattr(state, name)) for name in self.STATE_ARRAYS}
+
+    def load_agent_state(self, arrays: Mapping[str, np.ndarray], tick: int) -> None:
+        """Restore :meth:`agent_state` output; the next step is tick ``tick``. All arrays are
+        checked before any is written."""
+        state = self._only_population("load_agent_state").state
+        for name in self.STATE_ARRAYS:
+            target = getattr(state, name)
+            if name not in arrays:
+                raise ConfigError(f"load_agent_state: missing array {name!r}")
+            source = np.asarray(arrays[name])
+            if source.shape != target.shape or source.dtype != target.dtype:
+                raise ConfigError(f"load_agent_state: {name} must be {target.dtype} "
+                                  f"{target.shape}, got {source.dtype} {source.shape}")
+        for name in self.STATE_ARRAYS:
+            getattr(state, name)[...] = arrays[name]
+        state.stale[:] = 0
+        self.tick = int(tick)
 
     @property
     def _single(self) -> bool:

@@ -447,23 +447,35 @@ class GenerativeModel:
             named.append(("policies", self.policies))
         return named
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the model to one ``.npz`` file (no pickles)."""
+    def to_npz_bytes(self) -> bytes:
+        """The ``.npz`` bytes :meth:`save` writes (tick logs carry them)."""
         arrays = dict(self._named_arrays())
         arrays["meta"] = np.frombuffer(json.dumps(self._meta()).encode(), dtype=np.uint8)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the model to one ``.npz`` file (no pickles)."""
         tmp = f"{os.fspath(path)}.tmp"
         with open(tmp, "wb") as fh:
-            fh.write(buffer.getvalue())
+            fh.write(self.to_npz_bytes())
         os.replace(tmp, path)
+
+    @classmethod
+    def from_npz_bytes(cls, data: bytes, name: str = "<bytes>") -> GenerativeModel:
+        """A model from :meth:`to_npz_bytes` output; ``name`` labels errors."""
+        return cls._load(io.BytesIO(data), name)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> GenerativeModel:
         """Read a model written by :meth:`save`; a malformed file raises :class:`ModelError`."""
-        name = os.fspath(path)
+        return cls._load(os.fspath(path), os.fspath(path))
+
+    @classmethod
+    def _load(cls, source: str | io.BytesIO, name: str) -> GenerativeModel:
         try:
-            with np.load(name, allow_pickle=False) as npz:
+            with np.load(source, allow_pickle=False) as npz:
                 files = {k: np.array(npz[k]) for k in npz.files}
         except FileNotFoundError:
             raise

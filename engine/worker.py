@@ -97,6 +97,31 @@ def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
     return ran
 
 
+def process_forced(state: SharedState, stale_agents: np.ndarray, chunk: int, tick: int,
+                   level: int, fscratch: np.ndarray, iscratch: np.ndarray,
+                   beliefs: np.ndarray) -> int:
+    """Replay a recorded tick: step every agent except ``stale_agents`` (indices) with the
+    kernel settings of ``level``; the listed agents keep their action and are flagged stale.
+
+    Deadlines and the rotating fraction played no part in the recorded stale set's making
+    here: it is applied as recorded, so the result does not depend on timing or on how the
+    recording engine split its agents.
+    """
+    stale = state.stale
+    stale[:] = 0
+    stale[stale_agents] = 1
+    kc = state.kc_by_level[level]
+    padded = np.concatenate(([1], stale, [1])).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))           # run starts and ends, alternating
+    ran = 0
+    for start, end in edges.reshape(-1, 2):
+        for lo in range(int(start), int(end), chunk):
+            hi = min(int(end), lo + chunk)
+            run_chunk(state, kc, lo, hi, tick, fscratch, iscratch, beliefs)
+            ran += hi - lo
+    return ran
+
+
 def run_chunk(state: SharedState, kc: cpu.KernelConfig, start: int, end: int, tick: int,
               fscratch: np.ndarray, iscratch: np.ndarray, beliefs: np.ndarray) -> None:
     """One kernel call on agents ``start..end``; coded beliefs are decoded into ``beliefs``

@@ -118,12 +118,36 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--policy-len", type=_positive_int, default=1,
                      help="planning horizon (policy length); default 1")
     run.add_argument("--seed", type=int, default=0, help="random seed; default 0")
+    run.add_argument("--log", default=None, metavar="PATH",
+                     help="write a tick log (MCAP: header, every tick's observations, actions, "
+                          "level and stale agents, belief snapshots) to PATH, for "
+                          "`agentloop replay` and `agentloop inspect`")
+    run.add_argument("--snapshot-every", type=_non_negative_int, default=100, metavar="K",
+                     help="with --log: snapshot every agent's beliefs every K ticks (replay "
+                          "--from starts there); 0 for none; default 100")
+    replay = sub.add_parser(
+        "replay", help="re-run a tick log and verify every recorded action",
+        description="Rebuild the engine from a tick log's header, feed the recorded "
+                    "observations with the recorded degradation levels and stale agents, "
+                    "and check that every action matches. On the first difference, print "
+                    "the desync report (tick, agent, expected and actual action, the beliefs "
+                    "that led there) and exit 1.",
+        epilog="exit codes: 0 every action matched; 1 replay diverged; 2 unreadable log or "
+               "bad command line")
+    replay.add_argument("log", metavar="LOG", help="the tick log (agentloop run --log)")
+    replay.add_argument("--from", dest="from_tick", type=_non_negative_int, default=None,
+                        metavar="TICK", help="start at the last belief snapshot before TICK")
+    replay.add_argument("--threads", type=_positive_int, default=None,
+                        help="Numba threads; default all cores")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command == "replay":
+        from tools.replay import main_replay
+        return main_replay(args)
     if args.command == "demo":
         return _demo(args)
     if args.command == "shm":
@@ -166,6 +190,10 @@ def _run(args: argparse.Namespace) -> int:
                             f"{', '.join(WORLD_NAMES)}")
     if args.size is not None and args.size < 2:
         return _usage_error("--size must be at least 2")
+    if args.log is not None:
+        problem = _unwritable(args.log)
+        if problem:
+            return _usage_error(f"--log {args.log}: {problem}")
     if args.backend == "cupy":
         return _usage_error("--backend cupy: the CuPy GPU backend is not available in this "
                             "build; use --backend numba (or auto)")
@@ -174,7 +202,8 @@ def _run(args: argparse.Namespace) -> int:
 
     options = RunOptions(world=args.world, size=args.size, agents=args.agents, hz=args.hz,
                          ticks=args.ticks, duration=args.duration, workers=args.workers,
-                         backend="numba", policy_len=args.policy_len, seed=args.seed)
+                         backend="numba", policy_len=args.policy_len, seed=args.seed,
+                         log=args.log, snapshot_every=args.snapshot_every)
     try:
         return run(options)
     except (AgentloopError, ValueError, OSError) as exc:
@@ -183,6 +212,20 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("agentloop run: interrupted", file=sys.stderr)
         return 130
+
+
+def _unwritable(path: str) -> str | None:
+    """Why a new file cannot be written at ``path`` (None when it can)."""
+    import os
+
+    if os.path.isdir(path):
+        return "is a directory"
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        return f"the directory {parent} does not exist"
+    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        return "permission denied"
+    return None
 
 
 def _shm(action: str) -> int:

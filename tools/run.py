@@ -18,6 +18,7 @@ from typing import TextIO
 
 from engine import Engine, InferenceConfig, TickInfo
 from engine.loop import RunSummary
+from engine.recording import TickRecorder
 from world.base import World
 from world.registry import make_world
 
@@ -43,6 +44,7 @@ class RunOptions:
     policy_len: int
     seed: int
     log: str | None = None
+    snapshot_every: int = 100
     status_every_s: float = 1.0
 
     @property
@@ -119,16 +121,37 @@ def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
     print("starting (the first run on a machine compiles the kernels, about 30-60 s) ...",
           file=out, flush=True)
     started = time.monotonic()
-    with Engine(model, options.agents, workers=workers, config=config,
-                seed=options.seed) as engine:
-        print(f"ready in {time.monotonic() - started:.1f} s", file=out, flush=True)
-        printer = StatusPrinter(engine, world, out, options.status_every_s)
-        summary = engine.run(world, options.hz, n_ticks, on_tick=printer,
-                             raise_on_signal=False)
-        printer.show()
-        printer.finish()
-        signum = engine.stop_requested
-        print_summary(summary, engine, world, out)
+    engine = Engine(model, options.agents, workers=workers, config=config, seed=options.seed)
+    recorder = None
+    if options.log:
+        recorder = TickRecorder(engine, options.log, hz=options.hz, world=world.config(),
+                                snapshot_every=options.snapshot_every)
+    summary, error = None, None
+    try:
+        with engine:
+            print(f"ready in {time.monotonic() - started:.1f} s", file=out, flush=True)
+            printer = StatusPrinter(engine, world, out, options.status_every_s)
+
+            def on_tick(info: TickInfo) -> None:
+                if recorder is not None:
+                    recorder.record(info)
+                printer(info)
+
+            summary = engine.run(world, options.hz, n_ticks, on_tick=on_tick,
+                                 raise_on_signal=False)
+            printer.show()
+            printer.finish()
+            signum = engine.stop_requested
+            print_summary(summary, engine, world, out)
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if recorder is not None:
+            recorder.close(summary, error=error)
+    if recorder is not None:
+        print(f"tick log: {options.log} ({recorder.writer.stats['ticks_written']:.0f} ticks; "
+              f"replay with: agentloop replay {options.log})", file=out)
     if signum == signal.SIGINT:
         print("agentloop run: interrupted (SIGINT) after the current tick", file=err)
         return EXIT_SIGINT

@@ -1,0 +1,168 @@
+"""Deterministic replay of a tick log: re-run the engine and verify every recorded action.
+
+The engine is rebuilt from the log's header (model bytes, config, seed, belief codec, chunk)
+in this process (``workers=0``: results do not depend on the worker count). Each recorded
+tick's observations are fed with its recorded degradation level and stale set forced, so a
+live run whose degradation depended on timing replays exactly. Replay stops at the first tick
+whose actions differ and returns a :class:`Divergence` with the beliefs that led there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from .config import InferenceConfig
+from .errors import AgentloopError
+from .loop import Engine
+from .model import GenerativeModel
+from .ticklog import TickLogError, TickLogReader
+
+
+@dataclasses.dataclass(frozen=True)
+class Divergence:
+    """The first recorded action replay did not reproduce, and how the agent got there."""
+
+    tick: int
+    agent: int
+    factor: int
+    expected: int
+    actual: int
+    observation: list[int]
+    prior: list[list[float]]
+    """The agent's beliefs per factor before the tick (what the previous tick left)."""
+    posterior: list[list[float]]
+    q_pi: list[float]
+    G: list[float]
+
+    def report(self) -> str:
+        """The desync report: where, what, and the beliefs behind it."""
+
+        def fmt(values: list[float]) -> str:
+            return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+        lines = [f"desync at tick {self.tick}, agent {self.agent}, factor {self.factor}: "
+                 f"expected action {self.expected}, replay chose {self.actual}",
+                 f"  observation: {self.observation}"]
+        for f, (pre, post) in enumerate(zip(self.prior, self.posterior, strict=True)):
+            lines.append(f"  factor {f} beliefs before: {fmt(pre)}")
+            lines.append(f"  factor {f} beliefs after:  {fmt(post)}")
+        lines.append(f"  q(pi): {fmt(self.q_pi)}")
+        lines.append(f"  G:     {fmt(self.G)}")
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayResult:
+    """What replay checked: ticks ``first_tick..last_tick`` (``ticks`` of them)."""
+
+    ticks: int
+    first_tick: int | None
+    last_tick: int | None
+    started_from_snapshot: int | None
+    divergence: Divergence | None
+    truncated: bool
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.divergence is None
+
+
+def engine_from_log(reader: TickLogReader, threads: int | None = None) -> Engine:
+    """An (unstarted) in-process engine configured as the logged run was."""
+    header = reader.header
+    if header.model_npz is None:
+        raise TickLogError(f"{reader.path}: the header carries no model, so it cannot be "
+                           f"replayed")
+    model = GenerativeModel.from_npz_bytes(header.model_npz, f"{reader.path}:header.model")
+    if header.model_hash and model.content_hash() != header.model_hash:
+        raise TickLogError(f"{reader.path}: the header's model does not match its hash")
+    config = InferenceConfig.from_dict(header.config)
+    extra = header.extra
+    return Engine(model, header.n_agents, workers=0, config=config, seed=header.seed,
+                  chunk=int(extra.get("chunk", 4096)), threads=threads, degrade=False,
+                  beliefs=str(extra.get("beliefs", "uint16")))
+
+
+def replay(path: str, from_tick: int | None = None,
+           progress: Callable[[int, int], None] | None = None,
+           threads: int | None = None) -> ReplayResult:
+    """Replay the log at ``path``; ``from_tick`` starts at the nearest snapshot before it.
+
+    ``progress(done, total)`` is called after each tick. Raises :class:`TickLogError` for an
+    unreadable log and :class:`AgentloopError` when the log cannot be replayed as recorded.
+    """
+    began = time.monotonic()
+    with TickLogReader(path) as reader:
+        last = reader.last_tick
+        engine = engine_from_log(reader, threads)
+        with engine:
+            start, snapshot_tick = _starting_point(reader, engine, from_tick)
+            total = 0 if last is None else max(0, last - start + 1)
+            before = np.empty_like(engine.state.qs)
+            checked, first, previous = 0, None, None
+            for record in reader.ticks(start):
+                if previous is not None and record.tick != previous + 1:
+                    raise AgentloopError(f"{path}: tick {previous + 1} is missing (the log "
+                                         f"jumps from {previous} to {record.tick})")
+                if previous is None and snapshot_tick is None and record.tick != 0:
+                    raise AgentloopError(f"{path}: the first tick is {record.tick} and there is "
+                                         f"no belief snapshot before it to start from")
+                np.copyto(before, engine.state.qs)
+                engine.tick = record.tick
+                actions = engine.step(record.observations, level=record.level,
+                                      stale=record.stale_agents)
+                if not np.array_equal(actions, record.actions):
+                    divergence = _divergence(engine, record, before)
+                    return ReplayResult(checked, first, previous, snapshot_tick, divergence,
+                                        reader.truncated, time.monotonic() - began)
+                checked += 1
+                first = record.tick if first is None else first
+                previous = record.tick
+                if progress is not None:
+                    progress(checked, total)
+        return ReplayResult(checked, first, previous, snapshot_tick, None, reader.truncated,
+                            time.monotonic() - began)
+
+
+def _starting_point(reader: TickLogReader, engine: Engine, from_tick: int | None
+                    ) -> tuple[int, int | None]:
+    """The first tick to replay and the snapshot (if any) loaded into ``engine``."""
+    if not from_tick:
+        return 0, None
+    snapshot = reader.snapshot_at_or_before(int(from_tick) - 1)
+    if snapshot is None:
+        return 0, None
+    names = snapshot.meta.get("names", list(Engine.STATE_ARRAYS))
+    engine.load_agent_state(dict(zip(names, snapshot.arrays, strict=True)), snapshot.tick + 1)
+    return snapshot.tick + 1, snapshot.tick
+
+
+def _divergence(engine: Engine, record, before: np.ndarray) -> Divergence:  # noqa: ANN001
+    actual = np.asarray(engine.state.actions)
+    agent, factor = (int(v) for v in np.argwhere(actual != record.actions)[0])
+    layout = engine._checkers[0].layout
+    offsets = layout.state_offset
+    codec = engine.state.codec_instance
+
+    def decode(row: np.ndarray) -> np.ndarray:
+        if codec is None:
+            return row.astype(np.float64)
+        out = np.empty((1, row.shape[-1]), dtype=layout.dtype)
+        codec.decode(row.reshape(1, -1), out)
+        return out[0].astype(np.float64)
+
+    prior, posterior = decode(before[agent]), decode(engine.state.qs[agent])
+    split = [(int(offsets[f]), int(offsets[f + 1])) for f in range(len(offsets) - 1)]
+    return Divergence(
+        tick=int(record.tick), agent=agent, factor=factor,
+        expected=int(record.actions[agent, factor]), actual=int(actual[agent, factor]),
+        observation=[int(o) for o in record.observations[agent]],
+        prior=[prior[a:b].tolist() for a, b in split],
+        posterior=[posterior[a:b].tolist() for a, b in split],
+        q_pi=engine.state.q_pi[agent].astype(float).tolist(),
+        G=engine.state.G[agent].astype(float).tolist())

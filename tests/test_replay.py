@@ -1,0 +1,149 @@
+"""Recording a run into a tick log and replaying it: every action reproduced, or the first
+divergence named with the beliefs behind it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import ConfigError, Engine, InferenceConfig
+from engine.degrade import ROTATING_FRACTION, SHORTER_HORIZON
+from engine.recording import TickRecorder
+from engine.replay import replay
+from engine.ticklog import TickLogReader, TickLogWriter
+from world.foraging import ForagingWorld
+from world.grid import GridWorld
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_fixed_rate_runs_replay_exactly_for_any_worker_count(tmp_path: Path,
+                                                             workers: int) -> None:
+    world = GridWorld(6, 600, seed=1)
+    path = str(tmp_path / "run.mcap")
+    config = InferenceConfig(policy_len=2, action_selection="stochastic", alpha=4.0)
+    with Engine(world.model(), 600, workers=workers, config=config, seed=5,
+                chunk=64) as engine:
+        recorder = TickRecorder(engine, path, hz=200, world=world.config(), snapshot_every=10)
+        summary = engine.run(world, hz=200, ticks=40, on_tick=recorder)
+        recorder.close(summary)
+    result = replay(path)
+    assert result.ok and result.ticks == 40 and (result.first_tick, result.last_tick) == (0, 39)
+    assert not result.truncated
+    with TickLogReader(path) as reader:
+        assert reader.footer is not None and reader.footer.totals["ticks"] == 40
+        assert reader.header.world["name"] == "grid"
+
+
+def test_forced_degradation_and_deadline_stale_sets_replay(tmp_path: Path) -> None:
+    """Levels and stale sets that came from timing are applied as recorded."""
+    world = ForagingWorld(5, 900, seed=2)
+    path = str(tmp_path / "degraded.mcap")
+    with Engine(world.model(), 900, workers=0, config=InferenceConfig(policy_len=2),
+                chunk=100, degrade=False) as engine:
+        recorder = TickRecorder(engine, path, snapshot_every=0)
+        obs = world.reset(0)
+        levels = [0, SHORTER_HORIZON, ROTATING_FRACTION, ROTATING_FRACTION, 1, 0, 4, 0]
+        for k, level in enumerate(levels):
+            budget = 0.0 if k == 5 else None          # tick 5 stops after its first chunk
+            actions = engine.step(obs, budget_s=budget, level=level)
+            recorder.record()
+            obs = world.step(actions)
+        recorder.close()
+        stale_counts = [len(r.stale_agents) for r in TickLogReader(path).ticks()]
+    assert stale_counts[2] > 0 and stale_counts[5] == 800 and stale_counts[6] == 900
+    result = replay(path)
+    assert result.ok and result.ticks == len(levels)
+
+
+def _rewrite(src: str, dst: str, alter) -> None:  # noqa: ANN001
+    """Copy a log record by record, letting ``alter(record)`` change a tick's arrays."""
+    with TickLogReader(src) as reader, TickLogWriter(dst, reader.header) as writer:
+        for record in reader.ticks():
+            obs, actions = alter(record)
+            writer.write_tick(record.tick, obs, actions, wall_time=record.wall_time,
+                              duration_s=record.duration_s, level=record.level,
+                              stale_agents=record.stale_agents, timings=record.timings)
+
+
+def test_an_altered_action_is_reported_with_tick_agent_and_beliefs(tmp_path: Path) -> None:
+    world = GridWorld(5, 200, seed=3)
+    good, bad = str(tmp_path / "good.mcap"), str(tmp_path / "bad.mcap")
+    with Engine(world.model(), 200, workers=0, seed=1) as engine:
+        recorder = TickRecorder(engine, good, world=world.config())
+        engine.run(world, hz=1000, ticks=12, on_tick=recorder)
+        recorder.close()
+
+    def alter(record):  # noqa: ANN001, ANN202
+        actions = np.array(record.actions)
+        if record.tick == 7:
+            actions[42, 0] = (actions[42, 0] + 1) % 5
+        return record.observations, actions
+
+    _rewrite(good, bad, alter)
+    result = replay(bad)
+    assert not result.ok and result.ticks == 7
+    d = result.divergence
+    assert (d.tick, d.agent, d.factor) == (7, 42, 0) and d.expected != d.actual
+    assert abs(sum(d.posterior[0]) - 1) < 1e-5 and len(d.prior[0]) == 25 and len(d.q_pi) == 5
+    report = d.report()
+    assert "desync at tick 7, agent 42, factor 0" in report and "beliefs before" in report
+
+
+def test_replay_from_a_snapshot(tmp_path: Path) -> None:
+    world = GridWorld(5, 300, seed=4)
+    path = str(tmp_path / "snap.mcap")
+    with Engine(world.model(), 300, workers=0, seed=2,
+                config=InferenceConfig(action_selection="stochastic")) as engine:
+        recorder = TickRecorder(engine, path, snapshot_every=8)
+        engine.run(world, hz=1000, ticks=30, on_tick=recorder)
+        recorder.close()
+    result = replay(path, from_tick=20)
+    assert result.ok and result.started_from_snapshot == 16
+    assert (result.first_tick, result.last_tick, result.ticks) == (17, 29, 13)
+
+
+def test_recorder_refuses_what_it_cannot_replay(tmp_path: Path) -> None:
+    from engine import Population
+    world = GridWorld(5, 10)
+    engine = Engine(populations=[Population("a", world.model(), 5),
+                                 Population("b", world.model(), 5)], workers=0)
+    with pytest.raises(ConfigError, match="one population"):
+        TickRecorder(engine, str(tmp_path / "x.mcap"))
+    with Engine(world.model(), 10, workers=1) as engine, \
+            pytest.raises(ConfigError, match="workers=0"):
+        engine.step(world.reset(0), stale=np.array([1]))
+
+
+def test_sigkilled_run_leaves_a_log_that_replays_up_to_its_last_flush(tmp_path: Path) -> None:
+    path = tmp_path / "killed.mcap"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "tools", "run", "--agents", "2000",
+                             "--ticks", "100000", "--hz", "50", "--log", str(path),
+                             "--snapshot-every", "25"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=env, cwd=REPO)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("tick "):
+                break
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    result = replay(str(path))
+    assert result.ok and result.truncated and result.ticks >= 50
+    subprocess.run([sys.executable, "-m", "tools", "shm", "clean"], env=env, cwd=REPO,
+                   capture_output=True, check=True)
