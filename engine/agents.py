@@ -21,6 +21,19 @@ Backend = Literal["numba", "reference"]
 SERIAL_BELOW = 64
 
 
+def select_agents(agents: np.ndarray | None, n: int) -> np.ndarray | slice:
+    """``agents`` (indices into a population of ``n``) checked, or every agent when None."""
+    if agents is None:
+        return slice(None)
+    idx = np.asarray(agents)
+    if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+        raise ConfigError(f"agents must be a 1-d array of agent indices, got {idx.dtype} "
+                          f"{idx.shape}")
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise ConfigError(f"agent indices must be in 0..{n - 1}")
+    return idx.astype(np.int64, copy=False)
+
+
 @dataclasses.dataclass(frozen=True)
 class MemoryUse:
     """Where a population's memory goes: per agent, shared once, per thread."""
@@ -133,6 +146,20 @@ class Agents:
         """Actions chosen by the last step, ``(n, n_factors)``, read-only."""
         return self._actions_view
 
+    def reset(self, agents: np.ndarray | None = None) -> None:
+        """Start a new episode for ``agents`` (indices; default all): beliefs back to uniform,
+        the next step's prior is D again (as pymdp's ``Agent.reset``); learnt parameters stay.
+        Resetting every agent also restarts the tick count (the random stream's key)."""
+        idx = select_agents(agents, self.n)
+        if agents is None:
+            self.tick = 0
+        offsets = self.layout.state_offset
+        for f in range(self.layout.n_factors):
+            lo, hi = offsets[f], offsets[f + 1]
+            self._qs[idx, lo:hi] = 1.0 / (hi - lo)
+        self._started[idx] = 0
+        self._prev_action[idx] = 0
+
     def memory(self) -> MemoryUse:
         """Bytes per agent (state and learnt parameters), shared model bytes, scratch bytes."""
         per_agent = {"qs": self._qs, "prev_action": self._prev_action, "started": self._started,
@@ -217,11 +244,6 @@ class Agents:
                    self._fscratch, self._iscratch, self._sizes, self._kc.num_iter)
         self.tick += 1
         return self._actions_view
-
-    def reset(self) -> None:
-        """Back to the first tick: uniform beliefs, prior D at the next step."""
-        self.__init__(self.model, self.n, self.config, self.seed, self.threads,  # type: ignore[misc]
-                      self.backend, int(self._agent_ids[0]))
 
     # ------------------------------------------------------------------------- reference path
     def _init_reference_learning(self) -> None:

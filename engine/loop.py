@@ -22,7 +22,7 @@ import numba
 import numpy as np
 import posix_ipc
 
-from .agents import Agents
+from .agents import Agents, select_agents
 from .config import InferenceConfig
 from .degrade import FULL, MAX_LEVEL, DegradeController
 from .errors import AgentloopError, ConfigError, ObservationError
@@ -358,14 +358,22 @@ class Engine:
         if self.workers != 0 or not self._single:
             raise ConfigError("Engine.step: a forced stale set (replay) needs one population "
                               "and workers=0")
-        idx = np.asarray(stale)
-        if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
-            raise ConfigError(f"Engine.step: stale must be a 1-d array of agent indices, "
-                              f"got {idx.dtype} {idx.shape}")
-        if idx.size and (idx.min() < 0 or idx.max() >= self.n_agents):
-            raise ConfigError(f"Engine.step: stale agent indices must be in "
-                              f"0..{self.n_agents - 1}")
-        return idx.astype(np.int64, copy=False)
+        return select_agents(stale, self.n_agents)
+
+    def reset(self, agents: np.ndarray | None = None, population: str | int = 0) -> None:
+        """Start a new episode for ``agents`` (indices; default all) of a population: beliefs
+        back to uniform and the next tick's prior is D again (as ``Agents.reset``)."""
+        pop = self.population(population)
+        idx = select_agents(agents, pop.n_agents)
+        state = pop.state
+        if state.codec_instance is not None:
+            state.qs[idx] = 0                        # a log code of 0 everywhere is uniform
+        else:
+            offsets = pop.checker.layout.state_offset
+            for f in range(len(offsets) - 1):
+                state.qs[idx, offsets[f]:offsets[f + 1]] = 1.0 / (offsets[f + 1] - offsets[f])
+        state.started[idx] = 0
+        state.prev_action[idx] = 0
 
     # ------------------------------------------------------------------------- snapshots
     #: the per-agent arrays that make up an agent's state between ticks

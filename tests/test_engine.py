@@ -200,3 +200,27 @@ def test_no_descriptor_or_process_outlives_the_engine() -> None:
     leftover = {p.pid for p in me.children(recursive=True)} - children_before
     assert not [p for p in leftover if psutil.pid_exists(p)
                 and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.parametrize("beliefs", ["float", "uint16"])
+def test_reset_starts_a_new_episode_for_chosen_agents(beliefs: str) -> None:
+    model = grid_model(5)
+    n = 40
+    ticks = _observations(model, n, 4, seed=11)
+    fresh = Agents(model, n, InferenceConfig())
+    fresh.step(ticks[3])
+    reference = Agents(model, n, InferenceConfig())
+    with Engine(model, n, workers=0, beliefs=beliefs) as engine:
+        for obs in ticks[:3]:
+            engine.step(obs)
+            reference.step(obs)
+        chosen = np.array([3, 17, 39])
+        engine.reset(chosen)
+        reference.reset(chosen)
+        np.testing.assert_allclose(engine.qs[0][chosen], 1.0 / 25)
+        actions = np.array(engine.step(ticks[3]))
+        np.testing.assert_array_equal(reference.step(ticks[3]), actions)
+        np.testing.assert_array_equal(actions[chosen], fresh.actions[chosen])
+        np.testing.assert_allclose(engine.qs[0][chosen], fresh.qs[0][chosen], rtol=1e-3)
+        with pytest.raises(ConfigError, match="agent indices must be in 0..39"):
+            engine.reset(np.array([40]))
