@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from tools import inspect_log
+
 EXIT_OK, EXIT_USAGE, EXIT_FAILURE = 0, 2, 1
 WORLD_NAMES = ("grid", "foraging")
 EXIT_CODES = ("exit codes: 0 done; 1 the run failed; 2 bad command line; "
@@ -62,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     _add_run(sub)
+    inspect_log.add_parsers(sub)
     demo = sub.add_parser(
         "demo", help="agents act in the grid world, stepped in process, with a status line",
         description="Step a population of agents on the grid-N model in a simulated grid "
@@ -145,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command == "inspect":
+        return inspect_log.main_inspect(args)
+    if args.command == "diff":
+        return inspect_log.main_diff(args)
     if args.command == "replay":
         from tools.replay import main_replay
         return main_replay(args)
