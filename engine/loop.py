@@ -86,7 +86,7 @@ class Engine:
 
     def __init__(self, model: GenerativeModel | None = None, n_agents: int = 0,
                  workers: int = 2, config: InferenceConfig | None = None, seed: int = 0,
-                 chunk: int = 4096, threads: int | None = None,
+                 chunk: int = 1024, threads: int | None = None,
                  degrade: DegradeController | bool = True, beliefs: str = "uint16",
                  populations: Sequence[Population] | None = None) -> None:
         if workers < 0:

@@ -84,7 +84,7 @@ def engine_from_log(reader: TickLogReader, threads: int | None = None) -> Engine
     config = InferenceConfig.from_dict(header.config)
     extra = header.extra
     return Engine(model, header.n_agents, workers=0, config=config, seed=header.seed,
-                  chunk=int(extra.get("chunk", 4096)), threads=threads, degrade=False,
+                  chunk=int(extra.get("chunk", 1024)), threads=threads, degrade=False,
                   beliefs=str(extra.get("beliefs", "uint16")))
 
 

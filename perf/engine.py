@@ -9,7 +9,8 @@
 * the largest policy_len-3 population whose p99 stays under the 10 Hz budget (doubling search);
 * memory per agent: the per-agent shared-memory arrays (model counted once);
 * start-up: creating 1,000,000 agents and reaching their first tick;
-* overload: a 10 Hz run whose load doubles, then halves: how the levels respond.
+* overload: a 10 Hz run whose load doubles, then halves: how the levels respond;
+* tick log: the 100k-agent 10 Hz run with and without ``--log``, alternating, side by side.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import datetime
 import json
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ import numpy as np
 
 from engine import Engine, InferenceConfig
 from engine.degrade import FULL
+from engine.recording import TickRecorder
 from perf.models import model_by_name
 from world.process import ProcessWorld
 
@@ -48,7 +51,8 @@ def overhead(workers: int, ticks: int) -> dict[str, Any]:
             "p99_us": 1e6 * float(np.percentile(times, 99))}
 
 
-def held_rate(n: int, hz: float, policy_len: int, workers: int, ticks: int) -> dict[str, Any]:
+def held_rate(n: int, hz: float, policy_len: int, workers: int, ticks: int,
+              log_path: str | None = None) -> dict[str, Any]:
     """Full quality (degradation off) at a fixed rate: engine tick times against the budget.
 
     The budget is the whole period; the engine's tick (``Engine.step``) is what the target
@@ -61,15 +65,47 @@ def held_rate(n: int, hz: float, policy_len: int, workers: int, ticks: int) -> d
         world = ProcessWorld(model, n)
         eng.run(world, hz=hz, ticks=20)
         steps: list[float] = []
-        summary = eng.run(world, hz=hz, ticks=ticks,
-                          on_tick=lambda info, out=steps: out.append(info.wall_s))
+        recorder = TickRecorder(eng, log_path, hz=hz) if log_path else None
+
+        def on_tick(info: Any) -> None:
+            steps.append(info.wall_s)
+            if recorder is not None:
+                began = time.perf_counter()
+                recorder.record(info)
+                record_s.append(time.perf_counter() - began)
+
+        record_s: list[float] = []
+        summary = eng.run(world, hz=hz, ticks=ticks, on_tick=on_tick)
+        if recorder is not None:
+            recorder.close(summary)
     budget_ms = 1e3 / hz
     p99 = 1e3 * float(np.percentile(steps, 99))
     return {"agents": n, "hz": hz, "policy_len": policy_len, "workers": workers,
             "ticks": ticks, "budget_ms": budget_ms,
             "p50_ms": 1e3 * float(np.median(steps)), "p99_ms": p99,
             "slot_p99_ms": 1e3 * summary.tick_s_p99, "missed": summary.missed,
-            "levels": summary.level_counts, "held": p99 < budget_ms}
+            "levels": summary.level_counts, "held": p99 < budget_ms,
+            "record_ms_p50": 1e3 * float(np.median(record_s)) if record_s else None,
+            "record_ms_p99": 1e3 * float(np.percentile(record_s, 99)) if record_s else None}
+
+
+def log_overhead(n: int, hz: float, ticks: int, repeats: int) -> dict[str, Any]:
+    """The held-rate run with and without a tick log, alternating: tick time and the caller's
+    cost of recording (the log is encoded and written on its own thread)."""
+    runs: dict[str, list[dict[str, Any]]] = {"plain": [], "logged": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(repeats):
+            runs["plain"].append(held_rate(n, hz, 1, 2, ticks))
+            path = f"{tmp}/run{r}.mcap"
+            runs["logged"].append(held_rate(n, hz, 1, 2, ticks, log_path=path))
+            runs["logged"][-1]["log_bytes"] = Path(path).stat().st_size
+    med = {k: float(np.median([x["p50_ms"] for x in v])) for k, v in runs.items()}
+    med99 = {k: float(np.median([x["p99_ms"] for x in v])) for k, v in runs.items()}
+    record_p50 = float(np.median([x["record_ms_p50"] for x in runs["logged"]]))
+    return {"agents": n, "hz": hz, "ticks": ticks, "repeats": repeats, "runs": runs,
+            "tick_p50_ms": med, "tick_p99_ms": med99, "record_ms_p50": record_p50,
+            "record_pct_of_budget": 100.0 * record_p50 / (1e3 / hz),
+            "tick_p50_change_pct_of_budget": 100.0 * (med["logged"] - med["plain"]) / (1e3 / hz)}
 
 
 def largest_held(hz: float, policy_len: int, workers: int, ticks: int, start: int,
@@ -83,6 +119,17 @@ def largest_held(hz: float, policy_len: int, workers: int, ticks: int, start: in
             break
         best = row
         n *= 2
+    # bisect between the last held and the first missed size, to within 1/8 of it
+    lo, hi = (best["agents"] if best else 0), n
+    while best is not None and hi - lo > max(1, lo // 8):
+        mid = (lo + hi) // 2
+        row = held_rate(mid, hz, policy_len, workers, ticks)
+        tried.append(row)
+        log(f"  {mid} agents: p99 {row['p99_ms']:.1f} ms, held={row['held']}")
+        if row["held"]:
+            lo, best = mid, row
+        else:
+            hi = mid
     return {"hz": hz, "policy_len": policy_len, "largest_held": best["agents"] if best else 0,
             "tried": tried}
 
@@ -148,12 +195,16 @@ def main(argv: list[str] | None = None) -> int:
     results["held"] = [held_rate(100_000, 10.0, 1, 2, ticks)]
     log("10k agents at 60 Hz, policy_len 1")
     results["held"].append(held_rate(10_000, 60.0, 1, 2, 2 * ticks))
+    log("10k agents at 60 Hz, policy_len 1, in process (workers=0, 2 threads)")
+    results["held"].append(held_rate(10_000, 60.0, 1, 0, 2 * ticks))
     log("largest population at 10 Hz, policy_len 3")
     results["largest_policy_len_3"] = largest_held(10.0, 3, 2, ticks // 2, 2_000, 256_000)
     log("memory per agent")
     results["memory"] = memory_per_agent(100_000)
     log("start-up of 1M agents")
     results["startup"] = startup(1_000_000, 2)
+    log("tick log overhead, 100k agents at 10 Hz")
+    results["ticklog"] = log_overhead(100_000, 10.0, ticks, 1 if args.quick else 2)
     log("2x overload and recovery")
     results["overload"] = overload(results["largest_policy_len_3"]["largest_held"] or 2_000,
                                    10.0, 2, ticks)
@@ -173,15 +224,16 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(f"  workers={row['workers']}: p50 {row['p50_us']:.1f}  "
                      f"p99 {row['p99_us']:.1f}")
     lines.append("")
-    lines.append("Held rates at full quality (grid-10, float32 model, uint16 beliefs, workers=2):"
+    lines.append("Held rates at full quality (grid-10, float32 model, uint16 beliefs):"
                  " engine tick p50/p99 ms vs budget; slot = tick + world step")
     for row in r["held"]:
         lines.append(f"  {row['agents']:>9,} agents  {row['hz']:4.0f} Hz  L={row['policy_len']}  "
+                     f"workers={row['workers']}  "
                      f"p50 {row['p50_ms']:7.2f}  p99 {row['p99_ms']:7.2f}  budget "
                      f"{row['budget_ms']:6.2f}  slot p99 {row['slot_p99_ms']:7.2f}  "
                      f"missed slots {row['missed']}  held={row['held']}")
     big = r["largest_policy_len_3"]
-    lines.append(f"Largest policy_len-3 population held at 10 Hz (doubling search): "
+    lines.append(f"Largest policy_len-3 population held at 10 Hz (doubling, then bisection): "
                  f"{big['largest_held']:,}")
     for row in big["tried"]:
         lines.append(f"  tried {row['agents']:>9,}: p50 {row['p50_ms']:.1f} ms, "
@@ -200,6 +252,16 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(f"  {ph['phase']:<12} {ph['hz']:4.0f} Hz  {ph['elapsed_s']:.2f} s for "
                      f"{ph['expected_s']:.2f} s of ticks  missed {ph['missed']}  "
                      f"levels {ph['levels']}  back to full after {ph['seconds_to_full']} s")
+    tl = r.get("ticklog")
+    if tl:
+        lines.append("")
+        lines.append(f"Tick log ({tl['agents']:,} agents at {tl['hz']:g} Hz, {tl['repeats']} "
+                     f"alternating repeats): tick p50 {tl['tick_p50_ms']['plain']:.2f} ms "
+                     f"plain vs {tl['tick_p50_ms']['logged']:.2f} ms logged (p99 "
+                     f"{tl['tick_p99_ms']['plain']:.2f} vs {tl['tick_p99_ms']['logged']:.2f}); "
+                     f"record call p50 {tl['record_ms_p50']:.2f} ms "
+                     f"({tl['record_pct_of_budget']:.2f}% of the budget); tick p50 changed by "
+                     f"{tl['tick_p50_change_pct_of_budget']:+.1f}% of the budget")
     return "\n".join(lines)
 
 
