@@ -26,6 +26,7 @@ from .agents import Agents, select_agents
 from .config import InferenceConfig
 from .degrade import FULL, MAX_LEVEL, DegradeController
 from .errors import AgentloopError, ConfigError, ObservationError
+from .journal import Journal
 from .metrics import TickMetrics
 from .model import GenerativeModel
 from .population import Population, PopulationState, check_populations
@@ -180,6 +181,9 @@ class Engine:
                   for p in self.populations]
         self._slices = [tuple((int(b[w]), int(b[w + 1])) for b in bounds)
                         for w in range(self.workers)]
+        self._journals = [Journal.create(self._run, w, specs, self.chunk)
+                          for w in range(self.workers)]
+        self.recovered_commits = 0
         self._go = [self._run.create_semaphore(f"go-{w}") for w in range(self.workers)]
         self._done = [self._run.create_semaphore(f"done-{w}") for w in range(self.workers)]
         self._procs = [self._spawn(w) for w in range(self.workers)]
@@ -212,12 +216,15 @@ class Engine:
                     return False
 
     def _replace_worker(self, w: int) -> None:
-        """Respawn worker ``w`` on the same slice; its agents' beliefs stay in shared memory."""
+        """Respawn worker ``w`` on the same slice; its agents' beliefs stay in shared memory,
+        and a commit it died in is finished from its journal first."""
         proc = self._procs[w]
         if proc.is_alive():
             proc.kill()
         proc.join(5.0)
         proc.close()
+        if self._journals[w].recover(self._states) is not None:
+            self.recovered_commits += 1
         while True:                      # drop a done signal the dead worker may have left
             try:
                 self._done[w].acquire(0)
@@ -246,6 +253,7 @@ class Engine:
         finally:
             self._procs = []
             for name in ("state", "_states", "control", "population_states", "_actions_view",
+                         "_journals",
                          "_go", "_done", "_ready", "metrics"):
                 self.__dict__.pop(name, None)
             self._run.close()
@@ -322,6 +330,7 @@ class Engine:
         deadline = float("inf") if budget_s is None else started + float(budget_s)
         for state, pop_obs in zip(self._states, per_population, strict=True):
             state.obs[:] = pop_obs
+            state.stale[:] = 1               # cleared chunk by chunk as results are written
         control = self.control
         control.set("tick", self.tick)
         control.set("deadline", deadline)
@@ -521,16 +530,9 @@ class Engine:
             if self._ready[w]:
                 self._go[w].release()
                 released.append(w)
-            else:
-                self._mark_slice_stale(w)
         for w in released:
             if not self._wait_worker(w, until):
-                self._mark_slice_stale(w)
                 self._replace_worker(w)
-
-    def _mark_slice_stale(self, w: int) -> None:
-        for state, (lo, hi) in zip(self._states, self._slices[w], strict=True):
-            state.stale[lo:hi] = 1
 
     # ------------------------------------------------------------------------- state
     def population(self, name: str | int = 0) -> PopulationState:

@@ -66,6 +66,8 @@ class ReplayResult:
     divergence: Divergence | None
     truncated: bool
     seconds: float
+    final_state: dict[str, np.ndarray] | None = None
+    """Every agent's state after the last replayed tick (``keep_state=True``)."""
 
     @property
     def ok(self) -> bool:
@@ -90,11 +92,13 @@ def engine_from_log(reader: TickLogReader, threads: int | None = None) -> Engine
 
 def replay(path: str, from_tick: int | None = None,
            progress: Callable[[int, int], None] | None = None,
-           threads: int | None = None) -> ReplayResult:
+           threads: int | None = None, keep_state: bool = False) -> ReplayResult:
     """Replay the log at ``path``; ``from_tick`` starts at the nearest snapshot before it.
 
-    ``progress(done, total)`` is called after each tick. Raises :class:`TickLogError` for an
-    unreadable log and :class:`AgentloopError` when the log cannot be replayed as recorded.
+    ``progress(done, total)`` is called after each tick; ``keep_state`` returns every agent's
+    state after the last tick (:meth:`Engine.agent_state`) in ``final_state``. Raises
+    :class:`TickLogError` for an unreadable log and :class:`AgentloopError` when the log cannot
+    be replayed as recorded.
     """
     began = time.monotonic()
     with TickLogReader(path) as reader:
@@ -125,8 +129,9 @@ def replay(path: str, from_tick: int | None = None,
                 previous = record.tick
                 if progress is not None:
                     progress(checked, total)
+            final = engine.agent_state() if keep_state else None
         return ReplayResult(checked, first, previous, snapshot_tick, None, reader.truncated,
-                            time.monotonic() - began)
+                            time.monotonic() - began, final)
 
 
 def _starting_point(reader: TickLogReader, engine: Engine, from_tick: int | None

@@ -16,7 +16,9 @@ import numba
 import numpy as np
 import posix_ipc
 
+from . import faults
 from .degrade import FULL, ROTATING_FRACTION, STALE_ACTIONS
+from .journal import Journal
 from .kernels import cpu
 from .pool import ArrayPool
 from .shared_state import ControlBlock, SharedState, StateSpec
@@ -47,36 +49,38 @@ def scratch_pool(specs: tuple[StateSpec, ...], threads: int, chunk: int
 
 def process_tick(states: tuple[SharedState, ...], slices: tuple[tuple[int, int], ...],
                  chunk: int, tick: int, deadline: float, fscratch: np.ndarray,
-                 iscratch: np.ndarray, beliefs: np.ndarray, level: int = FULL) -> int:
+                 iscratch: np.ndarray, beliefs: np.ndarray, level: int = FULL,
+                 journal: Journal | None = None) -> int:
     """Step this worker's slice of every population, in order; return how many agents ran.
 
-    A population whose turn comes after the deadline is stale for the tick as a whole.
+    Every agent starts the tick flagged stale (the master sets the flags before releasing the
+    workers); a chunk's flags are cleared when its results are written. A population whose turn
+    comes after the deadline stays stale for the tick as a whole.
     """
     ran = 0
     for p, (state, (lo, hi)) in enumerate(zip(states, slices, strict=True)):
         if p > 0 and hi > lo and time.monotonic() > deadline:
-            state.stale[lo:hi] = 1
             continue
         ran += process_slice(state, lo, hi, chunk, tick, deadline, fscratch, iscratch,
-                             beliefs, level)
+                             beliefs, level, journal, p)
     return ran
 
 
 def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
                   deadline: float, fscratch: np.ndarray, iscratch: np.ndarray,
-                  beliefs: np.ndarray, level: int = FULL) -> int:
+                  beliefs: np.ndarray, level: int = FULL, journal: Journal | None = None,
+                  population: int = 0) -> int:
     """Step agents ``lo..hi`` in chunks until done or past the deadline; return how many ran.
 
     With quantized beliefs each chunk's codes are decoded into ``beliefs`` (pool scratch),
-    stepped, and encoded back. ``level`` is the degradation
-    rung (``engine.degrade``): 1-2 use a cheaper kernel setting, 3 also updates only every
-    other chunk (alternating each tick), 4 updates nobody. Agents not updated keep their last
-    action and are flagged stale.
+    stepped, and encoded back. With a ``journal`` (worker processes) each chunk is staged and
+    committed so that a worker dying mid-write leaves no agent half-updated. ``level`` is the
+    degradation rung (``engine.degrade``): 1-2 use a cheaper kernel setting, 3 also updates
+    only every other chunk (alternating each tick), 4 updates nobody. Agents not updated keep
+    their last action and their stale flag.
     """
     kc = state.kc_by_level[level]
-    stale = state.stale
     if level >= STALE_ACTIONS:
-        stale[lo:hi] = 1
         return 0
     ran = 0
     start = lo
@@ -84,13 +88,14 @@ def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
     while start < hi:
         end = min(hi, start + chunk)
         if start > lo and time.monotonic() > deadline:
-            stale[start:hi] = 1
             break
-        if level == ROTATING_FRACTION and (index + tick) % 2 == 1:
-            stale[start:end] = 1
-        else:
-            run_chunk(state, kc, start, end, tick, fscratch, iscratch, beliefs)
-            stale[start:end] = 0
+        if not (level == ROTATING_FRACTION and (index + tick) % 2 == 1):
+            if journal is None:
+                run_chunk(state, kc, start, end, tick, fscratch, iscratch, beliefs)
+                state.stale[start:end] = 0
+            else:
+                journal.run_chunk(population, state, kc, start, end, tick, fscratch, iscratch,
+                                  beliefs)
             ran += end - start
         start = end
         index += 1
@@ -162,8 +167,10 @@ def worker_main(specs: tuple[StateSpec, ...], n_workers: int, index: int,
         states = tuple(SharedState.attach(run, spec) for spec in specs)
         control = ControlBlock.attach(run, n_workers)
         fscratch, iscratch, beliefs = scratch_pool(specs, numba.config.NUMBA_NUM_THREADS, chunk)
+        journal = Journal.attach(run, index, specs, chunk)
         go = run.attach_semaphore(f"go-{index}")
         done = run.attach_semaphore(f"done-{index}")
+        faults.configure(index)
         for state in states:
             warm_up(state, fscratch, iscratch, beliefs)
         done.release()                                   # ready
@@ -178,9 +185,12 @@ def worker_main(specs: tuple[StateSpec, ...], n_workers: int, index: int,
                 return
             began = time.monotonic()
             tick = int(control.get("tick"))
+            faults.arm(tick)
+            faults.fault_point("wait")
             process_tick(states, slices, chunk, tick, control.get("deadline"), fscratch,
-                         iscratch, beliefs, level=int(control.get("level")))
+                         iscratch, beliefs, level=int(control.get("level")), journal=journal)
             control.beat(index, tick, time.monotonic() - began)
+            faults.fault_point("done")
             done.release()
     finally:
         run.close()

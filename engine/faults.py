@@ -1,0 +1,43 @@
+"""Fault injection for the reliability tests: make one worker die at a chosen point of a tick.
+
+``AGENTLOOP_FAULT="worker=1,tick=3,phase=compute"`` in the environment of an engine's master
+(workers inherit it) makes worker 1 exit abruptly (``os._exit``, as a SIGKILL would leave it) at
+``phase`` of tick 3: ``wait`` (released but nothing done), ``compute`` (a chunk computed, not
+committed), ``commit-<array>`` (a commit half done: after copying ``<array>``, one of
+``engine.journal.FIELDS``) or ``done`` (the tick finished, not yet reported). Unset, every
+check is one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import os
+
+ENV = "AGENTLOOP_FAULT"
+#: exit status of a worker killed by an injected fault
+FAULT_EXIT = 70
+
+_plan: dict[str, str] = {}
+_armed = False
+
+
+def configure(worker: int) -> None:
+    """Read the plan from the environment for worker ``worker`` (call once at start)."""
+    _plan.clear()
+    text = os.environ.get(ENV, "")
+    if not text:
+        return
+    plan = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+    if plan.get("worker") == str(worker):
+        _plan.update(plan)
+
+
+def arm(tick: int) -> None:
+    """Arm the plan for ``tick`` (it fires only in the tick it names)."""
+    global _armed
+    _armed = bool(_plan) and _plan.get("tick") == str(tick)
+
+
+def fault_point(phase: str) -> None:
+    """Exit here when the armed plan names ``phase``."""
+    if _armed and _plan.get("phase") == phase:
+        os._exit(FAULT_EXIT)

@@ -1,0 +1,112 @@
+"""A worker's journal: each chunk's results are staged, then committed in a step the master can
+finish if the worker dies during it, so no agent is ever left half-updated.
+
+A worker computes a chunk into its journal (a staging area in shared memory holding one chunk of
+every per-agent array the kernel writes), then commits it: it writes ``(COMMITTING, population,
+lo, hi, tick)`` into the journal header, copies the staged rows into the population's arrays,
+clears their stale flags and sets the header back to ``IDLE``. A worker killed while computing
+leaves the population's arrays untouched (its agents keep their state and stay stale, as the
+master flagged every agent stale before releasing the tick); one killed while committing leaves
+the header at ``COMMITTING`` and the staged rows intact, and the master redoes the copy
+(:meth:`Journal.recover`) before it respawns the worker. Either way every agent is wholly at its
+previous tick or wholly at this one, and the stale flags say which.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .faults import fault_point
+from .kernels import cpu
+from .shared_state import SharedState, StateSpec
+from .shm import Run
+
+IDLE, COMMITTING = 0, 1
+#: the per-agent arrays a tick writes (beliefs as stored: codes when quantized)
+FIELDS = ("qs", "prev_action", "started", "q_pi", "G", "actions")
+#: journal header: state, population, lo, hi, tick
+HEADER_SIZE = 5
+
+
+def _field_shapes(spec: StateSpec, chunk: int) -> dict[str, tuple[tuple[int, ...], str]]:
+    arrays = spec.per_agent_arrays()
+    return {name: ((chunk, *arrays[name][0][1:]), arrays[name][1]) for name in FIELDS}
+
+
+class Journal:
+    """Worker ``index``'s staging rows (``chunk`` agents of every population) and header."""
+
+    def __init__(self, header: np.ndarray, staged: list[dict[str, np.ndarray]]) -> None:
+        self.header = header
+        self.staged = staged
+
+    @staticmethod
+    def create(run: Run, index: int, specs: tuple[StateSpec, ...], chunk: int) -> Journal:
+        header = run.create_array(f"journal{index}", (HEADER_SIZE,), "int64")
+        staged = [{name: run.create_array(f"{spec.prefix}journal{index}-{name}", shape, dtype)
+                   for name, (shape, dtype) in _field_shapes(spec, chunk).items()}
+                  for spec in specs]
+        return Journal(header, staged)
+
+    @staticmethod
+    def attach(run: Run, index: int, specs: tuple[StateSpec, ...], chunk: int) -> Journal:
+        header = run.attach_array(f"journal{index}", (HEADER_SIZE,), "int64")
+        staged = [{name: run.attach_array(f"{spec.prefix}journal{index}-{name}", shape, dtype)
+                   for name, (shape, dtype) in _field_shapes(spec, chunk).items()}
+                  for spec in specs]
+        return Journal(header, staged)
+
+    def run_chunk(self, population: int, state: SharedState, kc: cpu.KernelConfig, lo: int,
+                  hi: int, tick: int, fscratch: np.ndarray, iscratch: np.ndarray,
+                  beliefs: np.ndarray) -> None:
+        """Step agents ``lo..hi`` into the staging rows, then commit them."""
+        rows = hi - lo
+        staged = self.staged[population]
+        prev_action, started = staged["prev_action"][:rows], staged["started"][:rows]
+        np.copyto(prev_action, state.prev_action[lo:hi])
+        np.copyto(started, state.started[lo:hi])
+        codec = state.codec_instance
+        if codec is None:
+            qs = staged["qs"][:rows]
+            np.copyto(qs, state.qs[lo:hi])
+        else:
+            size = state.spec.state_size
+            qs = beliefs[:rows * size].reshape(rows, size)
+            codec.decode(state.qs[lo:hi], qs)
+        cpu.step_agents(state.km, kc, state.agent_ids[lo:hi], state.obs[lo:hi], qs,
+                        prev_action, started, staged["q_pi"][:rows], staged["G"][:rows],
+                        staged["actions"][:rows], state.spec.seed, tick, fscratch, iscratch,
+                        state.spec.scratch_sizes, kc.num_iter)
+        if codec is not None:
+            codec.encode(qs, staged["qs"][:rows])
+        fault_point("compute")
+        self.commit(population, state, lo, hi, tick)
+
+    def commit(self, population: int, state: SharedState, lo: int, hi: int, tick: int) -> None:
+        """Copy the staged rows of agents ``lo..hi`` into the population's arrays."""
+        header = self.header
+        header[1], header[2], header[3], header[4] = population, lo, hi, tick
+        header[0] = COMMITTING
+        self._copy(population, state, lo, hi)
+        header[0] = IDLE
+
+    def recover(self, states: tuple[SharedState, ...] | list[SharedState]
+                ) -> tuple[int, int, int, int] | None:
+        """Finish a commit the worker died in (master side, the worker being dead); returns
+        ``(population, lo, hi, tick)`` of the finished commit, or None when there was none."""
+        header = self.header
+        if int(header[0]) != COMMITTING:
+            return None
+        population, lo, hi, tick = (int(v) for v in header[1:5])
+        self._copy(population, states[population], lo, hi)
+        header[0] = IDLE
+        return population, lo, hi, tick
+
+    def _copy(self, population: int, state: SharedState, lo: int, hi: int) -> None:
+        staged = self.staged[population]
+        rows = hi - lo
+        for name in FIELDS:
+            np.copyto(getattr(state, name)[lo:hi], staged[name][:rows])
+            fault_point(f"commit-{name}")
+        state.stale[lo:hi] = 0
+
