@@ -1,16 +1,18 @@
-"""Fault injection for the reliability tests: make one worker die at a chosen point of a tick.
+"""Fault injection for the reliability tests: make one worker fail at a chosen point of a tick.
 
-``AGENTLOOP_FAULT="worker=1,tick=3,phase=compute"`` in the environment of an engine's master
-(workers inherit it) makes worker 1 exit abruptly (``os._exit``, as a SIGKILL would leave it) at
-``phase`` of tick 3: ``wait`` (released but nothing done), ``compute`` (a chunk computed, not
-committed), ``commit-<array>`` (a commit half done: after copying ``<array>``, one of
-``engine.journal.FIELDS``) or ``done`` (the tick finished, not yet reported). Unset, every
-check is one dictionary lookup.
+``AGENTLOOP_FAULT="worker=1,tick=3,phase=compute[,mode=exit|raise|stop]"`` in the environment
+of an engine's master (workers inherit it) makes worker 1, at ``phase`` of tick 3, exit
+abruptly (``exit``, the default: ``os._exit``, as a SIGKILL would leave it), raise an exception
+(``raise``) or stop itself with SIGSTOP like a hung worker (``stop``). Phases: ``wait``
+(released, nothing done), ``compute`` (a chunk computed, not committed), ``commit-<array>`` (a
+commit half done: after copying ``<array>``, one of ``engine.journal.FIELDS``) or ``done`` (the
+tick finished, not yet reported). Unset, every check is one dictionary lookup.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 
 ENV = "AGENTLOOP_FAULT"
 #: exit status of a worker killed by an injected fault
@@ -40,4 +42,10 @@ def arm(tick: int) -> None:
 def fault_point(phase: str) -> None:
     """Exit here when the armed plan names ``phase``."""
     if _armed and _plan.get("phase") == phase:
+        mode = _plan.get("mode", "exit")
+        if mode == "raise":
+            raise RuntimeError(f"injected fault at {phase}")
+        if mode == "stop":
+            os.kill(os.getpid(), signal.SIGSTOP)
+            return
         os._exit(FAULT_EXIT)

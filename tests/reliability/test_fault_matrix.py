@@ -1,0 +1,110 @@
+"""Faults beyond a clean worker death: exceptions and hung (SIGSTOPped) workers, a master killed
+mid-run, a slow world step. The loop keeps going or stops cleanly, agents stay consistent (the
+run replays exactly), nothing leaks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+import engine.loop
+from engine import Engine, InferenceConfig
+from engine.faults import ENV
+from engine.recording import TickRecorder
+from engine.replay import replay
+from engine.shm import leftover_entries
+from world.grid import GridWorld
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("mode", ["raise", "stop"])
+@pytest.mark.parametrize("phase", ["wait", "compute", "commit-G"])
+def test_exception_or_hang_in_a_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       mode: str, phase: str) -> None:
+    monkeypatch.setenv(ENV, f"worker=0,tick=2,phase={phase},mode={mode}")
+    monkeypatch.setattr(engine.loop, "OVERRUN_GRACE_S", 0.3)   # a hung worker is killed soon
+    world = GridWorld(5, 500, seed=1)
+    path = str(tmp_path / f"{mode}-{phase}.mcap")
+    with Engine(world.model(), 500, workers=2, seed=3, chunk=50,
+                config=InferenceConfig(action_selection="stochastic")) as eng:
+        recorder = TickRecorder(eng, path, snapshot_every=0)
+        obs = world.reset(1)
+        began = time.monotonic()
+        for _ in range(8):
+            actions = eng.step(obs, budget_s=0.2)
+            recorder.record()
+            obs = world.step(actions)
+        elapsed = time.monotonic() - began
+        recorder.close()
+        assert eng.respawns == 1
+        assert eng.recovered_commits == (1 if phase.startswith("commit-") else 0)
+        live = eng.agent_state()
+    assert elapsed < 8 * 0.2 + 0.3 + 3.0          # the hung worker cost one grace period
+    result = replay(path, keep_state=True)
+    assert result.ok and result.ticks == 8
+    for name, values in live.items():
+        np.testing.assert_array_equal(result.final_state[name], values, err_msg=name)
+
+
+def test_master_killed_mid_run_leaves_nothing_after_the_next_start() -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "tools", "run", "--agents", "3000",
+                             "--workers", "2", "--ticks", "100000", "--hz", "30"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=env, cwd=REPO)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("tick "):
+                break
+        workers = psutil.Process(proc.pid).children()
+        assert len(workers) >= 2
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=5.0)   # they notice their master died
+    assert not alive
+    mine = [run for run in leftover_entries() if run.startswith(f"{proc.pid}x")]
+    assert mine                                              # what the crash left ...
+    with Engine(GridWorld(5, 10).model(), 10, workers=0):    # ... the next start sweeps
+        pass
+    assert not [run for run in leftover_entries() if run.startswith(f"{proc.pid}x")]
+
+
+class SlowWorld:
+    """A world whose step takes most of the tick period."""
+
+    def __init__(self, n: int, step_s: float) -> None:
+        self.inner = GridWorld(5, n, seed=0)
+        self.step_s = step_s
+
+    def reset(self, seed: int) -> np.ndarray:
+        return self.inner.reset(seed)
+
+    def step(self, actions: np.ndarray) -> np.ndarray:
+        time.sleep(self.step_s)
+        return self.inner.step(actions)
+
+
+def test_a_slow_world_step_shrinks_the_budget_but_the_rate_holds() -> None:
+    hz, ticks = 20.0, 40
+    with Engine(GridWorld(5, 2000).model(), 2000, workers=0,
+                config=InferenceConfig(policy_len=2)) as eng:
+        began = time.monotonic()
+        summary = eng.run(SlowWorld(2000, 0.035), hz=hz, ticks=ticks)
+        elapsed = time.monotonic() - began
+    assert summary.ticks == ticks
+    assert elapsed < ticks / hz + 0.5                  # no drift, no spiral
+    assert summary.dropped_slots <= 2
