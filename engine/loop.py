@@ -535,6 +535,16 @@ class Engine:
                 self._replace_worker(w)
 
     # ------------------------------------------------------------------------- state
+    @property
+    def run_id(self) -> str | None:
+        """This run's id (the ``agentloop-<run id>-`` prefix in /dev/shm); None when closed."""
+        return None if self._run is None else self._run.run_id
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live worker processes (empty with ``workers=0``)."""
+        return [p.pid for p in self._procs if p.pid is not None]
+
     def population(self, name: str | int = 0) -> PopulationState:
         """A population's state (``qs``, ``q_pi``, ``G``, ``actions``, ``stale``) by name or
         position; the engine must be started."""

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from tools import inspect_log
+from tools import inspect_log, soak
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILURE = 0, 2, 1
 WORLD_NAMES = ("grid", "foraging")
@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     _add_run(sub)
     inspect_log.add_parsers(sub)
+    soak.add_parsers(sub)
     demo = sub.add_parser(
         "demo", help="agents act in the grid world, stepped in process, with a status line",
         description="Step a population of agents on the grid-N model in a simulated grid "
@@ -148,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command == "soak":
+        return soak.main_soak(args)
     if args.command == "inspect":
         return inspect_log.main_inspect(args)
     if args.command == "diff":
