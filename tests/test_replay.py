@@ -18,6 +18,7 @@ from engine.degrade import ROTATING_FRACTION, SHORTER_HORIZON
 from engine.recording import TickRecorder
 from engine.replay import replay
 from engine.ticklog import TickLogReader, TickLogWriter
+from tests.cli_process import live_run
 from world.foraging import ForagingWorld
 from world.grid import GridWorld
 
@@ -125,25 +126,12 @@ def test_recorder_refuses_what_it_cannot_replay(tmp_path: Path) -> None:
 
 def test_sigkilled_run_leaves_a_log_that_replays_up_to_its_last_flush(tmp_path: Path) -> None:
     path = tmp_path / "killed.mcap"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "tools", "run", "--agents", "2000",
-                             "--ticks", "100000", "--hz", "50", "--log", str(path),
-                             "--snapshot-every", "25"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env=env, cwd=REPO)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("tick "):
-                break
+    with live_run("--agents", "2000", "--ticks", "100000", "--hz", "50", "--log", str(path),
+                  "--snapshot-every", "25") as proc:
         time.sleep(2.0)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     result = replay(str(path))
     assert result.ok and result.truncated and result.ticks >= 50
-    subprocess.run([sys.executable, "-m", "tools", "shm", "clean"], env=env, cwd=REPO,
-                   capture_output=True, check=True)
+    subprocess.run([sys.executable, "-m", "tools", "shm", "clean"], cwd=REPO, capture_output=True,
+                   check=True, env=dict(os.environ, PYTHONPATH=str(REPO)))

@@ -7,12 +7,12 @@ Exit codes: 0 done; 1 the run failed (the error is printed on one line); 2 bad c
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from tools import inspect_log, soak
+from tools.args import non_negative_int, positive_float, positive_int, unwritable
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILURE = 0, 2, 1
 WORLD_NAMES = ("grid", "foraging")
@@ -25,36 +25,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
-    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,15 +40,15 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="agents act in the grid world, stepped in process, with a status line",
         description="Step a population of agents on the grid-N model in a simulated grid "
                     "world; print tick time and throughput.")
-    demo.add_argument("--size", type=_positive_int, default=10,
+    demo.add_argument("--size", type=positive_int, default=10,
                       help="grid side N (the model has N*N positions); default 10")
-    demo.add_argument("--agents", type=_positive_int, default=10_000,
+    demo.add_argument("--agents", type=positive_int, default=10_000,
                       help="number of agents; default 10000")
-    demo.add_argument("--ticks", type=_positive_int, default=100,
+    demo.add_argument("--ticks", type=positive_int, default=100,
                       help="number of ticks to run; default 100")
-    demo.add_argument("--policy-len", type=_positive_int, default=1,
+    demo.add_argument("--policy-len", type=positive_int, default=1,
                       help="planning horizon (policy length); default 1")
-    demo.add_argument("--threads", type=_positive_int, default=None,
+    demo.add_argument("--threads", type=positive_int, default=None,
                       help="Numba threads; default all cores")
     demo.add_argument("--seed", type=int, default=0, help="random seed; default 0")
     shm = sub.add_parser("shm", help="list or remove shared memory left by crashed runs",
@@ -101,32 +71,32 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         epilog=EXIT_CODES)
     run.add_argument("--world", default="grid", metavar="NAME",
                      help=f"world to run: {', '.join(WORLD_NAMES)}; default grid")
-    run.add_argument("--size", type=_positive_int, default=None,
+    run.add_argument("--size", type=positive_int, default=None,
                      help="world side N (N x N cells); default 10 for grid, 5 for foraging")
-    run.add_argument("--agents", type=_positive_int, default=10_000,
+    run.add_argument("--agents", type=positive_int, default=10_000,
                      help="number of agents; default 10000")
-    run.add_argument("--hz", type=_positive_float, default=10.0,
+    run.add_argument("--hz", type=positive_float, default=10.0,
                      help="ticks per second (the tick budget is 1/hz); default 10")
     length = run.add_mutually_exclusive_group()
-    length.add_argument("--ticks", type=_positive_int, default=None,
+    length.add_argument("--ticks", type=positive_int, default=None,
                         help="number of ticks to run")
-    length.add_argument("--duration", type=_positive_float, default=None, metavar="S",
+    length.add_argument("--duration", type=positive_float, default=None, metavar="S",
                         help="seconds to run (ticks = S * hz); default 10 s when neither "
                              "--ticks nor --duration is given")
-    run.add_argument("--workers", type=_non_negative_int, default=None,
+    run.add_argument("--workers", type=non_negative_int, default=None,
                      help="worker processes (0: step agents in this process); default 0 "
                           "below 20000 agents, else 2")
     run.add_argument("--backend", default="numba", choices=("numba", "cupy", "auto"),
                      help="inference kernels: numba (CPU, default), cupy (NVIDIA GPU), "
                           "auto (cupy when a GPU is usable, else numba)")
-    run.add_argument("--policy-len", type=_positive_int, default=1,
+    run.add_argument("--policy-len", type=positive_int, default=1,
                      help="planning horizon (policy length); default 1")
     run.add_argument("--seed", type=int, default=0, help="random seed; default 0")
     run.add_argument("--log", default=None, metavar="PATH",
                      help="write a tick log (MCAP: header, every tick's observations, actions, "
                           "level and stale agents, belief snapshots) to PATH, for "
                           "`agentloop replay` and `agentloop inspect`")
-    run.add_argument("--snapshot-every", type=_non_negative_int, default=100, metavar="K",
+    run.add_argument("--snapshot-every", type=non_negative_int, default=100, metavar="K",
                      help="with --log: snapshot every agent's beliefs every K ticks (replay "
                           "--from starts there); 0 for none; default 100")
     replay = sub.add_parser(
@@ -139,9 +109,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         epilog="exit codes: 0 every action matched; 1 replay diverged; 2 unreadable log or "
                "bad command line")
     replay.add_argument("log", metavar="LOG", help="the tick log (agentloop run --log)")
-    replay.add_argument("--from", dest="from_tick", type=_non_negative_int, default=None,
+    replay.add_argument("--from", dest="from_tick", type=non_negative_int, default=None,
                         metavar="TICK", help="start at the last belief snapshot before TICK")
-    replay.add_argument("--threads", type=_positive_int, default=None,
+    replay.add_argument("--threads", type=positive_int, default=None,
                         help="Numba threads; default all cores")
 
 
@@ -201,7 +171,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.size is not None and args.size < 2:
         return _usage_error("--size must be at least 2")
     if args.log is not None:
-        problem = _unwritable(args.log)
+        problem = unwritable(args.log)
         if problem:
             return _usage_error(f"--log {args.log}: {problem}")
     if args.backend == "cupy":
@@ -222,20 +192,6 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("agentloop run: interrupted", file=sys.stderr)
         return 130
-
-
-def _unwritable(path: str) -> str | None:
-    """Why a new file cannot be written at ``path`` (None when it can)."""
-    import os
-
-    if os.path.isdir(path):
-        return "is a directory"
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        return f"the directory {parent} does not exist"
-    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        return "permission denied"
-    return None
 
 
 def _shm(action: str) -> int:

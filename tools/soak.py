@@ -45,6 +45,14 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
+from tools.args import (
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    unwritable,
+)
+
 if TYPE_CHECKING:
     import numpy as np
     import psutil
@@ -599,36 +607,6 @@ def summary_lines(report: SoakReport) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- command line
-def _number(text: str, kind: type, low: float, low_open: bool) -> Any:
-    try:
-        value = kind(text)
-    except ValueError:
-        word = "a whole number" if kind is int else "a number"
-        raise argparse.ArgumentTypeError(f"expected {word}, got {text!r}") from None
-    if kind is float and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    if value < low or (low_open and value == low):
-        above = "above" if low_open else "at least"
-        raise argparse.ArgumentTypeError(f"must be {above} {low:g}, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    return _number(text, int, 1, False)
-
-
-def _non_negative_int(text: str) -> int:
-    return _number(text, int, 0, False)
-
-
-def _positive_float(text: str) -> float:
-    return _number(text, float, 0.0, True)
-
-
-def _non_negative_float(text: str) -> float:
-    return _number(text, float, 0.0, False)
-
-
 EXIT_CODES = ("exit codes: 0 every bound held; 1 a bound was exceeded or something leaked "
               "(each failure on its own line); 2 bad command line; 130 interrupted (SIGINT, "
               "after the current tick; the report so far is printed); 143 stopped (SIGTERM)")
@@ -652,45 +630,33 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                     "are back to their number before the engine started. It also reports p99 "
                     "tick time per minute and the missed ticks.",
         epilog=EXIT_CODES)
-    p.add_argument("--duration", type=_positive_float, default=DEFAULT_DURATION_S,
+    p.add_argument("--duration", type=positive_float, default=DEFAULT_DURATION_S,
                    metavar="S", help="seconds to run; default 3600")
-    p.add_argument("--agents", type=_positive_int, default=DEFAULT_AGENTS,
+    p.add_argument("--agents", type=positive_int, default=DEFAULT_AGENTS,
                    help="number of agents; default 100000")
-    p.add_argument("--hz", type=_positive_float, default=10.0,
+    p.add_argument("--hz", type=positive_float, default=10.0,
                    help="ticks per second (the tick budget is 1/hz); default 10")
     p.add_argument("--world", default="grid", metavar="NAME",
                    help=f"world to run: {', '.join(WORLD_NAMES)}; default grid")
-    p.add_argument("--size", type=_positive_int, default=None,
+    p.add_argument("--size", type=positive_int, default=None,
                    help="world side N (N x N cells); default 10 for grid, 5 for foraging")
-    p.add_argument("--workers", type=_non_negative_int, default=2,
+    p.add_argument("--workers", type=non_negative_int, default=2,
                    help="worker processes (0: step agents in this process); default 2")
-    p.add_argument("--policy-len", type=_positive_int, default=1,
+    p.add_argument("--policy-len", type=positive_int, default=1,
                    help="planning horizon (policy length); default 1")
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed; default 0")
-    p.add_argument("--sample-every", type=_positive_float, default=10.0, metavar="S",
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed; default 0")
+    p.add_argument("--sample-every", type=positive_float, default=10.0, metavar="S",
                    help="seconds between samples (status lines); default 10")
-    p.add_argument("--warmup", type=_non_negative_float, default=None, metavar="S",
+    p.add_argument("--warmup", type=non_negative_float, default=None, metavar="S",
                    help="seconds excluded from the growth checks; default 10%% of --duration, "
                         "and at least one sample interval")
-    p.add_argument("--max-rss-growth", type=_non_negative_float, default=1.0, metavar="PCT",
+    p.add_argument("--max-rss-growth", type=non_negative_float, default=1.0, metavar="PCT",
                    help="most RSS (master + workers) may grow after the warm-up, in percent; "
                         "default 1.0")
     p.add_argument("--log", default=None, metavar="PATH",
                    help="also write a tick log (as agentloop run --log) to PATH")
     p.add_argument("--report", default=None, metavar="PATH",
                    help="write the report (samples, verdict, failures, summary) as JSON to PATH")
-
-
-def _unwritable(path: str) -> str | None:
-    """Why a new file cannot be written at ``path`` (None when it can)."""
-    if os.path.isdir(path):
-        return "is a directory"
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        return f"the directory {parent} does not exist"
-    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        return "permission denied"
-    return None
 
 
 def options_from_args(args: argparse.Namespace) -> SoakOptions:
@@ -714,7 +680,7 @@ def main_soak(args: argparse.Namespace, out: TextIO | None = None) -> int:
     problem = options.problem()
     for flag, path in (("--log", options.log), ("--report", getattr(args, "report", None))):
         if problem is None and path is not None:
-            reason = _unwritable(path)
+            reason = unwritable(path)
             problem = f"{flag} {path}: {reason}" if reason else None
     if problem:
         _error(problem)

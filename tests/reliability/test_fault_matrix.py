@@ -4,10 +4,7 @@ run replays exactly), nothing leaks."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +18,7 @@ from engine.faults import ENV
 from engine.recording import TickRecorder
 from engine.replay import replay
 from engine.shm import leftover_entries
+from tests.cli_process import live_run
 from world.grid import GridWorld
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,24 +54,12 @@ def test_exception_or_hang_in_a_worker(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_master_killed_mid_run_leaves_nothing_after_the_next_start() -> None:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "tools", "run", "--agents", "3000",
-                             "--workers", "2", "--ticks", "100000", "--hz", "30"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env=env, cwd=REPO)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("tick "):
-                break
+    with live_run("--agents", "3000", "--workers", "2", "--ticks", "100000",
+                  "--hz", "30") as proc:
         workers = psutil.Process(proc.pid).children()
         assert len(workers) >= 2
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     gone, alive = psutil.wait_procs(workers, timeout=5.0)   # they notice their master died
     assert not alive
     mine = [run for run in leftover_entries() if run.startswith(f"{proc.pid}x")]
