@@ -199,10 +199,13 @@ class Agents:
         return self._policies
 
     # ------------------------------------------------------------------------- stepping
-    def check_observations(self, obs: np.ndarray, n: int | None = None) -> None:
+    def check_observations(self, obs: np.ndarray, n: int | None = None) -> np.ndarray:
         """Raise :class:`ObservationError` naming the agent and modality of a bad observation.
 
-        ``n`` is the expected number of rows (default: this population's size).
+        ``n`` is the expected number of rows (default: this population's size). Returns the
+        observations as a writable C-contiguous int64 array (``obs`` itself when it is one):
+        the one array type the kernels are compiled for, as any other dtype, memory layout or
+        a read-only array would make Numba compile a new specialisation (tens of seconds).
         """
         n_mod = self.layout.n_modalities
         n = self.n if n is None else n
@@ -214,12 +217,17 @@ class Agents:
         if obs.shape != (n, n_mod):
             raise ObservationError(f"observations must have shape ({n}, {n_mod}) "
                                    f"(agents, modalities), got {obs.shape}")
+        given = obs
+        if not (obs.dtype == np.int64 and obs.flags.c_contiguous and obs.flags.writeable):
+            # values >= 2**63 (uint64) wrap to negatives: still out of range below
+            obs = np.array(obs, dtype=np.int64, order="C")
         bad = cpu.first_bad_observation(obs, self.layout.num_obs)
         if bad >= 0:
             agent, m = divmod(int(bad), n_mod)
             raise ObservationError(
-                f"observation {int(obs[agent, m])} of agent {agent}, modality {m} is out of "
+                f"observation {int(given[agent, m])} of agent {agent}, modality {m} is out of "
                 f"range 0..{int(self.layout.num_obs[m]) - 1}; no agent's beliefs were changed")
+        return obs
 
     def step(self, obs: np.ndarray) -> np.ndarray:
         """Advance every agent one tick on ``obs`` (``(n, n_modalities)`` ints).
@@ -228,7 +236,7 @@ class Agents:
         a read-only view that the next step overwrites; copy it to keep it. Invalid
         observations raise :class:`ObservationError` before any state changes.
         """
-        self.check_observations(obs)
+        obs = self.check_observations(obs)
         if self.backend == "reference":
             self._step_reference(obs)
         elif self._uses_params:

@@ -41,6 +41,9 @@ def _as_list(name: str, arrays: Any) -> list[Any]:
 
 
 def _as_float_array(name: str, value: Any) -> np.ndarray:
+    kind = getattr(getattr(value, "dtype", None), "kind", "O")
+    if kind not in "biufO":  # complex, strings, dates: casting would drop or invent values
+        raise ModelError(name, f"must hold real numbers, got dtype {value.dtype}")
     try:
         arr = np.array(value, dtype=np.float64, copy=True)
     except (TypeError, ValueError) as exc:
@@ -82,7 +85,7 @@ def _check_columns_normalised(name: str, arr: np.ndarray) -> None:
 def _factor_list(name: str, value: Any, n_factors: int) -> list[int]:
     try:
         items = [int(v) for v in value]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ModelError(name, f"must be a list of factor indices, got {value!r}") from None
     if not items:
         raise ModelError(name, "is empty: every modality depends on at least one factor")
@@ -265,11 +268,10 @@ class GenerativeModel:
         if arr.ndim != 3 or arr.shape[2] != self.num_factors or arr.shape[0] == 0:
             raise ModelError("policies", f"must have shape (n_policies, policy_len, "
                              f"{self.num_factors}), got {arr.shape}")
-        if not np.issubdtype(arr.dtype, np.integer):
-            as_int = arr.astype(np.int64)
-            if not np.array_equal(as_int, arr):
-                raise ModelError("policies", f"must hold integer actions, got dtype {arr.dtype}")
-            arr = as_int
+        whole = arr.dtype.kind in "biu" or (arr.dtype.kind == "f" and bool(
+            (np.isfinite(arr) & (np.abs(arr) < 2**62) & (arr == np.trunc(arr))).all()))
+        if not whole:
+            raise ModelError("policies", f"must hold integer actions, got dtype {arr.dtype}")
         arr = arr.astype(np.int64)
         for f in range(self.num_factors):
             bad = (arr[:, :, f] < 0) | (arr[:, :, f] >= self.num_controls[f])
@@ -485,8 +487,11 @@ class GenerativeModel:
             raise ModelError(name, "has no 'meta' entry: not an agentloop model file")
         try:
             meta = json.loads(files["meta"].tobytes().decode())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, or nested too deep
             raise ModelError(f"{name}:meta", f"is not valid JSON ({exc})") from None
+        if not isinstance(meta, dict):
+            raise ModelError(f"{name}:meta", f"must be a JSON object, got "
+                             f"{type(meta).__name__}")
         if meta.get("format") != "agentloop-model/1":
             raise ModelError(f"{name}:meta", f"unknown format {meta.get('format')!r}")
 
@@ -497,6 +502,15 @@ class GenerativeModel:
 
         try:
             n_m, n_f = int(meta["num_modalities"]), int(meta["num_factors"])
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ModelError(f"{name}:meta", f"num_modalities and num_factors must be whole "
+                             f"numbers ({exc})") from None
+        except KeyError as exc:
+            raise ModelError(f"{name}:meta", f"is missing the field {exc}") from None
+        for key in ("A_factor_list", "control_fac_idx"):
+            if key in meta and not isinstance(meta[key], list):
+                raise ModelError(f"{name}:meta", f"{key} must be a list, got {meta[key]!r}")
+        try:
             return cls(
                 A=[take(f"A_{m}") for m in range(n_m)],
                 B=[take(f"B_{f}") for f in range(n_f)],

@@ -83,10 +83,19 @@ def engine_from_log(reader: TickLogReader, threads: int | None = None) -> Engine
     model = GenerativeModel.from_npz_bytes(header.model_npz, f"{reader.path}:header.model")
     if header.model_hash and model.content_hash() != header.model_hash:
         raise TickLogError(f"{reader.path}: the header's model does not match its hash")
-    config = InferenceConfig.from_dict(header.config)
     extra = header.extra
-    return Engine(model, header.n_agents, workers=0, config=config, seed=header.seed,
-                  chunk=int(extra.get("chunk", 1024)), threads=threads, degrade=False,
+    if not isinstance(header.config, dict) or not isinstance(extra, dict):
+        raise TickLogError(f"{reader.path}: the header's config and extra must be JSON "
+                           f"objects, got {type(header.config).__name__} and "
+                           f"{type(extra).__name__}")
+    config = InferenceConfig.from_dict(header.config)
+    try:
+        seed, chunk = int(header.seed), int(extra.get("chunk", 1024))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TickLogError(f"{reader.path}: the header's seed and chunk must be whole numbers "
+                           f"({exc})") from None
+    return Engine(model, header.n_agents, workers=0, config=config, seed=seed,
+                  chunk=chunk, threads=threads, degrade=False,
                   beliefs=str(extra.get("beliefs", "uint16")))
 
 
@@ -120,6 +129,10 @@ def replay(path: str, from_tick: int | None = None,
                 engine.tick = record.tick
                 actions = engine.step(record.observations, level=record.level,
                                       stale=record.stale_agents)
+                if record.actions.shape != actions.shape:
+                    raise AgentloopError(f"{path}: tick {record.tick} records actions of "
+                                         f"shape {record.actions.shape}, the engine gives "
+                                         f"{actions.shape}")
                 if not np.array_equal(actions, record.actions):
                     divergence = _divergence(engine, record, before)
                     return ReplayResult(checked, first, previous, snapshot_tick, divergence,
@@ -143,6 +156,9 @@ def _starting_point(reader: TickLogReader, engine: Engine, from_tick: int | None
     if snapshot is None:
         return 0, None
     names = snapshot.meta.get("names", list(Engine.STATE_ARRAYS))
+    if not isinstance(names, list) or len(names) != len(snapshot.arrays):
+        raise TickLogError(f"{reader.path}: the belief snapshot at tick {snapshot.tick} names "
+                           f"{names!r} for its {len(snapshot.arrays)} arrays")
     engine.load_agent_state(dict(zip(names, snapshot.arrays, strict=True)), snapshot.tick + 1)
     return snapshot.tick + 1, snapshot.tick
 

@@ -253,7 +253,10 @@ def _decode_array(obj: Any) -> np.ndarray:
     if "b64" in obj:
         arr = np.frombuffer(base64.b64decode(obj["b64"], validate=True), dtype=dtype)
     else:
-        arr = np.asarray(obj["data"], dtype=dtype)
+        try:
+            arr = np.asarray(obj["data"], dtype=dtype)
+        except OverflowError as exc:  # a value the dtype cannot hold (300 as uint8)
+            raise ValueError(f"array data out of range for {dtype}: {exc}") from None
     if arr.size != math.prod(shape):
         raise ValueError(f"array has {arr.size} elements, its shape {shape} needs "
                          f"{math.prod(shape)}")

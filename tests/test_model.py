@@ -34,7 +34,7 @@ def test_valid_model_shapes() -> None:
      "non-finite"),
     (lambda k: k["A"].__setitem__(0, np.ones((2, 3)) / 2), "A[0]", "shape"),
     (lambda k: k["A"].__setitem__(0, np.zeros((0, 2))), "A[0]", "empty"),
-    (lambda k: k["A"].__setitem__(0, np.array([["a", "b"], ["c", "d"]])), "A[0]", "cast"),
+    (lambda k: k["A"].__setitem__(0, np.array([["a", "b"], ["c", "d"]])), "A[0]", "real numbers"),
     (lambda k: k["B"].__setitem__(0, np.eye(2)), "B[0]", "3 dimensions"),
     (lambda k: k["B"].__setitem__(0, np.ones((2, 3, 1)) / 2), "B[0]", "square"),
     (lambda k: k.__setitem__("C", [np.zeros(3)]), "C[0]", "shape"),

@@ -24,6 +24,7 @@ class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line on stderr and exit code 2."""
 
     def error(self, message: str) -> NoReturn:
+        message = " ".join(message.split())  # one line, even if an argument holds newlines
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -116,7 +117,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    for name, value in vars(args).items():
+        if isinstance(value, list):  # argparse (Python < 3.12) reads `--opt=--` as [], untyped
+            parser.error(f"argument {name}: expected one value, got none")
     if args.command == "run":
         return _run(args)
     if args.command == "soak":
@@ -160,6 +165,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _usage_error(message: str) -> int:
+    message = " ".join(message.split())  # one line, even if a path holds newlines
     print(f"agentloop run: error: {message}", file=sys.stderr)
     return EXIT_USAGE
 

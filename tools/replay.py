@@ -49,15 +49,19 @@ class ProgressBar:
             self.out.flush()
 
 
-def main_replay(args: argparse.Namespace, out: TextIO = sys.stdout,
-                err: TextIO = sys.stderr) -> int:
-    """Replay ``args.log``; exit 0 when every action matched, 1 on divergence, 2 bad log."""
+def main_replay(args: argparse.Namespace, out: TextIO | None = None,
+                err: TextIO | None = None) -> int:
+    """Replay ``args.log``; exit 0 when every action matched, 1 on divergence, 2 bad log.
+    ``out`` and ``err`` default to the ``sys.stdout`` / ``sys.stderr`` of the call."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
     bar = ProgressBar(err)
     try:
         result = replay(args.log, from_tick=args.from_tick, progress=bar, threads=args.threads)
     except (TickLogError, AgentloopError, OSError) as exc:
         bar.finish()
-        print(f"agentloop replay: error: {exc}", file=err)
+        message = " ".join(str(exc).split())  # one line, even if the path holds newlines
+        print(f"agentloop replay: error: {message}", file=err)
         return EXIT_BAD_LOG
     bar.finish()
     start = (f" (from the snapshot at tick {result.started_from_snapshot})"
