@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from perf import bench as perf_bench
 from tools import inspect_log, soak
 from tools.args import non_negative_int, positive_float, positive_int, unwritable
 
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_run(sub)
     inspect_log.add_parsers(sub)
     soak.add_parsers(sub)
+    perf_bench.add_parsers(sub)
     demo = sub.add_parser(
         "demo", help="agents act in the grid world, stepped in process, with a status line",
         description="Step a population of agents on the grid-N model in a simulated grid "
@@ -124,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"argument {name}: expected one value, got none")
     if args.command == "run":
         return _run(args)
+    if args.command == "bench":
+        return perf_bench.main_bench(args)
     if args.command == "soak":
         return soak.main_soak(args)
     if args.command == "inspect":

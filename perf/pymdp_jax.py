@@ -1,0 +1,223 @@
+"""pymdp 1.x (JAX) peer for ``python -m perf``: a child process that times batched agent steps.
+
+pymdp 1.x needs JAX, whose pins conflict with the project's environment, so it lives in its own
+virtual environment (:data:`VENV`, created by :func:`ensure_venv`) and this file runs there as a
+script: it imports only the standard library, NumPy, JAX and pymdp, never the project.
+
+Protocol (one JSON object a line): the parent writes requests on the child's stdin, the child
+answers each on stdout with ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
+
+* ``{"op": "hello"}``: versions (pymdp, jax, numpy) and the JAX device.
+* ``{"op": "setup", "model": NPZ, "policy_len": L, "n": N, "seed": S}``: build
+  ``pymdp.agent.Agent(batch_size=N)`` from the model in ``NPZ`` (written by
+  :func:`write_model`), jit one full step (``infer_states`` from the empirical prior,
+  ``infer_policies``, ``sample_action``, ``update_empirical_prior``) and run it once (the compile);
+  answers ``create_s``, ``compile_s`` (first jitted step, compile included) and
+  ``bytes_per_agent`` (the agent's arrays / N). Replaces the previous setup (one batch lives).
+* ``{"op": "time", "steps": K}``: ``K`` steps, each blocked until done; answers the step times
+  (seconds). Observations are drawn uniformly at random outside the timed region (a dense JAX
+  step's time does not depend on the values).
+* ``{"op": "quit"}``.
+
+The step uses pymdp 0.0.7.1's settings, so both versions do the same work: ``num_iter`` 10
+fixed-point iterations, ``gamma`` 16, ``alpha`` 16, marginal deterministic action selection,
+utility and state information gain; JAX's default float32.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+#: Where the pymdp 1.x virtual environment lives (gitignored).
+VENV = Path(__file__).resolve().parent / ".venv-pymdp1"
+#: What :func:`ensure_venv` installs there.
+REQUIREMENT = "inferactively-pymdp>=1.0"
+
+
+def venv_python(venv: Path = VENV) -> Path:
+    """The interpreter of the pymdp 1.x virtual environment."""
+    return venv / "bin" / "python"
+
+
+def ensure_venv(venv: Path = VENV, install: bool = True, timeout_s: float = 900.0
+                ) -> tuple[Path | None, str]:
+    """The pymdp 1.x interpreter, creating the venv and installing pymdp 1.x when missing.
+
+    Returns ``(python, "")`` when ``import pymdp.agent, jax`` works there, else
+    ``(None, reason)`` (one line). The install log is ``venv/install.log``.
+    """
+    python = venv_python(venv)
+    _ignore_in_git(venv)
+    probe = [str(python), "-c", "import jax, pymdp.agent, importlib.metadata as m; "
+             "v = m.version('inferactively-pymdp'); assert int(v.split('.')[0]) >= 1, v"]
+    if python.exists() and _ok(probe):
+        return python, ""
+    if not install:
+        return None, f"no working pymdp 1.x venv at {venv} (install disabled)"
+    log_path = venv / "install.log"
+    try:
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True,
+                           capture_output=True, timeout=300)
+            _ignore_in_git(venv)
+        with open(log_path, "w") as out:
+            done = subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-"
+                                   "check", REQUIREMENT], stdout=out, stderr=subprocess.STDOUT,
+                                  timeout=timeout_s)
+        if done.returncode != 0:
+            return None, f"pip install {REQUIREMENT!r} failed (exit {done.returncode}); " \
+                         f"see {log_path}"
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"could not create the venv {venv}: {' '.join(str(exc).split())}"
+    if not _ok(probe):
+        return None, f"pymdp 1.x installed in {venv} but 'import jax, pymdp.agent' fails"
+    return python, ""
+
+
+def _ignore_in_git(venv: Path) -> None:
+    """Make git (and linters that follow .gitignore) skip the venv, as Python 3.13's venv does."""
+    if venv.is_dir() and not (venv / ".gitignore").exists():
+        try:
+            (venv / ".gitignore").write_text("# created by perf.pymdp_jax\n*\n")
+        except OSError:
+            pass
+
+
+def _ok(cmd: list[str]) -> bool:
+    try:
+        return subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def write_model(path: Path, A: list[Any], B: list[Any], C: list[Any], D: list[Any],
+                A_factor_list: list[list[int]], control_fac_idx: list[int]) -> None:
+    """Write a model for the child: ``A0.., B0.., C0.., D0..`` arrays and a ``meta`` JSON."""
+    import numpy as np
+
+    arrays: dict[str, Any] = {}
+    for name, items in (("A", A), ("B", B), ("C", C), ("D", D)):
+        for i, a in enumerate(items):
+            arrays[f"{name}{i}"] = np.asarray(a, dtype=np.float64)
+    meta = {"num_modalities": len(A), "num_factors": len(B), "A_factor_list": A_factor_list,
+            "control_fac_idx": control_fac_idx}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+# ------------------------------------------------------------------------------------ child
+class _Batch:
+    """One batch of pymdp 1.x agents and its jitted step."""
+
+    def __init__(self, model_path: str, policy_len: int, n: int, seed: int) -> None:
+        import equinox as eqx
+        import jax
+        import jax.numpy as jnp
+        import jax.random as jr
+        import numpy as np
+        from pymdp.agent import Agent
+
+        data = np.load(model_path)
+        meta = json.loads(bytes(data["meta"]).decode())
+        M, F = meta["num_modalities"], meta["num_factors"]
+        A = [jnp.asarray(data[f"A{m}"], dtype=jnp.float32) for m in range(M)]
+        B = [jnp.asarray(data[f"B{f}"], dtype=jnp.float32) for f in range(F)]
+        C = [jnp.asarray(data[f"C{m}"], dtype=jnp.float32) for m in range(M)]
+        D = [jnp.asarray(data[f"D{f}"], dtype=jnp.float32) for f in range(F)]
+        self.num_obs = [int(a.shape[0]) for a in A]
+        self.n = n
+        self.rng = np.random.default_rng(seed)
+        t0 = time.perf_counter()
+        agent = Agent(A=A, B=B, C=C, D=D, A_dependencies=meta["A_factor_list"],
+                      B_dependencies=[[f] for f in range(F)],
+                      control_fac_idx=meta["control_fac_idx"], policy_len=policy_len,
+                      gamma=16.0, alpha=16.0, num_iter=10, batch_size=n,
+                      action_selection="deterministic", sampling_mode="marginal",
+                      use_utility=True, use_states_info_gain=True, inference_algo="fpi")
+        jax.block_until_ready(jax.tree_util.tree_leaves(eqx.filter(agent, eqx.is_array)))
+        self.create_s = time.perf_counter() - t0
+        self.bytes_per_agent = sum(int(leaf.nbytes) for leaf in jax.tree_util.tree_leaves(
+            eqx.filter(agent, eqx.is_array))) / n
+
+        @eqx.filter_jit
+        def step(agent: Any, obs: list[Any], prior: list[Any], key: Any
+                 ) -> tuple[Any, list[Any], Any]:
+            qs = agent.infer_states(obs, prior)
+            q_pi, _neg_efe = agent.infer_policies(qs)
+            keys = jr.split(key, agent.batch_size + 1)
+            action = agent.sample_action(q_pi, rng_key=keys[1:])
+            return action, agent.update_empirical_prior(action, qs), keys[0]
+
+        self._jax, self._step, self.agent = jax, step, agent
+        self.prior, self.key = list(agent.D), jr.PRNGKey(seed)
+        t0 = time.perf_counter()
+        self.step_once()
+        self.compile_s = time.perf_counter() - t0
+
+    def _obs(self) -> list[Any]:
+        return [self._jax.numpy.asarray(self.rng.integers(0, o, size=self.n)) for o in
+                self.num_obs]
+
+    def step_once(self) -> float:
+        """One step on fresh random observations; the seconds it took (observations excluded)."""
+        obs = self._obs()
+        self._jax.block_until_ready(obs)
+        t0 = time.perf_counter()
+        action, self.prior, self.key = self._step(self.agent, obs, self.prior, self.key)
+        self._jax.block_until_ready((action, self.prior))
+        return time.perf_counter() - t0
+
+
+def _serve() -> int:
+    batch: _Batch | None = None
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            req = json.loads(line)
+            op = req.get("op")
+            if op == "quit":
+                _answer({"ok": True})
+                return 0
+            if op == "hello":
+                import importlib.metadata as md
+
+                import jax
+                import numpy as np
+
+                _answer({"ok": True, "pymdp": md.version("inferactively-pymdp"),
+                         "jax": jax.__version__, "numpy": np.__version__,
+                         "device": str(jax.devices()[0]), "pid": os.getpid()})
+            elif op == "setup":
+                batch = None
+                batch = _Batch(req["model"], int(req["policy_len"]), int(req["n"]),
+                               int(req.get("seed", 0)))
+                _answer({"ok": True, "create_s": batch.create_s, "compile_s": batch.compile_s,
+                         "bytes_per_agent": batch.bytes_per_agent})
+            elif op == "time":
+                if batch is None:
+                    raise RuntimeError("time before setup")
+                times = [batch.step_once() for _ in range(int(req["steps"]))]
+                _answer({"ok": True, "times": times})
+            else:
+                raise ValueError(f"unknown op {op!r}")
+        except Exception as exc:  # noqa: BLE001 - every failure is answered, the child lives on
+            _answer({"ok": False, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+                     [:500]})
+    return 0
+
+
+def _answer(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(_serve())
