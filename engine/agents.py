@@ -8,6 +8,7 @@ from typing import Literal
 import numba
 import numpy as np
 
+from .backends import array_module, resolve_backend
 from .config import InferenceConfig
 from .errors import ConfigError, ObservationError
 from .kernels import cpu, cpu_learning
@@ -15,7 +16,7 @@ from .kernels import reference as ref
 from .layout import ModelLayout
 from .model import GenerativeModel
 
-Backend = Literal["numba", "reference"]
+Backend = Literal["numba", "reference", "cupy", "xp-numpy", "auto"]
 
 #: Below this many agents a step uses one thread (no hand-off to the pool for tiny batches).
 SERIAL_BELOW = 64
@@ -59,7 +60,10 @@ class Agents:
         config: inference parameters (pymdp 0.0.7.1 defaults, float32 state).
         seed: keys the random stream of stochastic action selection with (agent id, tick).
         threads: Numba threads used by ``step`` (default: all Numba's threads).
-        backend: ``"numba"`` (compiled, default) or ``"reference"`` (plain NumPy float64).
+        backend: ``"numba"`` (compiled, default), ``"reference"`` (plain NumPy float64),
+            ``"cupy"`` (the array code of ``kernels/gpu.py`` on a GPU), ``"xp-numpy"`` (the same
+            code on NumPy) or ``"auto"`` (``"cupy"`` when usable, else ``"numba"``);
+            ``self.backend`` is the resolved name (``engine/backends.py``).
         agent_id_offset: id of the first agent, so a slice of a larger population draws the
             same random numbers as the whole population would.
     """
@@ -69,8 +73,7 @@ class Agents:
                  agent_id_offset: int = 0) -> None:
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
             raise ConfigError(f"Agents: n must be a positive int, got {n!r}")
-        if backend not in ("numba", "reference"):
-            raise ConfigError(f"Agents: backend must be 'numba' or 'reference', got {backend!r}")
+        backend = resolve_backend(backend, config)
         self.model = model
         self.n = int(n)
         self.config = config or InferenceConfig()
@@ -119,7 +122,14 @@ class Agents:
         self._fscratch = np.zeros((n_scratch, cpu.scratch_float_size(layout)))
         self._iscratch = np.zeros((n_scratch, cpu.scratch_int_size(layout)), dtype=np.int64)
         self._policies = layout.tree.policies
-        if backend == "reference":
+        self._xp = None
+        self._xp_dirty = False
+        if backend in ("xp-numpy", "cupy"):
+            from .kernels.gpu import XpStepper  # noqa: PLC0415  (CuPy is optional: lazy)
+
+            self._xp = XpStepper(model, self.n, self.config, self.seed,
+                                 xp=array_module(backend), agent_id_offset=agent_id_offset)
+        elif backend == "reference":
             self._init_reference_learning()
         elif self._uses_params:
             self._kp = _kernel_params(self._kernel_model, self.config, self.n)
@@ -129,17 +139,26 @@ class Agents:
     @property
     def qs(self) -> list[np.ndarray]:
         """Posterior over each factor, ``(n, S_f)`` views (of the last step)."""
+        self._pull_device_state()
         return self._qs_views
 
     @property
     def q_pi(self) -> np.ndarray:
         """Posterior over policies after the last step, ``(n, n_policies)``."""
+        self._pull_device_state()
         return self._q_pi
 
     @property
     def G(self) -> np.ndarray:
         """Negative expected free energy of each policy after the last step (pymdp's G)."""
+        self._pull_device_state()
         return self._G
+
+    def _pull_device_state(self) -> None:
+        """Copy qs / q(pi) / G from the array backend's device state after a step (lazily)."""
+        if self._xp is not None and self._xp_dirty:
+            self._xp.copy_to_host(qs_flat=self._qs, q_pi=self._q_pi, G=self._G)
+            self._xp_dirty = False
 
     @property
     def actions(self) -> np.ndarray:
@@ -159,6 +178,8 @@ class Agents:
             self._qs[idx, lo:hi] = 1.0 / (hi - lo)
         self._started[idx] = 0
         self._prev_action[idx] = 0
+        if self._xp is not None:
+            self._xp.reset(agents if agents is None else idx)
 
     def memory(self) -> MemoryUse:
         """Bytes per agent (state and learnt parameters), shared model bytes, scratch bytes."""
@@ -237,7 +258,11 @@ class Agents:
         observations raise :class:`ObservationError` before any state changes.
         """
         obs = self.check_observations(obs)
-        if self.backend == "reference":
+        if self._xp is not None:
+            self._xp.step(obs, tick=self.tick, check=False)
+            self._xp.copy_to_host(actions=self._actions)
+            self._xp_dirty = True
+        elif self.backend == "reference":
             self._step_reference(obs)
         elif self._uses_params:
             numba.set_num_threads(self.threads)

@@ -185,8 +185,14 @@ def _run(args: argparse.Namespace) -> int:
         if problem:
             return _usage_error(f"--log {args.log}: {problem}")
     if args.backend == "cupy":
-        return _usage_error("--backend cupy: the CuPy GPU backend is not available in this "
-                            "build; use --backend numba (or auto)")
+        from engine.backends import resolve_backend
+        from engine.errors import ConfigError
+        try:
+            resolve_backend("cupy")
+        except ConfigError as exc:
+            return _usage_error(f"--backend cupy: {exc}")
+        return _usage_error("--backend cupy: the engine's GPU worker is not built yet; "
+                            "`Agents(model, n, backend='cupy')` runs on the GPU in process")
     from engine.errors import AgentloopError
     from tools.run import RunOptions, run
 

@@ -1,0 +1,497 @@
+"""The agent step written once against an array module ``xp`` (NumPy or CuPy), batched over agents.
+
+:class:`XpStepper` holds a population's state as ``xp`` arrays (on the GPU with CuPy) and the
+model's derived arrays uploaded once, and steps every agent with whole-array operations only:
+
+1. transition prior ``B[a] @ qs`` (``D`` at an agent's first step), all actions at once and the
+   agent's own picked out (no per-agent gather of B);
+2. state inference: one factor in closed form, ``(L + e)(p + e)`` normalised; several factors by
+   pymdp's Jacobi fixed-point iteration, each agent stopping on its own free-energy change;
+3. expected free energy over the policy tree, depth by depth: predicted states of every node of a
+   depth in one batched product per (factor, action), utility and ambiguity from the layout's
+   per-joint-state tables, the joint outcome ``qo = q_thr @ p(o|j)`` over states above pymdp's
+   e^-16 cut and its entropy ``qo . ln(qo + 1e-16)``;
+4. ``q(pi) = softmax(gamma G + ln E)``, action marginals, argmax or a draw from the same
+   counter-based uniforms as the CPU kernels (:func:`uniforms_xp` is ``engine.rng`` ported to
+   ``xp`` uint64 arithmetic: the identical numbers, computed where the agents live).
+
+The arithmetic is that of ``cpu.py`` (itself tested against ``reference.py`` and pymdp): state is
+stored in the config's dtype and every intermediate is float64 (``compute_dtype``), so the float32
+path agrees with the Numba kernels to rounding. With ``xp=numpy`` this is the code path CI runs;
+with ``xp=cupy`` the same lines run on the device. Agents are processed in row chunks so the
+intermediates (``policies x agents x joint outcomes`` at worst) stay within ``scratch_bytes``.
+
+Not here yet: Dirichlet learning and parameter information gain (:class:`ConfigError`), the
+degradation ladder's knobs, and fused CuPy kernels.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from ..backends import xp_supports
+from ..config import InferenceConfig
+from ..errors import ConfigError, ObservationError
+from ..layout import EPS, EXP_M16, ModelLayout
+from ..model import GenerativeModel
+
+#: Default bound on the intermediates of one chunk of agents (bytes).
+SCRATCH_BYTES = 256 * 2**20
+
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+_M1 = 0xBF58476D1CE4E5B9
+_M2 = 0x94D049BB133111EB
+_TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53
+
+
+# ------------------------------------------------------------------------------ random stream
+def _mix_int(z: int) -> int:
+    """SplitMix64's finaliser on a Python int (mod 2**64): the scalar parts of the key."""
+    z = ((z ^ (z >> 30)) * _M1) & _MASK64
+    z = ((z ^ (z >> 27)) * _M2) & _MASK64
+    return z ^ (z >> 31)
+
+
+def _mix_xp(z: Any) -> Any:
+    """SplitMix64's finaliser on a uint64 ``xp`` array (wrapping arithmetic)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(_M1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(_M2)
+    return z ^ (z >> np.uint64(31))
+
+
+def agent_keys(xp: ModuleType, seed: int, agent_ids: Any) -> Any:
+    """The per-agent part of the key of :func:`engine.rng.uniform` (fixed for a population)."""
+    z0 = _mix_int((int(seed) + _GOLDEN) & _MASK64)
+    ids = xp.asarray(agent_ids).astype(xp.uint64)
+    return _mix_xp((ids * np.uint64(_GOLDEN) + np.uint64(_M1)) ^ np.uint64(z0))
+
+
+def uniforms_from_keys(xp: ModuleType, keys: Any, tick: int, stream: int) -> Any:
+    """``uniform(seed, agent, tick, stream)`` for every agent, given :func:`agent_keys`."""
+    t = (int(tick) * _M1 + _M2) & _MASK64
+    s = (int(stream) * _M2 + _GOLDEN) & _MASK64
+    z = _mix_xp(keys ^ np.uint64(t))
+    z = _mix_xp(z ^ np.uint64(s))
+    return (z >> np.uint64(11)).astype(xp.float64) * _TO_UNIT
+
+
+def uniforms_xp(xp: ModuleType, seed: int, agent_ids: Any, tick: int, stream: int) -> Any:
+    """:func:`engine.rng.uniform` for every id in ``agent_ids``, as a float64 ``xp`` array."""
+    return uniforms_from_keys(xp, agent_keys(xp, seed, agent_ids), tick, stream)
+
+
+# ------------------------------------------------------------------------------ helpers
+def to_host(a: Any) -> np.ndarray:
+    """A NumPy copy (CuPy) or the array itself (NumPy)."""
+    get = getattr(a, "get", None)
+    return get() if callable(get) else np.asarray(a)
+
+
+def _softmax(xp: ModuleType, x: Any) -> Any:
+    """Softmax over the last axis (max subtracted, no EPS), as the CPU kernels do."""
+    e = xp.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _outer_joint(qs: list[Any]) -> Any:
+    """Outer product over factors along the last axis (factor 0 slowest): ``(..., J)``."""
+    out = qs[0]
+    for q in qs[1:]:
+        out = (out[..., :, None] * q[..., None, :]).reshape(*out.shape[:-1], -1)
+    return out
+
+
+class _TreeLevel:
+    """One depth of the policy tree, ready for batched products.
+
+    ``groups[f]`` lists, per action ``u`` of factor ``f`` used at this depth, the nodes (positions
+    within the depth) taking it, the distinct parents (positions within the previous depth) they
+    hang from, and each node's index into those parents.
+    """
+
+    def __init__(self, n_nodes: int, parent: np.ndarray,
+                 groups: list[list[tuple[int, Any, Any, Any]]]) -> None:
+        self.n_nodes = n_nodes
+        self.parent = parent
+        self.groups = groups
+
+
+# ------------------------------------------------------------------------------ the stepper
+class XpStepper:
+    """A population of ``n`` agents on one model whose state lives in ``xp`` arrays.
+
+    Args:
+        model: the shared generative model.
+        n: number of agents.
+        config: inference parameters (learning and parameter information gain are refused).
+        seed: keys the counter-based random stream with (agent id, tick), as the CPU kernels.
+        xp: the array module, ``numpy`` (CPU, what CI tests) or ``cupy`` (GPU).
+        agent_id_offset: id of the first agent (a slice of a larger population).
+        compute_dtype: precision of every intermediate (default float64, as ``cpu.py``);
+            float32 is faster on GPUs with slow float64 (q(pi) within 1e-5 of float64 on
+            grid-5; tested to 1e-3), but argmax ties may then break differently.
+        scratch_bytes: bound on the intermediates of one chunk of agents.
+    """
+
+    def __init__(self, model: GenerativeModel, n: int, config: InferenceConfig | None = None,
+                 seed: int = 0, xp: ModuleType = np, agent_id_offset: int = 0,
+                 compute_dtype: str = "float64", scratch_bytes: int = SCRATCH_BYTES) -> None:
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+            raise ConfigError(f"XpStepper: n must be a positive int, got {n!r}")
+        cfg = config or InferenceConfig()
+        ok, why = xp_supports(cfg)
+        if not ok:
+            raise ConfigError(f"XpStepper: {why}; use backend='numba'")
+        if compute_dtype not in ("float32", "float64"):
+            raise ConfigError(f"XpStepper: compute_dtype must be 'float32' or 'float64', "
+                              f"got {compute_dtype!r}")
+        self.xp = xp
+        self.model = model
+        self.n = int(n)
+        self.config = cfg
+        self.seed = int(seed)
+        self.tick = 0
+        self.layout: ModelLayout = model.layout(cfg)
+        self._cdt = np.dtype(compute_dtype)
+        self._upload_model()
+        lay = self.layout
+        self._chunk = max(1, int(scratch_bytes) // self._bytes_per_agent())
+        sdt = lay.dtype
+        self._qs = xp.empty((self.n, lay.state_size), dtype=sdt)
+        self._qs_views = [self._qs[:, lay.state_offset[f]:lay.state_offset[f + 1]]
+                          for f in range(lay.n_factors)]
+        for f, v in enumerate(self._qs_views):
+            v[...] = 1.0 / int(lay.num_states[f])          # pymdp starts from uniform beliefs
+        self._prev_action = xp.zeros((self.n, lay.n_factors), dtype=xp.int64)
+        self._started = xp.zeros(self.n, dtype=xp.uint8)
+        self._q_pi = xp.zeros((self.n, lay.n_policies), dtype=sdt)
+        self._G = xp.zeros((self.n, lay.n_policies), dtype=sdt)
+        self._actions = xp.zeros((self.n, lay.n_factors), dtype=xp.int64)
+        ids = np.arange(agent_id_offset, agent_id_offset + self.n, dtype=np.int64)
+        self._keys = agent_keys(xp, self.seed, ids)
+
+    # ------------------------------------------------------------------------- set-up
+    def _upload_model(self) -> None:
+        """Derived model arrays, uploaded once as ``xp`` arrays in the compute dtype."""
+        xp, lay, model, c = self.xp, self.layout, self.model, self._cdt
+
+        def up(a: np.ndarray, dtype: Any = c) -> Any:
+            return xp.asarray(np.ascontiguousarray(a, dtype=dtype))
+
+        n_joint = lay.n_joint
+        # A of each modality over the joint state: (O_m, J), so the likelihood is one gather
+        self._A_joint = []
+        for m in range(lay.n_modalities):
+            lo, hi = lay.A_offset[m], lay.A_offset[m + 1]
+            compact = np.asarray(lay.A_flat[lo:hi]).reshape(int(lay.num_obs[m]), -1)
+            self._A_joint.append(up(compact[:, lay.jidx[m]]))
+        # B transposed so that q_next = q @ BT[u]: (U, S_prev, S_next). Dense products: on the
+        # CPU (BLAS) and an H100 (float64 tensor cores) they beat gathers from sparse lists
+        # for the benchmark models (measured on NumPy; the GPU estimate is arithmetic only)
+        self._BT = [up(np.transpose(b, (2, 1, 0))) for b in model.B]
+        self._D = [up(d) for d in model.D]
+        self._utility = up(lay.utility)                    # (T, J)
+        self._ambiguity = up(lay.ambiguity)                # (J,)
+        po = np.zeros((n_joint, lay.n_joint_obs))
+        for j in range(n_joint):
+            sl = slice(lay.po_ptr[j], lay.po_ptr[j + 1])
+            po[j, lay.po_idx[sl]] = lay.po_val[sl]
+        self._po = up(po)                                  # (J, prod O_m)
+        self._lnE = up(lay.lnE)
+        self._first_action = xp.asarray(np.asarray(lay.first_action, dtype=np.int64))
+        self._onehot = [up(np.eye(int(lay.num_controls[f]))[lay.first_action[:, f]])
+                        for f in range(lay.n_factors)]    # (P, U_f)
+        self._num_obs = xp.asarray(np.asarray(lay.num_obs, dtype=np.int64))
+        self._levels = self._tree_levels()
+
+    def _tree_levels(self) -> list[_TreeLevel]:
+        """The policy tree split by depth, with the per-(factor, action) node groups."""
+        xp, tree, lay = self.xp, self.layout.tree, self.layout
+        depth, action = tree.depth, tree.action
+        horizon = lay.policy_len
+        pos = np.zeros(depth.shape[0], dtype=np.int64)
+        parent = np.full(depth.shape[0], -1, dtype=np.int64)
+        last_at: dict[int, int] = {}
+        counts = [0] * horizon
+        for k in range(depth.shape[0]):                    # depth-first preorder
+            d = int(depth[k])
+            pos[k] = counts[d]
+            counts[d] += 1
+            parent[k] = last_at[d - 1] if d > 0 else -1
+            last_at[d] = k
+        levels = []
+        for d in range(horizon):
+            nodes = np.nonzero(depth == d)[0]
+            par = pos[parent[nodes]] if d > 0 else np.zeros(nodes.size, dtype=np.int64)
+            groups = []
+            for f in range(lay.n_factors):
+                per_u = []
+                for u in np.unique(action[nodes, f]):
+                    idx = np.nonzero(action[nodes, f] == u)[0]
+                    uniq, inv = np.unique(par[idx], return_inverse=True)
+                    per_u.append((int(u), xp.asarray(idx), xp.asarray(uniq),
+                                  xp.asarray(inv.reshape(-1))))
+                groups.append(per_u)
+            levels.append(_TreeLevel(int(nodes.size), xp.asarray(par), groups))
+        self._leaf_pos = xp.asarray(pos[tree.leaf_of_policy])
+        return levels
+
+    def _bytes_per_agent(self) -> int:
+        """Largest intermediate footprint of one agent in a step (for the chunk size)."""
+        lay = self.layout
+        s_tot, n_joint = lay.state_size, lay.n_joint
+        worst = (lay.n_factors + 3) * n_joint + 6 * s_tot
+        for level in self._levels:
+            per_node = 3 * s_tot + 3 * n_joint + 2 * lay.n_joint_obs + 8
+            worst = max(worst, level.n_nodes * per_node)
+        worst += 4 * lay.n_policies + int(lay.num_controls.max()) * 4
+        return worst * self._cdt.itemsize
+
+    # ------------------------------------------------------------------------- state access
+    @property
+    def qs(self) -> list[Any]:
+        """Posterior over each factor, ``(n, S_f)`` ``xp`` views in the config's dtype."""
+        return self._qs_views
+
+    @property
+    def qs_flat(self) -> Any:
+        """All factors' posteriors side by side, ``(n, sum S_f)`` (the CPU layout)."""
+        return self._qs
+
+    @property
+    def q_pi(self) -> Any:
+        """Posterior over policies after the last step, ``(n, n_policies)``."""
+        return self._q_pi
+
+    @property
+    def G(self) -> Any:
+        """pymdp's G (negative expected free energy) of each policy after the last step."""
+        return self._G
+
+    @property
+    def actions(self) -> Any:
+        """Actions chosen by the last step, ``(n, n_factors)`` int64."""
+        return self._actions
+
+    @property
+    def prev_action(self) -> Any:
+        """The action each agent's next transition prior uses, ``(n, n_factors)``."""
+        return self._prev_action
+
+    @property
+    def started(self) -> Any:
+        """1 for agents that have stepped since their last reset (their prior is ``B @ qs``)."""
+        return self._started
+
+    @property
+    def chunk_size(self) -> int:
+        """Agents per chunk of a step (bounded by ``scratch_bytes``)."""
+        return self._chunk
+
+    def reset(self, agents: Any = None) -> None:
+        """A new episode for ``agents`` (indices; default all): uniform beliefs, prior D next.
+
+        Resetting every agent also restarts the tick count (the random stream's key).
+        """
+        idx = slice(None) if agents is None else self.xp.asarray(agents)
+        if agents is None:
+            self.tick = 0
+        for f, v in enumerate(self._qs_views):
+            v[idx] = 1.0 / int(self.layout.num_states[f])
+        self._started[idx] = 0
+        self._prev_action[idx] = 0
+
+    def load_state(self, qs_flat: np.ndarray, prev_action: np.ndarray, started: np.ndarray,
+                   rows: Any = None) -> None:
+        """Overwrite the beliefs / last actions / started flags of ``rows`` (default all) from
+        host (or ``xp``) arrays laid out as the CPU kernels' (``qs_flat`` is ``(k, sum S_f)``)."""
+        xp = self.xp
+        idx = slice(None) if rows is None else xp.asarray(rows)
+        self._qs[idx] = xp.asarray(qs_flat, dtype=self._qs.dtype)
+        self._prev_action[idx] = xp.asarray(prev_action, dtype=xp.int64)
+        self._started[idx] = xp.asarray(started, dtype=xp.uint8)
+
+    def copy_to_host(self, qs_flat: np.ndarray | None = None, q_pi: np.ndarray | None = None,
+                     G: np.ndarray | None = None, actions: np.ndarray | None = None) -> None:
+        """Copy the given parts of the state into preallocated NumPy arrays of the same shape."""
+        for src, dst in ((self._qs, qs_flat), (self._q_pi, q_pi), (self._G, G),
+                         (self._actions, actions)):
+            if dst is None:
+                continue
+            if self.xp is np:
+                np.copyto(dst, src)
+            else:
+                src.get(out=dst)
+
+    # ------------------------------------------------------------------------- stepping
+    def check_observations(self, obs: Any) -> Any:
+        """Raise :class:`ObservationError` naming the agent and modality of a bad observation
+        (the messages of ``Agents.check_observations``, which checks NumPy input); returns the
+        observations as an int64 ``xp`` array."""
+        if isinstance(obs, np.ndarray):
+            from ..agents import Agents  # noqa: PLC0415  (agents imports this module lazily)
+
+            return self.xp.asarray(Agents.check_observations(self, obs))  # type: ignore[arg-type]
+        xp, n, n_mod = self.xp, self.n, self.layout.n_modalities
+        if not isinstance(obs, xp.ndarray):
+            raise ObservationError(f"observations must be a NumPy integer array of shape "
+                                   f"({n}, {n_mod}), got {type(obs).__name__}")
+        if obs.dtype == np.bool_ or not np.issubdtype(obs.dtype, np.integer):
+            raise ObservationError(f"observations must have an integer dtype, got {obs.dtype}")
+        if obs.shape != (n, n_mod):
+            raise ObservationError(f"observations must have shape ({n}, {n_mod}) "
+                                   f"(agents, modalities), got {obs.shape}")
+        obs = obs.astype(xp.int64, copy=False)
+        bad = ((obs < 0) | (obs >= self._num_obs[None, :])).ravel()
+        if bool(bad.any()):
+            agent, m = divmod(int(xp.argmax(bad)), n_mod)
+            raise ObservationError(
+                f"observation {int(obs[agent, m])} of agent {agent}, modality {m} is out of "
+                f"range 0..{int(self.layout.num_obs[m]) - 1}; no agent's beliefs were changed")
+        return obs
+
+    def step(self, obs: Any, tick: int | None = None, check: bool = True) -> Any:
+        """Advance every agent one tick on ``obs`` (``(n, n_modalities)`` ints, host or ``xp``).
+
+        ``tick`` keys the random stream (default: this stepper's own count, which then
+        advances); ``check=False`` skips validation when the caller has done it. Returns the
+        actions, ``(n, n_factors)`` int64 ``xp`` array (0 for uncontrolled factors), which the
+        next step overwrites.
+        """
+        obs_x = self.check_observations(obs) if check else self.xp.asarray(obs)
+        t = self.tick if tick is None else int(tick)
+        for lo in range(0, self.n, self._chunk):
+            self._step_rows(obs_x, lo, min(self.n, lo + self._chunk), t)
+        if tick is None:
+            self.tick += 1
+        return self._actions
+
+    def _step_rows(self, obs: Any, lo: int, hi: int, tick: int) -> None:
+        xp, lay, c = self.xp, self.layout, self._cdt
+        rows = slice(lo, hi)
+        m = hi - lo
+        q_prev = [v[rows].astype(c) for v in self._qs_views]
+        started = (self._started[rows] != 0)[:, None]
+        ar = xp.arange(m)
+        prior = []
+        for f in range(lay.n_factors):
+            every = xp.matmul(q_prev[f][None], self._BT[f])          # (U, m, S_f)
+            pushed = every[self._prev_action[rows, f], ar]
+            prior.append(xp.where(started, pushed, self._D[f][None, :]))
+        post = self._infer_states(obs[rows], prior)
+        G = self._policy_values(post)
+        q_pi = _softmax(xp, G * self.config.gamma + self._lnE[None, :])
+        actions = self._select(q_pi, lo, hi, tick)
+        for f, v in enumerate(self._qs_views):
+            v[rows] = post[f]
+        self._G[rows] = G
+        self._q_pi[rows] = q_pi
+        self._actions[rows] = actions
+        self._prev_action[rows] = actions
+        self._started[rows] = 1
+
+    def _infer_states(self, obs: Any, prior: list[Any]) -> list[Any]:
+        """pymdp's run_vanilla_fpi for every row (closed form for one factor)."""
+        xp, lay, cfg = self.xp, self.layout, self.config
+        like = self._A_joint[0][obs[:, 0]]
+        for mod in range(1, lay.n_modalities):
+            like = like * self._A_joint[mod][obs[:, mod]]
+        if lay.n_factors == 1:
+            post = (like + EPS) * (prior[0] + EPS)
+            return [post * (1.0 / post.sum(axis=1, keepdims=True))]     # as cpu.py rounds
+        m, n_factors = obs.shape[0], lay.n_factors
+        sizes = [int(s) for s in lay.num_states]
+        lnL = xp.log(like + EPS)
+        lnL_t = lnL.reshape(m, *sizes)
+        ln_prior = [xp.log(p + EPS) for p in prior]
+        qs = [xp.full((m, s), 1.0 / s, dtype=self._cdt) for s in sizes]
+
+        def entropy_terms(q: list[Any]) -> Any:
+            return sum(((qf * xp.log(qf + EPS)) - qf * lp).sum(axis=1)
+                       for qf, lp in zip(q, ln_prior, strict=True))
+
+        def broadcast(q: Any, g: int) -> Any:
+            shape = [m] + [1] * n_factors
+            shape[1 + g] = sizes[g]
+            return q.reshape(shape)
+
+        prev_vfe = entropy_terms(qs)
+        delta = xp.full(m, float(cfg.dF), dtype=self._cdt)
+        active = xp.ones(m, dtype=bool)
+        for _ in range(cfg.num_iter):
+            active &= delta >= cfg.dF_tol
+            if not bool(active.any()):
+                break
+            new_qs = []
+            for f in range(n_factors):
+                w = lnL_t
+                for g in range(n_factors):
+                    if g != f:
+                        w = w * broadcast(qs[g], g)
+                other = tuple(1 + g for g in range(n_factors) if g != f)
+                new_qs.append(_softmax(xp, w.sum(axis=other) + ln_prior[f]))
+            accuracy = (lnL * _outer_joint(new_qs)).sum(axis=1)
+            vfe = entropy_terms(new_qs) - accuracy
+            qs = [xp.where(active[:, None], nq, q) for nq, q in zip(new_qs, qs, strict=True)]
+            delta = xp.where(active, xp.abs(prev_vfe - vfe), delta)
+            prev_vfe = xp.where(active, vfe, prev_vfe)
+        return qs
+
+    def _policy_values(self, post: list[Any]) -> Any:
+        """G of every policy, ``(rows, P)``: the tree walked depth by depth, all nodes at once."""
+        xp, lay, cfg = self.xp, self.layout, self.config
+        m = post[0].shape[0]
+        parent_q = [q[None] for q in post]                  # (1, m, S_f): the root
+        cum = xp.zeros((1, m), dtype=self._cdt)
+        for d, level in enumerate(self._levels):
+            pred = []
+            for f in range(lay.n_factors):
+                out = xp.empty((level.n_nodes, m, int(lay.num_states[f])), dtype=self._cdt)
+                for u, idx, uniq, inv in level.groups[f]:
+                    out[idx] = xp.matmul(parent_q[f][uniq], self._BT[f][u])[inv]
+                pred.append(out)
+            qj = pred[0] if lay.n_factors == 1 else _outer_joint(pred)     # (K, m, J)
+            value = xp.zeros((level.n_nodes, m), dtype=self._cdt)
+            if cfg.use_utility:
+                value = value + qj @ self._utility[d]
+            if cfg.use_states_info_gain:
+                q_thr = xp.where(qj > EXP_M16, qj, 0.0)
+                qo = q_thr @ self._po
+                value = value + q_thr @ self._ambiguity - (qo * xp.log(qo + EPS)).sum(axis=-1)
+            cum = cum[level.parent] + value
+            parent_q = pred
+        return cum[self._leaf_pos].T
+
+    def _select(self, q_pi: Any, lo: int, hi: int, tick: int) -> Any:
+        """Marginal (or full-policy) action selection, deterministic or stochastic."""
+        xp, lay, cfg = self.xp, self.layout, self.config
+        stochastic = cfg.action_selection == "stochastic"
+        keys = self._keys[lo:hi]
+        if cfg.sampling_mode == "full":
+            if stochastic:
+                p = _softmax(xp, xp.log(q_pi + EPS) * cfg.alpha)
+                best = _draw(xp, p, uniforms_from_keys(xp, keys, tick, 0))
+            else:
+                best = xp.argmax(q_pi, axis=1)
+            return self._first_action[best]
+        out = xp.empty((hi - lo, lay.n_factors), dtype=xp.int64)
+        for f in range(lay.n_factors):
+            marg = q_pi @ self._onehot[f]
+            marg = marg / marg.sum(axis=1, keepdims=True)
+            if stochastic:
+                p = _softmax(xp, xp.log(marg + EPS) * cfg.alpha)
+                out[:, f] = _draw(xp, p, uniforms_from_keys(xp, keys, tick, f))
+            else:
+                out[:, f] = xp.argmax(marg, axis=1)
+        return out
+
+
+def _draw(xp: ModuleType, p: Any, u: Any) -> Any:
+    """Inverse-CDF draw per row (``cpu._draw``): the first k with ``u < cumsum(p)[k]``, the
+    last category absorbing rounding."""
+    cdf = xp.cumsum(p, axis=1)[:, :-1]
+    return (cdf <= u[:, None]).sum(axis=1).astype(xp.int64)
