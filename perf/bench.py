@@ -72,6 +72,7 @@ __all__ = [
 SCHEMA = "agentloop-bench/1"
 PERF_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PERF_DIR.parent
+README_MD = REPO_ROOT / "README.md"
 RESULTS_DIR = PERF_DIR / "results"
 PLOTS_DIR = RESULTS_DIR / "plots"
 RESULTS_MD = PERF_DIR / "RESULTS.md"
@@ -1790,6 +1791,9 @@ def main_bench(args: argparse.Namespace, prog: str = "agentloop bench",
         md = Path(args.results_md) if args.results_md else RESULTS_MD
         write_results_md(md, results_md_section(results, str(json_path)))
         print(f"regenerated the bench section of {md}", file=sys.stderr)
+        if not args.results_md:
+            write_results_md(README_MD, readme_table(results))
+            print(f"regenerated the results table of {README_MD}", file=sys.stderr)
     if old is not None:
         cmp = compare(old, results)
         print("\n" + format_comparison(cmp, args.compare))
