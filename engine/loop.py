@@ -81,19 +81,36 @@ class Engine:
     ``Engine(model, n_agents)`` runs one population; ``Engine(populations=[Population(...),
     ...])`` runs several (different models and configs) in one tick, and then ``step`` takes
     and returns one array per population (a list, or a dict keyed by population name).
+    ``cluster="ray://host:port"`` spreads one population over a Ray cluster
+    (:mod:`engine.cluster`; the ``[cluster]`` extra).
     Use as a context manager, or call :meth:`start` and :meth:`close`. Results are identical
     for any number of workers: each agent's random stream is keyed by (seed, agent id, tick).
     """
+
+    def __new__(cls, *args: Any, cluster: str | None = None, **kwargs: Any) -> Any:
+        """``Engine(..., cluster="ray://host:port")`` (or ``"local"``) builds the same engine
+        spread over a Ray cluster instead (:class:`engine.cluster.ClusterEngine`, which is
+        not an ``Engine`` subclass, so ``__init__`` does not run again)."""
+        if cluster is None:
+            return super().__new__(cls)
+        from .cluster import make_engine
+
+        return make_engine(*args, cluster=cluster, **kwargs)
 
     def __init__(self, model: GenerativeModel | None = None, n_agents: int = 0,
                  workers: int = 2, config: InferenceConfig | None = None, seed: int = 0,
                  chunk: int = 1024, threads: int | None = None,
                  degrade: DegradeController | bool = True, beliefs: str = "uint16",
-                 populations: Sequence[Population] | None = None) -> None:
+                 populations: Sequence[Population] | None = None, id_offset: int = 0,
+                 cluster: str | None = None) -> None:
         if workers < 0:
             raise ConfigError(f"Engine: workers must be >= 0, got {workers}")
         if chunk < 1:
             raise ConfigError(f"Engine: chunk must be >= 1, got {chunk}")
+        if not isinstance(id_offset, (int, np.integer)) or id_offset < 0:
+            raise ConfigError(f"Engine: id_offset must be an int >= 0, got {id_offset!r}")
+        #: the first agent id (random-stream key); a shard of a larger run starts at its offset
+        self.id_offset = int(id_offset)
         self.config = config or InferenceConfig()
         if beliefs not in ("float", "uint16", "uint8"):
             raise ConfigError(f"Engine: beliefs must be 'uint16', 'uint8' or 'float', "
@@ -150,7 +167,7 @@ class Engine:
     def _start(self) -> None:
         assert self._run is not None
         self._states: list[SharedState] = []
-        offset = 0
+        offset = self.id_offset
         for index, (pop, checker, config) in enumerate(
                 zip(self.populations, self._checkers, self._configs, strict=True)):
             self._states.append(SharedState.create(

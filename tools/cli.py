@@ -99,6 +99,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                      help="write a tick log (MCAP: header, every tick's observations, actions, "
                           "level and stale agents, belief snapshots) to PATH, for "
                           "`agentloop replay` and `agentloop inspect`")
+    run.add_argument("--cluster", default=None, metavar="ADDRESS",
+                     help="spread the agents over a Ray cluster: ray://host:port, host:6379, "
+                          "auto, or local (starts Ray here); needs the [cluster] extra")
+    run.add_argument("--shards", type=positive_int, default=None,
+                     help="with --cluster: shards (one engine each); default one per node")
     run.add_argument("--snapshot-every", type=non_negative_int, default=100, metavar="K",
                      help="with --log: snapshot every agent's beliefs every K ticks (replay "
                           "--from starts there); 0 for none; default 100")
@@ -180,6 +185,8 @@ def _run(args: argparse.Namespace) -> int:
                             f"{', '.join(WORLD_NAMES)}")
     if args.size is not None and args.size < 2:
         return _usage_error("--size must be at least 2")
+    if args.shards is not None and args.cluster is None:
+        return _usage_error("--shards needs --cluster")
     if args.log is not None:
         problem = unwritable(args.log)
         if problem:
@@ -199,7 +206,8 @@ def _run(args: argparse.Namespace) -> int:
     options = RunOptions(world=args.world, size=args.size, agents=args.agents, hz=args.hz,
                          ticks=args.ticks, duration=args.duration, workers=args.workers,
                          backend="numba", policy_len=args.policy_len, seed=args.seed,
-                         log=args.log, snapshot_every=args.snapshot_every)
+                         log=args.log, snapshot_every=args.snapshot_every,
+                         cluster=args.cluster, shards=args.shards)
     try:
         return run(options)
     except (AgentloopError, ValueError, OSError) as exc:

@@ -14,9 +14,9 @@ import os
 import signal
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
-from engine import Engine, InferenceConfig, TickInfo
+from engine import Engine, GenerativeModel, InferenceConfig, TickInfo
 from engine.loop import RunSummary
 from engine.recording import TickRecorder
 from world.base import World
@@ -45,6 +45,8 @@ class RunOptions:
     seed: int
     log: str | None = None
     snapshot_every: int = 100
+    cluster: str | None = None
+    shards: int | None = None
     status_every_s: float = 1.0
 
     @property
@@ -115,17 +117,21 @@ def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
     workers = options.n_workers
     n_ticks = options.n_ticks
     size = world.config().get("size")
+    where = "" if options.cluster is None else f" on the Ray cluster {options.cluster}"
     print(f"agentloop run: {options.agents:,} agents in the {options.world} world (size {size}), "
           f"policy_len {options.policy_len}, {workers or 'no'} worker process"
-          f"{'' if workers == 1 else 'es'}, {n_ticks} ticks at {options.hz:g} Hz", file=out)
+          f"{'' if workers == 1 else 'es'}{' per shard' if where else ''}, {n_ticks} ticks at "
+          f"{options.hz:g} Hz{where}", file=out)
     print("starting (the first run on a machine compiles the kernels, about 30-60 s) ...",
           file=out, flush=True)
     started = time.monotonic()
-    engine = Engine(model, options.agents, workers=workers, config=config, seed=options.seed)
+    engine = make_engine(model, options.agents, cluster=options.cluster, shards=options.shards,
+                         workers=workers, config=config, seed=options.seed)
     recorder = None
     if options.log:
-        recorder = TickRecorder(engine, options.log, hz=options.hz, world=world.config(),
-                                snapshot_every=options.snapshot_every)
+        recorder_class = TickRecorder if options.cluster is None else cluster_recorder()
+        recorder = recorder_class(engine, options.log, hz=options.hz, world=world.config(),
+                                  snapshot_every=options.snapshot_every)
     summary, error = None, None
     try:
         with engine:
@@ -159,6 +165,22 @@ def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
         print(f"agentloop run: stopped by signal {signum} after the current tick", file=err)
         return EXIT_SIGTERM if signum == signal.SIGTERM else 128 + int(signum)
     return EXIT_OK
+
+
+def make_engine(model: GenerativeModel, n_agents: int, *, cluster: str | None,
+                shards: int | None, **kwargs: Any) -> Engine:
+    """A local :class:`Engine`, or one spread over the Ray cluster at ``cluster``."""
+    if cluster is None:
+        return Engine(model, n_agents, **kwargs)
+    from engine.cluster import make_engine as make_cluster_engine
+
+    return make_cluster_engine(model, n_agents, cluster=cluster, shards=shards, **kwargs)
+
+
+def cluster_recorder() -> type[TickRecorder]:
+    from engine.cluster import ClusterRecorder
+
+    return ClusterRecorder
 
 
 def _default_size(world: str) -> int:

@@ -1,0 +1,189 @@
+"""The Ray cluster engine: shards on two (local) nodes give a single engine's results, a late
+shard's tick is discarded, a killed shard is restarted from its checkpoint, nothing leaks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from engine import ConfigError, Engine, InferenceConfig  # noqa: E402
+from engine.cluster import ClusterEngine, ClusterRecorder, make_engine, shard_bounds  # noqa: E402
+from engine.degrade import ROTATING_FRACTION, SHORTER_HORIZON  # noqa: E402
+from engine.replay import replay  # noqa: E402
+from engine.shm import entries_of  # noqa: E402
+from world.models import grid_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+N = 200
+CONFIG = InferenceConfig(policy_len=2, action_selection="stochastic", alpha=4.0)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """Two local nodes of one CPU each; the driver (this process) joins them."""
+    nodes = Cluster(initialize_head=True,
+                    head_node_args={"num_cpus": 1, "include_dashboard": False})
+    nodes.add_node(num_cpus=1)
+    try:
+        ray.init(address=nodes.address, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+        yield nodes
+    finally:
+        ray.shutdown()
+        nodes.shutdown()
+
+
+def _observations(model, ticks: int, seed: int) -> list[np.ndarray]:  # noqa: ANN001
+    rng = np.random.default_rng(seed)
+    return [np.stack([rng.integers(0, o, size=N) for o in model.num_obs], axis=1)
+            for _ in range(ticks)]
+
+
+def _engine(model, **kwargs) -> ClusterEngine:  # noqa: ANN001, ANN003
+    return ClusterEngine(model, N, shards=2, workers_per_shard=0, config=CONFIG, seed=7,
+                         chunk=25, **kwargs)
+
+
+def test_shard_bounds() -> None:
+    assert shard_bounds(200, 2, 25) == [(0, 100), (100, 200)]
+    assert shard_bounds(1000, 3, 64) == [(0, 384), (384, 640), (640, 1000)]
+    assert shard_bounds(200, 2, 1024) == [(0, 100), (100, 200)]     # too small to align
+    with pytest.raises(ConfigError):
+        shard_bounds(1, 2, 8)
+
+
+def test_make_engine_without_a_cluster_is_an_engine() -> None:
+    engine = make_engine(grid_model(3), 10, workers=0)
+    assert type(engine) is Engine
+    with pytest.raises(ConfigError):
+        make_engine(grid_model(3), 10, shards=2)
+
+
+def test_shards_on_two_nodes_match_a_single_engine(cluster: Cluster) -> None:
+    """Global agent ids: every action (and the final state) equals Engine(workers=0)'s, with
+    and without a budget, and at degraded levels."""
+    model = grid_model(5)
+    levels = [0, 0, SHORTER_HORIZON, 0, ROTATING_FRACTION, ROTATING_FRACTION, 0, 0, 1, 0]
+    with Engine(model, N, workers=0, config=CONFIG, seed=7, chunk=25, degrade=False) as single:
+        expected, expected_stale = [], []
+        for obs, level in zip(_observations(model, 10, 3), levels, strict=True):
+            expected.append(np.array(single.step(obs, level=level)))
+            expected_stale.append(np.array(single.stale))   # the rotating half at level 3
+        final = single.agent_state()
+    with _engine(model, degrade=False) as engine:
+        infos = engine.shard_infos()
+        assert len({info["node_id"] for info in infos}) == 2
+        assert engine.placement_strategy == "STRICT_SPREAD"
+        for k, obs in enumerate(_observations(model, 10, 3)):
+            budget = 30.0 if k % 2 else None        # budgeted ticks keep an undo copy
+            actions = engine.step(obs, budget_s=budget, level=levels[k])
+            np.testing.assert_array_equal(actions, expected[k])
+            np.testing.assert_array_equal(engine.stale, expected_stale[k])
+        state = engine.agent_state()
+        for name in Engine.STATE_ARRAYS:
+            np.testing.assert_array_equal(state[name], final[name])
+        run_ids = [info["run_id"] for info in infos]
+    assert entries_of(run_ids) == []
+
+
+def test_a_late_shard_is_stale_and_its_tick_discarded(cluster: Cluster) -> None:
+    """A shard that answers after the deadline: its agents keep their actions and are not
+    stepped, exactly as a single engine with that stale set forced."""
+    model = grid_model(5)
+    observations = _observations(model, 6, 4)
+    stale_sets, got = [], []
+    with _engine(model, degrade=False, grace_s=0.0) as engine:
+        for k, obs in enumerate(observations):
+            if k == 2:
+                ray.get(engine.actor(1).set_delay.remote(1.5))
+            got.append(np.array(engine.step(obs, budget_s=0.5)))
+            stale_sets.append(np.flatnonzero(engine.stale))
+            if k == 2:
+                assert engine.last_shards[1].status == "late"
+                assert set(stale_sets[-1]) >= set(range(100, 200))
+        time.sleep(1.0)                             # let the late calls finish on the shard
+        final = engine.agent_state()
+        run_ids = [info["run_id"] for info in engine.shard_infos()]
+    with Engine(model, N, workers=0, config=CONFIG, seed=7, chunk=25, degrade=False) as single:
+        for obs, stale, actions in zip(observations, stale_sets, got, strict=True):
+            np.testing.assert_array_equal(single.step(obs, level=0, stale=stale), actions)
+        for name in Engine.STATE_ARRAYS:
+            np.testing.assert_array_equal(single.agent_state()[name], final[name])
+    assert entries_of(run_ids) == []
+
+
+def test_a_killed_shard_restarts_from_its_checkpoint(cluster: Cluster, tmp_path: Path) -> None:
+    """Ray restarts the actor, the coordinator restores its last checkpoint, its agents are
+    stale meanwhile (recorded), the other shard never stops, and the log replays from the
+    resync snapshot written where the shard resumed."""
+    model = grid_model(5)
+    path = str(tmp_path / "cluster.mcap")
+    rng = np.random.default_rng(5)
+    stale_ticks: list[int] = []
+    run_ids = set()
+    with _engine(model, checkpoint_every=3, max_restarts=2) as engine:
+        run_ids |= {info["run_id"] for info in engine.shard_infos()}
+        recorder = ClusterRecorder(engine, path, snapshot_every=0)
+        resumed = None
+        for k in range(600):                       # ticks until resumed (about 10 s)
+            if k == 7:
+                ray.kill(engine.actor(1), no_restart=False)
+            obs = np.stack([rng.integers(0, o, size=N) for o in model.num_obs], axis=1)
+            engine.step(obs)
+            recorder.record()
+            stale = engine.stale
+            assert not stale[:100].any()           # the live shard never stops
+            if stale[100:].all():
+                stale_ticks.append(k)
+            if engine.events and engine.events[-1].kind == "restored" \
+                    and engine.events[-1].tick == k:
+                resumed = k                         # the shard steps again from this tick
+            if engine.shard_status[1] != "ok":
+                time.sleep(0.1)
+            elif resumed is not None and k >= resumed + 4 \
+                    and engine.shard_infos()[1]["restarted"]:
+                break
+        recorder.close()
+        assert resumed is not None, engine.events
+        # a call can fail before the kill lands and the restore reach the old actor: then
+        # the restarted one refuses to step and is restored again (down, restored twice)
+        kinds = [e.kind for e in engine.events]
+        assert kinds[0] == "down" and kinds[-1] == "restored", kinds
+        assert set(kinds) == {"down", "restored"} and engine.restarts == kinds.count("down")
+        assert stale_ticks and min(stale_ticks) >= 7 and max(stale_ticks) < resumed
+        assert not engine.stale.any()
+        infos = engine.shard_infos()
+        assert infos[1]["restarted"] and infos[1]["ready"]
+        run_ids |= {info["run_id"] for info in infos}
+    result = replay(path, from_tick=resumed)
+    assert result.ok, result.divergence and result.divergence.report()
+    assert result.started_from_snapshot == resumed - 1 and result.first_tick == resumed
+    assert entries_of(sorted(run_ids)) == []
+
+
+def test_engine_cluster_keyword_and_the_run_command(cluster: Cluster, tmp_path: Path) -> None:
+    """``Engine(..., cluster=address)`` and ``agentloop run --cluster`` reach the same engine;
+    a cluster run's tick log replays."""
+    from tools.run import RunOptions, run
+
+    model = grid_model(5)
+    engine = Engine(model, N, workers=0, config=CONFIG, seed=7, chunk=25,
+                    cluster=cluster.address, shards=2)
+    assert isinstance(engine, ClusterEngine)
+    path = str(tmp_path / "cluster.mcap")
+    out = tmp_path / "out.txt"
+    with out.open("w") as stream:
+        code = run(RunOptions(world="grid", size=5, agents=N, hz=50.0, ticks=10, duration=None,
+                              workers=0, backend="numba", policy_len=1, seed=3, log=path,
+                              cluster=cluster.address, shards=2), out=stream, err=stream)
+    assert code == 0, out.read_text()
+    assert "on the Ray cluster" in out.read_text()
+    result = replay(path)
+    assert result.ok and result.ticks == 10
