@@ -35,6 +35,12 @@ class DegradeController:
         hot_ticks: consecutive hot ticks that move one rung down (a missed budget, i.e.
             utilisation > 1, moves down at once).
         calm_ticks: consecutive calm ticks that move one rung up.
+        settle_ticks: after climbing a rung, this many ticks count a missed budget as hot
+            rather than moving down at once. The first ticks after a climb pay for agents that
+            were not updated below (their beliefs lag the world, so inference and the policy
+            search see broad supports): without this a population near capacity that was
+            pushed down to stale actions once kept climbing to the rotating fraction, missing
+            that first tick and falling back, for good (seen in a soak at 100,000 agents).
         max_level: the lowest rung the controller may use.
     """
 
@@ -42,10 +48,12 @@ class DegradeController:
     low: float = 0.5
     hot_ticks: int = 2
     calm_ticks: int = 5
+    settle_ticks: int = 3
     max_level: int = MAX_LEVEL
     level: int = FULL
     _hot: int = 0
     _calm: int = 0
+    _settling: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.low < self.high:
@@ -56,7 +64,9 @@ class DegradeController:
 
     def observe(self, utilisation: float) -> int:
         """Record one tick's utilisation; return the level for the next tick."""
-        if utilisation > 1.0:
+        settling = self._settling > 0
+        self._settling = max(0, self._settling - 1)
+        if utilisation > 1.0 and not settling:
             self._down()
         elif utilisation > self.high:
             self._calm = 0
@@ -69,10 +79,11 @@ class DegradeController:
             if self._calm >= self.calm_ticks and self.level > FULL:
                 self.level -= 1
                 self._calm = 0
+                self._settling = self.settle_ticks
         else:
             self._hot = self._calm = 0
         return self.level
 
     def _down(self) -> None:
         self.level = min(self.max_level, self.level + 1)
-        self._hot = self._calm = 0
+        self._hot = self._calm = self._settling = 0

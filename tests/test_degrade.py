@@ -31,6 +31,21 @@ def test_controller_moves_down_on_a_miss_and_up_after_calm_ticks() -> None:
     assert c.observe(0.1) == 0
 
 
+def test_a_climb_settles_before_a_miss_sends_it_back() -> None:
+    """The first ticks after climbing pay for the agents not updated below: a miss there is
+    hot, not an immediate fall, so a population near capacity does not cycle for ever."""
+    c = DegradeController(high=0.9, low=0.5, hot_ticks=2, calm_ticks=2, settle_ticks=3,
+                          level=STALE_ACTIONS)
+    assert [c.observe(0.1) for _ in range(2)] == [STALE_ACTIONS, ROTATING_FRACTION]
+    assert c.observe(1.3) == ROTATING_FRACTION       # settling: hot, not down
+    assert c.observe(0.6) == ROTATING_FRACTION
+    assert c.observe(0.8) == ROTATING_FRACTION       # settled, and holding
+    assert c.observe(1.3) == STALE_ACTIONS           # a miss once settled: down at once
+    c = DegradeController(hot_ticks=2, calm_ticks=1, settle_ticks=3, level=2)
+    c.observe(0.1)
+    assert [c.observe(1.5), c.observe(1.5)] == [1, 2]   # repeated misses still move down
+
+
 def test_controller_is_bounded_and_validated() -> None:
     c = DegradeController(max_level=2)
     for _ in range(10):
