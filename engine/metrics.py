@@ -36,6 +36,7 @@ class TickMetrics:
         self.n_agents = n_agents
         self._wall = np.zeros(window)
         self._budget = np.zeros(window)
+        self._updated = np.zeros(window)
         self._count = 0
         self.missed = 0
         self.level = 0
@@ -59,6 +60,7 @@ class TickMetrics:
         i = self._count % self._wall.shape[0]
         self._wall[i] = wall_s
         self._budget[i] = budget_s if budget_s is not None else np.nan
+        self._updated[i] = self.n_agents - stale
         self._count += 1
         if budget_s is not None and wall_s > budget_s:
             self.missed += 1
@@ -79,6 +81,8 @@ class TickMetrics:
             except psutil.NoSuchProcess:
                 continue
         p50 = float(np.median(wall))
+        busy = float(wall.sum())
+        updated = float(self._updated[:n].sum()) if n else 0.0
         return Snapshot(
             ticks=self._count, tick_ms_p50=1e3 * p50,
             tick_ms_p99=1e3 * float(np.percentile(wall, 99)),
@@ -86,7 +90,7 @@ class TickMetrics:
             else float("nan"),
             missed=self.missed, level=self.level, stale_agents=self.stale_agents,
             worker_busy_ms=tuple(1e3 * b for b in self.worker_busy), rss_mb=rss / 2**20,
-            cpu_percent=cpu, agents_per_s=self.n_agents / p50 if p50 > 0 else 0.0)
+            cpu_percent=cpu, agents_per_s=updated / busy if busy > 0 else 0.0)
 
     def status_line(self) -> str:
         s = self.snapshot()
