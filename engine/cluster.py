@@ -60,8 +60,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
-import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -79,6 +77,7 @@ from .model import GenerativeModel
 from .population import Population
 from .recording import DEFAULT_SNAPSHOT_EVERY, TickRecorder
 from .shm import sweep_stale
+from .signals import StopOnSignal
 
 #: how long start() waits for every shard to be placed and warm (kernels loaded)
 START_TIMEOUT_S = 600.0
@@ -286,7 +285,7 @@ class _CoordinatorState:
         self.stale = np.zeros(n, dtype=np.uint8)
 
 
-class ClusterEngine:
+class ClusterEngine(StopOnSignal):
     """One population sharded over Ray actors, one local ``Engine`` each, driven at a tick.
 
     Args:
@@ -464,32 +463,6 @@ class ClusterEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # ------------------------------------------------------------------------- signals
-    def _install_signal_handlers(self) -> None:
-        self.stop_requested = None
-        self._previous_handlers: dict[int, Any] = {}
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous_handlers[sig] = signal.getsignal(sig)
-            signal.signal(sig, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: object) -> None:
-        self.stop_requested = signum
-
-    def _restore_signal_handlers(self) -> None:
-        for sig, handler in getattr(self, "_previous_handlers", {}).items():
-            signal.signal(sig, handler)
-        self._previous_handlers = {}
-
-    def _honour_stop(self) -> None:
-        if self.stop_requested is not None:
-            signum = self.stop_requested
-            self.close()
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            raise SystemExit(128 + signum)
 
     # ------------------------------------------------------------------------- failures
     def _is_failure(self, exc: BaseException) -> bool:

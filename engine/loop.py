@@ -12,8 +12,6 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -32,6 +30,7 @@ from .model import GenerativeModel
 from .population import Population, PopulationState, check_populations
 from .shared_state import ControlBlock, SharedState
 from .shm import Run, sweep_stale
+from .signals import StopOnSignal
 from .worker import process_forced, process_tick, scratch_pool, warm_up, worker_main
 
 #: how long start() waits for workers to attach and compile their kernels
@@ -75,7 +74,7 @@ class TickInfo:
     level: int
 
 
-class Engine:
+class Engine(StopOnSignal):
     """Populations in shared memory stepped by ``workers`` processes (0: in this process).
 
     ``Engine(model, n_agents)`` runs one population; ``Engine(populations=[Population(...),
@@ -276,34 +275,6 @@ class Engine:
             self._run.close()
             self._run = None
             self._restore_signal_handlers()
-
-    # ------------------------------------------------------------------------- signals
-    def _install_signal_handlers(self) -> None:
-        """SIGINT/SIGTERM let the current tick finish, then stop (run) or exit cleanly (step)."""
-        self.stop_requested: int | None = None
-        self._previous_handlers = {}
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous_handlers[sig] = signal.getsignal(sig)
-            signal.signal(sig, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: object) -> None:
-        self.stop_requested = signum
-
-    def _restore_signal_handlers(self) -> None:
-        for sig, handler in getattr(self, "_previous_handlers", {}).items():
-            signal.signal(sig, handler)
-        self._previous_handlers = {}
-
-    def _honour_stop(self) -> None:
-        """After a tick: a pending SIGINT/SIGTERM closes the engine and exits."""
-        if self.stop_requested is not None:
-            signum = self.stop_requested
-            self.close()
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            raise SystemExit(128 + signum)
 
     def __enter__(self) -> Engine:
         return self.start()
