@@ -563,17 +563,11 @@ class Probes:
 
     def pymdp_footprint(self, policy_len: int) -> dict[str, Any]:
         """pymdp 0.0.7.1: RSS growth per ``Agent`` and seconds to create one (a child)."""
-        env = dict(os.environ)
-        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH"))
-                                            if p)
-        code = (f"from perf.bench import _pymdp_child; _pymdp_child({HELD_MODEL!r}, "
-                f"{int(policy_len)}, {int(self.cfg.pymdp_agents)})")
-        out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT,
-                             capture_output=True, text=True, timeout=600)
-        if out.returncode != 0:
-            raise RuntimeError(f"pymdp child failed: {out.stderr.strip().splitlines()[-1:]}")
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        from perf.kernels import measure_in_child
+
+        return measure_in_child(f"from perf.bench import _pymdp_child; _pymdp_child("
+                                f"{HELD_MODEL!r}, {int(policy_len)}, {int(self.cfg.pymdp_agents)})",
+                                "pymdp child")
 
     def startup(self) -> dict[str, Any]:
         """Create ``startup_agents`` and finish their first tick (perf.engine.startup)."""

@@ -451,16 +451,22 @@ def rss_per_agent(model_name: str, policy_len: int, n: int, seed: int = 0) -> di
     counts it exactly). The model layout and the observations are made before the baseline:
     the layout is the shared, counted-once cost, the observations belong to the caller.
     """
+    return measure_in_child(f"from perf.kernels import _rss_child; _rss_child("
+                            f"{model_name!r}, {int(policy_len)}, {int(n)}, {int(seed)})",
+                            "RSS child")
+
+
+def measure_in_child(code: str, what: str) -> dict[str, Any]:
+    """Run ``code`` in a fresh interpreter (glibc's mmap threshold pinned at 64 KiB, so RSS
+    counts every large array) and return the JSON its last output line holds."""
     env = dict(os.environ)
     env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH"))
                                         if p)
-    code = (f"from perf.kernels import _rss_child; "
-            f"_rss_child({model_name!r}, {int(policy_len)}, {int(n)}, {int(seed)})")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
-        raise RuntimeError(f"RSS child failed:\n{out.stderr[-4000:]}")
+        raise RuntimeError(f"{what} failed:\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
