@@ -34,7 +34,7 @@ import numpy as np
 from engine.model import GenerativeModel
 
 from .base import check_actions
-from .grid import check_param, move_table, read_only
+from .grid import AgentCells, check_param, move_table
 from .models import MOVES, grid_position_likelihood, grid_transitions
 from .process import ModeFirstSampler
 
@@ -80,7 +80,7 @@ def context_transitions(n_patches: int, switch_prob: float) -> np.ndarray:
     return B[:, :, None]
 
 
-class ForagingWorld:
+class ForagingWorld(AgentCells):
     """Agents searching for food whose patch (the hidden context) switches now and then.
 
     Observations int64 ``(n_agents, 3)``: observed cell, scent (0 none .. ``near_radius + 1``
@@ -197,24 +197,9 @@ class ForagingWorld:
 
     # --------------------------------------------------------------------------- inspection
     @property
-    def tick(self) -> int:
-        """Ticks stepped since the last reset."""
-        return self._tick
-
-    @property
     def context(self) -> int:
         """The patch that holds food now."""
         return self._context
-
-    @property
-    def cells(self) -> np.ndarray:
-        """Each agent's true cell ``row * size + col`` (read-only view)."""
-        return read_only(self._cell)
-
-    @property
-    def positions(self) -> np.ndarray:
-        """Each agent's true (row, col), ``(n_agents, 2)`` int64 (a copy)."""
-        return np.stack(np.divmod(self._cell, self.size), axis=1)
 
     def stats(self) -> dict[str, Any]:
         """JSON-ready counts: ``tick``, ``n_agents``, ``context``, ``switches_total``,

@@ -252,7 +252,31 @@ def check_param(owner: str, name: str, value: Any, low: float, high: float | Non
 
 
 # ------------------------------------------------------------------------------------- world
-class GridWorld:
+class AgentCells:
+    """Inspection of agents that live on the cells of a ``size`` x ``size`` grid (``_cell``
+    holds each agent's cell ``row * size + col``; ``_tick`` the ticks since reset)."""
+
+    size: int
+    _cell: np.ndarray
+    _tick: int
+
+    @property
+    def tick(self) -> int:
+        """Ticks stepped since the last reset."""
+        return self._tick
+
+    @property
+    def cells(self) -> np.ndarray:
+        """Each agent's true cell ``row * size + col`` (read-only view, ``(n_agents,)``)."""
+        return read_only(self._cell)
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Each agent's true (row, col), ``(n_agents, 2)`` int64 (a copy)."""
+        return np.stack(np.divmod(self._cell, self.size), axis=1)
+
+
+class GridWorld(AgentCells):
     """Many agents sharing an N x N grid: walls, hazards, goals, depleting resources, energy.
 
     The rules (collisions, energy, harvest, regrowth, respawn) are in this module's docstring.
@@ -483,20 +507,6 @@ class GridWorld:
         self._cell = arr.astype(np.int64)
 
     # --------------------------------------------------------------------------- inspection
-    @property
-    def tick(self) -> int:
-        """Ticks stepped since the last reset."""
-        return self._tick
-
-    @property
-    def cells(self) -> np.ndarray:
-        """Each agent's true cell ``row * size + col`` (read-only view, ``(n_agents,)``)."""
-        return read_only(self._cell)
-
-    @property
-    def positions(self) -> np.ndarray:
-        """Each agent's true (row, col), ``(n_agents, 2)`` int64 (a copy)."""
-        return np.stack(np.divmod(self._cell, self.size), axis=1)
 
     @property
     def energy(self) -> np.ndarray:
