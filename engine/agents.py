@@ -274,7 +274,7 @@ class Agents:
             numba.set_num_threads(1 if self.n < SERIAL_BELOW else self.threads)
             cpu.step_agents(self._km, self._kc, self._agent_ids, obs, self._qs, self._prev_action,
                    self._started, self._q_pi, self._G, self._actions, self.seed, self.tick,
-                   self._fscratch, self._iscratch, self._sizes, self._kc.num_iter)
+                   self._fscratch, self._iscratch, self._sizes, self._kc.num_iter, 1)
         self.tick += 1
         return self._actions_view
 

@@ -58,8 +58,9 @@ class Journal:
 
     def run_chunk(self, population: int, state: SharedState, kc: cpu.KernelConfig, lo: int,
                   hi: int, tick: int, fscratch: np.ndarray, iscratch: np.ndarray,
-                  beliefs: np.ndarray) -> None:
-        """Step agents ``lo..hi`` into the staging rows, then commit them."""
+                  beliefs: np.ndarray, token: int) -> None:
+        """Step agents ``lo..hi`` into the staging rows, then commit them (``token``: the
+        kernels' memo token, ``engine.worker.memo_token``)."""
         rows = hi - lo
         staged = self.staged[population]
         prev_action, started = staged["prev_action"][:rows], staged["started"][:rows]
@@ -76,7 +77,7 @@ class Journal:
         cpu.step_agents(state.km, kc, state.agent_ids[lo:hi], state.obs[lo:hi], qs,
                         prev_action, started, staged["q_pi"][:rows], staged["G"][:rows],
                         staged["actions"][:rows], state.spec.seed, tick, fscratch, iscratch,
-                        state.spec.scratch_sizes, kc.num_iter)
+                        state.spec.scratch_sizes, kc.num_iter, token)
         if codec is not None:
             codec.encode(qs, staged["qs"][:rows])
         fault_point("compute")

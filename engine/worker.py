@@ -17,7 +17,7 @@ import numpy as np
 import posix_ipc
 
 from . import faults
-from .degrade import FULL, ROTATING_FRACTION, STALE_ACTIONS
+from .degrade import FULL, MAX_LEVEL, ROTATING_FRACTION, STALE_ACTIONS
 from .journal import Journal
 from .kernels import cpu
 from .pool import ArrayPool
@@ -80,6 +80,7 @@ def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
     their last action and their stale flag.
     """
     kc = state.kc_by_level[level]
+    token = memo_token(population, level)
     if level >= STALE_ACTIONS:
         return 0
     ran = 0
@@ -91,11 +92,11 @@ def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
             break
         if not (level == ROTATING_FRACTION and (index + tick) % 2 == 1):
             if journal is None:
-                run_chunk(state, kc, start, end, tick, fscratch, iscratch, beliefs)
+                run_chunk(state, kc, start, end, tick, fscratch, iscratch, beliefs, token)
                 state.stale[start:end] = 0
             else:
                 journal.run_chunk(population, state, kc, start, end, tick, fscratch, iscratch,
-                                  beliefs)
+                                  beliefs, token)
             ran += end - start
         start = end
         index += 1
@@ -122,15 +123,23 @@ def process_forced(state: SharedState, stale_agents: np.ndarray, chunk: int, tic
     for start, end in edges.reshape(-1, 2):
         for lo in range(int(start), int(end), chunk):
             hi = min(int(end), lo + chunk)
-            run_chunk(state, kc, lo, hi, tick, fscratch, iscratch, beliefs)
+            run_chunk(state, kc, lo, hi, tick, fscratch, iscratch, beliefs,
+                      memo_token(0, level))
             ran += hi - lo
     return ran
 
 
+def memo_token(population: int, level: int) -> int:
+    """The kernels' memo token for a population stepped at a degradation level: the scratch a
+    worker shares between its populations and levels remembers first steps per token."""
+    return 1 + population * (MAX_LEVEL + 1) + level
+
+
 def run_chunk(state: SharedState, kc: cpu.KernelConfig, start: int, end: int, tick: int,
-              fscratch: np.ndarray, iscratch: np.ndarray, beliefs: np.ndarray) -> None:
+              fscratch: np.ndarray, iscratch: np.ndarray, beliefs: np.ndarray,
+              token: int) -> None:
     """One kernel call on agents ``start..end``; coded beliefs are decoded into ``beliefs``
-    (flat pool scratch) first and encoded back after."""
+    (flat pool scratch) first and encoded back after. ``token``: :func:`memo_token`."""
     chunk = slice(start, end)
     codec = state.codec_instance
     if codec is None:
@@ -142,7 +151,7 @@ def run_chunk(state: SharedState, kc: cpu.KernelConfig, start: int, end: int, ti
     cpu.step_agents(state.km, kc, state.agent_ids[chunk], state.obs[chunk], qs,
                     state.prev_action[chunk], state.started[chunk], state.q_pi[chunk],
                     state.G[chunk], state.actions[chunk], state.spec.seed, tick, fscratch,
-                    iscratch, state.spec.scratch_sizes, kc.num_iter)
+                    iscratch, state.spec.scratch_sizes, kc.num_iter, token)
     if codec is not None:
         codec.encode(qs, state.qs[chunk])
 
@@ -150,7 +159,7 @@ def run_chunk(state: SharedState, kc: cpu.KernelConfig, start: int, end: int, ti
 def warm_up(state: SharedState, fscratch: np.ndarray, iscratch: np.ndarray,
             beliefs: np.ndarray) -> None:
     """Compile (or load from cache) the kernel by running it on no agents."""
-    run_chunk(state, state.kc, 0, 0, 0, fscratch, iscratch, beliefs)
+    run_chunk(state, state.kc, 0, 0, 0, fscratch, iscratch, beliefs, memo_token(0, FULL))
 
 
 def worker_main(specs: tuple[StateSpec, ...], n_workers: int, index: int,

@@ -118,6 +118,36 @@ def test_results_do_not_depend_on_threads_or_slicing(config: InferenceConfig,
         np.testing.assert_array_equal(whole1.G[100:], right.G)
 
 
+@pytest.mark.parametrize("model_name", ["random-2-factors", "grid-5"])
+def test_first_steps_shared_by_observation_equal_their_own(model_name: str) -> None:
+    """Agents starting an episode on the same observation share its work (the first-step
+    memo); each still draws its own action, and every number equals stepping it alone."""
+    if model_name == "grid-5":
+        model = grid_model(5)
+    else:
+        model = random_model(np.random.default_rng(2), [4, 3], [4, 3], [3, 2])
+    config = InferenceConfig(action_selection="stochastic", policy_len=2, alpha=2.0)
+    n = 40
+    rng = np.random.default_rng(4)
+    distinct = _obs(model, 3, rng)
+    together = Agents(model, n, config, seed=9, threads=2)
+    alone = [Agents(model, 1, config, seed=9, agent_id_offset=i) for i in range(n)]
+    for k in range(3):
+        obs = distinct[rng.integers(0, 3, size=n)]
+        if k == 2:                                   # half the agents start a new episode
+            together.reset(np.arange(0, n, 2))
+            for i in range(0, n, 2):
+                alone[i].reset(np.array([0]))
+        actions = np.array(together.step(obs))
+        for i, agent in enumerate(alone):
+            np.testing.assert_array_equal(actions[i], agent.step(obs[i:i + 1])[0])
+            np.testing.assert_array_equal(together.q_pi[i], agent.q_pi[0])
+            np.testing.assert_array_equal(together.G[i], agent.G[0])
+            for mine, its in zip(together.qs, agent.qs, strict=True):
+                np.testing.assert_array_equal(mine[i], its[0])
+    assert len(np.unique(np.array(together.actions), axis=0)) > 1
+
+
 def test_stochastic_actions_follow_softmax_of_marginals() -> None:
     """Draws of many identical agents follow softmax(alpha ln P) of their action marginal."""
     model = random_model(np.random.default_rng(4), [3], [4], [4], sharpness=2.0)

@@ -326,7 +326,20 @@ def _big_states(q, q_off, n, tau, big, big_off):
 MEMO_SLOTS = 256          # information-gain memo entries per thread (a power of two)
 MEMO_KEY = 8             # predicted beliefs with more states above e^-16 are not memoised
 MEMO_PROBES = 4
+FIRST_MEMO_FLOATS = 65536   # the first-step memo's stored results per thread (512 KiB)
 
+
+@njit(cache=True, inline="always")
+def first_slots(s_tot, n_pol):
+    """First-step memo entries per thread (distinct first observations remembered)."""
+    return max(64, min(512, FIRST_MEMO_FLOATS // (s_tot + 2 * n_pol)))
+
+
+def first_memo_ints(layout: ModelLayout) -> int:
+    """Int64 scratch the first-step memo takes at the end of a thread's row: per slot a
+    filled flag and the observation it holds, then the memo token (the row's last entry)."""
+    n_mod = len(layout.num_obs)
+    return 1 + first_slots(layout.state_size, layout.n_policies) * (1 + n_mod)
 
 @njit(cache=True, inline="always")
 def _gain_from_states(km, rows, vals, count, qo, touched):
@@ -561,16 +574,58 @@ def scratch_sizes(layout: ModelLayout) -> tuple[int, ...]:
 
 def scratch_int_size(layout: ModelLayout) -> int:
     """Int64 scratch of one thread: touched outcomes, then (one sparse factor) the seen marks,
-    a stamp, and the above-threshold state lists and counts per tree level."""
+    a stamp, the above-threshold state lists and counts per tree level and the information-gain
+    memo keys; the row ends with the first-step memo (:func:`first_memo_ints`)."""
     s = layout.state_size
     return (layout.n_joint_obs + s + 1 + layout.policy_len * s + layout.policy_len + s
-            + MEMO_SLOTS * (1 + MEMO_KEY))
+            + MEMO_SLOTS * (1 + MEMO_KEY) + first_memo_ints(layout))
 
 
 def scratch_float_size(layout: ModelLayout) -> int:
+    """Float64 scratch of one thread: ``_scratch_views``' regions, the first-step memo's
+    results, then (from the row's end) the sparse path's values and memo."""
     s = scratch_sizes(layout)
     return (5 * s[0] + 2 * s[1] + s[2] + s[3] + s[4] + 2 * s[5] + s[6] + max(s[7], s[5])
-            + s[0] + MEMO_SLOTS * (MEMO_KEY + 1))
+            + first_slots(s[0], s[5]) * (s[0] + 2 * s[5]) + s[0]
+            + MEMO_SLOTS * (MEMO_KEY + 1))
+
+
+@njit(cache=True, inline="always")
+def _first_step_slot(obs_row, keys):
+    """The first-step memo slot of an observation: the slot holding it, an empty slot, or -1
+    when the probed slots hold other observations. ``keys[slot] = (filled, obs...)``."""
+    n_slots = keys.shape[0]
+    n_mod = obs_row.shape[0]
+    h = np.uint64(n_mod)
+    for m in range(n_mod):
+        h = h * np.uint64(1000003) + np.uint64(obs_row[m]) * np.uint64(2654435761)
+    home = np.int64(h % np.uint64(n_slots))
+    for probe in range(MEMO_PROBES):
+        slot = (home + probe) % n_slots
+        if keys[slot, 0] == 0:
+            return slot
+        same = True
+        for m in range(n_mod):
+            if keys[slot, 1 + m] != obs_row[m]:
+                same = False
+                break
+        if same:
+            return slot
+    return -1
+
+
+@njit(cache=True, inline="always")
+def _first_memo(fs, iscratch, sizes, n_mod):
+    """The first-step memo's views in a thread's scratch: keys ``(slots, 1 + n_mod)`` (int)
+    and values ``(slots, S + 2P)`` (posterior, G, q(pi) in float64)."""
+    s_tot, n_pol = sizes[0], sizes[5]
+    n_slots = first_slots(s_tot, n_pol)
+    width = s_tot + 2 * n_pol
+    v0 = scratch_views_end(sizes)
+    values = fs[v0:v0 + n_slots * width].reshape((n_slots, width))
+    k0 = iscratch.shape[0] - 1 - n_slots * (1 + n_mod)
+    keys = iscratch[k0:iscratch.shape[0] - 1].reshape((n_slots, 1 + n_mod))
+    return keys, values
 
 
 @njit(cache=True, inline="always")
@@ -581,6 +636,24 @@ def _step_agent(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_
     touched = iscratch
     n_factors = km.num_states.shape[0]
     s_tot = km.state_offset[-1]
+    n_pol = G.shape[0]
+    # An agent at its episode's first step starts from D, so its posterior, G and q(pi) are a
+    # function of its observation alone (for this model and kernel config): they are
+    # remembered per thread and reused; only the action draw, keyed by agent id, is its own.
+    first_slot = -1
+    if not started[i]:
+        keys, values = _first_memo(fs, iscratch, sizes, obs.shape[1])
+        first_slot = _first_step_slot(obs[i], keys)
+        if first_slot >= 0 and keys[first_slot, 0] != 0:
+            row = values[first_slot]
+            for s in range(s_tot):
+                post[s] = row[s]
+            for p in range(n_pol):
+                G[p] = row[s_tot + p]
+                qpi[p] = row[s_tot + n_pol + p]
+            _finish_step(km, kc, i, agent_id, qs, prev_action, started, q_pi_out, G_out,
+                         actions_out, seed, tick, post, G, qpi, marg)
+            return
     if started[i]:
         for f in range(n_factors):
             _apply_B(km, f, prev_action[i, f], qs[i], km.state_offset[f], prior,
@@ -595,7 +668,9 @@ def _step_agent(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_
         n_jo = qo.shape[0]
         horizon = km.utility.shape[0]
         o = n_jo + S + 1 + horizon * S
-        memo_key = iscratch[o + horizon + S:].reshape((MEMO_SLOTS, 1 + MEMO_KEY))
+        m0 = o + horizon + S
+        memo_key = iscratch[m0:m0 + MEMO_SLOTS * (1 + MEMO_KEY)].reshape(
+            (MEMO_SLOTS, 1 + MEMO_KEY))
         f_end = fs.shape[0] - S - MEMO_SLOTS * (MEMO_KEY + 1)
         memo_val = fs[f_end + S:].reshape((MEMO_SLOTS, MEMO_KEY + 1))
         policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched,
@@ -606,27 +681,59 @@ def _step_agent(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_
     else:
         policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G)
     _policy_posterior(km, kc, G, qpi)
+    if first_slot >= 0:
+        keys, values = _first_memo(fs, iscratch, sizes, obs.shape[1])
+        keys[first_slot, 0] = 1
+        for m in range(obs.shape[1]):
+            keys[first_slot, 1 + m] = obs[i, m]
+        row = values[first_slot]
+        for s in range(s_tot):
+            row[s] = post[s]
+        for p in range(n_pol):
+            row[s_tot + p] = G[p]
+            row[s_tot + n_pol + p] = qpi[p]
+    _finish_step(km, kc, i, agent_id, qs, prev_action, started, q_pi_out, G_out, actions_out,
+                 seed, tick, post, G, qpi, marg)
+
+
+@njit(cache=True, inline="always")
+def _finish_step(km, kc, i, agent_id, qs, prev_action, started, q_pi_out, G_out, actions_out,
+                 seed, tick, post, G, qpi, marg):
+    """Select agent ``i``'s action and store its posterior, G and q(pi)."""
     select_action_one(km, kc, qpi, marg, seed, agent_id, tick, actions_out[i])
-    for s in range(s_tot):
+    for s in range(post.shape[0]):
         qs[i, s] = post[s]
     for p in range(G.shape[0]):
         G_out[i, p] = G[p]
         q_pi_out[i, p] = qpi[p]
-    for f in range(n_factors):
+    for f in range(km.num_states.shape[0]):
         prev_action[i, f] = actions_out[i, f]
     started[i] = 1
 
 
 @njit(cache=True, parallel=True)
 def step_agents(km, kc, agent_ids, obs, qs, prev_action, started, q_pi_out, G_out,
-                actions_out, seed, tick, fscratch, iscratch, sizes, num_iter):
+                actions_out, seed, tick, fscratch, iscratch, sizes, num_iter, memo_token):
     """One full step for every agent ``i`` (rows of the per-agent arrays), in parallel.
 
-    ``agent_ids[i]`` keys the random stream; scratch rows are taken by thread id. Use it with
+    ``agent_ids[i]`` keys the random stream; scratch rows are taken by thread id. Agents at
+    their episode's first step reuse the results of an earlier agent that started on the same
+    observation (``_step_agent``): the scratch remembers them across calls for as long as
+    ``memo_token`` stays the same, so a caller gives each (model, kernel config) it steps with
+    the same scratch its own token (an int > 0). A new token clears the thread's scratch
+    (both memos, and what another layout left where this one expects zeros) before use. Use it with
     ``numba.set_num_threads(1)`` for one thread too: a plain loop over the same body ran 2x
     slower (Numba reference-counts the model arrays per agent there, not in a parallel body).
     """
     n = obs.shape[0]
+    last = iscratch.shape[1] - 1
+    for t in range(iscratch.shape[0]):
+        if iscratch[t, last] != memo_token:
+            for k in range(last):
+                iscratch[t, k] = 0
+            for k in range(fscratch.shape[1]):
+                fscratch[t, k] = 0.0
+            iscratch[t, last] = memo_token
     for i in prange(n):
         tid = numba.get_thread_id()
         _step_agent(km, kc, i, agent_ids[i], obs, qs, prev_action, started, q_pi_out, G_out,
