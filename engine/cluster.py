@@ -69,7 +69,7 @@ import numpy as np
 
 from .agents import Agents, select_agents
 from .config import InferenceConfig
-from .degrade import FULL, MAX_LEVEL, DegradeController
+from .degrade import FULL, MAX_LEVEL, DegradeController, controller_for
 from .errors import AgentloopError, ConfigError
 from .loop import Engine, RunSummary, TickInfo, WorldLike
 from .metrics import TickMetrics
@@ -344,9 +344,9 @@ class ClusterEngine(StopOnSignal):
             engine_kwargs["threads"] = max(1, int(cpus_per_shard))
         self._engine_kwargs = dict(workers=self.workers, config=self.config, seed=self.seed,
                                    chunk=self.chunk, beliefs=beliefs, **engine_kwargs)
-        if degrade is True:
-            degrade = DegradeController()
-        self.controller: DegradeController | None = degrade or None
+        self.controller = controller_for(degrade, [(self._checker.layout.n_factors,
+                                                     self.config.num_iter,
+                                                     self.config.policy_len)])
         self.tick = 0
         self.last_tick: TickInfo | None = None
         self.last_shards: list[ShardTick] = []

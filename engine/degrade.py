@@ -7,9 +7,19 @@ climbs back with hysteresis when load drops:
 0     full                       every agent, every iteration, the whole policy horizon
 1     fewer iterations           half the fixed-point iterations (multi-factor models)
 2     shorter horizon            policies valued by their first step only
-3     rotating fraction          half the agents (alternate chunks, rotating each tick)
+3     rotating fraction          half the agents (alternate chunks, rotating each tick), within
+                                 ``ROTATING_BUDGET`` of the tick's budget
 4     stale actions              no agent updated: every agent keeps its last action
 ====  =========================  ===============================================================
+
+At the rotating fraction the tick's deadline is brought forward to ``ROTATING_BUDGET`` of its
+budget: when even half the agents do not fit, as many as fit are updated, and since each worker
+resumes where its last tick stopped (``engine.worker``), every agent is still updated in turn.
+So a population far past capacity settles there (with utilisation near ``ROTATING_BUDGET``,
+between the controller's thresholds) instead of falling to stale actions, which only a tick that
+still misses its whole budget reaches. Rungs that change nothing for the engine's populations
+(fewer iterations for single-factor models, a shorter horizon at policy_len 1) are skipped
+(:func:`noop_levels`).
 
 The controller is a pure function of the utilisations it is shown, so a replay that feeds it
 the recorded levels (or the same utilisations) reproduces the run.
@@ -18,11 +28,26 @@ the recorded levels (or the same utilisations) reproduces the run.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 FULL, FEWER_ITERATIONS, SHORTER_HORIZON, ROTATING_FRACTION, STALE_ACTIONS = range(5)
 LEVEL_NAMES = ("full", "fewer iterations", "shorter horizon", "rotating fraction",
                "stale actions")
 MAX_LEVEL = STALE_ACTIONS
+#: the share of a tick's budget the rotating fraction may use (its deadline is moved forward)
+ROTATING_BUDGET = 0.75
+
+
+def noop_levels(populations: Sequence[tuple[int, int, int]]) -> tuple[int, ...]:
+    """Rungs that would change nothing for populations given as ``(n_factors, num_iter,
+    policy_len)``: fewer iterations when no population iterates (single-factor posteriors are
+    exact, or num_iter is 1), a shorter horizon when every policy is one step long."""
+    skipped = []
+    if not any(factors > 1 and num_iter > 1 for factors, num_iter, _ in populations):
+        skipped.append(FEWER_ITERATIONS)
+    if not any(policy_len > 1 for _, _, policy_len in populations):
+        skipped.append(SHORTER_HORIZON)
+    return tuple(skipped)
 
 
 @dataclasses.dataclass
@@ -42,6 +67,7 @@ class DegradeController:
             pushed down to stale actions once kept climbing to the rotating fraction, missing
             that first tick and falling back, for good (seen in a soak at 100,000 agents).
         max_level: the lowest rung the controller may use.
+        skip: rungs the controller never picks (``Engine`` passes :func:`noop_levels`).
     """
 
     high: float = 0.9
@@ -50,6 +76,7 @@ class DegradeController:
     calm_ticks: int = 5
     settle_ticks: int = 3
     max_level: int = MAX_LEVEL
+    skip: tuple[int, ...] = ()
     level: int = FULL
     _hot: int = 0
     _calm: int = 0
@@ -61,6 +88,8 @@ class DegradeController:
                              f"high={self.high}")
         if not 0 <= self.max_level <= MAX_LEVEL:
             raise ValueError(f"degrade: max_level must be in 0..{MAX_LEVEL}")
+        if FULL in self.skip or any(not FULL < lv <= MAX_LEVEL for lv in self.skip):
+            raise ValueError(f"degrade: skip may hold levels 1..{MAX_LEVEL}, got {self.skip}")
 
     def observe(self, utilisation: float) -> int:
         """Record one tick's utilisation; return the level for the next tick."""
@@ -77,7 +106,7 @@ class DegradeController:
             self._hot = 0
             self._calm += 1
             if self._calm >= self.calm_ticks and self.level > FULL:
-                self.level -= 1
+                self.level = self._next(self.level, -1)
                 self._calm = 0
                 self._settling = self.settle_ticks
         else:
@@ -85,5 +114,24 @@ class DegradeController:
         return self.level
 
     def _down(self) -> None:
-        self.level = min(self.max_level, self.level + 1)
+        if self.level < self.max_level:
+            self.level = min(self.max_level, self._next(self.level, +1))
         self._hot = self._calm = self._settling = 0
+
+    def _next(self, level: int, direction: int) -> int:
+        """The next rung from ``level`` in ``direction`` that is not skipped (full and stale
+        actions never are)."""
+        level += direction
+        while level in self.skip and FULL < level < MAX_LEVEL:
+            level += direction
+        return level
+
+
+def controller_for(degrade: DegradeController | bool | None,
+                   populations: Sequence[tuple[int, int, int]]) -> DegradeController | None:
+    """The controller an engine uses for ``degrade`` (True: a default one; False or None: none),
+    told to skip the rungs that change nothing for ``populations`` (see :func:`noop_levels`)."""
+    controller = DegradeController() if degrade is True else (degrade or None)
+    if controller is not None:
+        controller.skip = tuple(sorted(set(controller.skip) | set(noop_levels(populations))))
+    return controller

@@ -22,7 +22,14 @@ import posix_ipc
 
 from .agents import Agents, select_agents
 from .config import InferenceConfig
-from .degrade import FULL, MAX_LEVEL, DegradeController
+from .degrade import (
+    FULL,
+    MAX_LEVEL,
+    ROTATING_BUDGET,
+    ROTATING_FRACTION,
+    DegradeController,
+    controller_for,
+)
 from .errors import AgentloopError, ConfigError, ObservationError
 from .journal import Journal
 from .metrics import TickMetrics
@@ -139,9 +146,9 @@ class Engine(StopOnSignal):
         self.threads = threads
         self.tick = 0
         self.last_tick: TickInfo | None = None
-        if degrade is True:
-            degrade = DegradeController()
-        self.controller: DegradeController | None = degrade or None
+        self.controller = controller_for(degrade, [
+            (c.layout.n_factors, config.num_iter, config.policy_len)
+            for c, config in zip(self._checkers, configs, strict=True)])
         self._run: Run | None = None
         self.stop_requested = None
         self._in_run = False
@@ -188,6 +195,7 @@ class Engine(StopOnSignal):
             self._fscratch, self._iscratch, self._beliefs = scratch_pool(
                 specs, numba.config.NUMBA_NUM_THREADS, self.chunk)
             self._slices = [tuple((0, int(p.n_agents)) for p in self.populations)]
+            self._cursors = np.zeros(len(self.populations), dtype=np.int64)
             numba.set_num_threads(threads)
             for state in self._states:
                 warm_up(state, self._fscratch, self._iscratch, self._beliefs)
@@ -315,7 +323,8 @@ class Engine(StopOnSignal):
         if stale is not None:
             stale = self._check_forced_stale(stale)
         started = time.monotonic()
-        deadline = float("inf") if budget_s is None else started + float(budget_s)
+        deadline = float("inf") if budget_s is None else started + float(budget_s) * (
+            ROTATING_BUDGET if level == ROTATING_FRACTION else 1.0)
         for state, pop_obs in zip(self._states, per_population, strict=True):
             state.obs[:] = pop_obs
             state.stale[:] = 1               # cleared chunk by chunk as results are written
@@ -328,7 +337,8 @@ class Engine(StopOnSignal):
                            self._iscratch, self._beliefs)
         elif self.workers == 0:
             process_tick(self._states, self._slices[0], self.chunk, self.tick, deadline,
-                         self._fscratch, self._iscratch, self._beliefs, level=level)
+                         self._fscratch, self._iscratch, self._beliefs, level=level,
+                         cursors=self._cursors)
         else:
             until = (started + NO_BUDGET_TIMEOUT_S if budget_s is None
                      else deadline + OVERRUN_GRACE_S)

@@ -50,26 +50,28 @@ def scratch_pool(specs: tuple[StateSpec, ...], threads: int, chunk: int
 def process_tick(states: tuple[SharedState, ...], slices: tuple[tuple[int, int], ...],
                  chunk: int, tick: int, deadline: float, fscratch: np.ndarray,
                  iscratch: np.ndarray, beliefs: np.ndarray, level: int = FULL,
-                 journal: Journal | None = None) -> int:
+                 journal: Journal | None = None, cursors: np.ndarray | None = None) -> int:
     """Step this worker's slice of every population, in order; return how many agents ran.
 
     Every agent starts the tick flagged stale (the master sets the flags before releasing the
     workers); a chunk's flags are cleared when its results are written. A population whose turn
-    comes after the deadline stays stale for the tick as a whole.
+    comes after the deadline stays stale for the tick as a whole. ``cursors`` (one per
+    population, kept by the caller between ticks) is where each slice resumes: see
+    :func:`process_slice`.
     """
     ran = 0
     for p, (state, (lo, hi)) in enumerate(zip(states, slices, strict=True)):
         if p > 0 and hi > lo and time.monotonic() > deadline:
             continue
         ran += process_slice(state, lo, hi, chunk, tick, deadline, fscratch, iscratch,
-                             beliefs, level, journal, p)
+                             beliefs, level, journal, p, cursors)
     return ran
 
 
 def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
                   deadline: float, fscratch: np.ndarray, iscratch: np.ndarray,
                   beliefs: np.ndarray, level: int = FULL, journal: Journal | None = None,
-                  population: int = 0) -> int:
+                  population: int = 0, cursors: np.ndarray | None = None) -> int:
     """Step agents ``lo..hi`` in chunks until done or past the deadline; return how many ran.
 
     With quantized beliefs each chunk's codes are decoded into ``beliefs`` (pool scratch),
@@ -78,28 +80,35 @@ def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
     degradation rung (``engine.degrade``): 1-2 use a cheaper kernel setting, 3 also updates
     only every other chunk (alternating each tick), 4 updates nobody. Agents not updated keep
     their last action and their stale flag.
+
+    The chunks are taken in turn from ``cursors[population]`` (the first chunk, wrapping
+    around); when the deadline cuts the tick, the cursor moves to the first chunk not reached,
+    so the next tick starts there and no agent is left behind tick after tick.
     """
     kc = state.kc_by_level[level]
     token = memo_token(population, level)
-    if level >= STALE_ACTIONS:
+    if level >= STALE_ACTIONS or hi <= lo:
         return 0
+    n_chunks = -(-(hi - lo) // chunk)
+    first = int(cursors[population]) % n_chunks if cursors is not None else 0
     ran = 0
-    start = lo
-    index = 0
-    while start < hi:
-        end = min(hi, start + chunk)
-        if start > lo and time.monotonic() > deadline:
+    for k in range(n_chunks):
+        index = (first + k) % n_chunks
+        if level == ROTATING_FRACTION and (index + tick) % 2 == 1:
+            continue
+        if ran and time.monotonic() > deadline:
+            if cursors is not None:
+                cursors[population] = index
             break
-        if not (level == ROTATING_FRACTION and (index + tick) % 2 == 1):
-            if journal is None:
-                run_chunk(state, kc, start, end, tick, fscratch, iscratch, beliefs, token)
-                state.stale[start:end] = 0
-            else:
-                journal.run_chunk(population, state, kc, start, end, tick, fscratch, iscratch,
-                                  beliefs, token)
-            ran += end - start
-        start = end
-        index += 1
+        start = lo + index * chunk
+        end = min(hi, start + chunk)
+        if journal is None:
+            run_chunk(state, kc, start, end, tick, fscratch, iscratch, beliefs, token)
+            state.stale[start:end] = 0
+        else:
+            journal.run_chunk(population, state, kc, start, end, tick, fscratch, iscratch,
+                              beliefs, token)
+        ran += end - start
     return ran
 
 
@@ -182,6 +191,7 @@ def worker_main(specs: tuple[StateSpec, ...], n_workers: int, index: int,
         faults.configure(index)
         for state in states:
             warm_up(state, fscratch, iscratch, beliefs)
+        cursors = np.zeros(len(states), dtype=np.int64)
         done.release()                                   # ready
         while True:
             try:
@@ -197,7 +207,8 @@ def worker_main(specs: tuple[StateSpec, ...], n_workers: int, index: int,
             faults.arm(tick)
             faults.fault_point("wait")
             process_tick(states, slices, chunk, tick, control.get("deadline"), fscratch,
-                         iscratch, beliefs, level=int(control.get("level")), journal=journal)
+                         iscratch, beliefs, level=int(control.get("level")), journal=journal,
+                         cursors=cursors)
             control.beat(index, tick, time.monotonic() - began)
             faults.fault_point("done")
             done.release()

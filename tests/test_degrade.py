@@ -9,11 +9,14 @@ import pytest
 
 from engine import Agents, InferenceConfig
 from engine.degrade import (
+    FEWER_ITERATIONS,
     FULL,
+    ROTATING_BUDGET,
     ROTATING_FRACTION,
     SHORTER_HORIZON,
     STALE_ACTIONS,
     DegradeController,
+    noop_levels,
 )
 from engine.loop import Engine
 from world.models import grid_model
@@ -101,3 +104,55 @@ def test_fixed_rate_run_keeps_time_degrades_under_overload_and_recovers() -> Non
         elapsed = time.monotonic() - t0
         assert 6 / 4.0 - 0.3 < elapsed < 6 / 4.0 + 0.6  # no drift
         assert steady.level_counts[FULL] >= 5
+
+
+def test_rungs_that_change_nothing_are_skipped() -> None:
+    """Single-factor posteriors do not iterate and one-step policies have no horizon to cut:
+    for such populations the controller goes from full straight to the rotating fraction."""
+    assert noop_levels([(1, 10, 1)]) == (FEWER_ITERATIONS, SHORTER_HORIZON)
+    assert noop_levels([(1, 10, 3)]) == (FEWER_ITERATIONS,)
+    assert noop_levels([(2, 1, 1), (1, 10, 2)]) == (FEWER_ITERATIONS,)
+    assert noop_levels([(2, 10, 2)]) == ()
+    c = DegradeController(calm_ticks=1, settle_ticks=0, skip=(FEWER_ITERATIONS, SHORTER_HORIZON))
+    assert c.observe(1.2) == ROTATING_FRACTION
+    assert c.observe(1.2) == STALE_ACTIONS
+    assert [c.observe(0.1) for _ in range(2)] == [ROTATING_FRACTION, FULL]
+    with pytest.raises(ValueError, match="skip"):
+        DegradeController(skip=(FULL,))
+    with Engine(grid_model(4), 10, workers=0) as engine:
+        assert engine.controller.skip == (FEWER_ITERATIONS, SHORTER_HORIZON)
+    with Engine(grid_model(4), 10, workers=0, config=InferenceConfig(policy_len=2)) as engine:
+        assert engine.controller.skip == (FEWER_ITERATIONS,)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_deadline_cuts_resume_where_they_stopped(workers: int) -> None:
+    """A deadline that leaves agents stale moves each slice's start to the first chunk it did
+    not reach, so over enough ticks every agent is updated, not the same head of each slice."""
+    model = grid_model(4)
+    n, chunk = 640, 32
+    with Engine(model, n, workers=workers, chunk=chunk, degrade=False) as engine:
+        updated = np.zeros(n, dtype=bool)
+        chunks_per_slice = n // max(workers, 1) // chunk
+        for tick in range(chunks_per_slice):
+            engine.step(_obs(model, n, tick), budget_s=0.0)     # one chunk per slice a tick
+            assert engine.last_tick.stale_agents == n - chunk * max(workers, 1)
+            updated |= engine.stale == 0
+        assert updated.all()
+
+
+def test_rotating_fraction_keeps_within_part_of_the_budget() -> None:
+    """At the rotating fraction the workers' deadline is ROTATING_BUDGET of the tick's budget:
+    past capacity the tick ends early (utilisation between the controller's thresholds) and
+    the controller holds that rung rather than falling to stale actions."""
+    model = grid_model(4)
+    with Engine(model, 64, workers=0) as engine:
+        began = time.monotonic()
+        engine.step(_obs(model, 64, 0), budget_s=10.0, level=ROTATING_FRACTION)
+        deadline = engine.control.get("deadline")
+        assert began + 10.0 * ROTATING_BUDGET - 0.01 <= deadline <= (
+            time.monotonic() + 10.0 * ROTATING_BUDGET)
+        engine.step(_obs(model, 64, 1), budget_s=10.0, level=FULL)
+        assert engine.control.get("deadline") > began + 10.0 * ROTATING_BUDGET + 1.0
+    c = DegradeController(level=ROTATING_FRACTION)
+    assert {c.observe(ROTATING_BUDGET + 0.02) for _ in range(50)} == {ROTATING_FRACTION}
