@@ -10,9 +10,9 @@ stream: a cluster run gives exactly the actions of a single-machine run with the
 
 The process that creates the ``ClusterEngine`` is the **coordinator**; it drives the tick:
 
-* ``step(obs, budget_s)`` puts the observations in Ray's object store once (``ray.put``), sends
-  every shard the reference and the tick's budget and degradation level, and gathers each
-  shard's actions and stale flags back as NumPy. The coordinator owns the degradation controller
+* ``step(obs, budget_s)`` sends every shard its own rows of the observations (Ray inlines a
+  small array in the call and puts a large one in its object store) with the tick's budget and
+  degradation level, and gathers each shard's actions and stale flags back as NumPy. The coordinator owns the degradation controller
   (the same :class:`~engine.degrade.DegradeController` as ``Engine``) and passes the level down;
   shards run with ``degrade=False`` and apply the level they are given.
 * **Deadline rule.** A shard runs its engine with the budget that is left when the call is
@@ -47,9 +47,7 @@ The process that creates the ``ClusterEngine`` is the **coordinator**; it drives
   that tick verifies the rest of the run (a replay from before it reports a desync at the
   restore, since reloading an older checkpoint is not something replay re-enacts).
 
-Limits: one population per cluster engine; observations travel to every node whole (each shard
-reads its slice of the one object), which costs ``n * modalities * 8`` bytes per node per tick;
-a shard's budget is counted from when its call arrives (no clock synchronisation is assumed).
+Limits: one population per cluster engine; a shard's budget is counted from when its call arrives (no clock synchronisation is assumed).
 ``make_engine(..., cluster=ADDRESS)`` returns a ``ClusterEngine`` when an address is given and
 an ``Engine`` otherwise; :func:`connect` joins a cluster (``"ray://host:10001"`` through Ray
 Client, ``"host:6379"`` or ``"auto"`` directly, ``None`` starts a local one). Every node needs
@@ -181,7 +179,7 @@ class _Shard:
              discard: int | None, checkpoint: bool
              ) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
         """Discard a dropped tick if told, copy the state first if ``checkpoint``, then step
-        this slice of ``obs`` (the whole tick's observations) as tick ``tick``."""
+        ``obs`` (this shard's rows of the tick's observations) as tick ``tick``."""
         received = time.monotonic()
         if not self.ready:
             raise ShardNotRestored(f"shard {self.lo}..{self.hi} was restarted and not restored")
@@ -197,7 +195,7 @@ class _Shard:
             self._undo_tick = tick
             budget_s = max(0.0, budget_s - (time.monotonic() - received))
         self.engine.tick = int(tick)
-        actions = self.engine.step(obs[self.lo:self.hi], budget_s=budget_s, level=level)
+        actions = self.engine.step(obs, budget_s=budget_s, level=level)
         wall = self.engine.last_tick.wall_s if self.engine.last_tick else 0.0
         result = {"tick": int(tick), "actions": np.array(actions), "stale": np.array(state.stale),
                   "wall_s": wall, "service_s": time.monotonic() - received}
@@ -590,7 +588,6 @@ class ClusterEngine(StopOnSignal):
                       and tick % self.checkpoint_every == 0)
         resync = self._resync_due
         self._resync_due = False
-        obs_ref = ray.put(obs)
         sent: dict[Any, int] = {}
         send_time: dict[int, float] = {}
         for s, actor in enumerate(self._actors):
@@ -599,8 +596,9 @@ class ClusterEngine(StopOnSignal):
             shard_budget = None
             if deadline is not None:
                 shard_budget = max(0.0, deadline - time.monotonic() - self._hop[s])
+            lo, hi = self.bounds[s]            # each shard is sent its own rows only
             result_ref, state_ref = actor.step.options(num_returns=2).remote(
-                obs_ref, tick, shard_budget, level, self._discard[s], checkpoint or resync)
+                obs[lo:hi], tick, shard_budget, level, self._discard[s], checkpoint or resync)
             self._discard[s] = None
             sent[result_ref] = s
             send_time[s] = time.monotonic()
