@@ -12,8 +12,9 @@ The process that creates the ``ClusterEngine`` is the **coordinator**; it drives
 
 * ``step(obs, budget_s)`` sends every shard its own rows of the observations (Ray inlines a
   small array in the call and puts a large one in its object store) with the tick's budget and
-  degradation level, and gathers each shard's actions and stale flags back as NumPy. The coordinator owns the degradation controller
-  (the same :class:`~engine.degrade.DegradeController` as ``Engine``) and passes the level down;
+  degradation level, and gathers each shard's actions and stale flags back as NumPy. The
+  coordinator owns the degradation controller (the same
+  :class:`~engine.degrade.DegradeController` as ``Engine``) and passes the level down;
   shards run with ``degrade=False`` and apply the level they are given.
 * **Deadline rule.** A shard runs its engine with the budget that is left when the call is
   sent, less its measured round-trip overhead (``hop_s``), counted from when the call arrives.
@@ -47,7 +48,8 @@ The process that creates the ``ClusterEngine`` is the **coordinator**; it drives
   that tick verifies the rest of the run (a replay from before it reports a desync at the
   restore, since reloading an older checkpoint is not something replay re-enacts).
 
-Limits: one population per cluster engine; a shard's budget is counted from when its call arrives (no clock synchronisation is assumed).
+Limits: one population per cluster engine; a shard's budget is counted from when its call
+arrives (no clock synchronisation is assumed).
 ``make_engine(..., cluster=ADDRESS)`` returns a ``ClusterEngine`` when an address is given and
 an ``Engine`` otherwise; :func:`connect` joins a cluster (``"ray://host:10001"`` through Ray
 Client, ``"host:6379"`` or ``"auto"`` directly, ``None`` starts a local one). Every node needs
