@@ -30,11 +30,12 @@ from .degrade import (
     DegradeController,
     controller_for,
 )
+from .device import REFRESH_EVERY, DevicePopulation
 from .errors import AgentloopError, ConfigError, ObservationError
 from .journal import Journal
 from .metrics import TickMetrics
 from .model import GenerativeModel
-from .population import Population, PopulationState, check_populations
+from .population import Population, PopulationState, check_populations, population_backends
 from .shared_state import ControlBlock, SharedState
 from .shm import Run, sweep_stale
 from .signals import StopOnSignal
@@ -88,7 +89,11 @@ class Engine(StopOnSignal):
     ...])`` runs several (different models and configs) in one tick, and then ``step`` takes
     and returns one array per population (a list, or a dict keyed by population name).
     ``cluster="ray://host:port"`` spreads one population over a Ray cluster
-    (:mod:`engine.cluster`; the ``[cluster]`` extra).
+    (:mod:`engine.cluster`; the ``[cluster]`` extra). ``backend="cupy"`` (or a population's
+    own ``backend``) keeps a population's state on the GPU, stepped by the master process while
+    the workers step the CPU populations (:mod:`engine.device`; ``"xp-numpy"`` runs the same
+    code on the CPU); its state is copied into shared memory every ``refresh_every`` ticks and
+    whenever it is read.
     Use as a context manager, or call :meth:`start` and :meth:`close`. Results are identical
     for any number of workers: each agent's random stream is keyed by (seed, agent id, tick).
     """
@@ -108,7 +113,8 @@ class Engine(StopOnSignal):
                  chunk: int = 1024, threads: int | None = None,
                  degrade: DegradeController | bool = True, beliefs: str = "uint16",
                  populations: Sequence[Population] | None = None, id_offset: int = 0,
-                 cluster: str | None = None) -> None:
+                 cluster: str | None = None, backend: str = "numba",
+                 refresh_every: int = REFRESH_EVERY) -> None:
         if workers < 0:
             raise ConfigError(f"Engine: workers must be >= 0, got {workers}")
         if chunk < 1:
@@ -130,6 +136,11 @@ class Engine(StopOnSignal):
             populations = [Population("main", model, int(n_agents), self.config)]
         self.populations: list[Population] = list(populations)
         configs = check_populations(self.populations, self.config)
+        #: each population's resolved backend: "numba" (CPU workers), "cupy" or "xp-numpy"
+        self.backends = population_backends(self.populations, configs, backend)
+        if not isinstance(refresh_every, (int, np.integer)) or refresh_every < 1:
+            raise ConfigError(f"Engine: refresh_every must be an int >= 1, got {refresh_every!r}")
+        self.refresh_every = int(refresh_every)
         # Agents validates each population and builds its layout (one place for both)
         self._checkers = [Agents(p.model, 1, c, seed=seed)
                           for p, c in zip(self.populations, configs, strict=True)]
@@ -182,10 +193,19 @@ class Engine(StopOnSignal):
             offset += int(pop.n_agents)
         self.state = self._states[0]
         self.control = ControlBlock.create(self._run, self.workers)
+        offsets = np.cumsum([self.id_offset] + [int(p.n_agents) for p in self.populations])
+        #: device-resident populations by index (backend "cupy" or "xp-numpy")
+        self._device = {
+            index: DevicePopulation(state, pop.model, config, backend, self.seed,
+                                    int(offsets[index]), self.refresh_every)
+            for index, (pop, config, backend, state) in enumerate(
+                zip(self.populations, self._configs, self.backends, self._states, strict=True))
+            if backend != "numba"}
         self.population_states = {
-            pop.name: PopulationState(pop, checker, state)
-            for pop, checker, state in zip(self.populations, self._checkers, self._states,
-                                           strict=True)}
+            pop.name: PopulationState(pop, checker, state,
+                                      self._device[i].sync if i in self._device else None)
+            for i, (pop, checker, state) in enumerate(
+                zip(self.populations, self._checkers, self._states, strict=True))}
         self.metrics = TickMetrics(self.n_agents)
         self._actions_view = self.state.actions.view()
         self._actions_view.setflags(write=False)
@@ -194,15 +214,17 @@ class Engine(StopOnSignal):
             threads = self.threads or numba.config.NUMBA_NUM_THREADS
             self._fscratch, self._iscratch, self._beliefs = scratch_pool(
                 specs, numba.config.NUMBA_NUM_THREADS, self.chunk)
-            self._slices = [tuple((0, int(p.n_agents)) for p in self.populations)]
+            self._slices = [tuple((0, 0 if i in self._device else int(p.n_agents))
+                                  for i, p in enumerate(self.populations))]
             self._cursors = np.zeros(len(self.populations), dtype=np.int64)
             numba.set_num_threads(threads)
             for state in self._states:
                 warm_up(state, self._fscratch, self._iscratch, self._beliefs)
             self.metrics.watch([os.getpid()])
             return
-        bounds = [np.linspace(0, int(p.n_agents), self.workers + 1).astype(int)
-                  for p in self.populations]
+        bounds = [np.linspace(0, 0 if i in self._device else int(p.n_agents),
+                              self.workers + 1).astype(int)
+                  for i, p in enumerate(self.populations)]
         self._slices = [tuple((int(b[w]), int(b[w + 1])) for b in bounds)
                         for w in range(self.workers)]
         self._journals = [Journal.create(self._run, w, specs, self.chunk)
@@ -333,16 +355,22 @@ class Engine(StopOnSignal):
         control.set("deadline", deadline)
         control.set("level", level)
         if stale is not None:
-            process_forced(self.state, stale, self.chunk, self.tick, level, self._fscratch,
-                           self._iscratch, self._beliefs)
+            if 0 in self._device:
+                self._device[0].step_forced(self.tick, stale)
+            else:
+                process_forced(self.state, stale, self.chunk, self.tick, level, self._fscratch,
+                               self._iscratch, self._beliefs)
         elif self.workers == 0:
             process_tick(self._states, self._slices[0], self.chunk, self.tick, deadline,
                          self._fscratch, self._iscratch, self._beliefs, level=level,
                          cursors=self._cursors)
+            self._step_device(deadline, level)
         else:
             until = (started + NO_BUDGET_TIMEOUT_S if budget_s is None
                      else deadline + OVERRUN_GRACE_S)
-            self._tick_workers(until)
+            released = self._release_workers()
+            self._step_device(deadline, level)
+            self._wait_workers(released, until)
         wall = time.monotonic() - started
         if self.controller is not None and budget_s is not None:
             self.controller.observe(wall / max(budget_s, 1e-9))
@@ -381,6 +409,9 @@ class Engine(StopOnSignal):
                 state.qs[idx, offsets[f]:offsets[f + 1]] = 1.0 / (offsets[f + 1] - offsets[f])
         state.started[idx] = 0
         state.prev_action[idx] = 0
+        index = list(self.population_states.values()).index(pop)
+        if index in self._device:
+            self._device[index].load_from_shared(idx)
 
     # ------------------------------------------------------------------------- snapshots
     #: the per-agent arrays that make up an agent's state between ticks
@@ -390,6 +421,7 @@ class Engine(StopOnSignal):
         """Copies of every agent's state between ticks (beliefs as stored: codes when
         quantized), enough to continue a run with :meth:`load_agent_state`."""
         state = self._only_population("agent_state").state
+        self.sync()
         return {name: np.array(getattr(state, name)) for name in self.STATE_ARRAYS}
 
     def load_agent_state(self, arrays: Mapping[str, np.ndarray], tick: int) -> None:
@@ -408,6 +440,8 @@ class Engine(StopOnSignal):
             getattr(state, name)[...] = arrays[name]
         state.stale[:] = 0
         self.tick = int(tick)
+        if 0 in self._device:
+            self._device[0].load_from_shared()
 
     @property
     def _single(self) -> bool:
@@ -510,8 +544,20 @@ class Engine(StopOnSignal):
                              interrupted=self.stop_requested is not None)
         return summary
 
-    def _tick_workers(self, until: float) -> None:
-        """Release every ready worker and wait; a dead or hung one is respawned.
+    def _step_device(self, deadline: float, level: int) -> None:
+        """Step the device-resident populations (while the CPU workers step theirs)."""
+        for device in self._device.values():
+            device.step(self.tick, deadline, level)
+
+    def sync(self) -> None:
+        """Copy every device-resident population's state into shared memory now (it is also
+        copied every ``refresh_every`` ticks, and before it is read through the engine)."""
+        for device in self._device.values():
+            device.sync()
+
+    def _release_workers(self) -> list[int]:
+        """Release every ready worker (a dead one that never got ready is respawned); returns
+        the workers released.
 
         The slice of a worker that is not ready (still starting after a respawn) or that died
         during the tick is stale for this tick; its agents' beliefs stay in shared memory.
@@ -528,6 +574,10 @@ class Engine(StopOnSignal):
             if self._ready[w]:
                 self._go[w].release()
                 released.append(w)
+        return released
+
+    def _wait_workers(self, released: list[int], until: float) -> None:
+        """Wait for the released workers; a dead or hung one is respawned."""
         for w in released:
             if not self._wait_worker(w, until):
                 self._replace_worker(w)

@@ -8,10 +8,12 @@ stream) are numbered across populations in order, so they never collide.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 
 from .agents import Agents
+from .backends import resolve_backend
 from .config import InferenceConfig
 from .errors import ConfigError
 from .model import GenerativeModel
@@ -20,12 +22,18 @@ from .shared_state import SharedState
 
 @dataclasses.dataclass(frozen=True)
 class Population:
-    """``n_agents`` agents using ``model`` with ``config`` (the engine's config when None)."""
+    """``n_agents`` agents using ``model`` with ``config`` (the engine's config when None).
+
+    ``backend`` (the engine's when None): ``"numba"`` steps the population on the CPU worker
+    processes; ``"cupy"`` keeps its state on the GPU and ``"xp-numpy"`` runs the same array code
+    on the CPU (:mod:`engine.device`); ``"auto"`` picks ``"cupy"`` when it is usable.
+    """
 
     name: str
     model: GenerativeModel
     n_agents: int
     config: InferenceConfig | None = None
+    backend: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
@@ -39,11 +47,15 @@ class Population:
 class PopulationState:
     """A population's current posteriors, policy values, actions and stale flags.
 
-    Views of shared memory, except ``qs`` with quantized beliefs (a decoded copy).
+    Views of shared memory, except ``qs`` with quantized beliefs (a decoded copy). A device
+    population's state is copied from the device (``sync``) before ``qs``, ``q_pi`` or ``G``
+    is read.
     """
 
-    def __init__(self, population: Population, checker: Agents, state: SharedState) -> None:
+    def __init__(self, population: Population, checker: Agents, state: SharedState,
+                 sync: Callable[[], None] | None = None) -> None:
         self.population = population
+        self._sync = sync or (lambda: None)
         self.name = population.name
         self.n_agents = int(population.n_agents)
         self.checker = checker
@@ -54,6 +66,7 @@ class PopulationState:
     @property
     def qs(self) -> list[np.ndarray]:
         """Posterior over each factor, ``(n, S_f)``."""
+        self._sync()
         offsets = self.checker.layout.state_offset
         flat = self.state.qs
         codec = self.state.codec_instance
@@ -65,17 +78,36 @@ class PopulationState:
     @property
     def q_pi(self) -> np.ndarray:
         """Posterior over policies after the last tick, ``(n, n_policies)``."""
+        self._sync()
         return self.state.q_pi
 
     @property
     def G(self) -> np.ndarray:
         """Expected free energy per policy after the last tick, ``(n, n_policies)``."""
+        self._sync()
         return self.state.G
 
     @property
     def stale(self) -> np.ndarray:
         """1 for agents the last tick did not reach (they kept their previous action)."""
         return self.state.stale
+
+
+def population_backends(populations: list[Population], configs: list[InferenceConfig],
+                        engine_backend: str) -> list[str]:
+    """Each population's resolved backend (``"numba"``, ``"cupy"`` or ``"xp-numpy"``);
+    ConfigError for the reference backend or an unusable one, naming the population."""
+    resolved = []
+    for p, config in zip(populations, configs, strict=True):
+        try:
+            backend = resolve_backend(p.backend or engine_backend, config)
+        except ConfigError as exc:
+            raise ConfigError(f"population {p.name!r}: {exc}") from None
+        if backend == "reference":
+            raise ConfigError(f"population {p.name!r}: the engine runs backend 'numba', 'cupy' "
+                              f"or 'xp-numpy'; the reference backend is for Agents")
+        resolved.append(backend)
+    return resolved
 
 
 def check_populations(populations: list[Population], engine_config: InferenceConfig

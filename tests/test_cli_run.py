@@ -48,6 +48,15 @@ def test_run_foraging_with_a_worker_process() -> None:
     assert "on food" in done.stdout
 
 
+def test_run_on_the_array_backend() -> None:
+    """--backend xp-numpy keeps the population on the array backend's device (NumPy here)."""
+    done = _agentloop("run", "--agents", "40", "--backend", "xp-numpy", "--ticks", "3",
+                      "--hz", "5")
+    assert done.returncode == 0, done.stderr
+    assert "backend xp-numpy, no worker processes" in done.stdout
+    assert "summary: 3 ticks at 5 Hz" in done.stdout
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--world", "mars"], "unknown world 'mars'; choose from grid, foraging"),
     (["--agents", "-5"], "--agents: must be at least 1"),
@@ -59,6 +68,7 @@ def test_run_foraging_with_a_worker_process() -> None:
     (["--workers", "-2"], "--workers: must be at least 0"),
     (["--size", "1"], "--size must be at least 2"),
     (["--backend", "tpu"], "--backend: invalid choice"),
+    (["--backend", "xp-numpy", "--cluster", "local"], "cluster shards run the numba backend"),
     (["--frobnicate"], "unrecognized arguments"),
 ])
 def test_bad_command_lines_get_one_line_and_exit_2(args: list[str], message: str) -> None:

@@ -89,9 +89,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--workers", type=non_negative_int, default=None,
                      help="worker processes (0: step agents in this process); default 0 "
                           "below 20000 agents, else 2")
-    run.add_argument("--backend", default="numba", choices=("numba", "cupy", "auto"),
-                     help="inference kernels: numba (CPU, default), cupy (NVIDIA GPU), "
-                          "auto (cupy when a GPU is usable, else numba)")
+    run.add_argument("--backend", default="numba", choices=("numba", "cupy", "xp-numpy", "auto"),
+                     help="inference kernels: numba (CPU, default), cupy (NVIDIA GPU, state "
+                          "kept on the device), xp-numpy (the GPU code on the CPU, for "
+                          "testing), auto (cupy when a GPU is usable, else numba)")
     run.add_argument("--policy-len", type=positive_int, default=1,
                      help="planning horizon (policy length); default 1")
     run.add_argument("--seed", type=int, default=0, help="random seed; default 0")
@@ -198,14 +199,14 @@ def _run(args: argparse.Namespace) -> int:
             resolve_backend("cupy")
         except ConfigError as exc:
             return _usage_error(f"--backend cupy: {exc}")
-        return _usage_error("--backend cupy: the engine's GPU worker is not built yet; "
-                            "`Agents(model, n, backend='cupy')` runs on the GPU in process")
+    if args.backend != "numba" and args.cluster is not None:
+        return _usage_error(f"--backend {args.backend}: cluster shards run the numba backend")
     from engine.errors import AgentloopError
     from tools.run import RunOptions, run
 
     options = RunOptions(world=args.world, size=args.size, agents=args.agents, hz=args.hz,
                          ticks=args.ticks, duration=args.duration, workers=args.workers,
-                         backend="numba", policy_len=args.policy_len, seed=args.seed,
+                         backend=args.backend, policy_len=args.policy_len, seed=args.seed,
                          log=args.log, snapshot_every=args.snapshot_every,
                          cluster=args.cluster, shards=args.shards)
     try:

@@ -59,6 +59,8 @@ class RunOptions:
     def n_workers(self) -> int:
         if self.workers is not None:
             return self.workers
+        if self.backend in ("cupy", "xp-numpy"):
+            return 0                        # the device population is stepped by the master
         return 0 if self.agents < WORKERS_FROM else min(2, os.cpu_count() or 1)
 
 
@@ -119,14 +121,16 @@ def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
     size = world.config().get("size")
     where = "" if options.cluster is None else f" on the Ray cluster {options.cluster}"
     print(f"agentloop run: {options.agents:,} agents in the {options.world} world (size {size}), "
-          f"policy_len {options.policy_len}, {workers or 'no'} worker process"
+          f"policy_len {options.policy_len}, backend {options.backend}, {workers or 'no'} "
+          f"worker process"
           f"{'' if workers == 1 else 'es'}{' per shard' if where else ''}, {n_ticks} ticks at "
           f"{options.hz:g} Hz{where}", file=out)
     print("starting (the first run on a machine compiles the kernels, about 30-60 s) ...",
           file=out, flush=True)
     started = time.monotonic()
+    device = {} if options.backend == "numba" else {"backend": options.backend}
     engine = make_engine(model, options.agents, cluster=options.cluster, shards=options.shards,
-                         workers=workers, config=config, seed=options.seed)
+                         workers=workers, config=config, seed=options.seed, **device)
     recorder = None
     if options.log:
         recorder_class = TickRecorder if options.cluster is None else cluster_recorder()

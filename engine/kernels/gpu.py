@@ -370,6 +370,17 @@ class XpStepper:
             self.tick += 1
         return self._actions
 
+    def step_rows(self, obs: Any, lo: int, hi: int, tick: int) -> None:
+        """Step agents ``lo..hi`` only, on checked ``xp`` observations of all ``n`` agents, as
+        tick ``tick`` (the engine steps a device population in chunks between deadline
+        checks); the other agents keep their state and actions."""
+        self._step_rows(obs, lo, hi, tick)
+
+    def load_actions(self, actions: np.ndarray, rows: Any = None) -> None:
+        """Overwrite the current actions of ``rows`` (default all)."""
+        idx = slice(None) if rows is None else self.xp.asarray(rows)
+        self._actions[idx] = self.xp.asarray(actions, dtype=self.xp.int64)
+
     def _step_rows(self, obs: Any, lo: int, hi: int, tick: int) -> None:
         xp, lay, c = self.xp, self.layout, self._cdt
         rows = slice(lo, hi)

@@ -43,6 +43,7 @@ from mcap.writer import CompressionType, Writer
 
 import tools.replay  # noqa: F401  (imported before any capture, as in a real process)
 from engine import Agents, Engine, GenerativeModel, InferenceConfig, ticklog
+from engine.backends import cupy_available
 from engine.errors import AgentloopError, ModelError, ObservationError
 from engine.model import NORMALISATION_TOL
 from engine.recording import TickRecorder
@@ -655,7 +656,8 @@ def run_argv(draw: st.DrawFn, tmp: Path) -> list[str]:
         "--duration": _bad_float().map(lambda v: ["--duration", v]),
         "--world": junk_text.filter(lambda w: w not in ("grid", "foraging")).map(
             lambda w: [f"--world={w}"]),
-        "--backend": st.sampled_from(["cupy", "gpu", "", "NUMBA"]).map(
+        "--backend": st.sampled_from(["gpu", "", "NUMBA"] + ([] if cupy_available()[0]
+                                                             else ["cupy"])).map(
             lambda b: ["--backend", b]),
         "--log": st.sampled_from([str(tmp), str(tmp / "no-such-dir" / "run.mcap")]).map(
             lambda p: ["--log", p]),

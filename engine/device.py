@@ -1,0 +1,161 @@
+"""Device-resident populations: an engine population stepped by the array backend (CuPy on a GPU,
+or NumPy through the same code for tests), with its state living on the device.
+
+The master process drives the device: CUDA contexts do not survive ``fork`` and the host side
+of a GPU step is only kernel launches, so there is no extra process hop. While the CPU worker
+processes step their populations, the master uploads this population's observations from shared
+memory (through a pinned host buffer with CuPy), steps it in row chunks (checking the tick's
+deadline between chunks, as CPU workers do), and copies the actions back into shared memory
+every tick. Beliefs, q(pi), G, previous actions and episode flags stay on the device; they are
+copied back into the population's shared-memory arrays (beliefs quantized as for CPU
+populations) every ``refresh_every`` ticks and whenever they are read (:meth:`sync`), so
+snapshots, the tick log and ``Engine.population(name).qs`` see the current state.
+
+Degradation: stale actions step nobody; the rotating fraction steps every other chunk
+(alternating each tick); fewer iterations and a shorter horizon run at full quality (the array
+backend has no such knobs yet).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from .backends import array_module
+from .config import InferenceConfig
+from .degrade import ROTATING_FRACTION, STALE_ACTIONS
+from .kernels.gpu import XpStepper
+from .model import GenerativeModel
+from .shared_state import SharedState
+
+#: default ticks between copies of a device population's state into shared memory
+REFRESH_EVERY = 10
+#: rows per deadline check on the device (one launch sequence per chunk)
+DEVICE_CHUNK = 65536
+
+
+class DevicePopulation:
+    """One population whose state lives on the array backend's device.
+
+    Args:
+        state: the population's shared-memory arrays (observations in, actions out, and the
+            refreshed copy of the state).
+        model, config: the population's model and effective inference config.
+        backend: ``"cupy"`` or ``"xp-numpy"``.
+        seed, id_offset: the random stream's key, as for CPU populations (same actions).
+        refresh_every: ticks between copies of the device state into shared memory.
+        chunk: rows stepped between deadline checks (default :data:`DEVICE_CHUNK`).
+    """
+
+    def __init__(self, state: SharedState, model: GenerativeModel, config: InferenceConfig,
+                 backend: str, seed: int, id_offset: int, refresh_every: int = REFRESH_EVERY,
+                 chunk: int | None = None) -> None:
+        self.state = state
+        self.backend = backend
+        self.xp = array_module(backend)
+        self.n = int(state.spec.n_agents)
+        self.refresh_every = int(refresh_every)
+        self.stepper = XpStepper(model, max(self.n, 1), config, seed=seed, xp=self.xp,
+                                 agent_id_offset=id_offset)
+        self.chunk = max(1, min(int(chunk or DEVICE_CHUNK), self.stepper.chunk_size))
+        self._obs_host = self._host_buffer(state.obs.shape, np.int64)
+        self._qs_host = np.empty((max(self.n, 1), state.spec.state_size),
+                                 dtype=self.stepper.layout.dtype)
+        self._since_refresh = 0
+        self._dirty = False
+
+    def _host_buffer(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A page-locked host buffer with CuPy (fast, asynchronous copies), plain otherwise."""
+        if self.xp is np:
+            return np.empty(shape, dtype=dtype)
+        import cupyx  # noqa: PLC0415  (optional dependency, present with cupy)
+
+        return cupyx.empty_pinned(shape, dtype=dtype)
+
+    # ------------------------------------------------------------------------- stepping
+    def step(self, tick: int, deadline: float, level: int) -> int:
+        """Step this population's agents at ``level`` until done or past ``deadline``; copy the
+        actions into shared memory and clear the stale flags of the rows stepped. Returns how
+        many agents ran."""
+        if self.n == 0 or level >= STALE_ACTIONS:
+            return 0
+        np.copyto(self._obs_host, self.state.obs)
+        obs = self.xp.asarray(self._obs_host)
+        ran = 0
+        for index, lo in enumerate(range(0, self.n, self.chunk)):
+            if level == ROTATING_FRACTION and (index + tick) % 2 == 1:
+                continue
+            if ran and time.monotonic() > deadline:
+                break
+            hi = min(self.n, lo + self.chunk)
+            self.stepper.step_rows(obs, lo, hi, tick)
+            self.state.stale[lo:hi] = 0
+            ran += hi - lo
+        self._finish_tick(ran)
+        return ran
+
+    def step_forced(self, tick: int, stale_agents: np.ndarray) -> int:
+        """Replay a recorded tick: step every agent except ``stale_agents`` (indices)."""
+        stale = self.state.stale
+        stale[:] = 0
+        stale[stale_agents] = 1
+        np.copyto(self._obs_host, self.state.obs)
+        obs = self.xp.asarray(self._obs_host)
+        padded = np.concatenate(([1], stale, [1])).astype(np.int8)
+        edges = np.flatnonzero(np.diff(padded)).reshape(-1, 2)
+        ran = 0
+        for start, end in edges:
+            for lo in range(int(start), int(end), self.chunk):
+                hi = min(int(end), lo + self.chunk)
+                self.stepper.step_rows(obs, lo, hi, tick)
+                ran += hi - lo
+        self._finish_tick(ran)
+        return ran
+
+    def _finish_tick(self, ran: int) -> None:
+        if ran:
+            self.stepper.copy_to_host(actions=self.state.actions)
+            self._dirty = True
+        self._since_refresh += 1
+        if self._since_refresh >= self.refresh_every:
+            self.sync()
+
+    # ------------------------------------------------------------------------- state
+    def sync(self) -> None:
+        """Copy the device state into shared memory (beliefs quantized as the population's
+        codec says), if it changed since the last copy."""
+        self._since_refresh = 0
+        if not self._dirty or self.n == 0:
+            return
+        state, stepper = self.state, self.stepper
+        stepper.copy_to_host(qs_flat=self._qs_host, q_pi=state.q_pi, G=state.G)
+        codec = state.codec_instance
+        if codec is None:
+            np.copyto(state.qs, self._qs_host)
+        else:
+            codec.encode(self._qs_host, state.qs)
+        state.prev_action[...] = _to_host(stepper.prev_action)
+        state.started[...] = _to_host(stepper.started)
+        self._dirty = False
+
+    def load_from_shared(self, rows: np.ndarray | None = None) -> None:
+        """Upload the shared-memory state of ``rows`` (default all) to the device (after a
+        reset or ``load_agent_state`` wrote it there)."""
+        if self.n == 0:
+            return
+        state = self.state
+        codec = state.codec_instance
+        if codec is None:
+            np.copyto(self._qs_host, state.qs)
+        else:
+            codec.decode(state.qs, self._qs_host)
+        idx = slice(None) if rows is None else rows
+        self.stepper.load_state(self._qs_host[idx], state.prev_action[idx], state.started[idx],
+                                rows=rows)
+        self.stepper.load_actions(state.actions[idx], rows=rows)
+
+
+def _to_host(a: Any) -> np.ndarray:
+    return a if isinstance(a, np.ndarray) else a.get()

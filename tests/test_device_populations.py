@@ -1,0 +1,151 @@
+"""Device-resident populations (engine.device): the array backend inside the engine.
+
+Run on NumPy ("xp-numpy") everywhere; the same tests run on CuPy where a GPU is usable and skip
+cleanly otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine import Agents, ConfigError, InferenceConfig, Population
+from engine import device as device_module
+from engine.backends import cupy_available
+from engine.degrade import ROTATING_FRACTION, STALE_ACTIONS
+from engine.loop import Engine
+from world.models import grid_model, random_model
+
+HAVE_CUPY, CUPY_REASON = cupy_available()
+BACKENDS = ["xp-numpy", pytest.param("cupy", marks=pytest.mark.skipif(
+    not HAVE_CUPY, reason=f"no CuPy GPU: {CUPY_REASON}"))]
+
+
+def _obs(model, n: int, seed: int) -> np.ndarray:  # noqa: ANN001
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.integers(0, o, size=n) for o in model.num_obs], axis=1)
+
+
+def _mixed(backend: str) -> list[Population]:
+    two_factor = random_model(np.random.default_rng(3), [3, 4], [3, 2], [2, 2])
+    return [Population("walkers", grid_model(5), 300, InferenceConfig(policy_len=2)),
+            Population("guessers", two_factor, 500,
+                       InferenceConfig(action_selection="stochastic", alpha=3.0),
+                       backend=backend)]
+
+
+def _references(populations: list[Population], seed: int) -> list[Agents]:
+    refs, offset = [], 0
+    for p in populations:
+        refs.append(Agents(p.model, p.n_agents, p.config, seed=seed, agent_id_offset=offset))
+        offset += p.n_agents
+    return refs
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("workers", [0, 2])
+def test_mixed_engine_matches_agents(backend: str, workers: int) -> None:
+    """A CPU population and a device population in one engine each equal ``Agents`` on
+    their model: actions identical, q(pi) and beliefs to 1e-4 (the issue's parity bound)."""
+    populations = _mixed(backend)
+    refs = _references(populations, seed=4)
+    with Engine(populations=populations, workers=workers, seed=4, beliefs="float",
+                refresh_every=3) as engine:
+        assert engine.backends == ["numba", backend]
+        for tick in range(5):
+            obs = [_obs(p.model, p.n_agents, 10 * tick + i) for i, p in enumerate(populations)]
+            actions = engine.step(obs)
+            for p, ref, ours, o in zip(populations, refs, actions, obs, strict=True):
+                np.testing.assert_array_equal(ours, ref.step(o))
+                state = engine.population(p.name)
+                np.testing.assert_allclose(state.q_pi, ref.q_pi, atol=1e-4)
+                for q_ours, q_ref in zip(state.qs, ref.qs, strict=True):
+                    np.testing.assert_allclose(q_ours, q_ref, atol=1e-4)
+            assert not engine.stale.any()
+
+
+def test_device_state_reaches_shared_memory_every_refresh() -> None:
+    """The shared-memory copy of a device population's beliefs is refreshed every
+    ``refresh_every`` ticks (and whenever it is read through the engine)."""
+    model = grid_model(4)
+    n = 64
+    with Engine(model, n, workers=0, backend="xp-numpy", refresh_every=3) as engine:
+        device = engine._device[0]
+        codes = engine.state.qs
+        engine.step(_obs(model, n, 0))
+        assert not codes.any()                  # still the uniform start (all code 0)
+        engine.step(_obs(model, n, 1))
+        assert not codes.any()
+        engine.step(_obs(model, n, 2))          # third tick: copied
+        assert codes.any()
+        host = np.empty((n, device.stepper.layout.state_size), dtype=np.float32)
+        device.stepper.copy_to_host(qs_flat=host)
+        expected = np.empty_like(codes)
+        engine.state.codec_instance.encode(host, expected)
+        np.testing.assert_array_equal(codes, expected)
+        engine.step(_obs(model, n, 3))
+        before = codes.copy()
+        _ = engine.population(0).qs             # reading syncs
+        assert not np.array_equal(before, codes)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_deadline_and_levels_on_the_device(backend: str, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    model = grid_model(4)
+    n = 500
+    monkeypatch.setattr(device_module, "DEVICE_CHUNK", 100)
+    with Engine(model, n, workers=0, backend=backend, degrade=False) as engine:
+        first = np.array(engine.step(_obs(model, n, 0)))
+        engine.step(_obs(model, n, 1), budget_s=0.0)        # the first chunk always runs
+        assert engine.last_tick.stale_agents == n - 100
+        assert engine.stale[:100].sum() == 0
+        np.testing.assert_array_equal(engine.state.actions[100:], first[100:])
+        engine.step(_obs(model, n, 2), level=STALE_ACTIONS)
+        assert engine.stale.all()
+        engine.step(_obs(model, n, 3), level=ROTATING_FRACTION)
+        assert engine.last_tick.stale_agents in (200, 300)   # alternate chunks of 100
+
+
+def test_snapshot_reload_and_reset_on_the_device() -> None:
+    """agent_state / load_agent_state continue a device population exactly, reset starts
+    chosen agents' episodes again (as on the Agents facade over the same array code: Numba
+    may break exact ties of symmetric grid moves the other way), and a forced stale set
+    (replay) is honoured."""
+    model = grid_model(4)
+    n = 120
+    obs = [_obs(model, n, k) for k in range(6)]
+    with Engine(model, n, workers=0, backend="xp-numpy", beliefs="float") as engine:
+        for k in range(3):
+            engine.step(obs[k])
+        snapshot = engine.agent_state()
+        later = [np.array(engine.step(obs[k])) for k in (3, 4)]
+        engine.load_agent_state(snapshot, tick=3)
+        again = [np.array(engine.step(obs[k])) for k in (3, 4)]
+        for a, b in zip(later, again, strict=True):
+            np.testing.assert_array_equal(a, b)
+        ref = Agents(model, n, InferenceConfig(), seed=0, backend="xp-numpy")
+        for k in range(5):
+            ref.step(obs[k])
+        engine.reset(np.arange(0, n, 3))
+        ref.reset(np.arange(0, n, 3))
+        np.testing.assert_array_equal(engine.step(obs[5]), ref.step(obs[5]))
+        kept = np.array(engine.state.actions)
+        engine.step(obs[0], level=0, stale=np.array([1, 7]))
+        np.testing.assert_array_equal(engine.state.actions[[1, 7]], kept[[1, 7]])
+        assert engine.stale.sum() == 2
+
+
+def test_backend_errors_name_the_population() -> None:
+    model = grid_model(4)
+    with pytest.raises(ConfigError, match="reference backend"):
+        Engine(model, 10, workers=0, backend="reference")
+    with pytest.raises(ConfigError, match="backend must be one of"):
+        Engine(populations=[Population("a", model, 5, backend="tpu")], workers=0)
+    if not HAVE_CUPY:
+        with pytest.raises(ConfigError, match="population 'a': backend 'cupy' needs CuPy"):
+            Engine(populations=[Population("a", model, 5, backend="cupy")], workers=0)
+    with Engine(model, 10, workers=0, backend="auto") as engine:
+        assert engine.backends == ["cupy" if HAVE_CUPY else "numba"]
+    with pytest.raises(ConfigError, match="refresh_every"):
+        Engine(model, 10, workers=0, backend="xp-numpy", refresh_every=0)

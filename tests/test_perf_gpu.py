@@ -1,0 +1,31 @@
+"""``python -m perf.gpu`` runs end to end on the NumPy twin of the GPU path (CI has no GPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.backends import cupy_available
+from perf import gpu
+
+
+def test_gpu_benchmark_runs_on_numpy(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                     ) -> None:
+    path = tmp_path / "gpu.json"
+    assert gpu.main(["--backend", "xp-numpy", "--agents", "30", "--engine-agents", "20",
+                     "--hz", "50", "--quick", "--json", str(path)]) == 0
+    result = json.loads(path.read_text())
+    assert result["backend"] == "xp-numpy" and result["device"]["peak_gbs"] is None
+    (row,) = result["throughput"]
+    assert row["agents"] == 30 and row["agent_steps_per_s"] > 0
+    assert row["state_bytes_per_agent_step"] > 2 * 100 * 4     # grid-10 beliefs, both ways
+    assert result["engine"][0]["agents"] == 20
+    assert "agent-steps/s" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(cupy_available()[0], reason="a GPU is usable here")
+def test_gpu_benchmark_without_a_gpu_says_why(capsys: pytest.CaptureFixture[str]) -> None:
+    assert gpu.main(["--backend", "cupy", "--quick"]) == 2
+    assert "needs CuPy and an NVIDIA GPU" in capsys.readouterr().err
