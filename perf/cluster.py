@@ -35,11 +35,8 @@ import numpy as np
 
 from engine import Engine, InferenceConfig
 from engine.degrade import STALE_ACTIONS
+from perf.output import log
 from world.models import grid_model
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def _obs(model: Any, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import sys
 import tempfile
@@ -32,11 +31,8 @@ from engine.degrade import FULL
 from engine.loop import RunSummary
 from engine.recording import TickRecorder
 from perf.models import model_by_name
+from perf.output import log, save_results
 from world.process import ProcessWorld
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def overhead(workers: int, ticks: int) -> dict[str, Any]:
@@ -246,11 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     results["overload"] = overload(results["largest_policy_len_3"]["largest_held"] or 2_000,
                                    10.0, 2, ticks)
     print(format_report(results))
-    path = args.json or Path("perf/results") / (
-        f"engine-{datetime.date.today().isoformat()}-{platform.node()}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2))
-    log(f"wrote {path}")
+    save_results("engine", results, args.json)
     return 0
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import sys
 import time
@@ -36,13 +35,11 @@ from engine.backends import array_module, resolve_backend
 from engine.errors import ConfigError
 from engine.kernels.gpu import XpStepper
 from perf.models import model_by_name
+from perf.output import log, save_results
 from world.process import ProcessWorld
 
 MODEL = "grid-10"
 
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def synchronize(xp: Any) -> None:
@@ -185,11 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"engine, {engine_n:,} agents at {args.hz:g} Hz")
     result["engine"].append(engine_rate(args.backend, engine_n, args.hz, warm, ticks))
     print(format_report(result))
-    path = args.json or Path("perf/results") / (
-        f"gpu-{datetime.date.today().isoformat()}-{platform.node()}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
-    log(f"wrote {path}")
+    save_results("gpu", result, args.json)
     return 0
 
 
