@@ -125,10 +125,11 @@ class Agents:
         self._xp = None
         self._xp_dirty = False
         if backend in ("xp-numpy", "cupy"):
-            from .kernels.gpu import XpStepper  # noqa: PLC0415  (CuPy is optional: lazy)
+            from .kernels.gpu_learning import make_xp_stepper  # noqa: PLC0415  (CuPy: lazy)
 
-            self._xp = XpStepper(model, self.n, self.config, self.seed,
-                                 xp=array_module(backend), agent_id_offset=agent_id_offset)
+            self._xp = make_xp_stepper(model, self.n, self.config, seed=self.seed,
+                                       xp=array_module(backend),
+                                       agent_id_offset=agent_id_offset)
         elif backend == "reference":
             self._init_reference_learning()
         elif self._uses_params:
@@ -203,6 +204,8 @@ class Agents:
             return None
         if self.backend == "reference":
             return self._ref_pA
+        if self._xp is not None:
+            return self._xp.pA          # type: ignore[attr-defined]  (XpLearningStepper)
         return _per_agent_A(self.layout, self._kp.pA)
 
     @property
@@ -212,6 +215,8 @@ class Agents:
             return None
         if self.backend == "reference":
             return self._ref_pB
+        if self._xp is not None:
+            return self._xp.pB          # type: ignore[attr-defined]  (XpLearningStepper)
         return _per_agent_B(self.layout, self._kp.pBt)
 
     @property

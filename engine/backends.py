@@ -50,8 +50,6 @@ def xp_supports(config: InferenceConfig | None) -> tuple[bool, str]:
     """Whether the array backend (``kernels/gpu.py``) implements everything ``config`` asks."""
     if config is None:
         return True, ""
-    if config.learn_A or config.learn_B:
-        return False, "Dirichlet learning (learn_A/learn_B) is not on the xp backend yet"
     if config.use_param_info_gain:
         return False, "parameter information gain is not on the xp backend yet"
     return True, ""

@@ -26,7 +26,7 @@ import numpy as np
 from .backends import array_module
 from .config import InferenceConfig
 from .degrade import ROTATING_FRACTION, STALE_ACTIONS
-from .kernels.gpu import XpStepper
+from .kernels.gpu_learning import make_xp_stepper
 from .model import GenerativeModel
 from .shared_state import SharedState
 
@@ -57,7 +57,7 @@ class DevicePopulation:
         self.xp = array_module(backend)
         self.n = int(state.spec.n_agents)
         self.refresh_every = int(refresh_every)
-        self.stepper = XpStepper(model, max(self.n, 1), config, seed=seed, xp=self.xp,
+        self.stepper = make_xp_stepper(model, max(self.n, 1), config, seed=seed, xp=self.xp,
                                  agent_id_offset=id_offset)
         self.chunk = max(1, min(int(chunk or DEVICE_CHUNK), self.stepper.chunk_size))
         self._obs_host = self._host_buffer(state.obs.shape, np.int64)

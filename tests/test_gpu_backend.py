@@ -16,6 +16,7 @@ from engine import Agents, InferenceConfig, backends
 from engine.backends import cupy_available, resolve_backend
 from engine.errors import ConfigError, ObservationError
 from engine.kernels.gpu import XpStepper, to_host, uniforms_xp
+from engine.kernels.gpu_learning import XpLearningStepper, make_xp_stepper
 from engine.model import GenerativeModel
 from engine.rng import uniforms
 from world.models import grid_model, random_model
@@ -188,12 +189,19 @@ def test_out_of_range_message_names_agent_and_modality() -> None:
         xps.step(obs)
 
 
-def test_learning_is_refused_on_the_xp_backend() -> None:
-    model = random_model(np.random.default_rng(0), [3], [3], [2], with_pA=True)
-    with pytest.raises(ConfigError, match="not on the xp backend yet"):
+def test_learning_runs_in_its_own_stepper_and_param_gain_is_refused() -> None:
+    """Dirichlet learning runs on the xp backend (XpLearningStepper, tested against pymdp in
+    test_parity_pymdp); parameter information gain is refused with one sentence."""
+    model = random_model(np.random.default_rng(0), [3], [3], [2], with_pA=True, with_pB=True)
+    with pytest.raises(ConfigError, match="XpLearningStepper"):
         XpStepper(model, 4, InferenceConfig(learn_A=True))
+    assert isinstance(make_xp_stepper(model, 4, InferenceConfig(learn_B=True)),
+                      XpLearningStepper)
     with pytest.raises(ConfigError, match="not on the xp backend yet"):
-        Agents(model, 4, InferenceConfig(learn_A=True), backend="xp-numpy")
+        Agents(model, 4, InferenceConfig(use_param_info_gain=True), backend="xp-numpy")
+    agents = Agents(model, 4, InferenceConfig(learn_A=True, learn_B=True), backend="xp-numpy")
+    agents.step(np.zeros((4, 1), dtype=np.int64))
+    assert agents.pA[0].shape == (4, 3, 3) and agents.pB[0].shape == (4, 3, 3, 2)
 
 
 # ------------------------------------------------------------------------------ selection
@@ -227,7 +235,8 @@ def test_auto_prefers_cupy_only_when_usable_and_supported(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(backends, "cupy_available", lambda: (True, "1 CUDA device(s)"))
     assert resolve_backend("auto") == "cupy"
-    assert resolve_backend("auto", InferenceConfig(learn_B=True)) == "numba"
+    assert resolve_backend("auto", InferenceConfig(learn_B=True)) == "cupy"
+    assert resolve_backend("auto", InferenceConfig(use_param_info_gain=True)) == "numba"
     monkeypatch.setattr(backends, "cupy_available", lambda: (False, "no CUDA device found"))
     assert resolve_backend("auto") == "numba"
     for name in ("numba", "reference", "xp-numpy"):
@@ -263,3 +272,20 @@ def test_cupy_agents_facade() -> None:
     obs = np.zeros((16, 2), dtype=np.int64)
     assert np.array_equal(cpu_agents.step(obs), gpu_agents.step(obs))
     assert np.abs(cpu_agents.q_pi - gpu_agents.q_pi).max() < TOL
+
+
+def test_learning_in_chunks_matches_one_chunk() -> None:
+    """Per-agent parameters are sliced by row chunk: many small chunks give the same numbers."""
+    model = random_model(np.random.default_rng(4), [3, 2], [3, 2], [2, 2], with_pA=True,
+                         with_pB=True)
+    config = InferenceConfig(learn_A=True, learn_B=True, policy_len=2)
+    whole = XpLearningStepper(model, 40, config, seed=3)
+    pieces = XpLearningStepper(model, 40, config, seed=3, scratch_bytes=1)
+    assert pieces.chunk_size == 1 < whole.chunk_size
+    rng = np.random.default_rng(5)
+    for _ in range(4):
+        obs = np.stack([rng.integers(0, o, 40) for o in model.num_obs], axis=1)
+        np.testing.assert_array_equal(whole.step(obs), pieces.step(obs))
+    np.testing.assert_allclose(whole.q_pi, pieces.q_pi, rtol=0, atol=1e-12)
+    for a, b in zip(whole.pA + whole.pB, pieces.pA + pieces.pB, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)

@@ -21,8 +21,9 @@ path agrees with the Numba kernels to rounding. With ``xp=numpy`` this is the co
 with ``xp=cupy`` the same lines run on the device. Agents are processed in row chunks so the
 intermediates (``policies x agents x joint outcomes`` at worst) stay within ``scratch_bytes``.
 
-Not here yet: Dirichlet learning and parameter information gain (:class:`ConfigError`), the
-degradation ladder's knobs, and fused CuPy kernels.
+Dirichlet learning is in ``gpu_learning.py`` (a subclass with per-agent A / B). Not here yet:
+parameter information gain (:class:`ConfigError`), the degradation ladder's knobs, and fused
+CuPy kernels.
 """
 
 from __future__ import annotations
@@ -137,6 +138,9 @@ class XpStepper:
         scratch_bytes: bound on the intermediates of one chunk of agents.
     """
 
+    #: whether this class runs Dirichlet learning (``gpu_learning.XpLearningStepper`` does)
+    learns = False
+
     def __init__(self, model: GenerativeModel, n: int, config: InferenceConfig | None = None,
                  seed: int = 0, xp: ModuleType = np, agent_id_offset: int = 0,
                  compute_dtype: str = "float64", scratch_bytes: int = SCRATCH_BYTES) -> None:
@@ -146,6 +150,9 @@ class XpStepper:
         ok, why = xp_supports(cfg)
         if not ok:
             raise ConfigError(f"XpStepper: {why}; use backend='numba'")
+        if (cfg.learn_A or cfg.learn_B) and not self.learns:
+            raise ConfigError("XpStepper: Dirichlet learning runs in XpLearningStepper "
+                              "(engine.kernels.gpu_learning.make_xp_stepper picks it)")
         if compute_dtype not in ("float32", "float64"):
             raise ConfigError(f"XpStepper: compute_dtype must be 'float32' or 'float64', "
                               f"got {compute_dtype!r}")
@@ -382,19 +389,13 @@ class XpStepper:
         self._actions[idx] = self.xp.asarray(actions, dtype=self.xp.int64)
 
     def _step_rows(self, obs: Any, lo: int, hi: int, tick: int) -> None:
-        xp, lay, c = self.xp, self.layout, self._cdt
+        xp, c = self.xp, self._cdt
         rows = slice(lo, hi)
-        m = hi - lo
         q_prev = [v[rows].astype(c) for v in self._qs_views]
-        started = (self._started[rows] != 0)[:, None]
-        ar = xp.arange(m)
-        prior = []
-        for f in range(lay.n_factors):
-            every = xp.matmul(q_prev[f][None], self._BT[f])          # (U, m, S_f)
-            pushed = every[self._prev_action[rows, f], ar]
-            prior.append(xp.where(started, pushed, self._D[f][None, :]))
-        post = self._infer_states(obs[rows], prior)
-        G = self._policy_values(post)
+        prior = self._prior(q_prev, rows)
+        post = self._infer_states(self._likelihood(obs[rows], rows), prior)
+        self._learn(obs[rows], rows, q_prev, post)
+        G = self._policy_values(post, rows)
         q_pi = _softmax(xp, G * self.config.gamma + self._lnE[None, :])
         actions = self._select(q_pi, lo, hi, tick)
         for f, v in enumerate(self._qs_views):
@@ -405,16 +406,37 @@ class XpStepper:
         self._prev_action[rows] = actions
         self._started[rows] = 1
 
-    def _infer_states(self, obs: Any, prior: list[Any]) -> list[Any]:
-        """pymdp's run_vanilla_fpi for every row (closed form for one factor)."""
-        xp, lay, cfg = self.xp, self.layout, self.config
+    def _prior(self, q_prev: list[Any], rows: slice) -> list[Any]:
+        """``B[prev action] @ q`` per factor (``D`` at an agent's first step)."""
+        xp = self.xp
+        m = q_prev[0].shape[0]
+        started = (self._started[rows] != 0)[:, None]
+        ar = xp.arange(m)
+        prior = []
+        for f in range(self.layout.n_factors):
+            every = xp.matmul(q_prev[f][None], self._BT[f])          # (U, m, S_f)
+            pushed = every[self._prev_action[rows, f], ar]
+            prior.append(xp.where(started, pushed, self._D[f][None, :]))
+        return prior
+
+    def _likelihood(self, obs: Any, rows: slice) -> Any:
+        """``prod_m A_m[o_m, j]`` over the joint states, ``(rows, J)``."""
         like = self._A_joint[0][obs[:, 0]]
-        for mod in range(1, lay.n_modalities):
+        for mod in range(1, self.layout.n_modalities):
             like = like * self._A_joint[mod][obs[:, mod]]
+        return like
+
+    def _learn(self, obs: Any, rows: slice, q_prev: list[Any], post: list[Any]) -> None:
+        """Parameter updates after state inference (none here; see ``gpu_learning``)."""
+
+    def _infer_states(self, like: Any, prior: list[Any]) -> list[Any]:
+        """pymdp's run_vanilla_fpi for every row (closed form for one factor), from the
+        likelihood of each row's observation over the joint states."""
+        xp, lay, cfg = self.xp, self.layout, self.config
         if lay.n_factors == 1:
             post = (like + EPS) * (prior[0] + EPS)
             return [post * (1.0 / post.sum(axis=1, keepdims=True))]     # as cpu.py rounds
-        m, n_factors = obs.shape[0], lay.n_factors
+        m, n_factors = like.shape[0], lay.n_factors
         sizes = [int(s) for s in lay.num_states]
         lnL = xp.log(like + EPS)
         lnL_t = lnL.reshape(m, *sizes)
@@ -452,7 +474,7 @@ class XpStepper:
             prev_vfe = xp.where(active, vfe, prev_vfe)
         return qs
 
-    def _policy_values(self, post: list[Any]) -> Any:
+    def _policy_values(self, post: list[Any], rows: slice) -> Any:
         """G of every policy, ``(rows, P)``: the tree walked depth by depth, all nodes at once."""
         xp, lay, cfg = self.xp, self.layout, self.config
         m = post[0].shape[0]
