@@ -4,8 +4,7 @@
 * ``"reference"``: the plain NumPy float64 specification (``kernels/reference.py``);
 * ``"cupy"``: the batched array code of ``kernels/gpu.py`` on an NVIDIA GPU through CuPy;
 * ``"xp-numpy"``: the same batched array code on the CPU through NumPy (what CI tests);
-* ``"auto"``: ``"cupy"`` when CuPy and a GPU are usable (and the config needs nothing the
-  array backend lacks), otherwise ``"numba"``.
+* ``"auto"``: ``"cupy"`` when CuPy and a GPU are usable, otherwise ``"numba"``.
 
 Nothing here imports CuPy at module import time; :func:`cupy_available` tries it on demand and
 never raises.
@@ -46,28 +45,20 @@ def cupy_available() -> tuple[bool, str]:
     return True, f"{count} CUDA device(s)"
 
 
-def xp_supports(config: InferenceConfig | None) -> tuple[bool, str]:
-    """Whether the array backend (``kernels/gpu.py``) implements everything ``config`` asks."""
-    if config is None:
-        return True, ""
-    if config.use_param_info_gain:
-        return False, "parameter information gain is not on the xp backend yet"
-    return True, ""
-
-
 def resolve_backend(name: str, config: InferenceConfig | None = None) -> ResolvedBackend:
     """The backend that will run for the requested ``name``.
 
-    ``"auto"`` gives ``"cupy"`` when :func:`cupy_available` and ``config`` (when given) needs
-    nothing the array backend lacks, else ``"numba"``. ``"cupy"`` without CuPy or a GPU raises
-    :class:`ConfigError` in one sentence naming the reason; an unknown name raises too.
+    ``"auto"`` gives ``"cupy"`` when :func:`cupy_available`, else ``"numba"`` (the array
+    backend runs every config since it gained learning; ``config`` is kept for callers).
+    ``"cupy"`` without CuPy or a GPU raises :class:`ConfigError` in one sentence naming the
+    reason; an unknown name raises too.
     """
     if name not in BACKENDS:
         raise ConfigError(f"backend must be one of {', '.join(repr(b) for b in BACKENDS)}, "
                           f"got {name!r}")
     if name == "auto":
         ok, _ = cupy_available()
-        return "cupy" if ok and xp_supports(config)[0] else "numba"
+        return "cupy" if ok else "numba"
     if name == "cupy":
         ok, reason = cupy_available()
         if not ok:

@@ -189,16 +189,18 @@ def test_out_of_range_message_names_agent_and_modality() -> None:
         xps.step(obs)
 
 
-def test_learning_runs_in_its_own_stepper_and_param_gain_is_refused() -> None:
-    """Dirichlet learning runs on the xp backend (XpLearningStepper, tested against pymdp in
-    test_parity_pymdp); parameter information gain is refused with one sentence."""
+def test_learning_runs_in_its_own_stepper() -> None:
+    """Dirichlet learning and the parameter information gain run on the xp backend in
+    XpLearningStepper (tested against pymdp in test_parity_pymdp); XpStepper refuses them."""
     model = random_model(np.random.default_rng(0), [3], [3], [2], with_pA=True, with_pB=True)
     with pytest.raises(ConfigError, match="XpLearningStepper"):
         XpStepper(model, 4, InferenceConfig(learn_A=True))
     assert isinstance(make_xp_stepper(model, 4, InferenceConfig(learn_B=True)),
                       XpLearningStepper)
-    with pytest.raises(ConfigError, match="not on the xp backend yet"):
-        Agents(model, 4, InferenceConfig(use_param_info_gain=True), backend="xp-numpy")
+    assert isinstance(make_xp_stepper(model, 4, InferenceConfig(use_param_info_gain=True)),
+                      XpLearningStepper)
+    plain = random_model(np.random.default_rng(0), [3], [3], [2])
+    assert type(make_xp_stepper(plain, 4, InferenceConfig(use_param_info_gain=True))) is XpStepper
     agents = Agents(model, 4, InferenceConfig(learn_A=True, learn_B=True), backend="xp-numpy")
     agents.step(np.zeros((4, 1), dtype=np.int64))
     assert agents.pA[0].shape == (4, 3, 3) and agents.pB[0].shape == (4, 3, 3, 2)
@@ -236,7 +238,6 @@ def test_auto_prefers_cupy_only_when_usable_and_supported(
     monkeypatch.setattr(backends, "cupy_available", lambda: (True, "1 CUDA device(s)"))
     assert resolve_backend("auto") == "cupy"
     assert resolve_backend("auto", InferenceConfig(learn_B=True)) == "cupy"
-    assert resolve_backend("auto", InferenceConfig(use_param_info_gain=True)) == "numba"
     monkeypatch.setattr(backends, "cupy_available", lambda: (False, "no CUDA device found"))
     assert resolve_backend("auto") == "numba"
     for name in ("numba", "reference", "xp-numpy"):

@@ -21,9 +21,8 @@ path agrees with the Numba kernels to rounding. With ``xp=numpy`` this is the co
 with ``xp=cupy`` the same lines run on the device. Agents are processed in row chunks so the
 intermediates (``policies x agents x joint outcomes`` at worst) stay within ``scratch_bytes``.
 
-Dirichlet learning is in ``gpu_learning.py`` (a subclass with per-agent A / B). Not here yet:
-parameter information gain (:class:`ConfigError`), the degradation ladder's knobs, and fused
-CuPy kernels.
+Dirichlet learning and the parameter information gain are in ``gpu_learning.py`` (a subclass
+with per-agent A / B). Not here yet: the degradation ladder's knobs and fused CuPy kernels.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import xp_supports
 from ..config import InferenceConfig
 from ..errors import ConfigError, ObservationError
 from ..layout import EPS, EXP_M16, ModelLayout
@@ -147,12 +145,11 @@ class XpStepper:
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
             raise ConfigError(f"XpStepper: n must be a positive int, got {n!r}")
         cfg = config or InferenceConfig()
-        ok, why = xp_supports(cfg)
-        if not ok:
-            raise ConfigError(f"XpStepper: {why}; use backend='numba'")
-        if (cfg.learn_A or cfg.learn_B) and not self.learns:
-            raise ConfigError("XpStepper: Dirichlet learning runs in XpLearningStepper "
-                              "(engine.kernels.gpu_learning.make_xp_stepper picks it)")
+        if (cfg.learn_A or cfg.learn_B or (cfg.use_param_info_gain and (
+                model.pA is not None or model.pB is not None))) and not self.learns:
+            raise ConfigError("XpStepper: Dirichlet learning and parameter information gain "
+                              "run in XpLearningStepper (engine.kernels.gpu_learning."
+                              "make_xp_stepper picks it)")
         if compute_dtype not in ("float32", "float64"):
             raise ConfigError(f"XpStepper: compute_dtype must be 'float32' or 'float64', "
                               f"got {compute_dtype!r}")

@@ -12,8 +12,11 @@ the batched twin of ``cpu_learning.py`` (pymdp 0.0.7.1's ``update_A`` / ``update
 * the expected free energy reads each agent's own A and B: expected outcomes ``A q``, utility
   against ln C, ambiguity and the joint outcome's entropy from the agent's outcome table.
 
-Only what is learnt is stored per agent; the rest stays shared. Parameter information gain
-(``use_param_info_gain``) is not on this backend yet.
+* with ``use_param_info_gain``, the pA and pB information gain (pymdp's ``calc_pA_info_gain``
+  / ``calc_pB_info_gain``) from spm_wnorm of each agent's counts (or the model's, when they are
+  not learnt).
+
+Only what is learnt is stored per agent; the rest stays shared.
 """
 
 from __future__ import annotations
@@ -34,13 +37,21 @@ def make_xp_stepper(model: GenerativeModel, n: int, config: InferenceConfig | No
     """An :class:`XpLearningStepper` when ``config`` learns A or B, else an :class:`XpStepper`
     (same arguments)."""
     cfg = config or InferenceConfig()
-    if cfg.learn_A or cfg.learn_B:
+    if uses_parameters(model, cfg):
         return XpLearningStepper(model, n, cfg, **kwargs)
     return XpStepper(model, n, cfg, **kwargs)
 
 
+def uses_parameters(model: GenerativeModel, config: InferenceConfig) -> bool:
+    """Whether stepping ``model`` with ``config`` needs Dirichlet parameters: learning, or the
+    parameter information gain of a model that has pA or pB (pymdp ignores it otherwise)."""
+    return bool(config.learn_A or config.learn_B or (config.use_param_info_gain and (
+        model.pA is not None or model.pB is not None)))
+
+
 class XpLearningStepper(XpStepper):
-    """An :class:`XpStepper` whose agents learn A (``learn_A``) and/or B (``learn_B``).
+    """An :class:`XpStepper` whose agents learn A (``learn_A``) and/or B (``learn_B``), or
+    value policies by the parameter information gain (``use_param_info_gain``).
 
     Takes the arguments of :class:`XpStepper`; the model must carry pA / pB for what is learnt.
     """
@@ -50,9 +61,6 @@ class XpLearningStepper(XpStepper):
     def __init__(self, model: GenerativeModel, n: int, config: InferenceConfig | None = None,
                  **kwargs: Any) -> None:
         cfg = config or InferenceConfig()
-        if cfg.use_param_info_gain:
-            raise ConfigError("parameter information gain is not on the xp backend yet; "
-                              "use backend='numba'")
         if cfg.learn_A and model.pA is None:
             raise ConfigError("learn_A needs the model's pA (Dirichlet parameters of A)")
         if cfg.learn_B and model.pB is None:
@@ -75,6 +83,14 @@ class XpLearningStepper(XpStepper):
         if cfg.learn_B:
             self._B_agent = [per_agent(np.transpose(b, (2, 1, 0))) for b in full.B]
             self._pB_agent = [per_agent(np.transpose(p, (2, 1, 0))) for p in full.pB]
+        self._pA_gain = bool(cfg.use_param_info_gain and full.pA is not None)
+        self._pB_gain = bool(cfg.use_param_info_gain and full.pB is not None)
+        if self._pA_gain and not cfg.learn_A:
+            self._pA_shared = [xp.asarray(np.asarray(p, dtype=c).reshape(1, p.shape[0], -1))
+                               for p in full.pA]
+        if self._pB_gain and not cfg.learn_B:
+            self._pB_shared = [xp.asarray(np.transpose(np.asarray(p, dtype=c), (2, 1, 0))[None])
+                               for p in full.pB]
         self._lnC = xp.asarray(np.asarray(lay.lnC, dtype=c))
         self._chunk = max(1, min(self._chunk, kwargs.get("scratch_bytes", SCRATCH_BYTES)
                                  // self._learning_bytes_per_agent()))
@@ -111,6 +127,18 @@ class XpLearningStepper(XpStepper):
     def _B_rows(self, f: int, rows: slice) -> Any:
         """B of factor ``f`` for ``rows``: ``(k, U, S, S)``, or shared ``(1, U, S, S)``."""
         return self._B_agent[f][rows] if self.config.learn_B else self._BT[f][None]
+
+    def _wnorm_A(self, m: int, rows: slice) -> Any:
+        """pymdp's spm_wnorm of pA for modality ``m``: ``(k or 1, O_m, J)``."""
+        pA = self._pA_agent[m][rows] if self.config.learn_A else self._pA_shared[m]
+        col = (pA + EPS).sum(axis=1, keepdims=True)
+        return self.xp.where(pA > 0, 1.0 / col - 1.0 / (pA + EPS), 0.0)
+
+    def _wnorm_B(self, f: int, rows: slice) -> Any:
+        """spm_wnorm of pB for factor ``f`` (over next states): ``(k or 1, U, S, S)``."""
+        pB = self._pB_agent[f][rows] if self.config.learn_B else self._pB_shared[f]
+        col = (pB + EPS).sum(axis=-1, keepdims=True)
+        return self.xp.where(pB > 0, 1.0 / col - 1.0 / (pB + EPS), 0.0)
 
     # ------------------------------------------------------------------------- step stages
     def _prior(self, q_prev: list[Any], rows: slice) -> list[Any]:
@@ -169,31 +197,41 @@ class XpLearningStepper(XpStepper):
         return table
 
     def _policy_values(self, post: list[Any], rows: slice) -> Any:
-        """G of every policy from each agent's own A and B (``cpu_learning``'s node value)."""
+        """G of every policy from each agent's own A and B (``cpu_learning``'s node value),
+        with the pA / pB information gain when the config asks for it."""
         xp, lay, cfg = self.xp, self.layout, self.config
         m = post[0].shape[0]
         table = self._outcome_table(rows) if cfg.use_states_info_gain else None
         if table is not None:
             ambiguity = xp.where(table > 0, table * xp.log(table + EXP_M16), 0.0).sum(axis=-1)
+        w_A = [self._wnorm_A(mod, rows) for mod in range(lay.n_modalities)] \
+            if self._pA_gain else None
+        w_B = [self._wnorm_B(f, rows) for f in range(lay.n_factors)] if self._pB_gain else None
         parent_q = [q[None] for q in post]
         cum = xp.zeros((1, m), dtype=self._cdt)
         for d, level in enumerate(self._levels):
+            value = xp.zeros((level.n_nodes, m), dtype=self._cdt)
             pred = []
             for f in range(lay.n_factors):
                 B = self._B_rows(f, rows)
                 out = xp.empty((level.n_nodes, m, int(lay.num_states[f])), dtype=self._cdt)
                 for u, idx, uniq, inv in level.groups[f]:
-                    moved = xp.matmul(parent_q[f][uniq][:, :, None, :], B[:, u][None])
-                    out[idx] = moved[:, :, 0][inv]
+                    parents = parent_q[f][uniq][:, :, None, :]
+                    out[idx] = xp.matmul(parents, B[:, u][None])[:, :, 0][inv]
+                    if w_B is not None:                  # -q_next . (W_B[u] q_prev)
+                        pulled = xp.matmul(parents, w_B[f][:, u][None])[:, :, 0][inv]
+                        value[idx] -= (pulled * out[idx]).sum(axis=-1)
                 pred.append(out)
             qj = pred[0] if lay.n_factors == 1 else _outer_joint(pred)      # (K, m, J)
-            value = xp.zeros((level.n_nodes, m), dtype=self._cdt)
-            if cfg.use_utility:
-                for mod in range(lay.n_modalities):
-                    A = self._A_rows(mod, rows)                          # (k, O, J)
-                    qo_m = xp.matmul(qj[:, :, None, :], A.transpose(0, 2, 1)[None])[:, :, 0]
+            for mod in range(lay.n_modalities if (cfg.use_utility or w_A) else 0):
+                A = self._A_rows(mod, rows)                              # (k, O, J)
+                qo_m = xp.matmul(qj[:, :, None, :], A.transpose(0, 2, 1)[None])[:, :, 0]
+                if cfg.use_utility:
                     lo, hi = lay.obs_offset[mod], lay.obs_offset[mod + 1]
                     value = value + qo_m @ self._lnC[d, lo:hi]
+                if w_A is not None:
+                    wq = xp.matmul(qj[:, :, None, :], w_A[mod].transpose(0, 2, 1)[None])[:, :, 0]
+                    value = value - (qo_m * wq).sum(axis=-1)
             if table is not None:
                 q_thr = xp.where(qj > EXP_M16, qj, 0.0)
                 qo = xp.matmul(q_thr[:, :, None, :], table[None])[:, :, 0]   # (K, m, T)
