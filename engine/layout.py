@@ -117,6 +117,10 @@ class ModelLayout:
     Bs_rowptr: np.ndarray       # (F, max_U, max_S + 1) start of each row of B[f][:, :, u]
     Bs_col: np.ndarray
     Bs_val: np.ndarray
+    B_det: np.ndarray           # (F, max_U) bool: every column of sparse B[f][:, :, u] has
+                                # exactly one non-zero (a deterministic move)
+    Bd_row: np.ndarray          # (F, max_U, max_S) where column c of such a B[f][:, :, u] goes
+    Bd_val: np.ndarray          # (F, max_U, max_S) and its value
     jidx_identity: np.ndarray   # (M,) bool: modality m's compact column is the joint state
     Bc_colptr: np.ndarray       # (max_U, S + 1) column pointers of sparse B[0][:, :, u] (F = 1)
     Bc_row: np.ndarray          # rows of those columns' non-zeros
@@ -221,6 +225,17 @@ class ModelLayout:
             Bs_ptr[f, max_u] = count
         Bs_col = np.concatenate(cols).astype(np.int64) if cols else np.zeros(0, np.int64)
         Bs_val = np.concatenate(vals) if vals else np.zeros(0)
+        B_det = np.zeros((n_factors, max_u), dtype=bool)
+        Bd_row = np.zeros((n_factors, max_u, max_s), dtype=np.int64)
+        Bd_val = np.zeros((n_factors, max_u, max_s))
+        for f, b in enumerate(Bt):
+            for u in range(b.shape[0] if B_sparse[f] else 0):
+                nonzero = b[u] != 0                      # (S_next, S_prev)
+                if np.all(nonzero.sum(axis=0) == 1):
+                    B_det[f, u] = True
+                    rows = np.argmax(nonzero, axis=0)
+                    Bd_row[f, u, :b.shape[2]] = rows
+                    Bd_val[f, u, :b.shape[2]] = b[u][rows, np.arange(b.shape[2])]
         jidx_identity = np.array([np.array_equal(jidx[m], np.arange(n_joint))
                                   for m in range(n_mod)], dtype=bool)
 
@@ -313,6 +328,7 @@ class ModelLayout:
             A_flat=fl(A_flat), A_offset=ix(A_offset), A_cols=ix(A_cols), jidx=ix(jidx),
             Bt_flat=fl(Bt_flat), B_offset=ix(B_offset), B_sparse=np.array(B_sparse, dtype=bool),
             Bs_ptr=ix(Bs_ptr), Bs_rowptr=ix(Bs_rowptr), Bs_col=ix(Bs_col), Bs_val=fl(Bs_val),
+            B_det=B_det, Bd_row=ix(Bd_row), Bd_val=fl(Bd_val),
             jidx_identity=jidx_identity, Bc_colptr=ix(Bc_colptr), Bc_row=ix(Bc_row),
             utility_B=fl(utility_B),
             D_flat=fl(np.concatenate(model.D)), utility=fl(utility), ambiguity=fl(ambiguity),

@@ -31,7 +31,7 @@ KernelModel = namedtuple(
     [
         "num_states", "num_obs", "num_controls", "state_offset", "joint_stride", "A_flat",
         "A_offset", "A_cols", "jidx", "Bt_flat", "B_offset", "B_sparse", "Bs_rowptr",
-        "Bs_col", "Bs_val", "jidx_identity", "D_flat", "utility",
+        "Bs_col", "Bs_val", "B_det", "Bd_row", "Bd_val", "jidx_identity", "D_flat", "utility",
         "ambiguity", "po_ptr", "po_idx", "po_val", "lnE", "lnC", "obs_offset", "obs_stride",
         "node_depth", "node_action", "leaf_of_policy", "first_action", "Bc_colptr", "Bc_row",
         "utility_B",
@@ -90,9 +90,18 @@ def kernel_config(config, num_iter: int | None = None,  # noqa: ANN001
 # ------------------------------------------------------------------------------------ helpers
 @njit(cache=True, inline="always")
 def _apply_B(km, f, u, src, src_off, dst, dst_off):
-    """dst[dst_off:...] = B[f][:, :, u] @ src[src_off:...]."""
+    """dst[dst_off:...] = B[f][:, :, u] @ src[src_off:...].
+
+    A deterministic move (one non-zero per column) is scattered column by column: each row
+    receives its terms in column order, as the row-wise sum adds them, so the result is the
+    same number, without the row loop's branches."""
     S = km.num_states[f]
-    if km.B_sparse[f]:
+    if km.B_sparse[f] and km.B_det[f, u]:
+        for r in range(S):
+            dst[dst_off + r] = 0.0
+        for c in range(S):
+            dst[dst_off + km.Bd_row[f, u, c]] += km.Bd_val[f, u, c] * src[src_off + c]
+    elif km.B_sparse[f]:
         for r in range(S):
             acc = 0.0
             for k in range(km.Bs_rowptr[f, u, r], km.Bs_rowptr[f, u, r + 1]):
@@ -304,12 +313,14 @@ def policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G):
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
-def _dot(a, a_off, b, n):
-    """sum_c a[a_off + c] * b[c]; reassociated so it vectorises (order differs by rounding)."""
-    acc = 0.0
-    for c in range(n):
-        acc += a[a_off + c] * b[c]
-    return acc
+def _dots_all(parent, p_off, rows, n, out, out_off):
+    """out[out_off + u] = rows[u] . parent[p_off:p_off + n] for every row: one call for all
+    actions, each sum reassociated so that it vectorises (its order differs by rounding)."""
+    for u in range(rows.shape[0]):
+        acc = 0.0
+        for c in range(n):
+            acc += parent[p_off + c] * rows[u, c]
+        out[out_off + u] = acc
 
 
 @njit(cache=True, inline="always")
@@ -419,18 +430,22 @@ def _sparse_info_gain(km, u, parent, p_off, big, big_off, n_big, seen, stamp, qo
 
 @njit(cache=True, inline="always")
 def policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, stamp, big,
-                         n_big, rows, vals, memo_key, memo_val, G):
+                         n_big, rows, vals, memo_key, memo_val, util, G):
     """Tree walk for one factor with sparse B: a node is valued from its parent's belief.
 
-    Utility is the parent's belief against the utility pulled back through the action; the
+    Utility is the parent's belief against the utility pulled back through the action,
+    computed for every action at once when the parent's belief is known (``util[d, u]``); the
     information gain visits only predicted states that can pass pymdp's e^-16 cut. Only
     internal nodes materialise their prediction (for their children).
     """
     S = km.num_states[0]
+    U = km.num_controls[0]
     horizon = km.utility.shape[0]
     tau = EXP_M16 / (2.0 * S)
     if kc.use_states_info_gain:
         n_big[0] = _big_states(post, 0, S, tau, big, 0)
+    if kc.use_utility:
+        _dots_all(post, 0, km.utility_B[0], S, util, 0)
     for k in range(km.node_depth.shape[0]):
         d = km.node_depth[k]
         if d >= kc.max_depth:                      # degraded horizon: value stops here
@@ -446,7 +461,7 @@ def policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, s
             p_off = (d - 1) * S
         value = 0.0
         if kc.use_utility:
-            value += _dot(parent, p_off, km.utility_B[d, u], S)
+            value += util[d * U + u]
         if kc.use_states_info_gain:
             stamp[0] += 1
             value += _sparse_info_gain(km, u, parent, p_off, big, d * S, n_big[d], seen,
@@ -455,6 +470,8 @@ def policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, s
             _apply_B(km, 0, u, parent, p_off, qdepth, d * S)
             if kc.use_states_info_gain:
                 n_big[d + 1] = _big_states(qdepth, d * S, S, tau, big, (d + 1) * S)
+            if kc.use_utility:
+                _dots_all(qdepth, d * S, km.utility_B[d + 1], S, util, (d + 1) * U)
         gacc[d] = value if d == 0 else gacc[d - 1] + value
         gnode[k] = gacc[d]
     for p in range(G.shape[0]):
@@ -583,10 +600,10 @@ def scratch_int_size(layout: ModelLayout) -> int:
 
 def scratch_float_size(layout: ModelLayout) -> int:
     """Float64 scratch of one thread: ``_scratch_views``' regions, the first-step memo's
-    results, then (from the row's end) the sparse path's values and memo."""
+    results, then (from the row's end) the sparse path's utilities, values and memo."""
     s = scratch_sizes(layout)
     return (5 * s[0] + 2 * s[1] + s[2] + s[3] + s[4] + 2 * s[5] + s[6] + max(s[7], s[5])
-            + first_slots(s[0], s[5]) * (s[0] + 2 * s[5]) + s[0]
+            + first_slots(s[0], s[5]) * (s[0] + 2 * s[5]) + s[3] * s[7] + s[0]
             + MEMO_SLOTS * (MEMO_KEY + 1))
 
 
@@ -673,11 +690,12 @@ def _step_agent(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_
             (MEMO_SLOTS, 1 + MEMO_KEY))
         f_end = fs.shape[0] - S - MEMO_SLOTS * (MEMO_KEY + 1)
         memo_val = fs[f_end + S:].reshape((MEMO_SLOTS, MEMO_KEY + 1))
+        util = fs[f_end - horizon * sizes[7]:f_end]
         policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched,
                              iscratch[n_jo:n_jo + S], iscratch[n_jo + S:n_jo + S + 1],
                              iscratch[n_jo + S + 1:o], iscratch[o:o + horizon],
                              iscratch[o + horizon:o + horizon + S], fs[f_end:f_end + S],
-                             memo_key, memo_val, G)
+                             memo_key, memo_val, util, G)
     else:
         policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G)
     _policy_posterior(km, kc, G, qpi)
