@@ -11,9 +11,9 @@ copied back into the population's shared-memory arrays (beliefs quantized as for
 populations) every ``refresh_every`` ticks and whenever they are read (:meth:`sync`), so
 snapshots, the tick log and ``Engine.population(name).qs`` see the current state.
 
-Degradation: stale actions step nobody; the rotating fraction steps every other chunk
-(alternating each tick); fewer iterations and a shorter horizon run at full quality (the array
-backend has no such knobs yet).
+Degradation: as on the CPU. Fewer iterations and a shorter horizon are passed to the array
+code; the rotating fraction steps every other chunk (alternating each tick); stale actions step
+nobody.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ class DevicePopulation:
             return 0
         np.copyto(self._obs_host, self.state.obs)
         obs = self.xp.asarray(self._obs_host)
+        kc = self.state.kc_by_level[level]
         ran = 0
         for index, lo in enumerate(range(0, self.n, self.chunk)):
             if level == ROTATING_FRACTION and (index + tick) % 2 == 1:
@@ -90,14 +91,15 @@ class DevicePopulation:
             if ran and time.monotonic() > deadline:
                 break
             hi = min(self.n, lo + self.chunk)
-            self.stepper.step_rows(obs, lo, hi, tick)
+            self.stepper.step_rows(obs, lo, hi, tick, kc.num_iter, kc.max_depth)
             self.state.stale[lo:hi] = 0
             ran += hi - lo
         self._finish_tick(ran)
         return ran
 
-    def step_forced(self, tick: int, stale_agents: np.ndarray) -> int:
-        """Replay a recorded tick: step every agent except ``stale_agents`` (indices)."""
+    def step_forced(self, tick: int, stale_agents: np.ndarray, level: int = 0) -> int:
+        """Replay a recorded tick: step every agent except ``stale_agents`` (indices) with the
+        kernel settings of ``level``."""
         stale = self.state.stale
         stale[:] = 0
         stale[stale_agents] = 1
@@ -109,7 +111,8 @@ class DevicePopulation:
         for start, end in edges:
             for lo in range(int(start), int(end), self.chunk):
                 hi = min(int(end), lo + self.chunk)
-                self.stepper.step_rows(obs, lo, hi, tick)
+                kc = self.state.kc_by_level[level]
+                self.stepper.step_rows(obs, lo, hi, tick, kc.num_iter, kc.max_depth)
                 ran += hi - lo
         self._finish_tick(ran)
         return ran

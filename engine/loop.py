@@ -356,7 +356,7 @@ class Engine(StopOnSignal):
         control.set("level", level)
         if stale is not None:
             if 0 in self._device:
-                self._device[0].step_forced(self.tick, stale)
+                self._device[0].step_forced(self.tick, stale, level)
             else:
                 process_forced(self.state, stale, self.chunk, self.tick, level, self._fscratch,
                                self._iscratch, self._beliefs)

@@ -149,3 +149,21 @@ def test_backend_errors_name_the_population() -> None:
         assert engine.backends == ["cupy" if HAVE_CUPY else "numba"]
     with pytest.raises(ConfigError, match="refresh_every"):
         Engine(model, 10, workers=0, backend="xp-numpy", refresh_every=0)
+
+
+def test_degraded_levels_match_the_cpu_rungs() -> None:
+    """Fewer iterations and a shorter horizon reach the array code: a device population at
+    each level equals a CPU population forced to the same level (multi-factor, policy_len 2,
+    so both rungs change something)."""
+    model = random_model(np.random.default_rng(3), [3, 4], [3, 2], [2, 2])
+    config = InferenceConfig(policy_len=2, num_iter=4)
+    n = 60
+    pops = [Population("cpu", model, n, config), Population("dev", model, n, config,
+                                                            backend="xp-numpy")]
+    with Engine(populations=pops, workers=0, beliefs="float") as engine:
+        for level in (1, 2, 0, 2):
+            obs = _obs(model, n, level)
+            cpu, dev = engine.step([obs, obs], level=level)
+            cpu_state, dev_state = engine.population("cpu"), engine.population("dev")
+            np.testing.assert_allclose(dev_state.G[:, :], cpu_state.G, atol=1e-4)
+            np.testing.assert_allclose(dev_state.q_pi, cpu_state.q_pi, atol=1e-4)

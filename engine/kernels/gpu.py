@@ -22,7 +22,8 @@ with ``xp=cupy`` the same lines run on the device. Agents are processed in row c
 intermediates (``policies x agents x joint outcomes`` at worst) stay within ``scratch_bytes``.
 
 Dirichlet learning and the parameter information gain are in ``gpu_learning.py`` (a subclass
-with per-agent A / B). Not here yet: the degradation ladder's knobs and fused CuPy kernels.
+with per-agent A / B). The degradation ladder's knobs (fewer iterations, a shorter horizon) are
+arguments of :meth:`XpStepper.step_rows`. Not here yet: fused CuPy kernels.
 """
 
 from __future__ import annotations
@@ -159,6 +160,7 @@ class XpStepper:
         self.config = cfg
         self.seed = int(seed)
         self.tick = 0
+        self._num_iter, self._max_depth = cfg.num_iter, cfg.policy_len
         self.layout: ModelLayout = model.layout(cfg)
         self._cdt = np.dtype(compute_dtype)
         self._upload_model()
@@ -374,11 +376,19 @@ class XpStepper:
             self.tick += 1
         return self._actions
 
-    def step_rows(self, obs: Any, lo: int, hi: int, tick: int) -> None:
+    def step_rows(self, obs: Any, lo: int, hi: int, tick: int, num_iter: int | None = None,
+                  max_depth: int | None = None) -> None:
         """Step agents ``lo..hi`` only, on checked ``xp`` observations of all ``n`` agents, as
         tick ``tick`` (the engine steps a device population in chunks between deadline
-        checks); the other agents keep their state and actions."""
-        self._step_rows(obs, lo, hi, tick)
+        checks); the other agents keep their state and actions. ``num_iter`` and
+        ``max_depth`` degrade the step as on the CPU (fewer fixed-point iterations; policies
+        valued by their first ``max_depth`` steps)."""
+        self._num_iter = self.config.num_iter if num_iter is None else int(num_iter)
+        self._max_depth = self.config.policy_len if max_depth is None else int(max_depth)
+        try:
+            self._step_rows(obs, lo, hi, tick)
+        finally:
+            self._num_iter, self._max_depth = self.config.num_iter, self.config.policy_len
 
     def load_actions(self, actions: np.ndarray, rows: Any = None) -> None:
         """Overwrite the current actions of ``rows`` (default all)."""
@@ -452,7 +462,7 @@ class XpStepper:
         prev_vfe = entropy_terms(qs)
         delta = xp.full(m, float(cfg.dF), dtype=self._cdt)
         active = xp.ones(m, dtype=bool)
-        for _ in range(cfg.num_iter):
+        for _ in range(self._num_iter):
             active &= delta >= cfg.dF_tol
             if not bool(active.any()):
                 break
@@ -478,6 +488,9 @@ class XpStepper:
         parent_q = [q[None] for q in post]                  # (1, m, S_f): the root
         cum = xp.zeros((1, m), dtype=self._cdt)
         for d, level in enumerate(self._levels):
+            if d >= self._max_depth:                # degraded horizon: value stops here
+                cum = cum[level.parent]
+                continue
             pred = []
             for f in range(lay.n_factors):
                 out = xp.empty((level.n_nodes, m, int(lay.num_states[f])), dtype=self._cdt)

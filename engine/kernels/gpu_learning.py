@@ -210,6 +210,9 @@ class XpLearningStepper(XpStepper):
         parent_q = [q[None] for q in post]
         cum = xp.zeros((1, m), dtype=self._cdt)
         for d, level in enumerate(self._levels):
+            if d >= self._max_depth:                # degraded horizon: value stops here
+                cum = cum[level.parent]
+                continue
             value = xp.zeros((level.n_nodes, m), dtype=self._cdt)
             pred = []
             for f in range(lay.n_factors):
