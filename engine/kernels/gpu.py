@@ -421,10 +421,15 @@ class XpStepper:
         ar = xp.arange(m)
         prior = []
         for f in range(self.layout.n_factors):
-            every = xp.matmul(q_prev[f][None], self._BT[f])          # (U, m, S_f)
-            pushed = every[self._prev_action[rows, f], ar]
+            pushed = self._pushed(f, q_prev[f], rows, ar)
             prior.append(xp.where(started, pushed, self._D[f][None, :]))
         return prior
+
+    def _pushed(self, f: int, q: Any, rows: slice, ar: Any) -> Any:
+        """``B[f][:, :, a] @ q`` with ``a`` each row's previous action: every action at once
+        and each row's own picked out (no per-row gather of B)."""
+        every = self.xp.matmul(q[None], self._BT[f])                  # (U, m, S_f)
+        return every[self._prev_action[rows, f], ar]
 
     def _likelihood(self, obs: Any, rows: slice) -> Any:
         """``prod_m A_m[o_m, j]`` over the joint states, ``(rows, J)``."""

@@ -141,19 +141,11 @@ class XpLearningStepper(XpStepper):
         return self.xp.where(pB > 0, 1.0 / col - 1.0 / (pB + EPS), 0.0)
 
     # ------------------------------------------------------------------------- step stages
-    def _prior(self, q_prev: list[Any], rows: slice) -> list[Any]:
+    def _pushed(self, f: int, q: Any, rows: slice, ar: Any) -> Any:
         if not self.config.learn_B:
-            return super()._prior(q_prev, rows)
-        xp = self.xp
-        m = q_prev[0].shape[0]
-        started = (self._started[rows] != 0)[:, None]
-        ar = xp.arange(m)
-        prior = []
-        for f in range(self.layout.n_factors):
-            chosen = self._B_agent[f][rows][ar, self._prev_action[rows, f]]   # (k, S, S)
-            pushed = xp.matmul(q_prev[f][:, None, :], chosen)[:, 0]
-            prior.append(xp.where(started, pushed, self._D[f][None, :]))
-        return prior
+            return super()._pushed(f, q, rows, ar)
+        chosen = self._B_agent[f][rows][ar, self._prev_action[rows, f]]       # (k, S, S)
+        return self.xp.matmul(q[:, None, :], chosen)[:, 0]
 
     def _likelihood(self, obs: Any, rows: slice) -> Any:
         if not self.config.learn_A:
