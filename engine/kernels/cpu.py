@@ -185,11 +185,26 @@ def infer_states_one(km, kc, A_flat, obs_row, prior, post, lnprior, qL, qtmp, ln
             else:
                 for s in range(S):
                     like[s] *= A_flat[row + km.jidx[m, s]]
-        total = 0.0
-        for s in range(S):
-            v = (like[s] + EPS) * (prior[s] + EPS)
-            post[s] = v
-            total += v
+        # four running sums: a single one is a chain of S dependent additions
+        t0 = t1 = t2 = t3 = 0.0
+        s = 0
+        while s + 4 <= S:
+            v0 = (like[s] + EPS) * (prior[s] + EPS)
+            v1 = (like[s + 1] + EPS) * (prior[s + 1] + EPS)
+            v2 = (like[s + 2] + EPS) * (prior[s + 2] + EPS)
+            v3 = (like[s + 3] + EPS) * (prior[s + 3] + EPS)
+            post[s], post[s + 1], post[s + 2], post[s + 3] = v0, v1, v2, v3
+            t0 += v0
+            t1 += v1
+            t2 += v2
+            t3 += v3
+            s += 4
+        while s < S:
+            v0 = (like[s] + EPS) * (prior[s] + EPS)
+            post[s] = v0
+            t0 += v0
+            s += 1
+        total = (t0 + t1) + (t2 + t3)
         inv = 1.0 / total
         for s in range(S):
             post[s] = post[s] * inv
