@@ -3,6 +3,9 @@ shard's tick is discarded, a killed shard is restarted from its checkpoint, noth
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,11 +28,16 @@ N = 200
 CONFIG = InferenceConfig(policy_len=2, action_selection="stochastic", alpha=4.0)
 
 
+CLIENT_PORT = 23001                 # the head's Ray Client server (ray:// addresses)
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    """Two local nodes of one CPU each; the driver (this process) joins them."""
+    """Two local nodes of one CPU each; the driver (this process) joins them. The head also
+    serves Ray Client on CLIENT_PORT, for the ray:// test."""
     nodes = Cluster(initialize_head=True,
-                    head_node_args={"num_cpus": 1, "include_dashboard": False})
+                    head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                    "ray_client_server_port": CLIENT_PORT})
     nodes.add_node(num_cpus=1)
     try:
         ray.init(address=nodes.address, log_to_driver=False,
@@ -91,6 +99,35 @@ def test_shards_on_two_nodes_match_a_single_engine(cluster: Cluster) -> None:
             np.testing.assert_array_equal(state[name], final[name])
         run_ids = [info["run_id"] for info in infos]
     assert entries_of(run_ids) == []
+
+
+RAY_CLIENT_RUN = """
+import sys
+import numpy as np
+from engine import Engine
+from tests.test_cluster import CONFIG, N, _observations
+from world.models import grid_model
+
+model = grid_model(5)
+with Engine(model, N, workers=0, config=CONFIG, seed=7, chunk=25, degrade=False) as single:
+    expected = [np.array(single.step(obs)) for obs in _observations(model, 4, 5)]
+with Engine(model, N, cluster=sys.argv[1], shards=2, workers=0, config=CONFIG, seed=7,
+            chunk=25, degrade=False) as engine:
+    for obs, want in zip(_observations(model, 4, 5), expected, strict=True):
+        np.testing.assert_array_equal(engine.step(obs, budget_s=30.0), want)
+print("same actions through", type(engine).__name__)
+"""
+
+
+def test_a_ray_client_address_gives_the_same_actions(cluster: Cluster) -> None:
+    """Engine(..., cluster="ray://host:port") connects through Ray Client (a driver of its
+    own, hence a child process) and gives a single engine's actions."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-c", RAY_CLIENT_RUN,
+                           f"ray://127.0.0.1:{CLIENT_PORT}"], capture_output=True, text=True,
+                          timeout=240, env=env, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "same actions through ClusterEngine" in done.stdout
 
 
 def test_a_late_shard_is_stale_and_its_tick_discarded(cluster: Cluster) -> None:
