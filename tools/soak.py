@@ -465,7 +465,7 @@ def soak(options: SoakOptions, out: TextIO = sys.stdout) -> SoakReport:
           f"worker process{'' if options.workers == 1 else 'es'}, {options.duration_s:g} s at "
           f"{options.hz:g} Hz ({n_ticks} ticks); a sample every {options.sample_every_s:g} s, "
           f"warm-up {warmup:g} s, RSS growth bound {options.max_rss_growth_pct:g}%", file=out)
-    print("starting (the first run on a machine compiles the kernels, about 30-60 s) ...",
+    print("starting (the first run on a machine compiles the kernels, about 30-90 s) ...",
           file=out, flush=True)
     started = time.monotonic()
     engine = Engine(world.model(), options.agents, workers=options.workers,
