@@ -216,7 +216,7 @@ class Engine(StopOnSignal):
                 specs, numba.config.NUMBA_NUM_THREADS, self.chunk)
             self._slices = [tuple((0, 0 if i in self._device else int(p.n_agents))
                                   for i, p in enumerate(self.populations))]
-            self._cursors = np.zeros(len(self.populations), dtype=np.int64)
+            self._cursors = np.zeros(len(self.populations) + 1, dtype=np.int64)
             numba.set_num_threads(threads)
             for state in self._states:
                 warm_up(state, self._fscratch, self._iscratch, self._beliefs)

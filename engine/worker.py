@@ -55,16 +55,25 @@ def process_tick(states: tuple[SharedState, ...], slices: tuple[tuple[int, int],
 
     Every agent starts the tick flagged stale (the master sets the flags before releasing the
     workers); a chunk's flags are cleared when its results are written. A population whose turn
-    comes after the deadline stays stale for the tick as a whole. ``cursors`` (one per
-    population, kept by the caller between ticks) is where each slice resumes: see
-    :func:`process_slice`.
+    comes after the deadline stays stale for the tick as a whole. ``cursors`` (kept by the
+    caller between ticks: one per population, then one for the populations' order) is where
+    each slice resumes (:func:`process_slice`) and which population goes first: after a cut,
+    the one after the population the deadline cut, so the populations take turns going first
+    and none is left behind tick after tick.
     """
     ran = 0
-    for p, (state, (lo, hi)) in enumerate(zip(states, slices, strict=True)):
-        if p > 0 and hi > lo and time.monotonic() > deadline:
-            continue
-        ran += process_slice(state, lo, hi, chunk, tick, deadline, fscratch, iscratch,
+    n = len(states)
+    first = int(cursors[n]) % n if cursors is not None else 0
+    for k in range(n):
+        p = (first + k) % n
+        lo, hi = slices[p]
+        if k > 0 and hi > lo and time.monotonic() > deadline:
+            break
+        ran += process_slice(states[p], lo, hi, chunk, tick, deadline, fscratch, iscratch,
                              beliefs, level, journal, p, cursors)
+        if cursors is not None and time.monotonic() > deadline:
+            cursors[n] = p + 1               # the next tick starts with the one after
+            break
     return ran
 
 
@@ -191,7 +200,7 @@ def worker_main(specs: tuple[StateSpec, ...], n_workers: int, index: int,
         faults.configure(index)
         for state in states:
             warm_up(state, fscratch, iscratch, beliefs)
-        cursors = np.zeros(len(states), dtype=np.int64)
+        cursors = np.zeros(len(states) + 1, dtype=np.int64)
         done.release()                                   # ready
         while True:
             try:

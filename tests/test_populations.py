@@ -117,3 +117,20 @@ def test_population_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="one dtype"):
         Engine(populations=[Population("a", grid, 5),
                             Population("b", grid, 5, InferenceConfig(dtype="float64"))])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_deadline_does_not_always_starve_the_later_population(workers: int) -> None:
+    """When the deadline cuts a tick, the next tick starts with the population it cut, so
+    every population is updated in turn rather than the first one only."""
+    populations = _populations()
+    with Engine(populations=populations, workers=workers, seed=1, chunk=16,
+                degrade=False) as engine:
+        updated = {p.name: 0 for p in populations}
+        for tick in range(6):
+            obs = [_observations(p.model, p.n_agents, seed=tick + i)
+                   for i, p in enumerate(populations)]
+            engine.step(obs, budget_s=0.0)               # one chunk of one population a tick
+            for p in populations:
+                updated[p.name] += int((engine.population(p.name).stale == 0).sum())
+        assert all(count > 0 for count in updated.values()), updated
