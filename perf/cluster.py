@@ -18,7 +18,7 @@ The model: ``tick(N nodes, n agents) = a + b * N + c * n + n * t_agent / (N * co
 ``a, b, c`` are a least-squares fit of the coordination ticks, ``t_agent`` the baseline's
 per-agent step time on one core, and ``cores`` the cores each node gives its shard's workers
 (assumed to scale linearly). Network transfer beyond loopback is not measured: each node
-receives the whole observation array (``n * modalities * 8`` bytes) and returns its slice's
+receives its own agents' observations (``n / N * modalities * 8`` bytes) and returns their
 actions, so add ``bytes / bandwidth`` per tick for a real network (printed).
 """
 
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{1e6 * c:.3f} us per agent;  compute = {us_per_agent:.3f} us per agent-step "
           f"per core")
     print("model: ticks/s = 1 / (coordination + agents * compute / (nodes * cores)); "
-          "add the network: each node receives agents * modalities * 8 bytes per tick")
+          "add the network: each node receives agents / nodes * modalities * 8 bytes per tick")
     print(f"  {'agents':>9} {'cores':>5} {'nodes':>5} {'coord ms':>9} {'compute ms':>10} "
           f"{'ticks/s':>8}")
     for r in table:
