@@ -165,6 +165,7 @@ class Engine(StopOnSignal):
         self._in_run = False
         self._procs: list[mp.Process] = []
         self._slices: list[tuple[int, int]] = []
+        self._device: dict[int, DevicePopulation] = {}
 
     # ------------------------------------------------------------------------- lifetime
     def start(self) -> Engine:
@@ -298,6 +299,7 @@ class Engine(StopOnSignal):
                     proc.close()
         finally:
             self._procs = []
+            self._device = {}                # frees device memory (GPU arrays) with the run
             for name in ("state", "_states", "control", "population_states", "_actions_view",
                          "_journals",
                          "_go", "_done", "_ready", "metrics"):
