@@ -29,6 +29,7 @@ from .degrade import ROTATING_FRACTION, STALE_ACTIONS
 from .kernels.gpu_learning import make_xp_stepper
 from .model import GenerativeModel
 from .shared_state import SharedState
+from .worker import forced_chunks
 
 #: default ticks between copies of a device population's state into shared memory
 REFRESH_EVERY = 10
@@ -81,8 +82,7 @@ class DevicePopulation:
         many agents ran."""
         if self.n == 0 or level >= STALE_ACTIONS:
             return 0
-        np.copyto(self._obs_host, self.state.obs)
-        obs = self.xp.asarray(self._obs_host)
+        obs = self._upload_observations()
         kc = self.state.kc_by_level[level]
         ran = 0
         for index, lo in enumerate(range(0, self.n, self.chunk)):
@@ -100,22 +100,20 @@ class DevicePopulation:
     def step_forced(self, tick: int, stale_agents: np.ndarray, level: int = 0) -> int:
         """Replay a recorded tick: step every agent except ``stale_agents`` (indices) with the
         kernel settings of ``level``."""
-        stale = self.state.stale
-        stale[:] = 0
-        stale[stale_agents] = 1
-        np.copyto(self._obs_host, self.state.obs)
-        obs = self.xp.asarray(self._obs_host)
-        padded = np.concatenate(([1], stale, [1])).astype(np.int8)
-        edges = np.flatnonzero(np.diff(padded)).reshape(-1, 2)
+        obs = self._upload_observations()
+        kc = self.state.kc_by_level[level]
         ran = 0
-        for start, end in edges:
-            for lo in range(int(start), int(end), self.chunk):
-                hi = min(int(end), lo + self.chunk)
-                kc = self.state.kc_by_level[level]
-                self.stepper.step_rows(obs, lo, hi, tick, kc.num_iter, kc.max_depth)
-                ran += hi - lo
+        for lo, hi in forced_chunks(self.state.stale, stale_agents, self.chunk):
+            self.stepper.step_rows(obs, lo, hi, tick, kc.num_iter, kc.max_depth)
+            ran += hi - lo
         self._finish_tick(ran)
         return ran
+
+    def _upload_observations(self) -> Any:
+        """This tick's observations from shared memory, on the device (through the pinned
+        buffer with CuPy)."""
+        np.copyto(self._obs_host, self.state.obs)
+        return self.xp.asarray(self._obs_host)
 
     def _finish_tick(self, ran: int) -> None:
         if ran:

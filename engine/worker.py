@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 
 import numba
 import numpy as np
@@ -131,20 +132,25 @@ def process_forced(state: SharedState, stale_agents: np.ndarray, chunk: int, tic
     here: it is applied as recorded, so the result does not depend on timing or on how the
     recording engine split its agents.
     """
-    stale = state.stale
+    kc = state.kc_by_level[level]
+    ran = 0
+    for lo, hi in forced_chunks(state.stale, stale_agents, chunk):
+        run_chunk(state, kc, lo, hi, tick, fscratch, iscratch, beliefs, memo_token(0, level))
+        ran += hi - lo
+    return ran
+
+
+def forced_chunks(stale: np.ndarray, stale_agents: np.ndarray, chunk: int
+                  ) -> Iterator[tuple[int, int]]:
+    """Set the stale flags to exactly ``stale_agents`` and yield the ``(lo, hi)`` row ranges,
+    at most ``chunk`` long, of the agents left to step (replay of a recorded tick)."""
     stale[:] = 0
     stale[stale_agents] = 1
-    kc = state.kc_by_level[level]
     padded = np.concatenate(([1], stale, [1])).astype(np.int8)
     edges = np.flatnonzero(np.diff(padded))           # run starts and ends, alternating
-    ran = 0
     for start, end in edges.reshape(-1, 2):
         for lo in range(int(start), int(end), chunk):
-            hi = min(int(end), lo + chunk)
-            run_chunk(state, kc, lo, hi, tick, fscratch, iscratch, beliefs,
-                      memo_token(0, level))
-            ran += hi - lo
-    return ran
+            yield lo, min(int(end), lo + chunk)
 
 
 def memo_token(population: int, level: int) -> int:
