@@ -89,6 +89,9 @@ CLOSE_TIMEOUT_S = 30.0
 MAX_RESTORE_FAILURES = 5
 #: default ticks between the coordinator's belief checkpoints of every shard
 DEFAULT_CHECKPOINT_EVERY = 50
+#: tries at joining a cluster through Ray Client (ray://) before giving up, and the back-off
+CLIENT_CONNECT_ATTEMPTS = 3
+CLIENT_CONNECT_BACKOFF_S = 1.0
 
 
 def _ray() -> Any:
@@ -114,7 +117,21 @@ def connect(address: str | None = None, **init_kwargs: Any) -> Any:
     if address in (None, "local"):
         init_kwargs.setdefault("include_dashboard", False)
     init_kwargs.setdefault("log_to_driver", True)
-    return ray.init(address=address, **init_kwargs)
+    if not (address or "").startswith("ray://"):
+        return ray.init(address=address, **init_kwargs)
+    for attempt in range(1, CLIENT_CONNECT_ATTEMPTS + 1):
+        try:
+            return ray.init(address=address, **init_kwargs)
+        except ConnectionError as exc:
+            # The Ray Client proxy starts a server process per driver; on a busy node that start
+            # fails now and then ("Starting Ray client server failed"), and a new one usually works.
+            if attempt == CLIENT_CONNECT_ATTEMPTS:
+                raise ConfigError(f"could not connect to the Ray cluster at {address!r} "
+                                  f"after {attempt} attempts: {exc}") from exc
+            warnings.warn(f"Ray Client connection to {address!r} failed (attempt {attempt} of "
+                          f"{CLIENT_CONNECT_ATTEMPTS}), retrying: {exc}", stacklevel=2)
+            time.sleep(CLIENT_CONNECT_BACKOFF_S * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def shard_bounds(n_agents: int, shards: int, chunk: int) -> list[tuple[int, int]]:

@@ -4,6 +4,7 @@ shard's tick is discarded, a killed shard is restarted from its checkpoint, noth
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -16,8 +17,15 @@ import pytest
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
+import engine.cluster  # noqa: E402
 from engine import ConfigError, Engine, InferenceConfig  # noqa: E402
-from engine.cluster import ClusterEngine, ClusterRecorder, make_engine, shard_bounds  # noqa: E402
+from engine.cluster import (  # noqa: E402
+    ClusterEngine,
+    ClusterRecorder,
+    connect,
+    make_engine,
+    shard_bounds,
+)
 from engine.degrade import ROTATING_FRACTION, SHORTER_HORIZON  # noqa: E402
 from engine.replay import replay  # noqa: E402
 from engine.shm import entries_of  # noqa: E402
@@ -28,7 +36,13 @@ N = 200
 CONFIG = InferenceConfig(policy_len=2, action_selection="stochastic", alpha=4.0)
 
 
-CLIENT_PORT = 23001                 # the head's Ray Client server (ray:// addresses)
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+CLIENT_PORT = _free_port()          # the head's Ray Client server (ray:// addresses)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +86,40 @@ def test_make_engine_without_a_cluster_is_an_engine() -> None:
     assert type(engine) is Engine
     with pytest.raises(ConfigError):
         make_engine(grid_model(3), 10, shards=2)
+
+
+class _FlakyRay:
+    """Stands in for ``ray``: the first ``failures`` calls of init fail as Ray Client does when
+    its per-driver server does not start."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures, self.calls = failures, 0
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, address: str, **kwargs) -> str:  # noqa: ANN003
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionAbortedError("Starting Ray client server failed")
+        return f"connected to {address}"
+
+
+def test_a_ray_client_connection_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine.cluster, "CLIENT_CONNECT_BACKOFF_S", 0.0)
+    flaky = _FlakyRay(failures=2)
+    monkeypatch.setattr(engine.cluster, "_ray", lambda: flaky)
+    with pytest.warns(UserWarning, match="attempt [12] of 3\\), retrying"):
+        assert connect("ray://head:10001") == "connected to ray://head:10001"
+    assert flaky.calls == 3
+    hopeless = _FlakyRay(failures=5)
+    monkeypatch.setattr(engine.cluster, "_ray", lambda: hopeless)
+    with pytest.warns(UserWarning), pytest.raises(ConfigError, match="head:10001.*3 attempts"):
+        connect("ray://head:10001")
+    driver = _FlakyRay(failures=1)                   # only Ray Client addresses are retried
+    monkeypatch.setattr(engine.cluster, "_ray", lambda: driver)
+    with pytest.raises(ConnectionAbortedError):
+        connect("head:6379")
 
 
 def test_shards_on_two_nodes_match_a_single_engine(cluster: Cluster) -> None:
@@ -126,7 +174,10 @@ def test_a_ray_client_address_gives_the_same_actions(cluster: Cluster) -> None:
     done = subprocess.run([sys.executable, "-c", RAY_CLIENT_RUN,
                            f"ray://127.0.0.1:{CLIENT_PORT}"], capture_output=True, text=True,
                           timeout=240, env=env, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-3000:]
+    logs = Path(cluster.head_node.get_logs_dir_path())
+    server_logs = "".join(f"\n--- {log.name}\n{log.read_text()[-1500:]}"
+                          for log in sorted(logs.glob("ray_client_server*.err")))
+    assert done.returncode == 0, done.stderr[-3000:] + server_logs
     assert "same actions through ClusterEngine" in done.stdout
 
 
