@@ -48,8 +48,16 @@ The process that creates the ``ClusterEngine`` is the **coordinator**; it drives
   that tick verifies the rest of the run (a replay from before it reports a desync at the
   restore, since reloading an older checkpoint is not something replay re-enacts).
 
-Limits: one population per cluster engine; a shard's budget is counted from when its call
-arrives (no clock synchronisation is assumed).
+**Several populations.** ``ClusterEngine(populations=[Population(...), ...])`` gives every
+shard a slice of each population (:func:`population_bounds`; a population smaller than the
+shard count puts one agent on each of the first shards), so one actor per node hosts one
+``Engine`` for all of them; agent ids are numbered across populations in order, as in a single
+engine (``Engine(id_offset=[...])`` gives a shard's slices their global ids). ``step`` then
+takes and returns a list or a dict of arrays, as ``Engine.step`` does; ``agent_state``,
+``load_agent_state`` and ``reset`` take a ``population``. The tick log records one population.
+
+Limits: a shard's budget is counted from when its call arrives (no clock synchronisation is
+assumed).
 ``make_engine(..., cluster=ADDRESS)`` returns a ``ClusterEngine`` when an address is given and
 an ``Engine`` otherwise; :func:`connect` joins a cluster (``"ray://host:10001"`` through Ray
 Client, ``"host:6379"`` or ``"auto"`` directly, ``None`` starts a local one). Every node needs
@@ -62,7 +70,7 @@ import dataclasses
 import os
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -74,7 +82,7 @@ from .errors import AgentloopError, ConfigError
 from .loop import Engine, RunSummary, TickInfo, WorldLike
 from .metrics import TickMetrics
 from .model import GenerativeModel
-from .population import Population
+from .population import Population, check_populations
 from .recording import DEFAULT_SNAPSHOT_EVERY, TickRecorder
 from .shm import sweep_stale
 from .signals import StopOnSignal
@@ -150,21 +158,47 @@ def shard_bounds(n_agents: int, shards: int, chunk: int) -> list[tuple[int, int]
     return [(int(edges[s]), int(edges[s + 1])) for s in range(shards)]
 
 
+def population_bounds(n_agents: int, shards: int, chunk: int) -> list[tuple[int, int]]:
+    """One population's slices over ``shards`` shards: :func:`shard_bounds`, or, for a
+    population smaller than the shard count, one agent on each of the first shards (the
+    others host none of it)."""
+    if n_agents >= shards:
+        return shard_bounds(n_agents, shards, chunk)
+    return [(min(s, n_agents), min(s + 1, n_agents)) for s in range(shards)]
+
+
 class ShardNotRestored(AgentloopError):
     """A restarted shard actor was asked to step before the coordinator restored it."""
 
 
-class _Shard:
-    """The Ray actor of one shard: an ``Engine`` for agents ``lo..hi`` (global ids kept)."""
+@dataclasses.dataclass(frozen=True)
+class _ShardPart:
+    """A shard's slice ``lo..hi`` of one population (whose first agent has global id
+    ``first_id``), and how that population is configured."""
 
-    def __init__(self, model_ref: list[Any], lo: int, hi: int,
+    name: str
+    lo: int
+    hi: int
+    first_id: int
+    config: InferenceConfig | None
+    backend: str | None
+
+
+class _Shard:
+    """The Ray actor of one shard: an ``Engine`` for a slice of every population (global ids
+    kept)."""
+
+    def __init__(self, model_refs: list[Any], parts: list[_ShardPart],
                  engine_kwargs: dict[str, Any]) -> None:
         import ray
-        # the model comes as [ObjectRef] that the coordinator keeps alive, so a restarted
-        # actor can fetch it again (arguments Ray stored itself may be gone by then)
-        model: GenerativeModel = ray.get(model_ref[0])
-        self.lo, self.hi = int(lo), int(hi)
-        self.engine = Engine(model, self.hi - self.lo, id_offset=self.lo, degrade=False,
+        # the models come as ObjectRefs in a list that the coordinator keeps alive, so a
+        # restarted actor can fetch them again (arguments Ray stored itself may be gone by then)
+        models: list[GenerativeModel] = ray.get(list(model_refs))
+        self.parts = list(parts)
+        populations = [Population(part.name, model, part.hi - part.lo, part.config,
+                                  part.backend) for part, model in zip(parts, models, strict=True)]
+        self.engine = Engine(populations=populations, degrade=False,
+                             id_offset=[part.first_id + part.lo for part in parts],
                              **engine_kwargs)
         self.engine.start()
         # the actor's signals belong to Ray (it stops workers with SIGTERM)
@@ -173,83 +207,101 @@ class _Shard:
             warnings.simplefilter("ignore", DeprecationWarning)
             self.restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
         self.ready = not self.restarted
-        state = self.engine.state
-        self._undo = {name: np.empty_like(getattr(state, name)) for name in Engine.STATE_ARRAYS}
+        self._states = [self.engine.population(i).state for i in range(len(parts))]
+        self._undo = [{name: np.empty_like(getattr(state, name)) for name in Engine.STATE_ARRAYS}
+                      for state in self._states]
         self._undo_tick: int | None = None
         self.delay_s = 0.0                  # test hook: sleep before the next step
 
     def info(self) -> dict[str, Any]:
-        """Where this shard runs: pid, node, shared-memory run id, whether it was restarted."""
+        """Where this shard runs: pid, node, shared-memory run id, whether it was restarted,
+        and its slice of each population (``lo``/``hi``: of the first)."""
         import ray
         return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(),
-                "run_id": self.engine.run_id, "lo": self.lo, "hi": self.hi,
+                "run_id": self.engine.run_id, "lo": self.parts[0].lo, "hi": self.parts[0].hi,
+                "slices": [(part.lo, part.hi) for part in self.parts],
                 "restarted": self.restarted, "ready": self.ready}
 
     def _discard(self, tick: int | None) -> None:
         """Undo tick ``tick`` (the coordinator dropped its late result), if it is the last."""
         if tick is not None and self._undo_tick == tick:
-            state = self.engine.state
-            for name in Engine.STATE_ARRAYS:
-                np.copyto(getattr(state, name), self._undo[name])
-            state.stale[:] = 1
+            for state, undo in zip(self._states, self._undo, strict=True):
+                for name in Engine.STATE_ARRAYS:
+                    np.copyto(getattr(state, name), undo[name])
+                state.stale[:] = 1
         self._undo_tick = None
 
-    def step(self, obs: np.ndarray, tick: int, budget_s: float | None, level: int,
+    def _state(self) -> list[dict[str, np.ndarray]]:
+        return [self.engine.agent_state(i) for i in range(len(self.parts))]
+
+    def step(self, obs: list[np.ndarray], tick: int, budget_s: float | None, level: int,
              discard: int | None, checkpoint: bool
-             ) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
+             ) -> tuple[dict[str, Any], list[dict[str, np.ndarray]] | None]:
         """Discard a dropped tick if told, copy the state first if ``checkpoint``, then step
-        ``obs`` (this shard's rows of the tick's observations) as tick ``tick``."""
+        ``obs`` (this shard's rows of each population's observations) as tick ``tick``."""
         received = time.monotonic()
         if not self.ready:
-            raise ShardNotRestored(f"shard {self.lo}..{self.hi} was restarted and not restored")
+            raise ShardNotRestored(f"shard {self._name()} was restarted and not restored")
         if self.delay_s:
             time.sleep(self.delay_s)
             self.delay_s = 0.0
         self._discard(discard)
-        snapshot = self.engine.agent_state() if checkpoint else None
-        state = self.engine.state
+        snapshot = self._state() if checkpoint else None
         if budget_s is not None:
-            for name in Engine.STATE_ARRAYS:
-                np.copyto(self._undo[name], getattr(state, name))
+            for state, undo in zip(self._states, self._undo, strict=True):
+                for name in Engine.STATE_ARRAYS:
+                    np.copyto(undo[name], getattr(state, name))
             self._undo_tick = tick
             budget_s = max(0.0, budget_s - (time.monotonic() - received))
         self.engine.tick = int(tick)
-        actions = self.engine.step(obs, budget_s=budget_s, level=level)
+        self.engine.step(list(obs), budget_s=budget_s, level=level)
         wall = self.engine.last_tick.wall_s if self.engine.last_tick else 0.0
-        result = {"tick": int(tick), "actions": np.array(actions), "stale": np.array(state.stale),
+        result = {"tick": int(tick),
+                  "actions": [np.array(state.actions) for state in self._states],
+                  "stale": [np.array(state.stale) for state in self._states],
                   "wall_s": wall, "service_s": time.monotonic() - received}
         return result, snapshot
 
-    def restore(self, arrays: Mapping[str, np.ndarray] | None, tick: int,
-                last_actions: np.ndarray) -> dict[str, Any]:
+    def _name(self) -> str:
+        return ", ".join(f"{part.name} {part.lo}..{part.hi}" for part in self.parts)
+
+    def restore(self, arrays: list[Mapping[str, np.ndarray]] | None, tick: int,
+                last_actions: list[np.ndarray]) -> dict[str, Any]:
         """Load a checkpoint (``None``: keep the initial state) so that the next tick is
         ``tick``, with ``last_actions`` (what the world last executed) as previous actions."""
-        if arrays is not None:
-            self.engine.load_agent_state(arrays, tick)
-        state = self.engine.state
-        state.actions[...] = last_actions
-        state.prev_action[...] = last_actions
-        state.stale[:] = 1
+        for i, state in enumerate(self._states):
+            if arrays is not None:
+                self.engine.load_agent_state(arrays[i], tick, population=i)
+            state.actions[...] = last_actions[i]
+            state.prev_action[...] = last_actions[i]
+            state.stale[:] = 1
         self.engine.tick = int(tick)
         self._undo_tick = None
         self.ready = True
         return self.info()
 
-    def agent_state(self, discard: int | None) -> dict[str, np.ndarray]:
-        """This slice's state between ticks (after discarding a dropped tick)."""
+    def agent_state(self, discard: int | None) -> list[dict[str, np.ndarray]]:
+        """Each population's slice state between ticks (after discarding a dropped tick)."""
         self._discard(discard)
-        return self.engine.agent_state()
+        return self._state()
 
-    def load_agent_state(self, arrays: Mapping[str, np.ndarray], tick: int) -> None:
-        """Restore this slice's state; the next tick is ``tick``."""
-        self.engine.load_agent_state(arrays, tick)
+    def load_agent_state(self, arrays: list[Mapping[str, np.ndarray] | None], tick: int,
+                         discard: int | None) -> list[dict[str, np.ndarray]]:
+        """Restore the given populations' slices (None: keep that population's state); the
+        next tick is ``tick``. Returns the whole state, the coordinator's new checkpoint."""
+        self._discard(discard)
+        for i, part in enumerate(arrays):
+            if part is not None:
+                self.engine.load_agent_state(part, tick, population=i)
+        self.engine.tick = int(tick)
         self._undo_tick = None
         self.ready = True
+        return self._state()
 
-    def reset(self, agents: np.ndarray, discard: int | None) -> None:
-        """A new episode for local agent indices ``agents``."""
+    def reset(self, population: int, agents: np.ndarray, discard: int | None) -> None:
+        """A new episode for local agent indices ``agents`` of population ``population``."""
         self._discard(discard)
-        self.engine.reset(agents)
+        self.engine.reset(agents, population=population)
 
     def set_delay(self, seconds: float) -> None:
         """Test hook: make the next step sleep ``seconds`` before stepping."""
@@ -303,10 +355,11 @@ class _CoordinatorState:
 
 
 class ClusterEngine(StopOnSignal):
-    """One population sharded over Ray actors, one local ``Engine`` each, driven at a tick.
+    """Populations sharded over Ray actors, one local ``Engine`` each, driven at a tick.
 
     Args:
-        model, n_agents, config, seed, chunk, beliefs: as for ``Engine``.
+        model, n_agents, populations, config, seed, chunk, beliefs: as for ``Engine`` (one
+            model, or several populations; every shard hosts a slice of each population).
         shards: number of shards (one actor each); default: the number of alive nodes.
         address: the cluster to join (see :func:`connect`); None uses the current connection
             or starts a local Ray.
@@ -321,18 +374,22 @@ class ClusterEngine(StopOnSignal):
         engine_kwargs: other ``Engine`` keywords (``threads``).
     """
 
-    def __init__(self, model: GenerativeModel, n_agents: int, shards: int | None = None,
+    def __init__(self, model: GenerativeModel | None = None, n_agents: int = 0,
+                 shards: int | None = None,
                  address: str | None = None, workers_per_shard: int = 0,
                  config: InferenceConfig | None = None, seed: int = 0, chunk: int = 1024,
                  beliefs: str = "uint16", cpus_per_shard: float = 1.0,
                  degrade: DegradeController | bool = True,
                  checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY, max_restarts: int = 3,
                  grace_s: float = 0.01, runtime_env: Mapping[str, Any] | None = None,
+                 populations: Sequence[Population] | None = None,
                  **engine_kwargs: Any) -> None:
-        if "populations" in engine_kwargs or "id_offset" in engine_kwargs:
-            raise ConfigError("ClusterEngine: one population per cluster engine; ids are "
-                              "numbered by the coordinator")
-        if not isinstance(n_agents, (int, np.integer)) or n_agents < 1:
+        if "id_offset" in engine_kwargs:
+            raise ConfigError("ClusterEngine: agent ids are numbered by the coordinator")
+        if (model is None) == (populations is None):
+            raise ConfigError("ClusterEngine: give either model and n_agents, or populations")
+        if populations is None and (not isinstance(n_agents, (int, np.integer))
+                                    or n_agents < 1):
             raise ConfigError(f"ClusterEngine: n_agents must be an int >= 1, got {n_agents!r}")
         if workers_per_shard < 0:
             raise ConfigError(f"ClusterEngine: workers_per_shard must be >= 0, got "
@@ -341,11 +398,20 @@ class ClusterEngine(StopOnSignal):
             raise ConfigError("ClusterEngine: checkpoint_every and grace_s must be >= 0 and "
                               "cpus_per_shard > 0")
         self.config = config or InferenceConfig()
-        self.model = model
-        self.n_agents = int(n_agents)
-        self.populations = [Population("main", model, self.n_agents, self.config)]
-        # validates the model and config as Engine would, and checks observations per tick
-        self._checker = Agents(model, 1, self.config, seed=seed)
+        if populations is None:
+            populations = [Population("main", model, int(n_agents), self.config)]
+        self.populations: list[Population] = list(populations)
+        configs = check_populations(self.populations, self.config)
+        # validates each model and config as Engine would, and checks observations per tick
+        self._checkers = [Agents(p.model, 1, c, seed=seed)
+                          for p, c in zip(self.populations, configs, strict=True)]
+        self.model = self.populations[0].model
+        self.n_agents = sum(int(p.n_agents) for p in self.populations)
+        if self.n_agents < 1:
+            raise ConfigError("ClusterEngine: the populations have no agents")
+        #: each population's first global agent id (numbered on in population order)
+        self.first_ids = [int(o) for o in np.cumsum(
+            [0] + [int(p.n_agents) for p in self.populations[:-1]])]
         self.seed = int(seed)
         self.chunk = int(chunk)
         self.beliefs = beliefs
@@ -361,9 +427,9 @@ class ClusterEngine(StopOnSignal):
             engine_kwargs["threads"] = max(1, int(cpus_per_shard))
         self._engine_kwargs = dict(workers=self.workers, config=self.config, seed=self.seed,
                                    chunk=self.chunk, beliefs=beliefs, **engine_kwargs)
-        self.controller = controller_for(degrade, [(self._checker.layout.n_factors,
-                                                     self.config.num_iter,
-                                                     self.config.policy_len)])
+        self.controller = controller_for(degrade, [
+            (checker.layout.n_factors, c.num_iter, c.policy_len)
+            for checker, c in zip(self._checkers, configs, strict=True)])
         self.tick = 0
         self.last_tick: TickInfo | None = None
         self.last_shards: list[ShardTick] = []
@@ -399,9 +465,17 @@ class ClusterEngine(StopOnSignal):
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
         nodes = [n for n in ray.nodes() if n.get("Alive")]
-        shards = self.shards if self.shards is not None else max(1, len(nodes))
-        self.bounds = shard_bounds(self.n_agents, int(shards), self.chunk)
-        self.shards = len(self.bounds)
+        shards = int(self.shards if self.shards is not None else max(1, len(nodes)))
+        if shards < 1 or self.n_agents < shards:
+            raise ConfigError(f"ClusterEngine: need 1 <= shards <= n_agents, got "
+                              f"shards={shards}, n_agents={self.n_agents}")
+        per_population = [population_bounds(int(p.n_agents), shards, self.chunk)
+                          for p in self.populations]
+        #: each shard's ``(lo, hi)`` slice of each population (local indices)
+        self.slices = [[bounds[s] for bounds in per_population] for s in range(shards)]
+        #: with one population, each shard's slice of it
+        self.bounds = per_population[0] if self._single else None
+        self.shards = shards
         strategy = "STRICT_SPREAD" if len(nodes) >= self.shards else "SPREAD"
         self.placement_strategy = strategy
         self._pg = placement_group([{"CPU": self.cpus_per_shard}] * self.shards,
@@ -412,7 +486,7 @@ class ClusterEngine(StopOnSignal):
                                  f"{self.cpus_per_shard} CPU ({strategy}) on {len(nodes)} nodes "
                                  f"in {START_TIMEOUT_S:.0f} s")
         actor_class = _shard_actor_class()
-        self._model_ref = ray.put(self.model)
+        self._model_refs = [ray.put(p.model) for p in self.populations]
         options: dict[str, Any] = {"num_cpus": self.cpus_per_shard,
                                    "max_restarts": self.max_restarts, "max_task_retries": 0}
         if self.runtime_env:
@@ -421,15 +495,20 @@ class ClusterEngine(StopOnSignal):
             actor_class.options(
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
                     placement_group=self._pg, placement_group_bundle_index=s),
-                **options).remote([self._model_ref], lo, hi, self._engine_kwargs)
-            for s, (lo, hi) in enumerate(self.bounds)]
+                **options).remote(self._model_refs, self._parts(s), self._engine_kwargs)
+            for s in range(self.shards)]
         self.shard_info = ray.get([a.info.remote() for a in self._actors],
                                   timeout=START_TIMEOUT_S)
-        n_modalities = self._checker.layout.n_modalities
-        n_factors = self._checker.layout.n_factors
-        self.state = _CoordinatorState(self.n_agents, n_modalities, n_factors)
-        self._actions_view = self.state.actions.view()
-        self._actions_view.setflags(write=False)
+        #: per population: the last observations, held actions and stale flags
+        self.states = [_CoordinatorState(int(p.n_agents), c.layout.n_modalities,
+                                         c.layout.n_factors)
+                       for p, c in zip(self.populations, self._checkers, strict=True)]
+        self.state = self.states[0]
+        self._actions_views = []
+        for state in self.states:
+            view = state.actions.view()
+            view.setflags(write=False)
+            self._actions_views.append(view)
         self.shard_status = ["ok"] * self.shards
         self._discard: list[int | None] = [None] * self.shards
         self._epoch = [0] * self.shards
@@ -467,13 +546,26 @@ class ClusterEngine(StopOnSignal):
             self._pg = None
             self._started = False
             for name in ("_checkpoints", "_pending_checkpoints", "_late", "_restore",
-                         "_resync_refs", "_drain", "_model_ref"):
+                         "_resync_refs", "_drain", "_model_refs"):
                 self.__dict__.pop(name, None)
             sweep_stale()                  # a shard killed on this node leaves its segments
             if self._owns_connection and ray.is_initialized():
                 ray.shutdown()
             self._owns_connection = False
             self._restore_signal_handlers()
+
+    def _parts(self, s: int) -> list[_ShardPart]:
+        return [_ShardPart(p.name, lo, hi, first, p.config, p.backend)
+                for p, (lo, hi), first in zip(self.populations, self.slices[s], self.first_ids,
+                                              strict=True)]
+
+    @property
+    def _single(self) -> bool:
+        return len(self.populations) == 1
+
+    def _mark_stale(self, s: int) -> None:
+        for state, (lo, hi) in zip(self.states, self.slices[s], strict=True):
+            state.stale[lo:hi] = 1
 
     def __enter__(self) -> ClusterEngine:
         return self.start()
@@ -507,12 +599,12 @@ class ClusterEngine(StopOnSignal):
         self._submit_restore(s)
 
     def _submit_restore(self, s: int) -> None:
-        lo, hi = self.bounds[s]
         checkpoint = self._checkpoints[s]
         arrays_ref, tick = (None, 0) if checkpoint is None else checkpoint
+        last = [np.array(state.actions[lo:hi])
+                for state, (lo, hi) in zip(self.states, self.slices[s], strict=True)]
         # the checkpoint is the state before tick ``tick``; the agents resume at self.tick
-        ref = self._actors[s].restore.remote(arrays_ref, tick,
-                                             np.array(self.state.actions[lo:hi]))
+        ref = self._actors[s].restore.remote(arrays_ref, tick, last)
         self._restore[s] = (ref, self._epoch[s])
 
     def _poll(self) -> None:
@@ -581,11 +673,11 @@ class ClusterEngine(StopOnSignal):
                 self.events.append(ShardEvent(self.tick, s, "restored"))
 
     # ------------------------------------------------------------------------- stepping
-    def step(self, obs: np.ndarray, budget_s: float | None = None,
-             level: int | None = None) -> np.ndarray:
-        """Advance every agent one tick across the shards; same contract as ``Engine.step``
-        for one population: ``(n, n_modalities)`` observations in, a read-only ``(n,
-        n_factors)`` view of the actions out (overwritten by the next tick).
+    def step(self, obs: Any, budget_s: float | None = None, level: int | None = None) -> Any:
+        """Advance every agent one tick across the shards; same contract as ``Engine.step``:
+        with one population ``(n, n_modalities)`` observations in, a read-only ``(n,
+        n_factors)`` view of the actions out (overwritten by the next tick); with several, a
+        list (or a dict keyed by population name) of such arrays in and out.
 
         Agents of a shard that is late, failed or restoring keep their last action and are
         flagged stale (:attr:`stale`, ``last_tick.stale_agents``, :attr:`last_shards`).
@@ -593,7 +685,8 @@ class ClusterEngine(StopOnSignal):
         if not self._started:
             raise AgentloopError("ClusterEngine.step: call start() first (or use `with`)")
         ray = _ray()
-        obs = self._checker.check_observations(obs, self.n_agents)
+        split = Engine._split_observations(self, obs)  # type: ignore[arg-type]
+        parts = [np.asarray(part) for part in split]
         if level is None:
             level = self.controller.level if (self.controller and budget_s is not None) else 0
         if not FULL <= level <= MAX_LEVEL:
@@ -615,9 +708,10 @@ class ClusterEngine(StopOnSignal):
             shard_budget = None
             if deadline is not None:
                 shard_budget = max(0.0, deadline - time.monotonic() - self._hop[s])
-            lo, hi = self.bounds[s]            # each shard is sent its own rows only
+            rows = [part[lo:hi]                # each shard is sent its own rows only
+                    for part, (lo, hi) in zip(parts, self.slices[s], strict=True)]
             result_ref, state_ref = actor.step.options(num_returns=2).remote(
-                obs[lo:hi], tick, shard_budget, level, self._discard[s], checkpoint or resync)
+                rows, tick, shard_budget, level, self._discard[s], checkpoint or resync)
             self._discard[s] = None
             sent[result_ref] = s
             send_time[s] = time.monotonic()
@@ -637,12 +731,10 @@ class ClusterEngine(StopOnSignal):
             now = time.monotonic()
             for ref in ready:
                 arrived[sent[ref]] = (ref, now)
-        stale = self.state.stale
         status = {s: self.shard_status[s] for s in range(self.shards)}
         walls: dict[int, float] = {}
         hops: dict[int, float] = {}
         for s in range(self.shards):
-            lo, hi = self.bounds[s]
             if s in arrived:
                 ref, now = arrived[s]
                 try:
@@ -652,17 +744,19 @@ class ClusterEngine(StopOnSignal):
                         raise
                     self._on_failure(s, self._epoch[s], exc)
                     status[s] = "failed"
-                    stale[lo:hi] = 1
+                    self._mark_stale(s)
                     continue
-                self.state.actions[lo:hi] = result["actions"]
-                stale[lo:hi] = result["stale"]
+                for p, (state, (lo, hi)) in enumerate(zip(self.states, self.slices[s],
+                                                          strict=True)):
+                    state.actions[lo:hi] = result["actions"][p]
+                    state.stale[lo:hi] = result["stale"][p]
                 walls[s] = float(result["wall_s"])
                 hop = max(0.0, now - send_time[s] - float(result["service_s"]))
                 hops[s] = hop
                 self._hop[s] = hop if self.tick == 0 else 0.8 * self._hop[s] + 0.2 * hop
                 status[s] = "ok"
             else:
-                stale[lo:hi] = 1
+                self._mark_stale(s)
                 if status[s] == "ok" and s not in send_time:
                     status[s] = "busy"         # not sent: its last call is still running
                 elif status[s] == "ok":        # sent, no answer by the deadline
@@ -670,11 +764,12 @@ class ClusterEngine(StopOnSignal):
                     ref = next(r for r, shard in sent.items() if shard == s)
                     self._late[s].append((ref, self._epoch[s]))
                     self._discard[s] = tick
-        self.state.obs[...] = obs
+        for state, part in zip(self.states, parts, strict=True):
+            state.obs[...] = part
         wall = time.monotonic() - started
         if self.controller is not None and budget_s is not None:
             self.controller.observe(wall / max(budget_s, 1e-9))
-        n_stale = int(stale.sum())
+        n_stale = sum(int(state.stale.sum()) for state in self.states)
         self.last_shards = [ShardTick(s, status[s], walls.get(s), hops.get(s))
                             for s in range(self.shards)]
         if resync:
@@ -686,7 +781,12 @@ class ClusterEngine(StopOnSignal):
         self.tick += 1
         if self.stop_requested is not None and not self._in_run:
             self._honour_stop()
-        return self._actions_view
+        if self._single:
+            return self._actions_views[0]
+        if isinstance(obs, Mapping):
+            return {p.name: view for p, view in zip(self.populations, self._actions_views,
+                                                     strict=True)}
+        return list(self._actions_views)
 
     def run(self, world: WorldLike, hz: float, ticks: int,
             on_tick: Callable[[TickInfo], None] | None = None,
@@ -710,13 +810,30 @@ class ClusterEngine(StopOnSignal):
     # ------------------------------------------------------------------------- state
     @property
     def stale(self) -> np.ndarray:
-        """1 for agents the last tick did not reach (they kept their previous action)."""
-        return self.state.stale
+        """1 for agents the last tick did not reach (they kept their previous action);
+        all populations' flags concatenated in population order (a copy) when several."""
+        if self._single:
+            return self.state.stale
+        return np.concatenate([state.stale for state in self.states])
 
     @property
-    def actions(self) -> np.ndarray:
-        """The actions the coordinator holds (what the last tick returned)."""
-        return self._actions_view
+    def actions(self) -> Any:
+        """The actions the coordinator holds (what the last tick returned): an array, or a
+        list of arrays in population order when there are several populations."""
+        return self._actions_views[0] if self._single else list(self._actions_views)
+
+    def _population_index(self, population: str | int | None, what: str) -> int:
+        names = [p.name for p in self.populations]
+        if population is None:
+            if not self._single:
+                raise AgentloopError(f"ClusterEngine.{what}: this engine has {len(names)} "
+                                     f"populations; name one (population=...)")
+            return 0
+        if isinstance(population, (int, np.integer)) and 0 <= population < len(names):
+            return int(population)
+        if population in names:
+            return names.index(population)
+        raise KeyError(f"no population {population!r}; this engine has {names}")
 
     def _gather(self, refs: list[Any], what: str) -> list[Any]:
         ray = _ray()
@@ -731,52 +848,72 @@ class ClusterEngine(StopOnSignal):
         if dead:
             raise AgentloopError(f"ClusterEngine.{what}: shards {dead} are dead")
 
-    def agent_state(self) -> dict[str, np.ndarray]:
-        """Every agent's state between ticks, gathered from the shards in agent order (waits
-        for a restoring shard to be restored)."""
+    def agent_state(self, population: str | int | None = None) -> dict[str, np.ndarray]:
+        """Every agent's state between ticks (of ``population`` when there are several),
+        gathered from the shards in agent order (waits for a restoring shard)."""
+        index = self._population_index(population, "agent_state")
         self._require_all_shards("agent_state")
         refs = []
         for s, actor in enumerate(self._actors):
             refs.append(actor.agent_state.remote(self._discard[s]))
             self._discard[s] = None
         parts = self._gather(refs, "agent_state")
-        return {name: np.concatenate([p[name] for p in parts]) for name in Engine.STATE_ARRAYS}
+        return {name: np.concatenate([p[index][name] for p in parts])
+                for name in Engine.STATE_ARRAYS}
 
-    def load_agent_state(self, arrays: Mapping[str, np.ndarray], tick: int) -> None:
-        """Restore :meth:`agent_state` output on every shard; the next step is tick ``tick``.
-        The pieces also become each shard's checkpoint."""
+    def load_agent_state(self, arrays: Mapping[str, np.ndarray], tick: int,
+                         population: str | int | None = None) -> None:
+        """Restore :meth:`agent_state` output (of ``population`` when there are several) on
+        every shard; the next step is tick ``tick``. Each shard's whole state afterwards
+        becomes its checkpoint."""
+        index = self._population_index(population, "load_agent_state")
         self._require_all_shards("load_agent_state")
+        n = int(self.populations[index].n_agents)
+        for name in Engine.STATE_ARRAYS:
+            if name not in arrays:
+                raise ConfigError(f"load_agent_state: missing array {name!r}")
+            if len(np.asarray(arrays[name])) != n:
+                raise ConfigError(f"load_agent_state: {name} must have {n} rows, got "
+                                  f"{len(np.asarray(arrays[name]))}")
         ray = _ray()
         refs = []
-        for s, (lo, hi) in enumerate(self.bounds):
-            part = {name: np.asarray(arrays[name])[lo:hi] for name in Engine.STATE_ARRAYS}
-            ref = ray.put(part)
-            self._checkpoints[s] = (ref, int(tick))
-            refs.append(self._actors[s].load_agent_state.remote(ref, int(tick)))
+        for s in range(self.shards):
+            lo, hi = self.slices[s][index]
+            loads: list[dict[str, np.ndarray] | None] = [None] * len(self.populations)
+            loads[index] = {name: np.asarray(arrays[name])[lo:hi]
+                            for name in Engine.STATE_ARRAYS}
+            refs.append(self._actors[s].load_agent_state.remote(loads, int(tick),
+                                                                self._discard[s]))
             self._discard[s] = None
-        self._gather(refs, "load_agent_state")
-        self.state.actions[...] = arrays["actions"]
-        self.state.stale[:] = 0
+        for s, whole in enumerate(self._gather(refs, "load_agent_state")):
+            self._checkpoints[s] = (ray.put(whole), int(tick))
+        state = self.states[index]
+        state.actions[...] = arrays["actions"]
+        state.stale[:] = 0
         self.tick = int(tick)
 
-    def reset(self, agents: np.ndarray | None = None) -> None:
-        """Start a new episode for ``agents`` (global indices; default all)."""
-        idx = select_agents(agents, self.n_agents)
+    def reset(self, agents: np.ndarray | None = None, population: str | int = 0) -> None:
+        """Start a new episode for ``agents`` (indices within the population; default all)
+        of a population (name or position)."""
+        index = self._population_index(population, "reset")
+        idx = select_agents(agents, int(self.populations[index].n_agents))
         refs = []
-        for s, (lo, hi) in enumerate(self.bounds):
+        for s in range(self.shards):
+            lo, hi = self.slices[s][index]
             local = idx[(idx >= lo) & (idx < hi)] - lo
             if local.size and self.shard_status[s] == "ok":
-                refs.append(self._actors[s].reset.remote(local, self._discard[s]))
+                refs.append(self._actors[s].reset.remote(index, local, self._discard[s]))
                 self._discard[s] = None
         self._gather(refs, "reset")
-        self.state.actions[idx] = 0
+        self.states[index].actions[idx] = 0
 
     def resync_snapshot(self) -> dict[str, np.ndarray] | None:
         """After a shard was restored: every agent's state before the tick it resumed at
-        (tick :attr:`resync_tick` + 1), or None if a shard could not give it."""
+        (tick :attr:`resync_tick` + 1), or None if a shard could not give it (one population:
+        what the tick log records)."""
         refs = self._resync_refs
         self._resync_refs = {}
-        if len(refs) != self.shards:
+        if len(refs) != self.shards or not self._single:
             return None
         try:
             parts = _ray().get([refs[s] for s in range(self.shards)], timeout=NO_BUDGET_TIMEOUT_S)
@@ -784,7 +921,7 @@ class ClusterEngine(StopOnSignal):
             return None
         if any(p is None for p in parts):
             return None
-        return {name: np.concatenate([p[name] for p in parts]) for name in Engine.STATE_ARRAYS}
+        return {name: np.concatenate([p[0][name] for p in parts]) for name in Engine.STATE_ARRAYS}
 
     def actor(self, shard: int) -> Any:
         """The Ray actor handle of ``shard`` (for inspection and tests)."""
@@ -855,8 +992,6 @@ def make_engine(model: GenerativeModel | None = None, n_agents: int = 0, *,
         if shards is not None:
             raise ConfigError("make_engine: shards needs a cluster address")
         return Engine(model, n_agents, workers=workers, **kwargs)
-    if model is None or kwargs.get("populations") is not None:
-        raise ConfigError("make_engine: a cluster engine takes one model and n_agents")
     address = None if cluster == "local" else cluster
     return ClusterEngine(model, n_agents, shards=shards, address=address,
                          workers_per_shard=workers, **kwargs)

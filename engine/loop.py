@@ -88,7 +88,7 @@ class Engine(StopOnSignal):
     ``Engine(model, n_agents)`` runs one population; ``Engine(populations=[Population(...),
     ...])`` runs several (different models and configs) in one tick, and then ``step`` takes
     and returns one array per population (a list, or a dict keyed by population name).
-    ``cluster="ray://host:port"`` spreads one population over a Ray cluster
+    ``cluster="ray://host:port"`` spreads the populations over a Ray cluster
     (:mod:`engine.cluster`; the ``[cluster]`` extra). ``backend="cupy"`` (or a population's
     own ``backend``) keeps a population's state on the GPU, stepped by the master process while
     the workers step the CPU populations (:mod:`engine.device`; ``"xp-numpy"`` runs the same
@@ -112,17 +112,14 @@ class Engine(StopOnSignal):
                  workers: int = 2, config: InferenceConfig | None = None, seed: int = 0,
                  chunk: int = 1024, threads: int | None = None,
                  degrade: DegradeController | bool = True, beliefs: str = "uint16",
-                 populations: Sequence[Population] | None = None, id_offset: int = 0,
+                 populations: Sequence[Population] | None = None,
+                 id_offset: int | Sequence[int] = 0,
                  cluster: str | None = None, backend: str = "numba",
                  refresh_every: int = REFRESH_EVERY) -> None:
         if workers < 0:
             raise ConfigError(f"Engine: workers must be >= 0, got {workers}")
         if chunk < 1:
             raise ConfigError(f"Engine: chunk must be >= 1, got {chunk}")
-        if not isinstance(id_offset, (int, np.integer)) or id_offset < 0:
-            raise ConfigError(f"Engine: id_offset must be an int >= 0, got {id_offset!r}")
-        #: the first agent id (random-stream key); a shard of a larger run starts at its offset
-        self.id_offset = int(id_offset)
         self.config = config or InferenceConfig()
         if beliefs not in ("float", "uint16", "uint8"):
             raise ConfigError(f"Engine: beliefs must be 'uint16', 'uint8' or 'float', "
@@ -136,6 +133,10 @@ class Engine(StopOnSignal):
             populations = [Population("main", model, int(n_agents), self.config)]
         self.populations: list[Population] = list(populations)
         configs = check_populations(self.populations, self.config)
+        #: each population's first agent id (the random stream's key): numbered on from
+        #: ``id_offset`` in population order, or given one per population (a cluster shard)
+        self.id_offsets = _population_id_offsets(id_offset, self.populations)
+        self.id_offset = self.id_offsets[0]
         #: each population's resolved backend: "numba" (CPU workers), "cupy" or "xp-numpy"
         self.backends = population_backends(self.populations, configs, backend)
         if not isinstance(refresh_every, (int, np.integer)) or refresh_every < 1:
@@ -185,20 +186,17 @@ class Engine(StopOnSignal):
     def _start(self) -> None:
         assert self._run is not None
         self._states: list[SharedState] = []
-        offset = self.id_offset
-        for index, (pop, checker, config) in enumerate(
-                zip(self.populations, self._checkers, self._configs, strict=True)):
+        for index, (pop, checker, config, offset) in enumerate(zip(
+                self.populations, self._checkers, self._configs, self.id_offsets, strict=True)):
             self._states.append(SharedState.create(
                 self._run, checker.layout, config, int(pop.n_agents), self.seed, self.beliefs,
                 prefix=f"p{index}-", id_offset=offset))
-            offset += int(pop.n_agents)
         self.state = self._states[0]
         self.control = ControlBlock.create(self._run, self.workers)
-        offsets = np.cumsum([self.id_offset] + [int(p.n_agents) for p in self.populations])
         #: device-resident populations by index (backend "cupy" or "xp-numpy")
         self._device = {
             index: DevicePopulation(state, pop.model, config, backend, self.seed,
-                                    int(offsets[index]), self.refresh_every)
+                                    self.id_offsets[index], self.refresh_every)
             for index, (pop, config, backend, state) in enumerate(
                 zip(self.populations, self._configs, self.backends, self._states, strict=True))
             if backend != "numba"}
@@ -419,17 +417,20 @@ class Engine(StopOnSignal):
     #: the per-agent arrays that make up an agent's state between ticks
     STATE_ARRAYS = ("qs", "prev_action", "started", "actions")
 
-    def agent_state(self) -> dict[str, np.ndarray]:
+    def agent_state(self, population: str | int | None = None) -> dict[str, np.ndarray]:
         """Copies of every agent's state between ticks (beliefs as stored: codes when
-        quantized), enough to continue a run with :meth:`load_agent_state`."""
-        state = self._only_population("agent_state").state
+        quantized), enough to continue a run with :meth:`load_agent_state`; of the one
+        population, or of ``population`` (name or position) when there are several."""
+        pop = self._chosen_population(population, "agent_state")
         self.sync()
-        return {name: np.array(getattr(state, name)) for name in self.STATE_ARRAYS}
+        return {name: np.array(getattr(pop.state, name)) for name in self.STATE_ARRAYS}
 
-    def load_agent_state(self, arrays: Mapping[str, np.ndarray], tick: int) -> None:
-        """Restore :meth:`agent_state` output; the next step is tick ``tick``. All arrays are
-        checked before any is written."""
-        state = self._only_population("load_agent_state").state
+    def load_agent_state(self, arrays: Mapping[str, np.ndarray], tick: int,
+                         population: str | int | None = None) -> None:
+        """Restore :meth:`agent_state` output (of ``population`` when there are several);
+        the next step is tick ``tick``. All arrays are checked before any is written."""
+        pop = self._chosen_population(population, "load_agent_state")
+        state = pop.state
         for name in self.STATE_ARRAYS:
             target = getattr(state, name)
             if name not in arrays:
@@ -442,8 +443,9 @@ class Engine(StopOnSignal):
             getattr(state, name)[...] = arrays[name]
         state.stale[:] = 0
         self.tick = int(tick)
-        if 0 in self._device:
-            self._device[0].load_from_shared()
+        index = list(self.population_states.values()).index(pop)
+        if index in self._device:
+            self._device[index].load_from_shared()
 
     @property
     def _single(self) -> bool:
@@ -607,6 +609,10 @@ class Engine(StopOnSignal):
                            f"{list(self.population_states)}")
         return self.population_states[name]
 
+    def _chosen_population(self, population: str | int | None, what: str) -> PopulationState:
+        return (self._only_population(what) if population is None
+                else self.population(population))
+
     def _only_population(self, what: str) -> PopulationState:
         if not self._single:
             raise AgentloopError(f"Engine.{what}: this engine has {len(self.populations)} "
@@ -636,3 +642,23 @@ class Engine(StopOnSignal):
         if self._single:
             return self.state.stale
         return np.concatenate([state.stale for state in self._states])
+
+
+def _population_id_offsets(id_offset: int | Sequence[int],
+                           populations: Sequence[Population]) -> list[int]:
+    """Each population's first agent id: from one ``id_offset`` the populations are numbered
+    on in order; a sequence gives one offset per population (their ranges must not overlap)."""
+    sizes = [int(p.n_agents) for p in populations]
+    if isinstance(id_offset, (int, np.integer)):
+        if id_offset < 0:
+            raise ConfigError(f"Engine: id_offset must be >= 0, got {id_offset!r}")
+        return [int(o) for o in np.cumsum([int(id_offset)] + sizes[:-1])]
+    offsets = list(id_offset) if isinstance(id_offset, Sequence) else None
+    if (offsets is None or len(offsets) != len(populations)
+            or not all(isinstance(o, (int, np.integer)) and o >= 0 for o in offsets)):
+        raise ConfigError(f"Engine: id_offset must be an int >= 0 or one per population "
+                          f"({len(populations)}), got {id_offset!r}")
+    ranges = sorted((int(o), int(o) + n) for o, n in zip(offsets, sizes, strict=True) if n)
+    if any(hi > lo for (_, hi), (lo, _) in zip(ranges, ranges[1:], strict=False)):
+        raise ConfigError(f"Engine: the populations' id ranges overlap (id_offset {offsets})")
+    return [int(o) for o in offsets]

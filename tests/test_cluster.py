@@ -18,7 +18,7 @@ ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 import engine.cluster  # noqa: E402
-from engine import ConfigError, Engine, InferenceConfig  # noqa: E402
+from engine import AgentloopError, ConfigError, Engine, InferenceConfig  # noqa: E402
 from engine.cluster import (  # noqa: E402
     ClusterEngine,
     ClusterRecorder,
@@ -27,9 +27,10 @@ from engine.cluster import (  # noqa: E402
     shard_bounds,
 )
 from engine.degrade import ROTATING_FRACTION, SHORTER_HORIZON  # noqa: E402
+from engine.population import Population  # noqa: E402
 from engine.replay import replay  # noqa: E402
 from engine.shm import entries_of  # noqa: E402
-from world.models import grid_model  # noqa: E402
+from world.models import grid_model, random_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 N = 200
@@ -275,3 +276,104 @@ def test_engine_cluster_keyword_and_the_run_command(cluster: Cluster, tmp_path: 
     assert "on the Ray cluster" in out.read_text()
     result = replay(path)
     assert result.ok and result.ticks == 10
+
+
+def _populations() -> list[Population]:
+    """Three populations: the test's grid model, a random model with its own config, and
+    a population of one agent (smaller than the shard count)."""
+    return [Population("walkers", grid_model(5), N),
+            Population("randoms", random_model(np.random.default_rng(3), num_obs=(5, 2),
+                                               num_states=(4, 3), num_controls=(2, 3)), 60,
+                       InferenceConfig(policy_len=1, action_selection="deterministic")),
+            Population("loner", grid_model(3), 1)]
+
+
+def _population_observations(pops: list[Population], ticks: int, seed: int
+                             ) -> list[list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [[np.stack([rng.integers(0, o, size=p.n_agents) for o in p.model.num_obs], axis=1)
+             for p in pops] for _ in range(ticks)]
+
+
+def test_several_populations_match_a_single_engine(cluster: Cluster, tmp_path: Path) -> None:
+    """Every shard hosts a slice of each population; actions, stale flags, resets and the
+    final state equal one engine with the same populations, at every degradation level."""
+    pops = _populations()
+    names = [p.name for p in pops]
+    ticks = _population_observations(pops, 9, 8)
+    levels = [0, SHORTER_HORIZON, 0, ROTATING_FRACTION, ROTATING_FRACTION, 0, 1, 0, 0]
+    kwargs = dict(config=CONFIG, seed=7, chunk=25, degrade=False)
+    with Engine(populations=pops, workers=0, **kwargs) as single:
+        expected = []
+        for k, (obs, level) in enumerate(zip(ticks, levels, strict=True)):
+            if k == 5:
+                single.reset([3, 55], population="randoms")
+            expected.append(([np.array(a) for a in single.step(obs, level=level)],
+                             np.array(single.stale)))
+        final = {name: single.agent_state(name) for name in names}
+    with ClusterEngine(populations=pops, shards=2, workers_per_shard=0, **kwargs) as engine:
+        assert engine.slices[1][2] == (1, 1)            # the loner lives on shard 0 only
+        for k, (obs, level) in enumerate(zip(ticks, levels, strict=True)):
+            if k == 5:
+                engine.reset([3, 55], population="randoms")
+            budget = 30.0 if k % 2 else None
+            if k % 3 == 0:                              # a dict in, a dict out
+                got = engine.step(dict(zip(names, obs, strict=True)), budget_s=budget,
+                                  level=level)
+                got = [got[name] for name in names]
+            else:
+                got = engine.step(obs, budget_s=budget, level=level)
+            for mine, theirs in zip(got, expected[k][0], strict=True):
+                np.testing.assert_array_equal(mine, theirs)
+            np.testing.assert_array_equal(engine.stale, expected[k][1])
+        for name in names:
+            state = engine.agent_state(name)
+            for array in Engine.STATE_ARRAYS:
+                np.testing.assert_array_equal(state[array], final[name][array])
+        with pytest.raises(AgentloopError, match="population=..."):
+            engine.agent_state()
+        with pytest.raises(ConfigError, match="one population"):
+            ClusterRecorder(engine, str(tmp_path / "log.mcap"))
+        # a population's state loaded back: the next tick equals the single engine's
+        walkers = final["walkers"]
+        engine.load_agent_state({**walkers, "actions": walkers["actions"]}, len(ticks),
+                                population=0)
+        after = engine.step(ticks[0], level=0)
+        run_ids = [info["run_id"] for info in engine.shard_infos()]
+    with Engine(populations=pops, workers=0, **kwargs) as single:
+        for name in names[1:]:
+            single.load_agent_state(final[name], len(ticks), population=name)
+        single.load_agent_state(walkers, len(ticks), population="walkers")
+        # the cluster's other populations kept their state: the single engine matches it
+        for mine, theirs in zip(after, single.step(ticks[0], level=0), strict=True):
+            np.testing.assert_array_equal(mine, theirs)
+    assert entries_of(run_ids) == []
+
+
+def test_a_killed_shard_of_several_populations_is_restored(cluster: Cluster) -> None:
+    """A restarted shard gets its slices of every population back from the checkpoint."""
+    pops = _populations()
+    rng = np.random.default_rng(2)
+    with ClusterEngine(populations=pops, shards=2, workers_per_shard=0, config=CONFIG, seed=7,
+                       chunk=25, checkpoint_every=2, max_restarts=2) as engine:
+        run_ids = {info["run_id"] for info in engine.shard_infos()}
+        restored = None
+        for k in range(600):
+            if k == 3:
+                ray.kill(engine.actor(1), no_restart=False)
+            obs = [np.stack([rng.integers(0, o, size=p.n_agents) for o in p.model.num_obs],
+                            axis=1) for p in pops]
+            engine.step(obs)
+            down = engine.shard_status[1] != "ok"
+            for state, (lo, hi) in zip(engine.states, engine.slices[1], strict=True):
+                assert state.stale[lo:hi].all() or not down
+            if engine.events and engine.events[-1].kind == "restored":
+                restored = k
+            if down:
+                time.sleep(0.1)
+            elif restored is not None and k >= restored + 2:
+                break
+        assert restored is not None, engine.events
+        assert not engine.stale.any()
+        run_ids |= {info["run_id"] for info in engine.shard_infos()}
+    assert entries_of(sorted(run_ids)) == []

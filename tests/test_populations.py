@@ -117,6 +117,34 @@ def test_population_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="one dtype"):
         Engine(populations=[Population("a", grid, 5),
                             Population("b", grid, 5, InferenceConfig(dtype="float64"))])
+    two = [Population("a", grid, 5), Population("b", grid, 3)]
+    assert Engine(populations=two, id_offset=10).id_offsets == [10, 15]
+    assert Engine(populations=two, id_offset=[40, 2]).id_offsets == [40, 2]
+    with pytest.raises(ConfigError, match="id ranges overlap"):
+        Engine(populations=two, id_offset=[0, 4])
+    for bad in ([1], -1, [0, -8], "0"):
+        with pytest.raises(ConfigError, match="id_offset must be"):
+            Engine(populations=two, id_offset=bad)
+
+
+def test_per_population_id_offsets_give_those_agents_streams() -> None:
+    """A population numbered from its own offset acts as those agents of a larger run (what
+    a cluster shard relies on)."""
+    grid = grid_model(5)
+    config = InferenceConfig(action_selection="stochastic", alpha=2.0)
+    rng = np.random.default_rng(1)
+    obs = [np.stack([rng.integers(0, o, size=n) for o in grid.num_obs], axis=1)
+           for n in (30, 20)]
+    whole = Engine(populations=[Population("a", grid, 30), Population("b", grid, 20)],
+                   workers=0, config=config, seed=3)
+    part = Engine(populations=[Population("a", grid, 10), Population("b", grid, 5)],
+                  workers=0, config=config, seed=3, id_offset=[20, 30 + 15])
+    with whole, part:
+        for _ in range(3):
+            full = whole.step(obs)
+            mine = part.step([obs[0][20:30], obs[1][15:20]])
+            np.testing.assert_array_equal(mine[0], full[0][20:30])
+            np.testing.assert_array_equal(mine[1], full[1][15:20])
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -1,4 +1,4 @@
-"""``agentloop soak``: a 40-second soak that must pass, the verdict on synthetic samples, and
+"""``agentloop soak``: a 30-second soak that must pass, the verdict on synthetic samples, and
 the command line's bad arguments (one line, exit code 2)."""
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from tools.soak import (
 )
 
 #: the soak test's length in seconds (the acceptance run is an hour: agentloop soak)
-SOAK_DURATION_S = 40.0
+SOAK_DURATION_S = 30.0
 SOAK_AGENTS = 20_000
 SOAK_HZ = 10.0
 SOAK_SAMPLE_EVERY_S = 5.0
-SOAK_WARMUP_S = 15.0
+SOAK_WARMUP_S = 10.0
 MB = 2**20
 
 
