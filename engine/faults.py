@@ -6,7 +6,9 @@ abruptly (``exit``, the default: ``os._exit``, as a SIGKILL would leave it), rai
 (``raise``) or stop itself with SIGSTOP like a hung worker (``stop``). Phases: ``wait``
 (released, nothing done), ``compute`` (a chunk computed, not committed), ``commit-<array>`` (a
 commit half done: after copying ``<array>``, one of ``engine.journal.FIELDS``) or ``done`` (the
-tick finished, not yet reported). Unset, every check is one dictionary lookup.
+tick finished, not yet reported). The fault fires at the first such point in tick 3 or later
+(a worker whose helper took all its chunks in tick 3 computes nothing then), once per run: a
+respawned worker does not re-arm it. Unset, every check is one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ _plan: dict[str, str] = {}
 _armed = False
 
 
-def configure(worker: int) -> None:
-    """Read the plan from the environment for worker ``worker`` (call once at start)."""
+def configure(worker: int, respawned: bool = False) -> None:
+    """Read the plan from the environment for worker ``worker`` (call once at start); a
+    respawned worker takes none (the plan fired in the worker it replaces)."""
     _plan.clear()
     text = os.environ.get(ENV, "")
-    if not text:
+    if not text or respawned:
         return
     plan = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
     if plan.get("worker") == str(worker):
@@ -34,9 +37,9 @@ def configure(worker: int) -> None:
 
 
 def arm(tick: int) -> None:
-    """Arm the plan for ``tick`` (it fires only in the tick it names)."""
+    """Arm the plan for ``tick`` (it fires in the tick it names or a later one)."""
     global _armed
-    _armed = bool(_plan) and _plan.get("tick") == str(tick)
+    _armed = bool(_plan) and tick >= int(_plan.get("tick", "0"))
 
 
 def fault_point(phase: str) -> None:

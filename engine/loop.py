@@ -21,6 +21,7 @@ import numpy as np
 import posix_ipc
 
 from .agents import Agents, select_agents
+from .claims import ChunkClaims
 from .config import InferenceConfig
 from .degrade import (
     FULL,
@@ -215,7 +216,8 @@ class Engine(StopOnSignal):
                 specs, numba.config.NUMBA_NUM_THREADS, self.chunk)
             self._slices = [tuple((0, 0 if i in self._device else int(p.n_agents))
                                   for i, p in enumerate(self.populations))]
-            self._cursors = np.zeros(len(self.populations) + 1, dtype=np.int64)
+            self._claims = ChunkClaims.local(tuple(self._slices), self.chunk)
+            self._order = np.zeros(1, dtype=np.int64)
             numba.set_num_threads(threads)
             for state in self._states:
                 warm_up(state, self._fscratch, self._iscratch, self._beliefs)
@@ -228,6 +230,7 @@ class Engine(StopOnSignal):
                         for w in range(self.workers)]
         self._journals = [Journal.create(self._run, w, specs, self.chunk)
                           for w in range(self.workers)]
+        self._claims = ChunkClaims.create(self._run, tuple(self._slices), self.chunk)
         self.recovered_commits = 0
         self._go = [self._run.create_semaphore(f"go-{w}") for w in range(self.workers)]
         self._done = [self._run.create_semaphore(f"done-{w}") for w in range(self.workers)]
@@ -242,11 +245,12 @@ class Engine(StopOnSignal):
             self._ready[w] = True
         self.metrics.watch([os.getpid()] + [p.pid for p in self._procs if p.pid])
 
-    def _spawn(self, w: int) -> mp.process.BaseProcess:
+    def _spawn(self, w: int, respawned: bool = False) -> mp.process.BaseProcess:
         specs = tuple(state.spec for state in self._states)
         proc = mp.get_context("spawn").Process(
             target=worker_main, name=f"agentloop-worker-{w}",
-            args=(specs, self.workers, w, self._slices[w], self.chunk), daemon=True)
+            args=(specs, self.workers, w, tuple(self._slices), self.chunk, respawned),
+            daemon=True)
         proc.start()
         return proc
 
@@ -270,12 +274,15 @@ class Engine(StopOnSignal):
         proc.close()
         if self._journals[w].recover(self._states) is not None:
             self.recovered_commits += 1
-        while True:                      # drop a done signal the dead worker may have left
-            try:
-                self._done[w].acquire(0)
-            except posix_ipc.BusyError:
-                break
-        self._procs[w] = self._spawn(w)
+        # drop the signals the dead worker left: a done it gave, a go it never took (else the
+        # new worker would run a phantom tick and the master read its done one tick late)
+        for semaphore in (self._done[w], self._go[w]):
+            while True:
+                try:
+                    semaphore.acquire(0)
+                except posix_ipc.BusyError:
+                    break
+        self._procs[w] = self._spawn(w, respawned=True)
         self._ready[w] = False
         self.respawns += 1
         self.metrics.watch([os.getpid()] + [p.pid for p in self._procs if p.pid])
@@ -299,7 +306,7 @@ class Engine(StopOnSignal):
             self._procs = []
             self._device = {}                # frees device memory (GPU arrays) with the run
             for name in ("state", "_states", "control", "population_states", "_actions_view",
-                         "_journals",
+                         "_journals", "_claims",
                          "_go", "_done", "_ready", "metrics"):
                 self.__dict__.pop(name, None)
             self._run.close()
@@ -361,13 +368,15 @@ class Engine(StopOnSignal):
                 process_forced(self.state, stale, self.chunk, self.tick, level, self._fscratch,
                                self._iscratch, self._beliefs)
         elif self.workers == 0:
+            self._claims.start_tick()
             process_tick(self._states, self._slices[0], self.chunk, self.tick, deadline,
-                         self._fscratch, self._iscratch, self._beliefs, level=level,
-                         cursors=self._cursors)
+                         self._fscratch, self._iscratch, self._beliefs, self._claims,
+                         level=level, order=self._order)
             self._step_device(deadline, level)
         else:
             until = (started + NO_BUDGET_TIMEOUT_S if budget_s is None
                      else deadline + OVERRUN_GRACE_S)
+            self._claims.start_tick()
             released = self._release_workers()
             self._step_device(deadline, level)
             self._wait_workers(released, until)

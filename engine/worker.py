@@ -1,6 +1,7 @@
 """Worker: waits for a tick, runs the kernels on its slice of agents in chunks, signals done.
 
-A worker owns one contiguous slice of every population and steps them in population order.
+A worker owns one contiguous slice of every population and steps them in population order,
+then helps the next worker with the chunks it has not reached (:mod:`engine.claims`).
 ``process_tick`` is also what ``Engine(workers=0)`` runs in the master process, so both paths
 compute the same numbers. Between chunks the deadline is checked; agents not reached keep their
 last action and are flagged stale for the tick.
@@ -18,6 +19,7 @@ import numpy as np
 import posix_ipc
 
 from . import faults
+from .claims import ChunkClaims
 from .degrade import FULL, MAX_LEVEL, ROTATING_FRACTION, STALE_ACTIONS
 from .journal import Journal
 from .kernels import cpu
@@ -50,39 +52,47 @@ def scratch_pool(specs: tuple[StateSpec, ...], threads: int, chunk: int
 
 def process_tick(states: tuple[SharedState, ...], slices: tuple[tuple[int, int], ...],
                  chunk: int, tick: int, deadline: float, fscratch: np.ndarray,
-                 iscratch: np.ndarray, beliefs: np.ndarray, level: int = FULL,
-                 journal: Journal | None = None, cursors: np.ndarray | None = None) -> int:
-    """Step this worker's slice of every population, in order; return how many agents ran.
+                 iscratch: np.ndarray, beliefs: np.ndarray, claims: ChunkClaims,
+                 level: int = FULL, journal: Journal | None = None, worker: int = 0,
+                 order: np.ndarray | None = None,
+                 helped: tuple[tuple[int, int], ...] = ()) -> int:
+    """Step this worker's slice of every population, in order, then help; return how many
+    agents ran.
 
     Every agent starts the tick flagged stale (the master sets the flags before releasing the
     workers); a chunk's flags are cleared when its results are written. A population whose turn
-    comes after the deadline stays stale for the tick as a whole. ``cursors`` (kept by the
-    caller between ticks: one per population, then one for the populations' order) is where
-    each slice resumes (:func:`process_slice`) and which population goes first: after a cut,
-    the one after the population the deadline cut, so the populations take turns going first
-    and none is left behind tick after tick.
+    comes after the deadline stays stale for the tick as a whole. ``order`` (one int kept by
+    the caller between ticks) is which population goes first: after a cut, the one after the
+    population the deadline cut, so the populations take turns going first and none is left
+    behind tick after tick. ``helped`` is the next worker's slices: with its own done, this
+    worker takes that worker's chunks from the back until none is left or the deadline passes
+    (:mod:`engine.claims`).
     """
     ran = 0
     n = len(states)
-    first = int(cursors[n]) % n if cursors is not None else 0
+    first = int(order[0]) % n if order is not None else 0
     for k in range(n):
         p = (first + k) % n
         lo, hi = slices[p]
         if k > 0 and hi > lo and time.monotonic() > deadline:
             break
         ran += process_slice(states[p], lo, hi, chunk, tick, deadline, fscratch, iscratch,
-                             beliefs, level, journal, p, cursors)
-        if cursors is not None and time.monotonic() > deadline:
-            cursors[n] = p + 1               # the next tick starts with the one after
+                             beliefs, claims, level, journal, p, worker)
+        if order is not None and time.monotonic() > deadline:
+            order[0] = p + 1                 # the next tick starts with the one after
             break
+    if helped and claims.helpers:
+        ran += help_next_worker(states, helped, chunk, tick, deadline, fscratch, iscratch,
+                                beliefs, claims, level, journal, (worker + 1) % len(claims.table))
     return ran
 
 
 def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
                   deadline: float, fscratch: np.ndarray, iscratch: np.ndarray,
-                  beliefs: np.ndarray, level: int = FULL, journal: Journal | None = None,
-                  population: int = 0, cursors: np.ndarray | None = None) -> int:
-    """Step agents ``lo..hi`` in chunks until done or past the deadline; return how many ran.
+                  beliefs: np.ndarray, claims: ChunkClaims, level: int = FULL,
+                  journal: Journal | None = None, population: int = 0, worker: int = 0) -> int:
+    """Step this worker's agents ``lo..hi`` in chunks until none is left or the deadline has
+    passed; return how many ran.
 
     With quantized beliefs each chunk's codes are decoded into ``beliefs`` (pool scratch),
     stepped, and encoded back. With a ``journal`` (worker processes) each chunk is staged and
@@ -91,35 +101,62 @@ def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
     only every other chunk (alternating each tick), 4 updates nobody. Agents not updated keep
     their last action and their stale flag.
 
-    The chunks are taken in turn from ``cursors[population]`` (the first chunk, wrapping
-    around); when the deadline cuts the tick, the cursor moves to the first chunk not reached,
-    so the next tick starts there and no agent is left behind tick after tick.
+    The chunks are taken in turn from the slice's cursor (``claims``; a helper may take the
+    last ones); when the deadline cuts the tick, the cursor moves to the first chunk not
+    taken, so the next tick starts there.
     """
-    kc = state.kc_by_level[level]
-    token = memo_token(population, level)
     if level >= STALE_ACTIONS or hi <= lo:
         return 0
-    n_chunks = -(-(hi - lo) // chunk)
-    first = int(cursors[population]) % n_chunks if cursors is not None else 0
     ran = 0
-    for k in range(n_chunks):
-        index = (first + k) % n_chunks
-        if level == ROTATING_FRACTION and (index + tick) % 2 == 1:
-            continue
+    while True:
         if ran and time.monotonic() > deadline:
-            if cursors is not None:
-                cursors[population] = index
+            claims.cut(worker, population)
             break
-        start = lo + index * chunk
-        end = min(hi, start + chunk)
-        if journal is None:
-            run_chunk(state, kc, start, end, tick, fscratch, iscratch, beliefs, token)
-            state.stale[start:end] = 0
-        else:
-            journal.run_chunk(population, state, kc, start, end, tick, fscratch, iscratch,
-                              beliefs, token)
-        ran += end - start
+        index = claims.take_front(worker, population)
+        if index < 0:
+            break
+        ran += _step_chunk(state, lo, hi, chunk, index, tick, fscratch, iscratch, beliefs,
+                           level, journal, population)
     return ran
+
+
+def help_next_worker(states: tuple[SharedState, ...], slices: tuple[tuple[int, int], ...],
+                     chunk: int, tick: int, deadline: float, fscratch: np.ndarray,
+                     iscratch: np.ndarray, beliefs: np.ndarray, claims: ChunkClaims,
+                     level: int, journal: Journal | None, helped: int) -> int:
+    """Take worker ``helped``'s chunks (its ``slices``) from the back while any is left and
+    the deadline has not passed; return how many agents ran."""
+    if level >= STALE_ACTIONS:
+        return 0
+    ran = 0
+    for p, (lo, hi) in enumerate(slices):
+        while hi > lo and time.monotonic() <= deadline:
+            index = claims.take_back(helped, p)
+            if index < 0:
+                break
+            ran += _step_chunk(states[p], lo, hi, chunk, index, tick, fscratch, iscratch,
+                               beliefs, level, journal, p)
+    return ran
+
+
+def _step_chunk(state: SharedState, lo: int, hi: int, chunk: int, index: int, tick: int,
+                fscratch: np.ndarray, iscratch: np.ndarray, beliefs: np.ndarray, level: int,
+                journal: Journal | None, population: int) -> int:
+    """Step chunk ``index`` of the slice ``lo..hi`` (none at the rotating level when it is
+    the other half's turn); return how many agents ran."""
+    if level == ROTATING_FRACTION and (index + tick) % 2 == 1:
+        return 0
+    kc = state.kc_by_level[level]
+    token = memo_token(population, level)
+    start = lo + index * chunk
+    end = min(hi, start + chunk)
+    if journal is None:
+        run_chunk(state, kc, start, end, tick, fscratch, iscratch, beliefs, token)
+        state.stale[start:end] = 0
+    else:
+        journal.run_chunk(population, state, kc, start, end, tick, fscratch, iscratch,
+                          beliefs, token)
+    return end - start
 
 
 def process_forced(state: SharedState, stale_agents: np.ndarray, chunk: int, tick: int,
@@ -187,10 +224,13 @@ def warm_up(state: SharedState, fscratch: np.ndarray, iscratch: np.ndarray,
 
 
 def worker_main(specs: tuple[StateSpec, ...], n_workers: int, index: int,
-                slices: tuple[tuple[int, int], ...], chunk: int) -> None:
+                slices: tuple[tuple[tuple[int, int], ...], ...], chunk: int,
+                respawned: bool = False) -> None:
     """Entry point of a spawned worker process (one Numba thread; the workers are the cores).
 
-    ``slices[p]`` is this worker's ``(lo, hi)`` range of population ``p``.
+    ``slices[w][p]`` is worker ``w``'s ``(lo, hi)`` range of population ``p``; this worker
+    steps ``slices[index]`` and helps with the next worker's. ``respawned``: it replaces a
+    worker that died (an injected fault is not re-armed).
     """
     numba.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C reaches the master, which stops us
@@ -201,12 +241,14 @@ def worker_main(specs: tuple[StateSpec, ...], n_workers: int, index: int,
         control = ControlBlock.attach(run, n_workers)
         fscratch, iscratch, beliefs = scratch_pool(specs, numba.config.NUMBA_NUM_THREADS, chunk)
         journal = Journal.attach(run, index, specs, chunk)
+        claims = ChunkClaims.attach(run, slices, chunk)
+        mine, helped = slices[index], slices[(index + 1) % n_workers]
         go = run.attach_semaphore(f"go-{index}")
         done = run.attach_semaphore(f"done-{index}")
-        faults.configure(index)
+        faults.configure(index, respawned)
         for state in states:
             warm_up(state, fscratch, iscratch, beliefs)
-        cursors = np.zeros(len(states) + 1, dtype=np.int64)
+        order = np.zeros(1, dtype=np.int64)
         done.release()                                   # ready
         while True:
             try:
@@ -221,9 +263,9 @@ def worker_main(specs: tuple[StateSpec, ...], n_workers: int, index: int,
             tick = int(control.get("tick"))
             faults.arm(tick)
             faults.fault_point("wait")
-            process_tick(states, slices, chunk, tick, control.get("deadline"), fscratch,
-                         iscratch, beliefs, level=int(control.get("level")), journal=journal,
-                         cursors=cursors)
+            process_tick(states, mine, chunk, tick, control.get("deadline"), fscratch,
+                         iscratch, beliefs, claims, level=int(control.get("level")),
+                         journal=journal, worker=index, order=order, helped=helped)
             control.beat(index, tick, time.monotonic() - began)
             faults.fault_point("done")
             done.release()
