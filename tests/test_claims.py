@@ -1,0 +1,52 @@
+"""Chunk claims: an owner from the front and a helper from the back share a slice's chunks
+without taking one twice; a cut moves the next tick's first chunk; nothing leaks."""
+
+from __future__ import annotations
+
+from engine.claims import BACK, FIRST, FRONT, NEXT, ChunkClaims
+from engine.shm import Run, entries_of
+
+SLICES = (((0, 95),), ((95, 200),))           # two workers, one population, chunks of 10
+
+
+def test_owner_and_helper_share_a_slice_without_overlap() -> None:
+    run = Run()
+    try:
+        claims = ChunkClaims.create(run, SLICES, 10)
+        helper_view = ChunkClaims.attach(Run(run.run_id, owner=False), SLICES, 10)
+        assert claims.helpers and claims.n_chunks.tolist() == [[10], [11]]
+        for _ in range(3):                                  # the same every tick
+            claims.start_tick()
+            taken = []
+            while True:
+                front = claims.take_front(1, 0)
+                back = helper_view.take_back(1, 0)
+                taken += [i for i in (front, back) if i >= 0]
+                if front < 0 and back < 0:
+                    break
+            assert sorted(taken) == list(range(11))
+            assert claims.take_front(1, 0) == -1 and helper_view.take_back(1, 0) == -1
+        claims.start_tick()
+        assert [claims.take_front(0, 0) for _ in range(3)] == [0, 1, 2]
+        claims.cut(0, 0)                                    # the deadline: 3..9 not reached
+        assert helper_view.take_back(0, 0) == 9             # a helper was still at work
+        claims.start_tick()
+        assert claims.table[0, 0, FIRST] == claims.table[0, 0, NEXT] == 3
+        assert claims.table[0, 0, FRONT] == claims.table[0, 0, BACK] == 0
+        assert [claims.take_front(0, 0) for _ in range(8)] == [3, 4, 5, 6, 7, 8, 9, 0]
+        assert helper_view.take_back(0, 0) == 2             # the back is the chunk before 3
+    finally:
+        run.close()
+    assert entries_of([run.run_id]) == []
+
+
+def test_one_process_claims_take_every_chunk_in_turn() -> None:
+    claims = ChunkClaims.local((((0, 25),),), 10)
+    assert not claims.helpers
+    claims.start_tick()
+    assert [claims.take_front(0, 0) for _ in range(4)] == [0, 1, 2, -1]
+    claims.start_tick()
+    claims.take_front(0, 0)
+    claims.cut(0, 0)
+    claims.start_tick()
+    assert [claims.take_front(0, 0) for _ in range(4)] == [1, 2, 0, -1]
