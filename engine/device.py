@@ -14,10 +14,16 @@ snapshots, the tick log and ``Engine.population(name).qs`` see the current state
 Degradation: as on the CPU. Fewer iterations and a shorter horizon are passed to the array
 code; the rotating fraction steps every other chunk (alternating each tick); stale actions step
 nobody.
+
+Failover: when the device fails while stepping (a CUDA runtime or driver error, out of device
+memory: :func:`device_errors`), the engine drops the device population and the master
+process steps it with the Numba kernels from that tick on, from the state last copied into
+shared memory (at most ``refresh_every`` ticks old; ``Engine.failovers`` records it).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -26,6 +32,7 @@ import numpy as np
 from .backends import array_module
 from .config import InferenceConfig
 from .degrade import ROTATING_FRACTION, STALE_ACTIONS
+from .errors import AgentloopError
 from .kernels.gpu_learning import make_xp_stepper
 from .model import GenerativeModel
 from .shared_state import SharedState
@@ -35,6 +42,25 @@ from .worker import forced_chunks
 REFRESH_EVERY = 10
 #: rows per deadline check on the device (one launch sequence per chunk)
 DEVICE_CHUNK = 65536
+
+
+class DeviceFault(AgentloopError):
+    """The device failed while stepping a population (also what a test injects)."""
+
+
+@functools.cache
+def device_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean the device failed, not the code: :class:`DeviceFault` and,
+    with CuPy installed, its CUDA runtime, driver and out-of-memory errors."""
+    errors: list[type[BaseException]] = [DeviceFault]
+    try:
+        import cupy  # noqa: PLC0415  (optional dependency)
+
+        errors += [cupy.cuda.runtime.CUDARuntimeError, cupy.cuda.driver.CUDADriverError,
+                   cupy.cuda.memory.OutOfMemoryError]
+    except Exception:  # noqa: BLE001, S110 - no CuPy (or a broken one): only our own fault
+        pass
+    return tuple(errors)
 
 
 class DevicePopulation:
@@ -66,6 +92,7 @@ class DevicePopulation:
                                  dtype=self.stepper.layout.dtype)
         self._since_refresh = 0
         self._dirty = False
+        self.fail_at_tick: int | None = None     # test hook: a DeviceFault in that tick
 
     def _host_buffer(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """A page-locked host buffer with CuPy (fast, asynchronous copies), plain otherwise."""
@@ -82,6 +109,8 @@ class DevicePopulation:
         many agents ran."""
         if self.n == 0 or level >= STALE_ACTIONS:
             return 0
+        if self.fail_at_tick is not None and tick >= self.fail_at_tick:
+            raise DeviceFault(f"injected device fault at tick {tick}")
         obs = self._upload_observations()
         kc = self.state.kc_by_level[level]
         ran = 0

@@ -13,6 +13,7 @@ import dataclasses
 import multiprocessing as mp
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -31,7 +32,7 @@ from .degrade import (
     DegradeController,
     controller_for,
 )
-from .device import REFRESH_EVERY, DevicePopulation
+from .device import REFRESH_EVERY, DevicePopulation, device_errors
 from .errors import AgentloopError, ConfigError, ObservationError
 from .journal import Journal
 from .metrics import TickMetrics
@@ -40,7 +41,14 @@ from .population import Population, PopulationState, check_populations, populati
 from .shared_state import ControlBlock, SharedState
 from .shm import Run, sweep_stale
 from .signals import StopOnSignal
-from .worker import process_forced, process_tick, scratch_pool, warm_up, worker_main
+from .worker import (
+    process_forced,
+    process_slice,
+    process_tick,
+    scratch_pool,
+    warm_up,
+    worker_main,
+)
 
 #: how long start() waits for workers to attach and compile their kernels
 START_TIMEOUT_S = 300.0
@@ -81,6 +89,16 @@ class TickInfo:
     deadline_s: float | None
     stale_agents: int
     level: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Failover:
+    """A device population moved to the CPU in ``tick`` because of ``error``; it continued
+    from the state last copied into shared memory."""
+
+    tick: int
+    population: str
+    error: str
 
 
 class Engine(StopOnSignal):
@@ -168,6 +186,9 @@ class Engine(StopOnSignal):
         self._procs: list[mp.Process] = []
         self._slices: list[tuple[int, int]] = []
         self._device: dict[int, DevicePopulation] = {}
+        #: device populations moved to the CPU after the device failed (``engine.device``)
+        self.failovers: list[Failover] = []
+        self._on_cpu_in_master: list[int] = []
 
     # ------------------------------------------------------------------------- lifetime
     def start(self) -> Engine:
@@ -187,6 +208,7 @@ class Engine(StopOnSignal):
     def _start(self) -> None:
         assert self._run is not None
         self._states: list[SharedState] = []
+        self._on_cpu_in_master = []
         for index, (pop, checker, config, offset) in enumerate(zip(
                 self.populations, self._checkers, self._configs, self.id_offsets, strict=True)):
             self._states.append(SharedState.create(
@@ -210,10 +232,15 @@ class Engine(StopOnSignal):
         self._actions_view = self.state.actions.view()
         self._actions_view.setflags(write=False)
         specs = tuple(state.spec for state in self._states)
-        if self.workers == 0:
-            threads = self.threads or numba.config.NUMBA_NUM_THREADS
+        if self.workers == 0 or self._device:
+            # the master's own Numba scratch: everything (workers=0), or a device population
+            # failing over to the CPU (warmed up now, so a failover does not stall a tick)
             self._fscratch, self._iscratch, self._beliefs = scratch_pool(
                 specs, numba.config.NUMBA_NUM_THREADS, self.chunk)
+            for index in self._device:
+                warm_up(self._states[index], self._fscratch, self._iscratch, self._beliefs)
+        if self.workers == 0:
+            threads = self.threads or numba.config.NUMBA_NUM_THREADS
             self._slices = [tuple((0, 0 if i in self._device else int(p.n_agents))
                                   for i, p in enumerate(self.populations))]
             self._claims = ChunkClaims.local(tuple(self._slices), self.chunk)
@@ -558,9 +585,38 @@ class Engine(StopOnSignal):
         return summary
 
     def _step_device(self, deadline: float, level: int) -> None:
-        """Step the device-resident populations (while the CPU workers step theirs)."""
-        for device in self._device.values():
-            device.step(self.tick, deadline, level)
+        """Step the device-resident populations (while the CPU workers step theirs), and the
+        ones that failed over to the CPU."""
+        for index, device in list(self._device.items()):
+            try:
+                device.step(self.tick, deadline, level)
+            except device_errors() as exc:
+                self._fail_over(index, exc)
+        if self._on_cpu_in_master:
+            self._failover_claims.start_tick()
+            for index in self._on_cpu_in_master:
+                process_slice(self._states[index], 0, int(self.populations[index].n_agents),
+                              self.chunk, self.tick, deadline, self._fscratch, self._iscratch,
+                              self._beliefs, self._failover_claims, level, None, index)
+
+    def _fail_over(self, index: int, exc: BaseException) -> None:
+        """The device failed stepping population ``index``: from this tick on the master steps
+        it on the CPU, from the state last copied into shared memory (what the device stepped
+        since never left it)."""
+        del self._device[index]
+        state, pop = self._states[index], self.populations[index]
+        state.stale[:] = 1
+        self.backends[index] = "numba"
+        self.population_states[pop.name]._sync = lambda: None
+        self._on_cpu_in_master.append(index)
+        self._failover_claims = ChunkClaims.local(
+            (tuple((0, int(p.n_agents) if i in self._on_cpu_in_master else 0)
+                   for i, p in enumerate(self.populations)),), self.chunk)
+        self.failovers.append(Failover(self.tick, pop.name, f"{type(exc).__name__}: {exc}"))
+        warnings.warn(f"population {pop.name!r}: the device failed at tick {self.tick} "
+                      f"({type(exc).__name__}: {exc}); it continues on the CPU from its state "
+                      f"in shared memory (at most {self.refresh_every} ticks old)",
+                      RuntimeWarning, stacklevel=3)
 
     def sync(self) -> None:
         """Copy every device-resident population's state into shared memory now (it is also

@@ -167,3 +167,30 @@ def test_degraded_levels_match_the_cpu_rungs() -> None:
             cpu_state, dev_state = engine.population("cpu"), engine.population("dev")
             np.testing.assert_allclose(dev_state.G[:, :], cpu_state.G, atol=1e-4)
             np.testing.assert_allclose(dev_state.q_pi, cpu_state.q_pi, atol=1e-4)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_failed_device_population_continues_on_the_cpu(workers: int) -> None:
+    """The device fails in tick 5: from that tick the master steps the population on the CPU
+    from its state in shared memory, exactly as a CPU engine loaded with that state; the CPU
+    population never notices."""
+    populations = _mixed("xp-numpy")
+    ticks = [[_obs(p.model, p.n_agents, 10 * t + i) for i, p in enumerate(populations)]
+             for t in range(9)]
+    with Engine(populations=populations, workers=workers, seed=4, refresh_every=3) as engine:
+        for t in range(5):
+            engine.step(ticks[t])
+        resumed = engine.agent_state("guessers")       # copies the device state to shm
+        engine._device[1].fail_at_tick = 5
+        with pytest.warns(RuntimeWarning, match="'guessers': the device failed at tick 5"):
+            later = [np.array(engine.step(ticks[5])[1])]
+        assert [(f.tick, f.population) for f in engine.failovers] == [(5, "guessers")]
+        assert "DeviceFault" in engine.failovers[0].error and engine.backends[1] == "numba"
+        later += [np.array(engine.step(obs)[1]) for obs in ticks[6:]]
+        assert not engine.stale.any()
+    alone = Population("guessers", populations[1].model, populations[1].n_agents,
+                       populations[1].config)
+    with Engine(populations=[alone], workers=0, seed=4, id_offset=300) as reference:
+        reference.load_agent_state(resumed, 5)
+        for obs, actions in zip(ticks[5:], later, strict=True):
+            np.testing.assert_array_equal(reference.step(obs[1]), actions)
