@@ -767,10 +767,15 @@ def step_agents(km, kc, agent_ids, obs, qs, prev_action, started, q_pi_out, G_ou
             for k in range(fscratch.shape[1]):
                 fscratch[t, k] = 0.0
             iscratch[t, last] = memo_token
-    for i in prange(n):
+    # one block of agents per thread: the scratch views are made once per block, not per agent
+    blocks = min(n, fscratch.shape[0])
+    for b in prange(blocks):
         tid = numba.get_thread_id()
-        _step_agent(km, kc, i, agent_ids[i], obs, qs, prev_action, started, q_pi_out, G_out,
-                    actions_out, seed, tick, fscratch[tid], iscratch[tid], sizes, num_iter)
+        fs = fscratch[tid]
+        its = iscratch[tid]
+        for i in range(b * n // blocks, (b + 1) * n // blocks):
+            _step_agent(km, kc, i, agent_ids[i], obs, qs, prev_action, started, q_pi_out,
+                        G_out, actions_out, seed, tick, fs, its, sizes, num_iter)
 
 
 @njit(cache=True)
