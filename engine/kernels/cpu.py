@@ -661,10 +661,36 @@ def _first_memo(fs, iscratch, sizes, n_mod):
 
 
 @njit(cache=True, inline="always")
+def _sparse_views(km, fs, iscratch, sizes):
+    """The one-sparse-factor path's regions of a thread's scratch (seen marks, stamp, the
+    above-threshold state lists and counts, utilities, values, the information-gain memo);
+    empty views for other models."""
+    if km.num_states.shape[0] == 1 and km.B_sparse[0]:
+        S = km.num_states[0]
+        n_jo = sizes[6]
+        horizon = km.utility.shape[0]
+        n_memo = MEMO_SLOTS
+        n_util = horizon * sizes[7]
+        f_end = fs.shape[0] - S - MEMO_SLOTS * (MEMO_KEY + 1)
+    else:
+        S = n_jo = horizon = n_memo = n_util = f_end = 0
+    o = n_jo + S + 1 + horizon * S
+    m0 = o + horizon + S
+    memo_key = iscratch[m0:m0 + n_memo * (1 + MEMO_KEY)].reshape((n_memo, 1 + MEMO_KEY))
+    memo_val = fs[f_end + S:f_end + S + n_memo * (MEMO_KEY + 1)].reshape(
+        (n_memo, MEMO_KEY + 1))
+    return (iscratch[n_jo:n_jo + S], iscratch[n_jo + S:n_jo + S + 1],
+            iscratch[n_jo + S + 1:o], iscratch[o:o + horizon],
+            iscratch[o + horizon:o + horizon + S], fs[f_end:f_end + S], memo_key, memo_val,
+            fs[f_end - n_util:f_end])
+
+
+@njit(cache=True, inline="always")
 def _step_agent(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_out,
-                actions_out, seed, tick, fs, iscratch, sizes, num_iter):
-    prior, post, lnprior, qL, qtmp, lnL, qj, qdepth, gacc, gnode, G, qpi, qo, marg = \
-        _scratch_views(fs, sizes)
+                actions_out, seed, tick, fs, iscratch, sizes, num_iter, views, sparse):
+    """One agent's step; ``views`` and ``sparse`` are the thread's scratch regions
+    (:func:`_scratch_views`, :func:`_sparse_views`), made once per block of agents."""
+    prior, post, lnprior, qL, qtmp, lnL, qj, qdepth, gacc, gnode, G, qpi, qo, marg = views
     touched = iscratch
     n_factors = km.num_states.shape[0]
     s_tot = km.state_offset[-1]
@@ -696,21 +722,9 @@ def _step_agent(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_
     infer_states_one(km, kc, km.A_flat, obs[i], prior, post, lnprior, qL, qtmp, lnL, qj,
                      num_iter)
     if n_factors == 1 and km.B_sparse[0]:
-        S = km.num_states[0]
-        n_jo = qo.shape[0]
-        horizon = km.utility.shape[0]
-        o = n_jo + S + 1 + horizon * S
-        m0 = o + horizon + S
-        memo_key = iscratch[m0:m0 + MEMO_SLOTS * (1 + MEMO_KEY)].reshape(
-            (MEMO_SLOTS, 1 + MEMO_KEY))
-        f_end = fs.shape[0] - S - MEMO_SLOTS * (MEMO_KEY + 1)
-        memo_val = fs[f_end + S:].reshape((MEMO_SLOTS, MEMO_KEY + 1))
-        util = fs[f_end - horizon * sizes[7]:f_end]
-        policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched,
-                             iscratch[n_jo:n_jo + S], iscratch[n_jo + S:n_jo + S + 1],
-                             iscratch[n_jo + S + 1:o], iscratch[o:o + horizon],
-                             iscratch[o + horizon:o + horizon + S], fs[f_end:f_end + S],
-                             memo_key, memo_val, util, G)
+        seen, stamp, big, n_big, rows, vals, memo_key, memo_val, util = sparse
+        policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, stamp, big,
+                             n_big, rows, vals, memo_key, memo_val, util, G)
     else:
         policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G)
     _policy_posterior(km, kc, G, qpi)
@@ -773,9 +787,12 @@ def step_agents(km, kc, agent_ids, obs, qs, prev_action, started, q_pi_out, G_ou
         tid = numba.get_thread_id()
         fs = fscratch[tid]
         its = iscratch[tid]
+        views = _scratch_views(fs, sizes)
+        sparse = _sparse_views(km, fs, its, sizes)
         for i in range(b * n // blocks, (b + 1) * n // blocks):
             _step_agent(km, kc, i, agent_ids[i], obs, qs, prev_action, started, q_pi_out,
-                        G_out, actions_out, seed, tick, fs, its, sizes, num_iter)
+                        G_out, actions_out, seed, tick, fs, its, sizes, num_iter, views,
+                        sparse)
 
 
 @njit(cache=True)
