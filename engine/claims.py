@@ -67,6 +67,10 @@ class ChunkClaims:
                     for w in range(n_chunks.shape[0])]
         return ChunkClaims(table, n_chunks, counters)
 
+    def helps(self, worker: int) -> int:
+        """The worker whose chunks ``worker`` takes when its own are done (the next one)."""
+        return (worker + 1) % len(self.table)
+
     @property
     def helpers(self) -> bool:
         """Whether workers help each other (several worker processes)."""

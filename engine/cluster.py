@@ -82,7 +82,7 @@ from .errors import AgentloopError, ConfigError
 from .loop import Engine, RunSummary, TickInfo, WorldLike
 from .metrics import TickMetrics
 from .model import GenerativeModel
-from .population import Population, check_populations
+from .population import Population, check_populations, population_index
 from .recording import DEFAULT_SNAPSHOT_EVERY, TickRecorder
 from .shm import sweep_stale
 from .signals import StopOnSignal
@@ -823,17 +823,13 @@ class ClusterEngine(StopOnSignal):
         return self._actions_views[0] if self._single else list(self._actions_views)
 
     def _population_index(self, population: str | int | None, what: str) -> int:
-        names = [p.name for p in self.populations]
         if population is None:
             if not self._single:
-                raise AgentloopError(f"ClusterEngine.{what}: this engine has {len(names)} "
-                                     f"populations; name one (population=...)")
+                raise AgentloopError(f"ClusterEngine.{what}: this engine has "
+                                     f"{len(self.populations)} populations; name one "
+                                     f"(population=...)")
             return 0
-        if isinstance(population, (int, np.integer)) and 0 <= population < len(names):
-            return int(population)
-        if population in names:
-            return names.index(population)
-        raise KeyError(f"no population {population!r}; this engine has {names}")
+        return population_index(self.populations, population)
 
     def _gather(self, refs: list[Any], what: str) -> list[Any]:
         ray = _ray()

@@ -37,7 +37,13 @@ from .errors import AgentloopError, ConfigError, ObservationError
 from .journal import Journal
 from .metrics import TickMetrics
 from .model import GenerativeModel
-from .population import Population, PopulationState, check_populations, population_backends
+from .population import (
+    Population,
+    PopulationState,
+    check_populations,
+    population_backends,
+    population_index,
+)
 from .shared_state import ControlBlock, SharedState
 from .shm import Run, sweep_stale
 from .signals import StopOnSignal
@@ -434,7 +440,8 @@ class Engine(StopOnSignal):
     def reset(self, agents: np.ndarray | None = None, population: str | int = 0) -> None:
         """Start a new episode for ``agents`` (indices; default all) of a population: beliefs
         back to uniform and the next tick's prior is D again (as ``Agents.reset``)."""
-        pop = self.population(population)
+        index = population_index(self.populations, population)
+        pop = self.population(index)
         idx = select_agents(agents, pop.n_agents)
         state = pop.state
         if state.codec_instance is not None:
@@ -445,7 +452,6 @@ class Engine(StopOnSignal):
                 state.qs[idx, offsets[f]:offsets[f + 1]] = 1.0 / (offsets[f + 1] - offsets[f])
         state.started[idx] = 0
         state.prev_action[idx] = 0
-        index = list(self.population_states.values()).index(pop)
         if index in self._device:
             self._device[index].load_from_shared(idx)
 
@@ -457,16 +463,16 @@ class Engine(StopOnSignal):
         """Copies of every agent's state between ticks (beliefs as stored: codes when
         quantized), enough to continue a run with :meth:`load_agent_state`; of the one
         population, or of ``population`` (name or position) when there are several."""
-        pop = self._chosen_population(population, "agent_state")
+        state = self.population(self._chosen_index(population, "agent_state")).state
         self.sync()
-        return {name: np.array(getattr(pop.state, name)) for name in self.STATE_ARRAYS}
+        return {name: np.array(getattr(state, name)) for name in self.STATE_ARRAYS}
 
     def load_agent_state(self, arrays: Mapping[str, np.ndarray], tick: int,
                          population: str | int | None = None) -> None:
         """Restore :meth:`agent_state` output (of ``population`` when there are several);
         the next step is tick ``tick``. All arrays are checked before any is written."""
-        pop = self._chosen_population(population, "load_agent_state")
-        state = pop.state
+        index = self._chosen_index(population, "load_agent_state")
+        state = self.population(index).state
         for name in self.STATE_ARRAYS:
             target = getattr(state, name)
             if name not in arrays:
@@ -479,7 +485,6 @@ class Engine(StopOnSignal):
             getattr(state, name)[...] = arrays[name]
         state.stale[:] = 0
         self.tick = int(tick)
-        index = list(self.population_states.values()).index(pop)
         if index in self._device:
             self._device[index].load_from_shared()
 
@@ -667,16 +672,14 @@ class Engine(StopOnSignal):
         position; the engine must be started."""
         if self._run is None:
             raise AgentloopError("Engine.population: call start() first")
-        if isinstance(name, (int, np.integer)):
-            return list(self.population_states.values())[int(name)]
-        if name not in self.population_states:
-            raise KeyError(f"no population {name!r}; this engine has "
-                           f"{list(self.population_states)}")
-        return self.population_states[name]
+        return self.population_states[
+            self.populations[population_index(self.populations, name)].name]
 
-    def _chosen_population(self, population: str | int | None, what: str) -> PopulationState:
-        return (self._only_population(what) if population is None
-                else self.population(population))
+    def _chosen_index(self, population: str | int | None, what: str) -> int:
+        if population is None:
+            self._only_population(what)
+            return 0
+        return population_index(self.populations, population)
 
     def _only_population(self, what: str) -> PopulationState:
         if not self._single:

@@ -93,6 +93,17 @@ class PopulationState:
         return self.state.stale
 
 
+def population_index(populations: list[Population], key: str | int) -> int:
+    """The position of a population given by name or by position (negative counts from the
+    end); KeyError naming the populations there are."""
+    names = [p.name for p in populations]
+    if isinstance(key, (int, np.integer)) and -len(names) <= key < len(names):
+        return int(key) % len(names)
+    if key in names:
+        return names.index(key)
+    raise KeyError(f"no population {key!r}; this engine has {names}")
+
+
 def population_backends(populations: list[Population], configs: list[InferenceConfig],
                         engine_backend: str) -> list[str]:
     """Each population's resolved backend (``"numba"``, ``"cupy"`` or ``"xp-numpy"``);

@@ -83,7 +83,7 @@ def process_tick(states: tuple[SharedState, ...], slices: tuple[tuple[int, int],
             break
     if helped and claims.helpers:
         ran += help_next_worker(states, helped, chunk, tick, deadline, fscratch, iscratch,
-                                beliefs, claims, level, journal, (worker + 1) % len(claims.table))
+                                beliefs, claims, level, journal, claims.helps(worker))
     return ran
 
 
@@ -242,7 +242,7 @@ def worker_main(specs: tuple[StateSpec, ...], n_workers: int, index: int,
         fscratch, iscratch, beliefs = scratch_pool(specs, numba.config.NUMBA_NUM_THREADS, chunk)
         journal = Journal.attach(run, index, specs, chunk)
         claims = ChunkClaims.attach(run, slices, chunk)
-        mine, helped = slices[index], slices[(index + 1) % n_workers]
+        mine, helped = slices[index], slices[claims.helps(index)]
         go = run.attach_semaphore(f"go-{index}")
         done = run.attach_semaphore(f"done-{index}")
         faults.configure(index, respawned)
