@@ -3,7 +3,9 @@
 ``python -m perf.gpu [--backend cupy|xp-numpy] [--agents N ...] [--quick]`` measures, on
 grid-10 at policy_len 1 (float32 state, float64 intermediates as on the CPU):
 
-* **throughput**: agent-steps per second of ``XpStepper.step`` at each population size, after
+* **throughput**: agent-steps per second of ``XpStepper.step`` at each population size, for the
+  array path and the fused kernel (``--kernel``; the fused kernel at each ``--min-blocks``
+  launch bound), side by side at each size, after
   warm-up ticks of the model's own generative process (so beliefs are in their steady state),
   timed with the device synchronised;
 * **bandwidth**: the per-agent state each step must read and write (beliefs, q(pi), G, previous
@@ -12,7 +14,7 @@ grid-10 at policy_len 1 (float32 state, float64 intermediates as on the CPU):
   this is a lower bound on the traffic;
 * **engine**: ``Engine(model, N, backend=..., workers=0)`` paced at a fixed rate with no
   deadline (every agent every tick, as ``perf.engine.held_rate``): p50/p99 tick time against
-  the budget, including the observation upload and the action download.
+  the budget, including the observation upload and the action download, for each kernel.
 
 With ``--backend xp-numpy`` the same code runs on the CPU (what CI can run); its figures are not
 GPU figures. Writes ``perf/results/gpu-<date>-<host>.json``.
@@ -21,7 +23,9 @@ GPU figures. Writes ``perf/results/gpu-<date>-<host>.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import os
 import platform
 import sys
 import time
@@ -33,7 +37,8 @@ import numpy as np
 from engine import Engine, InferenceConfig
 from engine.backends import array_module, resolve_backend
 from engine.errors import ConfigError
-from engine.kernels.gpu import XpStepper
+from engine.kernels import fused
+from engine.kernels.gpu import KERNEL_ENV, KERNELS, XpStepper
 from perf.models import model_by_name
 from perf.output import log, save_results
 from world.process import ProcessWorld
@@ -69,10 +74,39 @@ def state_bytes_per_step(stepper: XpStepper) -> int:
     return beliefs + policies + actions + lay.n_modalities * 8 + 1   # observations, started
 
 
-def throughput(backend: str, n: int, warm: int, ticks: int) -> dict[str, Any]:
+@contextlib.contextmanager
+def kernel_choice(kernel: str, min_blocks: int | None) -> Any:
+    """Within the block, ``kernel="auto"`` steppers (the engine's) take ``kernel``, and fused
+    builds ``min_blocks`` as their launch bound."""
+    saved_env, saved_bound = os.environ.get(KERNEL_ENV), fused.MIN_BLOCKS
+    os.environ[KERNEL_ENV] = kernel
+    if min_blocks is not None:
+        fused.MIN_BLOCKS = min_blocks
+    try:
+        yield
+    finally:
+        fused.MIN_BLOCKS = saved_bound
+        if saved_env is None:
+            os.environ.pop(KERNEL_ENV, None)
+        else:
+            os.environ[KERNEL_ENV] = saved_env
+
+
+def variants(kernels: list[str], min_blocks: list[int]) -> list[tuple[str, int | None]]:
+    """(kernel, launch bound) pairs to measure: the array path once, the fused kernel at each
+    bound."""
+    out: list[tuple[str, int | None]] = []
+    for kernel in kernels:
+        out += [(kernel, b) for b in min_blocks] if kernel == "fused" else [(kernel, None)]
+    return out
+
+
+def throughput(backend: str, n: int, warm: int, ticks: int, kernel: str = "array",
+               min_blocks: int | None = None) -> dict[str, Any]:
     xp = array_module(backend)
     model = model_by_name(MODEL)
-    stepper = XpStepper(model, n, InferenceConfig(), seed=0, xp=xp)
+    with kernel_choice(kernel, min_blocks):
+        stepper = XpStepper(model, n, InferenceConfig(), seed=0, xp=xp)
     world = ProcessWorld(model, n)
     obs = world.reset(0)
     for _ in range(warm):
@@ -88,18 +122,21 @@ def throughput(backend: str, n: int, warm: int, ticks: int) -> dict[str, Any]:
         obs = world.step(_host(actions))
     median = float(np.median(times))
     per_step = state_bytes_per_step(stepper)
-    return {"agents": n, "ticks": ticks, "step_s_median": median,
+    return {"agents": n, "kernel": kernel, "min_blocks": min_blocks, "ticks": ticks,
+            "step_s_median": median,
             "step_s_min": float(np.min(times)), "agent_steps_per_s": n / median,
             "state_bytes_per_agent_step": per_step, "state_gbs": n * per_step / median / 1e9}
 
 
-def engine_rate(backend: str, n: int, hz: float, warm: int, ticks: int) -> dict[str, Any]:
+def engine_rate(backend: str, n: int, hz: float, warm: int, ticks: int, kernel: str = "array",
+                min_blocks: int | None = None) -> dict[str, Any]:
     """The engine with one device population, paced at ``hz`` with no deadline."""
     model = model_by_name(MODEL)
     world = ProcessWorld(model, n)
     obs = world.reset(0)
     walls = []
-    with Engine(model, n, workers=0, backend=backend, degrade=False) as engine:
+    with kernel_choice(kernel, min_blocks), Engine(model, n, workers=0, backend=backend,
+                                                   degrade=False) as engine:
         period = 1.0 / hz
         due = time.monotonic()
         for k in range(warm + ticks):
@@ -116,7 +153,8 @@ def engine_rate(backend: str, n: int, hz: float, warm: int, ticks: int) -> dict[
                 due = now
     budget = 1.0 / hz
     p99 = float(np.percentile(walls, 99))
-    return {"agents": n, "hz": hz, "ticks": ticks, "budget_ms": 1e3 * budget,
+    return {"agents": n, "kernel": kernel, "min_blocks": min_blocks, "hz": hz, "ticks": ticks,
+            "budget_ms": 1e3 * budget,
             "p50_ms": 1e3 * float(np.median(walls)), "p99_ms": 1e3 * p99,
             "held": p99 < budget}
 
@@ -132,19 +170,30 @@ def format_report(r: dict[str, Any]) -> str:
                  f" (peak memory bandwidth {info['peak_gbs']:.0f} GB/s)" if info["peak_gbs"]
                  else ""), "",
              f"Throughput ({MODEL}, policy_len 1, backend {r['backend']}):"]
+    array_rate = {row["agents"]: row["agent_steps_per_s"] for row in r["throughput"]
+                  if row["kernel"] == "array"}
     for row in r["throughput"]:
         share = (f" = {100 * row['state_gbs'] / info['peak_gbs']:.1f}% of peak"
                  if info["peak_gbs"] else "")
-        lines.append(f"  {row['agents']:>10,} agents: {row['agent_steps_per_s'] / 1e6:8.2f}M "
-                     f"agent-steps/s (step median {1e3 * row['step_s_median']:.2f} ms); "
-                     f"state traffic {row['state_gbs']:.1f} GB/s{share}")
+        ratio = (f", {row['agent_steps_per_s'] / array_rate[row['agents']]:.2f}x the array path"
+                 if row["kernel"] != "array" and row["agents"] in array_rate else "")
+        lines.append(f"  {row['agents']:>10,} agents, {_variant(row):<16} "
+                     f"{row['agent_steps_per_s'] / 1e6:8.2f}M agent-steps/s (step median "
+                     f"{1e3 * row['step_s_median']:.2f} ms); state traffic "
+                     f"{row['state_gbs']:.1f} GB/s{share}{ratio}")
     lines.append("")
     lines.append("Engine, one device population, every agent every tick (no deadline):")
     for row in r["engine"]:
-        lines.append(f"  {row['agents']:>10,} agents at {row['hz']:g} Hz: p50 "
+        lines.append(f"  {row['agents']:>10,} agents at {row['hz']:g} Hz, {_variant(row)}: p50 "
                      f"{row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms (budget "
                      f"{row['budget_ms']:.1f} ms) held={row['held']}")
     return "\n".join(lines)
+
+
+def _variant(row: dict[str, Any]) -> str:
+    if row["kernel"] == "fused":
+        return f"fused (bound {row['min_blocks']})"
+    return row["kernel"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="population of the engine row (default 1,000,000; 2,000 with "
                              "xp-numpy)")
     parser.add_argument("--hz", type=float, default=30.0)
+    parser.add_argument("--kernel", nargs="+", choices=KERNELS, default=list(KERNELS),
+                        help="the step's implementations to measure, side by side")
+    parser.add_argument("--min-blocks", type=int, nargs="+", default=[fused.MIN_BLOCKS],
+                        help="launch bounds of the fused kernel to sweep (blocks per SM)")
     parser.add_argument("--quick", action="store_true", help="fewer ticks")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -176,11 +229,19 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "host": platform.node(), "backend": args.backend, "device": device_info(xp),
         "throughput": [], "engine": []}
+    if on_cpu and "fused" in args.kernel and fused.host_compiler() is None:
+        print("python -m perf.gpu: the fused kernel on xp-numpy needs a C++ compiler",
+              file=sys.stderr)
+        return 2
+    measured = variants(args.kernel, args.min_blocks)
     for n in sizes:
-        log(f"throughput, {n:,} agents")
-        result["throughput"].append(throughput(args.backend, n, warm, ticks))
-    log(f"engine, {engine_n:,} agents at {args.hz:g} Hz")
-    result["engine"].append(engine_rate(args.backend, engine_n, args.hz, warm, ticks))
+        for kernel, bound in measured:
+            log(f"throughput, {n:,} agents, {kernel}" + (f" bound {bound}" if bound else ""))
+            result["throughput"].append(throughput(args.backend, n, warm, ticks, kernel, bound))
+    for kernel, bound in variants(args.kernel, args.min_blocks[:1]):
+        log(f"engine, {engine_n:,} agents at {args.hz:g} Hz, {kernel}")
+        result["engine"].append(engine_rate(args.backend, engine_n, args.hz, warm, ticks,
+                                            kernel, bound))
     print(format_report(result))
     save_results("gpu", result, args.json)
     return 0

@@ -47,13 +47,16 @@ def marginals(q_pi: np.ndarray, policies: np.ndarray, num_controls: tuple[int, .
 
 
 def run_parity(model: GenerativeModel, config: InferenceConfig, xp: object = np,
-               seed: int = 5, backend: str = "numba", tol: float = TOL) -> dict[str, float]:
-    """Step ``Agents`` (Numba by default) and an ``XpStepper`` on the same random observations;
-    return the largest absolute differences (asserting them and the actions on the way)."""
+               seed: int = 5, backend: str = "numba", tol: float = TOL,
+               kernel: str = "array") -> dict[str, float]:
+    """Step ``Agents`` (Numba by default) and an ``XpStepper`` (its ``kernel``) on the same
+    random observations; return the largest absolute differences (asserting them and the
+    actions on the way)."""
     rng = np.random.default_rng(seed)
     ref = Agents(model, N_AGENTS, config, seed=seed, agent_id_offset=100,
                  backend=backend)  # type: ignore[arg-type]
-    xps = XpStepper(model, N_AGENTS, config, seed=seed, xp=xp, agent_id_offset=100)  # type: ignore[arg-type]
+    xps = XpStepper(model, N_AGENTS, config, seed=seed, xp=xp, agent_id_offset=100,  # type: ignore[arg-type]
+                    kernel=kernel)
     worst = {"qs": 0.0, "q_pi": 0.0, "G": 0.0, "ties": 0.0}
     for _ in range(TICKS):
         obs = np.stack([rng.integers(0, o, N_AGENTS) for o in model.num_obs], axis=1)
@@ -251,14 +254,16 @@ def test_unknown_backend_is_refused() -> None:
 
 # ------------------------------------------------------------------------------ on the GPU
 @pytest.mark.skipif(not HAVE_CUPY, reason=f"needs CuPy and a GPU: {CUPY_REASON}")
+@pytest.mark.parametrize("kernel", ["array", "fused"])
 @pytest.mark.parametrize("selection", ["deterministic", "stochastic"])
 @pytest.mark.parametrize(("model_name", "policy_len"), CASES)
-def test_cupy_parity_with_numba(model_name: str, policy_len: int, selection: str) -> None:
+def test_cupy_parity_with_numba(model_name: str, policy_len: int, selection: str,
+                                kernel: str) -> None:
     import cupy  # noqa: PLC0415
 
     model = MODELS[model_name]()
     run_parity(model, InferenceConfig(policy_len=policy_len, action_selection=selection),
-               xp=cupy)
+               xp=cupy, kernel=kernel)
     ids = np.arange(50, dtype=np.int64)
     want = np.empty(50)
     uniforms(9, ids, 4, 1, want)

@@ -18,11 +18,26 @@ def test_gpu_benchmark_runs_on_numpy(tmp_path: Path, capsys: pytest.CaptureFixtu
                      "--hz", "50", "--quick", "--json", str(path)]) == 0
     result = json.loads(path.read_text())
     assert result["backend"] == "xp-numpy" and result["device"]["peak_gbs"] is None
-    (row,) = result["throughput"]
-    assert row["agents"] == 30 and row["agent_steps_per_s"] > 0
-    assert row["state_bytes_per_agent_step"] > 2 * 100 * 4     # grid-10 beliefs, both ways
+    array, fused = result["throughput"]                         # both kernels, side by side
+    assert (array["kernel"], fused["kernel"]) == ("array", "fused")
+    for row in (array, fused):
+        assert row["agents"] == 30 and row["agent_steps_per_s"] > 0
+        assert row["state_bytes_per_agent_step"] > 2 * 100 * 4     # grid-10 beliefs, both ways
+    assert [row["kernel"] for row in result["engine"]] == ["array", "fused"]
     assert result["engine"][0]["agents"] == 20
-    assert "agent-steps/s" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "agent-steps/s" in out and "x the array path" in out
+
+
+def test_gpu_benchmark_sweeps_launch_bounds(tmp_path: Path) -> None:
+    path = tmp_path / "gpu.json"
+    assert gpu.main(["--backend", "xp-numpy", "--agents", "10", "--engine-agents", "10",
+                     "--kernel", "fused", "--min-blocks", "2", "8", "--quick",
+                     "--json", str(path)]) == 0
+    result = json.loads(path.read_text())
+    assert [(r["kernel"], r["min_blocks"]) for r in result["throughput"]] == [
+        ("fused", 2), ("fused", 8)]
+    assert [(r["kernel"], r["min_blocks"]) for r in result["engine"]] == [("fused", 2)]
 
 
 @pytest.mark.skipif(cupy_available()[0], reason="a GPU is usable here")

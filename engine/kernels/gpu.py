@@ -23,11 +23,13 @@ intermediates (``policies x agents x joint outcomes`` at worst) stay within ``sc
 
 Dirichlet learning and the parameter information gain are in ``gpu_learning.py`` (a subclass
 with per-agent A / B). The degradation ladder's knobs (fewer iterations, a shorter horizon) are
-arguments of :meth:`XpStepper.step_rows`. Not here yet: fused CuPy kernels.
+arguments of :meth:`XpStepper.step_rows`. ``kernel="fused"`` runs the same step as one CUDA
+kernel instead (``fused.py``; on NumPy its host build), for populations that do not learn.
 """
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
 from typing import Any
 
@@ -40,6 +42,21 @@ from ..model import GenerativeModel
 
 #: Default bound on the intermediates of one chunk of agents (bytes).
 SCRATCH_BYTES = 256 * 2**20
+#: The step's implementations: whole-array operations, or one fused kernel (``fused.py``).
+KERNELS = ("array", "fused")
+#: Environment variable that sets the kernel ``kernel="auto"`` picks (default ``"array"``).
+KERNEL_ENV = "AGENTLOOP_XP_KERNEL"
+
+
+def resolve_kernel(kernel: str) -> str:
+    """``"array"`` or ``"fused"`` for a requested kernel (``"auto"``: ``$AGENTLOOP_XP_KERNEL``,
+    else ``"array"``, the path measured on a GPU so far); ConfigError for anything else."""
+    chosen = (os.environ.get(KERNEL_ENV) or "array") if kernel == "auto" else kernel
+    if chosen not in KERNELS:
+        source = f"${KERNEL_ENV}" if kernel == "auto" else "kernel"
+        raise ConfigError(f"{source} must be one of {', '.join(map(repr, KERNELS))} "
+                          f"(or kernel='auto'), got {chosen!r}")
+    return chosen
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -135,6 +152,8 @@ class XpStepper:
             float32 is faster on GPUs with slow float64 (q(pi) within 1e-5 of float64 on
             grid-5; tested to 1e-3), but argmax ties may then break differently.
         scratch_bytes: bound on the intermediates of one chunk of agents.
+        kernel: ``"array"`` (whole-array operations), ``"fused"`` (one kernel per chunk:
+            ``fused.py``; not with learning) or ``"auto"`` (:func:`resolve_kernel`).
     """
 
     #: whether this class runs Dirichlet learning (``gpu_learning.XpLearningStepper`` does)
@@ -142,7 +161,8 @@ class XpStepper:
 
     def __init__(self, model: GenerativeModel, n: int, config: InferenceConfig | None = None,
                  seed: int = 0, xp: ModuleType = np, agent_id_offset: int = 0,
-                 compute_dtype: str = "float64", scratch_bytes: int = SCRATCH_BYTES) -> None:
+                 compute_dtype: str = "float64", scratch_bytes: int = SCRATCH_BYTES,
+                 kernel: str = "auto") -> None:
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
             raise ConfigError(f"XpStepper: n must be a positive int, got {n!r}")
         cfg = config or InferenceConfig()
@@ -154,6 +174,10 @@ class XpStepper:
         if compute_dtype not in ("float32", "float64"):
             raise ConfigError(f"XpStepper: compute_dtype must be 'float32' or 'float64', "
                               f"got {compute_dtype!r}")
+        self.kernel = resolve_kernel(kernel)
+        if self.kernel == "fused" and self.learns:
+            raise ConfigError("kernel 'fused' does not run Dirichlet learning or the parameter "
+                              "information gain; use kernel='array'")
         self.xp = xp
         self.model = model
         self.n = int(n)
@@ -179,6 +203,12 @@ class XpStepper:
         self._actions = xp.zeros((self.n, lay.n_factors), dtype=xp.int64)
         ids = np.arange(agent_id_offset, agent_id_offset + self.n, dtype=np.int64)
         self._keys = agent_keys(xp, self.seed, ids)
+        self._fused = None
+        if self.kernel == "fused":
+            from .fused import FusedStep  # noqa: PLC0415  (builds with a compiler: on demand)
+
+            self._fused = FusedStep(self.layout, cfg, xp, compute_dtype=compute_dtype)
+            self._chunk = self.n                   # no intermediates outside the kernel
 
     # ------------------------------------------------------------------------- set-up
     def _upload_model(self) -> None:
@@ -397,6 +427,11 @@ class XpStepper:
 
     def _step_rows(self, obs: Any, lo: int, hi: int, tick: int) -> None:
         xp, c = self.xp, self._cdt
+        if self._fused is not None:
+            self._fused(xp.ascontiguousarray(obs, dtype=xp.int64), self._qs, self._prev_action,
+                        self._started, self._q_pi, self._G, self._actions, self._keys, lo, hi,
+                        tick, self._num_iter, self._max_depth)
+            return
         rows = slice(lo, hi)
         q_prev = [v[rows].astype(c) for v in self._qs_views]
         prior = self._prior(q_prev, rows)
