@@ -58,7 +58,8 @@ entries above the floor take a logarithm, and decoding reads ``e^(-code * step)`
 from __future__ import annotations
 
 import math
-from typing import Final
+from types import ModuleType
+from typing import Any, Final
 
 import numpy as np
 from numba import njit
@@ -85,7 +86,7 @@ def _encode_slice(src: np.ndarray, dst: np.ndarray, inv_step: float, max_code: i
     m = src.shape[0]
     top = 0.0
     for k in range(m):
-        top = max(top, float(src[k]))                       # NaN entries are skipped
+        top = max(top, np.float64(src[k]))                  # NaN entries are skipped
     if not (top > 0.0 and top < math.inf):
         for k in range(m):
             dst[k] = 0
@@ -99,7 +100,7 @@ def _encode_slice(src: np.ndarray, dst: np.ndarray, inv_step: float, max_code: i
     # only entries above the floor take a logarithm (in belief rows, usually a few); nothing is
     # stored otherwise, so the compiler cannot evaluate the logarithm for every entry
     for k in range(m):
-        v = float(src[k])
+        v = np.float64(src[k])          # float() keeps float32 in Numba: logf, not log
         if v > threshold:
             x = (log_top - math.log(v)) * inv_step
             if x < limit:
@@ -122,6 +123,19 @@ def encode_log(src: np.ndarray, dst: np.ndarray, state_offset: np.ndarray, lo: i
         for f in range(n_factors):
             a, b = state_offset[f], state_offset[f + 1]
             _encode_slice(src[i, a:b], dst[i, a:b], inv_step, max_code, floor_ratio)
+
+
+def _encode_slices_xp(xp: ModuleType, v: Any, inv_step: float, max_code: int,
+                      floor_ratio: float) -> Any:
+    """:func:`_encode_slice` for every row of ``v`` (float64 ``(k, S_f)``) at once, as array
+    operations; returns the codes as int64."""
+    top = xp.fmax(xp.fmax.reduce(v, axis=1) if xp is np else xp.nanmax(v, axis=1), 0.0)
+    usable = (top > 0.0) & (top < math.inf)
+    safe_top = xp.where(usable, top, 1.0)[:, None]
+    above = v > safe_top * floor_ratio
+    x = (xp.log(safe_top) - xp.log(xp.where(above, v, 1.0))) * inv_step
+    codes = xp.where(above & (x < max_code + 0.5), xp.floor(x + 0.5), max_code + 1)
+    return xp.where(usable[:, None], codes, 0).astype(xp.int64)
 
 
 @njit(cache=True, inline="always")
@@ -253,6 +267,21 @@ class BeliefCodec:
                        self._floor_ratio)
         else:
             copy_rows(src, dst, lo, hi)
+
+    def encode_array(self, xp: ModuleType, src: Any) -> Any:
+        """The codes of float beliefs ``src`` (an ``xp`` array ``(k, S_total)``), computed where
+        they live (on the GPU with CuPy, so only codes cross the bus): the numbers
+        :meth:`encode` gives, up to the last bit of ``ln`` on the device (a code can then differ
+        by one where ``ln(top / p) / step`` falls within an ulp of a half)."""
+        if not self.is_log:
+            return src.astype(self.dtype)
+        codes = xp.empty(src.shape, dtype=self.dtype)
+        for f in range(self.state_offset.shape[0] - 1):
+            a, b = int(self.state_offset[f]), int(self.state_offset[f + 1])
+            codes[:, a:b] = _encode_slices_xp(xp, src[:, a:b].astype(xp.float64),
+                                              1.0 / self.step, self.max_code,
+                                              self._floor_ratio)
+        return codes
 
     def decode(self, src: np.ndarray, dst: np.ndarray, lo: int = 0, hi: int | None = None
                ) -> None:
