@@ -14,7 +14,9 @@ grid-10 at policy_len 1 (float32 state, float64 intermediates as on the CPU):
   this is a lower bound on the traffic;
 * **engine**: ``Engine(model, N, backend=..., workers=0)`` paced at a fixed rate with no
   deadline (every agent every tick, as ``perf.engine.held_rate``): p50/p99 tick time against
-  the budget, including the observation upload and the action download, for each kernel.
+  the budget, including the observation upload and the action download, for each kernel; and
+  what copying the state into shared memory costs (the band of rows each tick copies, and
+  every row at once, as a read of the state does).
 
 With ``--backend xp-numpy`` the same code runs on the CPU (what CI can run); its figures are not
 GPU figures. Writes ``perf/results/gpu-<date>-<host>.json``.
@@ -151,10 +153,23 @@ def engine_rate(backend: str, n: int, hz: float, warm: int, ticks: int, kernel: 
                 time.sleep(due - now)
             else:
                 due = now
+        device = engine._device[0]
+        device.sync()
+        bands = []
+        for _ in range(device.refresh_every):
+            began = time.perf_counter()
+            device._refresh_band()
+            synchronize(device.xp)
+            bands.append(time.perf_counter() - began)
+        device._dirty = True
+        began = time.perf_counter()
+        device.sync()
+        whole_s = time.perf_counter() - began
     budget = 1.0 / hz
     p99 = float(np.percentile(walls, 99))
     return {"agents": n, "kernel": kernel, "min_blocks": min_blocks, "hz": hz, "ticks": ticks,
-            "budget_ms": 1e3 * budget,
+            "budget_ms": 1e3 * budget, "refresh_band_ms": 1e3 * float(np.median(bands)),
+            "refresh_every": device.refresh_every, "refresh_whole_ms": 1e3 * whole_s,
             "p50_ms": 1e3 * float(np.median(walls)), "p99_ms": 1e3 * p99,
             "held": p99 < budget}
 
@@ -186,7 +201,9 @@ def format_report(r: dict[str, Any]) -> str:
     for row in r["engine"]:
         lines.append(f"  {row['agents']:>10,} agents at {row['hz']:g} Hz, {_variant(row)}: p50 "
                      f"{row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms (budget "
-                     f"{row['budget_ms']:.1f} ms) held={row['held']}")
+                     f"{row['budget_ms']:.1f} ms) held={row['held']}; state into shared "
+                     f"memory: {row['refresh_band_ms']:.2f} ms a tick (1/{row['refresh_every']}"
+                     f" of the rows), {row['refresh_whole_ms']:.1f} ms for all")
     return "\n".join(lines)
 
 

@@ -65,28 +65,53 @@ def test_mixed_engine_matches_agents(backend: str, workers: int) -> None:
 
 
 def test_device_state_reaches_shared_memory_every_refresh() -> None:
-    """The shared-memory copy of a device population's beliefs is refreshed every
-    ``refresh_every`` ticks (and whenever it is read through the engine)."""
+    """Each tick copies the next third (``refresh_every=3``) of a device population's rows into
+    shared memory, beliefs encoded as the CPU codec encodes them, so every row is at most three
+    ticks old; reading the state through the engine copies every row."""
     model = grid_model(4)
-    n = 64
+    n = 64                                      # bands of 22, 22 and 20 rows
     with Engine(model, n, workers=0, backend="xp-numpy", refresh_every=3) as engine:
         device = engine._device[0]
-        codes = engine.state.qs
-        engine.step(_obs(model, n, 0))
-        assert not codes.any()                  # still the uniform start (all code 0)
-        engine.step(_obs(model, n, 1))
-        assert not codes.any()
-        engine.step(_obs(model, n, 2))          # third tick: copied
-        assert codes.any()
+        codes, q_pi = engine.state.qs, engine.state.q_pi
         host = np.empty((n, device.stepper.layout.state_size), dtype=np.float32)
-        device.stepper.copy_to_host(qs_flat=host)
         expected = np.empty_like(codes)
+        for tick, (lo, hi) in enumerate([(0, 22), (22, 44), (44, 64), (0, 22)]):
+            engine.step(_obs(model, n, tick))
+            device.stepper.copy_to_host(qs_flat=host)
+            engine.state.codec_instance.encode(host, expected)
+            np.testing.assert_array_equal(codes[lo:hi], expected[lo:hi])
+            np.testing.assert_array_equal(q_pi[lo:hi], device.stepper.q_pi[lo:hi])
+            if tick == 0:
+                assert not codes[hi:].any() and not q_pi[hi:].any()   # not copied yet
+        engine.step(_obs(model, n, 4))
+        before = codes.copy()
+        _ = engine.population(0).qs             # reading copies every row
+        device.stepper.copy_to_host(qs_flat=host)
         engine.state.codec_instance.encode(host, expected)
         np.testing.assert_array_equal(codes, expected)
-        engine.step(_obs(model, n, 3))
-        before = codes.copy()
-        _ = engine.population(0).qs             # reading syncs
         assert not np.array_equal(before, codes)
+
+
+def test_encode_on_the_device_equals_the_cpu_codec() -> None:
+    """``BeliefCodec.encode_array`` (what a device population encodes with) gives the CPU
+    codec's codes, edge rows included (zeros, NaN, inf, all below the floor)."""
+    from engine.beliefs import BeliefCodec  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    beliefs = np.concatenate([rng.dirichlet(np.full(100, 0.05), size=5000),
+                              rng.dirichlet(np.ones(3), size=5000)], axis=1).astype(np.float32)
+    beliefs[0, :5] = 0.0
+    beliefs[1, :100] = 0.0
+    beliefs[2, 3] = np.nan
+    beliefs[3, 100:] = np.inf
+    beliefs[4, :] = 1e-30
+    for name in ("uint16", "uint8", "float32"):
+        codec = BeliefCodec(name, np.array([0, 100, 103]))
+        want = codec.empty(len(beliefs))
+        codec.encode(beliefs, want)
+        got = codec.encode_array(np, beliefs)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

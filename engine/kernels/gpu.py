@@ -108,6 +108,18 @@ def to_host(a: Any) -> np.ndarray:
     return get() if callable(get) else np.asarray(a)
 
 
+def copy_into_host(src: Any, dst: np.ndarray) -> None:
+    """``dst[...] = src`` for an ``xp`` array ``src`` (straight from the device when the
+    dtypes agree and ``dst`` is contiguous; through a host copy otherwise)."""
+    get = getattr(src, "get", None)
+    if not callable(get):
+        np.copyto(dst, src)
+    elif dst.dtype == src.dtype and dst.flags.c_contiguous:
+        get(out=dst)
+    else:
+        np.copyto(dst, get())
+
+
 def _softmax(xp: ModuleType, x: Any) -> Any:
     """Softmax over the last axis (max subtracted, no EPS), as the CPU kernels do."""
     e = xp.exp(x - x.max(axis=-1, keepdims=True))
@@ -354,14 +366,15 @@ class XpStepper:
     def copy_to_host(self, qs_flat: np.ndarray | None = None, q_pi: np.ndarray | None = None,
                      G: np.ndarray | None = None, actions: np.ndarray | None = None) -> None:
         """Copy the given parts of the state into preallocated NumPy arrays of the same shape."""
-        for src, dst in ((self._qs, qs_flat), (self._q_pi, q_pi), (self._G, G),
-                         (self._actions, actions)):
-            if dst is None:
-                continue
-            if self.xp is np:
-                np.copyto(dst, src)
-            else:
-                src.get(out=dst)
+        self.copy_rows_to_host(0, self.n, qs_flat=qs_flat, q_pi=q_pi, G=G, actions=actions)
+
+    def copy_rows_to_host(self, lo: int, hi: int, **parts: np.ndarray | None) -> None:
+        """Copy rows ``lo..hi`` of the named parts of the state (``qs_flat``, ``q_pi``, ``G``,
+        ``actions``, ``prev_action``, ``started``) into NumPy arrays of ``hi - lo`` rows."""
+        for name, dst in parts.items():
+            if dst is not None:
+                copy_into_host(getattr(self, "_qs" if name == "qs_flat" else f"_{name}")[lo:hi],
+                               dst)
 
     # ------------------------------------------------------------------------- stepping
     def check_observations(self, obs: Any) -> Any:
