@@ -124,14 +124,21 @@ class DevicePopulation:
         for index, lo in enumerate(range(0, self.n, self.chunk)):
             if level == ROTATING_FRACTION and (index + tick) % 2 == 1:
                 continue
-            if ran and time.monotonic() > deadline:
-                break
+            if ran:
+                self._wait_for_device()         # CuPy returns at launch: wait for the chunk
+                if time.monotonic() > deadline:
+                    break
             hi = min(self.n, lo + self.chunk)
             self.stepper.step_rows(obs, lo, hi, tick, kc.num_iter, kc.max_depth)
             self.state.stale[lo:hi] = 0
             ran += hi - lo
         self._finish_tick(ran)
         return ran
+
+    def _wait_for_device(self) -> None:
+        """Wait for the work queued on the device (nothing to wait for with NumPy)."""
+        if self.xp is not np:
+            self.xp.cuda.get_current_stream().synchronize()
 
     def step_forced(self, tick: int, stale_agents: np.ndarray, level: int = 0) -> int:
         """Replay a recorded tick: step every agent except ``stale_agents`` (indices) with the
