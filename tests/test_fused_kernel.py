@@ -16,7 +16,7 @@ from engine.errors import ConfigError
 from engine.kernels import fused
 from engine.kernels.gpu import KERNEL_ENV, XpStepper, resolve_kernel
 from engine.loop import Engine
-from tests.nvrtc import compile_ptx, nvrtc_library
+from perf.nvrtc import compile_ptx, nvrtc_library
 from tests.pymdp_peer import run_side_by_side
 from tests.test_device_populations import _mixed, _obs, _references
 from tests.test_gpu_backend import CASES, MODELS, TOL, run_parity, two_factor_model

@@ -44,3 +44,21 @@ def test_gpu_benchmark_sweeps_launch_bounds(tmp_path: Path) -> None:
 def test_gpu_benchmark_without_a_gpu_says_why(capsys: pytest.CaptureFixture[str]) -> None:
     assert gpu.main(["--backend", "cupy", "--quick"]) == 2
     assert "needs CuPy and an NVIDIA GPU" in capsys.readouterr().err
+
+
+def test_gpu_build_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m perf.gpu_build``: NVRTC then ptxas for sm_90, or one line saying what is
+    missing."""
+    from perf import gpu_build  # noqa: PLC0415
+    from perf.nvrtc import nvrtc_library  # noqa: PLC0415
+
+    path = tmp_path / "build.json"
+    rc = gpu_build.main(["--models", "grid-5", "--policy-len", "1", "--min-blocks", "4",
+                         "--json", str(path)])
+    if nvrtc_library() is None or gpu_build.find_ptxas() is None:
+        assert rc == 2 and "needs NVRTC" in capsys.readouterr().err
+        return
+    assert rc == 0
+    (row,) = json.loads(path.read_text())["rows"]
+    assert 0 < row["registers"] <= 65536 // (4 * 128)         # the launch bound holds
+    assert row["threads_per_sm"] >= 4 * 128 and row["stack_bytes"] > 0
