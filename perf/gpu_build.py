@@ -31,6 +31,8 @@ from perf.models import model_by_name
 from perf.nvrtc import compile_ptx, nvrtc_library
 from perf.output import save_results
 
+#: The options CuPy's RawModule compiles the kernel with (the arch aside).
+OPTIONS = (*fused.NVRTC_OPTIONS, *fused.CUPY_ADDED_OPTIONS)
 #: H100 (sm_90) limits the occupancy figure uses.
 REGISTERS_PER_SM = 65536
 MAX_THREADS_PER_SM = 2048
@@ -72,7 +74,7 @@ def build_row(model_name: str, policy_len: int, min_blocks: int, library: Any,
     _, _, offsets = fused.pack_layout(layout)
     source = fused.build_source(layout, np.dtype(layout.dtype), np.dtype(np.float64), offsets,
                                 min_blocks)
-    rc, log, ptx = compile_ptx(library, source, (*fused.NVRTC_OPTIONS, "-arch=compute_90"))
+    rc, log, ptx = compile_ptx(library, source, (*OPTIONS, "-arch=compute_90"))
     if rc != 0:
         raise RuntimeError(f"NVRTC failed for {model_name} L={policy_len}: {log}")
     row: dict[str, Any] = {"model": model_name, "policy_len": policy_len,
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows = [build_row(m, length, b, library, ptxas) for m in args.models
             for length in args.policy_len for b in args.min_blocks]
-    print(f"fused kernel for sm_90 (NVRTC options {' '.join(fused.NVRTC_OPTIONS)}; {ptxas})")
+    print(f"fused kernel for sm_90 (NVRTC options {' '.join(OPTIONS)}; {ptxas})")
     for r in rows:
         print(f"  {r['model']} policy_len {r['policy_len']}, launch bound {r['min_blocks']}: "
               f"{r['registers']} registers ({r['threads_per_sm']} threads/SM), stack "

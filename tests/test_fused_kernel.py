@@ -200,7 +200,8 @@ def test_gpu_source_compiles_with_nvrtc(model_name: str, config: InferenceConfig
     _, _, offsets = fused.pack_layout(layout)
     for compute in ("float64", "float32"):
         source = fused.build_source(layout, np.dtype(layout.dtype), np.dtype(compute), offsets)
-        rc, log, ptx = compile_ptx(NVRTC, source, (*fused.NVRTC_OPTIONS, "-arch=compute_90"))
+        options = (*fused.NVRTC_OPTIONS, *fused.CUPY_ADDED_OPTIONS, "-arch=compute_90")
+        rc, log, ptx = compile_ptx(NVRTC, source, options)
         assert rc == 0, log
         assert "warning" not in log.lower(), log
         assert ".entry fused_step" in ptx

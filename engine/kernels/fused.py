@@ -64,6 +64,9 @@ MIN_BLOCKS = 4
 
 #: NVRTC options of the GPU build: IEEE rounding as on the CPU (no fused multiply-adds).
 NVRTC_OPTIONS = ("--std=c++14", "--fmad=false")
+#: What CuPy's RawModule adds to them (CuPy 14's ``cupy/cuda/compiler.py``), besides the arch:
+#: the NVRTC tests compile with these too.
+CUPY_ADDED_OPTIONS = ("-ftz=true", "--device-as-default-execution-space")
 
 _FLAG_UTILITY, _FLAG_INFO_GAIN, _FLAG_STOCHASTIC, _FLAG_FULL_SAMPLING = 1, 2, 4, 8
 _C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
