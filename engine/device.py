@@ -81,18 +81,20 @@ class DevicePopulation:
         refresh_every: ticks between copies of each row of the device state into shared
             memory (a band of ``n / refresh_every`` rows is copied every tick).
         chunk: rows stepped between deadline checks (default :data:`DEVICE_CHUNK`).
+        kernel: the array backend's step (``"array"``, ``"fused"`` or ``"auto"``:
+            :func:`engine.kernels.gpu.resolve_kernel`).
     """
 
     def __init__(self, state: SharedState, model: GenerativeModel, config: InferenceConfig,
                  backend: str, seed: int, id_offset: int, refresh_every: int = REFRESH_EVERY,
-                 chunk: int | None = None) -> None:
+                 chunk: int | None = None, kernel: str = "auto") -> None:
         self.state = state
         self.backend = backend
         self.xp = array_module(backend)
         self.n = int(state.spec.n_agents)
         self.refresh_every = int(refresh_every)
         self.stepper = make_xp_stepper(model, max(self.n, 1), config, seed=seed, xp=self.xp,
-                                 agent_id_offset=id_offset)
+                                       agent_id_offset=id_offset, kernel=kernel)
         self.chunk = max(1, min(int(chunk or DEVICE_CHUNK), self.stepper.chunk_size))
         self._obs_host = self._host_buffer(state.obs.shape, np.int64)
         self._qs_host = np.empty((max(self.n, 1), state.spec.state_size),

@@ -35,6 +35,7 @@ from .degrade import (
 from .device import REFRESH_EVERY, DevicePopulation, device_errors
 from .errors import AgentloopError, ConfigError, ObservationError
 from .journal import Journal
+from .kernels.gpu import resolve_kernel
 from .metrics import TickMetrics
 from .model import GenerativeModel
 from .population import (
@@ -117,8 +118,9 @@ class Engine(StopOnSignal):
     (:mod:`engine.cluster`; the ``[cluster]`` extra). ``backend="cupy"`` (or a population's
     own ``backend``) keeps a population's state on the GPU, stepped by the master process while
     the workers step the CPU populations (:mod:`engine.device`; ``"xp-numpy"`` runs the same
-    code on the CPU); its state is copied into shared memory every ``refresh_every`` ticks and
-    whenever it is read.
+    code on the CPU); its state is copied into shared memory a ``1 / refresh_every`` band of
+    rows a tick and whole whenever it is read; ``xp_kernel`` picks the array backend's step
+    (``"array"``, ``"fused"``, or ``"auto"``: ``$AGENTLOOP_XP_KERNEL``, else ``"array"``).
     Use as a context manager, or call :meth:`start` and :meth:`close`. Results are identical
     for any number of workers: each agent's random stream is keyed by (seed, agent id, tick).
     """
@@ -140,7 +142,7 @@ class Engine(StopOnSignal):
                  populations: Sequence[Population] | None = None,
                  id_offset: int | Sequence[int] = 0,
                  cluster: str | None = None, backend: str = "numba",
-                 refresh_every: int = REFRESH_EVERY) -> None:
+                 refresh_every: int = REFRESH_EVERY, xp_kernel: str = "auto") -> None:
         if workers < 0:
             raise ConfigError(f"Engine: workers must be >= 0, got {workers}")
         if chunk < 1:
@@ -167,6 +169,8 @@ class Engine(StopOnSignal):
         if not isinstance(refresh_every, (int, np.integer)) or refresh_every < 1:
             raise ConfigError(f"Engine: refresh_every must be an int >= 1, got {refresh_every!r}")
         self.refresh_every = int(refresh_every)
+        #: the array backend's step for device populations ("array" or "fused")
+        self.xp_kernel = resolve_kernel(xp_kernel)
         # Agents validates each population and builds its layout (one place for both)
         self._checkers = [Agents(p.model, 1, c, seed=seed)
                           for p, c in zip(self.populations, configs, strict=True)]
@@ -225,7 +229,8 @@ class Engine(StopOnSignal):
         #: device-resident populations by index (backend "cupy" or "xp-numpy")
         self._device = {
             index: DevicePopulation(state, pop.model, config, backend, self.seed,
-                                    self.id_offsets[index], self.refresh_every)
+                                    self.id_offsets[index], self.refresh_every,
+                                    kernel=self.xp_kernel)
             for index, (pop, config, backend, state) in enumerate(
                 zip(self.populations, self._configs, self.backends, self._states, strict=True))
             if backend != "numba"}
@@ -608,24 +613,29 @@ class Engine(StopOnSignal):
         """The device failed stepping population ``index``: from this tick on the master steps
         it on the CPU, from the state last copied into shared memory (what the device stepped
         since never left it)."""
-        del self._device[index]
-        state, pop = self._states[index], self.populations[index]
-        state.stale[:] = 1
-        self.backends[index] = "numba"
-        self.population_states[pop.name]._sync = lambda: None
-        self._on_cpu_in_master.append(index)
-        self._failover_claims = ChunkClaims.local(
-            (tuple((0, int(p.n_agents) if i in self._on_cpu_in_master else 0)
-                   for i, p in enumerate(self.populations)),), self.chunk)
+        self._move_to_cpu(index)
+        pop = self.populations[index]
         self.failovers.append(Failover(self.tick, pop.name, f"{type(exc).__name__}: {exc}"))
         warnings.warn(f"population {pop.name!r}: the device failed at tick {self.tick} "
                       f"({type(exc).__name__}: {exc}); it continues on the CPU from its state "
                       f"in shared memory (at most {self.refresh_every} ticks old)",
                       RuntimeWarning, stacklevel=3)
 
+    def _move_to_cpu(self, index: int) -> None:
+        """Drop device population ``index``; the master steps it with the Numba kernels from
+        its state in shared memory (a failover, or replay following one)."""
+        del self._device[index]
+        self._states[index].stale[:] = 1
+        self.backends[index] = "numba"
+        self.population_states[self.populations[index].name]._sync = lambda: None
+        self._on_cpu_in_master.append(index)
+        self._failover_claims = ChunkClaims.local(
+            (tuple((0, int(p.n_agents) if i in self._on_cpu_in_master else 0)
+                   for i, p in enumerate(self.populations)),), self.chunk)
+
     def sync(self) -> None:
         """Copy every device-resident population's state into shared memory now (it is also
-        copied every ``refresh_every`` ticks, and before it is read through the engine)."""
+        copied a band of rows a tick, and whole before it is read through the engine)."""
         for device in self._device.values():
             device.sync()
 

@@ -4,7 +4,10 @@
 config, seed, codec, chunking, world config) and then, called after each tick (it is an
 ``on_tick`` callback for :meth:`Engine.run`, or call :meth:`record` after ``Engine.step``),
 the tick's observations, actions, level, stale agents and timings; every ``snapshot_every``
-ticks also the agents' state (:meth:`Engine.agent_state`), so replay can start part-way.
+ticks also the agents' state (:meth:`Engine.agent_state`), so replay can start part-way. The
+header names the population's backend and array kernel (replay rebuilds it on the same); a
+tick in which the device failed over to the CPU is marked and followed by a snapshot, the state
+replay continues from (the live run resumed from a copy it cannot recompute).
 Encoding and writing happen on the log's own thread; the tick pays for two array copies.
 """
 
@@ -44,6 +47,7 @@ class TickRecorder:
             world=dict(world or {}),
             extra={"beliefs": engine.beliefs, "chunk": engine.chunk,
                    "population": population.name, "state_arrays": list(Engine.STATE_ARRAYS),
+                   "backend": engine.backends[0], "xp_kernel": engine.xp_kernel,
                    **dict(extra or {})})
         self.writer = TickLogWriter(path, header, snapshot_every=snapshot_every)
 
@@ -59,10 +63,11 @@ class TickRecorder:
         timings = {"wall_s": info.wall_s}
         if info.deadline_s is not None:
             timings["budget_s"] = info.deadline_s
+        failover = next((f.error for f in self.engine.failovers if f.tick == info.tick), None)
         self.writer.write_tick(info.tick, state.obs, state.actions, duration_s=info.wall_s,
                                level=info.level, stale_agents=np.flatnonzero(state.stale),
-                               timings=timings)
-        if self.writer.snapshot_due(info.tick):
+                               timings=timings, failover=failover)
+        if self.writer.snapshot_due(info.tick) or failover is not None:
             arrays = self.engine.agent_state()
             self.writer.write_beliefs(info.tick, [arrays[n] for n in Engine.STATE_ARRAYS],
                                       {"names": list(Engine.STATE_ARRAYS),

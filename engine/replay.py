@@ -5,6 +5,14 @@ in this process (``workers=0``: results do not depend on the worker count). Each
 tick's observations are fed with its recorded degradation level and stale set forced, so a
 live run whose degradation depended on timing replays exactly. Replay stops at the first tick
 whose actions differ and returns a :class:`Divergence` with the beliefs that led there.
+
+A population recorded on the array backend is replayed on it (``"cupy"`` where CuPy and a GPU
+are usable, else its NumPy twin ``"xp-numpy"``, which can differ from the GPU in the last bits
+and so break an exact tie differently), with the recorded array kernel. A tick in which the
+device failed over to the CPU cannot be recomputed (the live run resumed from a copy of the
+state up to ``refresh_every`` ticks old): replay moves the population to the CPU as the live
+run did, loads the snapshot recorded after that tick and goes on; the tick is listed in
+:attr:`ReplayResult.unverified`.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .backends import cupy_available
 from .config import InferenceConfig
 from .errors import AgentloopError
 from .loop import Engine
@@ -68,6 +77,8 @@ class ReplayResult:
     seconds: float
     final_state: dict[str, np.ndarray] | None = None
     """Every agent's state after the last replayed tick (``keep_state=True``)."""
+    unverified: tuple[int, ...] = ()
+    """Ticks taken from the log instead of recomputed (device failovers)."""
 
     @property
     def ok(self) -> bool:
@@ -94,9 +105,13 @@ def engine_from_log(reader: TickLogReader, threads: int | None = None) -> Engine
     except (TypeError, ValueError, OverflowError) as exc:
         raise TickLogError(f"{reader.path}: the header's seed and chunk must be whole numbers "
                            f"({exc})") from None
+    backend = str(extra.get("backend", "numba"))
+    if backend == "cupy" and not cupy_available()[0]:
+        backend = "xp-numpy"                     # the same code on the CPU (last-bit twin)
     return Engine(model, header.n_agents, workers=0, config=config, seed=seed,
                   chunk=chunk, threads=threads, degrade=False,
-                  beliefs=str(extra.get("beliefs", "uint16")))
+                  beliefs=str(extra.get("beliefs", "uint16")), backend=backend,
+                  xp_kernel=str(extra.get("xp_kernel", "array")))
 
 
 def replay(path: str, from_tick: int | None = None,
@@ -118,6 +133,7 @@ def replay(path: str, from_tick: int | None = None,
             total = 0 if last is None else max(0, last - start + 1)
             before = np.empty_like(engine.state.qs)
             checked, first, previous = 0, None, None
+            unverified: list[int] = []
             for record in reader.ticks(start):
                 if previous is not None and record.tick != previous + 1:
                     raise AgentloopError(f"{path}: tick {previous + 1} is missing (the log "
@@ -125,6 +141,12 @@ def replay(path: str, from_tick: int | None = None,
                 if previous is None and snapshot_tick is None and record.tick != 0:
                     raise AgentloopError(f"{path}: the first tick is {record.tick} and there is "
                                          f"no belief snapshot before it to start from")
+                if record.failover is not None:
+                    _take_failover(reader, engine, record)
+                    unverified.append(record.tick)
+                    first = record.tick if first is None else first
+                    previous = record.tick
+                    continue
                 np.copyto(before, engine.state.qs)
                 engine.tick = record.tick
                 actions = engine.step(record.observations, level=record.level,
@@ -136,7 +158,8 @@ def replay(path: str, from_tick: int | None = None,
                 if not np.array_equal(actions, record.actions):
                     divergence = _divergence(engine, record, before)
                     return ReplayResult(checked, first, previous, snapshot_tick, divergence,
-                                        reader.truncated, time.monotonic() - began)
+                                        reader.truncated, time.monotonic() - began,
+                                        unverified=tuple(unverified))
                 checked += 1
                 first = record.tick if first is None else first
                 previous = record.tick
@@ -144,7 +167,30 @@ def replay(path: str, from_tick: int | None = None,
                     progress(checked, total)
             final = engine.agent_state() if keep_state else None
         return ReplayResult(checked, first, previous, snapshot_tick, None, reader.truncated,
-                            time.monotonic() - began, final)
+                            time.monotonic() - began, final, tuple(unverified))
+
+
+def _take_failover(reader: TickLogReader, engine: Engine, record) -> None:  # noqa: ANN001
+    """The live run's device failed in ``record.tick``: continue on the CPU from the snapshot
+    recorded after that tick (the state the live run had then)."""
+    snapshot = reader.snapshot_at_or_before(record.tick)
+    if snapshot is None or snapshot.tick != record.tick:
+        raise AgentloopError(f"{reader.path}: the device failed over to the CPU in tick "
+                             f"{record.tick} ({record.failover}) and the log has no snapshot "
+                             f"of that tick to continue from")
+    if 0 in engine._device:
+        engine._move_to_cpu(0)
+    _load_snapshot(reader, engine, snapshot)
+    engine.state.actions[...] = record.actions
+
+
+def _load_snapshot(reader: TickLogReader, engine: Engine, snapshot) -> None:  # noqa: ANN001
+    """Load a belief snapshot; the next step is the tick after it."""
+    names = snapshot.meta.get("names", list(Engine.STATE_ARRAYS))
+    if not isinstance(names, list) or len(names) != len(snapshot.arrays):
+        raise TickLogError(f"{reader.path}: the belief snapshot at tick {snapshot.tick} names "
+                           f"{names!r} for its {len(snapshot.arrays)} arrays")
+    engine.load_agent_state(dict(zip(names, snapshot.arrays, strict=True)), snapshot.tick + 1)
 
 
 def _starting_point(reader: TickLogReader, engine: Engine, from_tick: int | None
@@ -155,11 +201,7 @@ def _starting_point(reader: TickLogReader, engine: Engine, from_tick: int | None
     snapshot = reader.snapshot_at_or_before(int(from_tick) - 1)
     if snapshot is None:
         return 0, None
-    names = snapshot.meta.get("names", list(Engine.STATE_ARRAYS))
-    if not isinstance(names, list) or len(names) != len(snapshot.arrays):
-        raise TickLogError(f"{reader.path}: the belief snapshot at tick {snapshot.tick} names "
-                           f"{names!r} for its {len(snapshot.arrays)} arrays")
-    engine.load_agent_state(dict(zip(names, snapshot.arrays, strict=True)), snapshot.tick + 1)
+    _load_snapshot(reader, engine, snapshot)
     return snapshot.tick + 1, snapshot.tick
 
 

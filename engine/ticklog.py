@@ -155,6 +155,9 @@ class TickRecord:
     actions: np.ndarray
     stale_agents: np.ndarray
     timings: dict[str, float]
+    failover: str | None = None
+    """Set when the population's device failed in this tick and the run went on on the CPU
+    from a copy of its state (``Engine.failovers``): the error, as recorded."""
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,8 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "observations": _array_schema("(agents, modalities) observation indices"),
         "actions": _array_schema("(agents, factors) action indices"),
         "stale_agents": _array_schema("indices of agents that kept their last action"),
-        "timings": {"type": "object", "additionalProperties": {"type": "number"}}}},
+        "timings": {"type": "object", "additionalProperties": {"type": "number"}},
+        "failover": {"type": "string"}}},
     TOPIC_BELIEFS: {"title": "agentloop.BeliefSnapshot", "type": "object", "properties": {
         "tick": {"type": "integer"}, "part": {"type": "integer"}, "parts": {"type": "integer"},
         "arrays": {"type": "array", "items": _array_schema("one factor's beliefs")},
@@ -271,6 +275,13 @@ SNAPSHOT_PART_BYTES = 1 << 20
 """Belief snapshots larger than this are written as several messages (parts) of about this
 many bytes of array data each, split along the arrays' first (agents) axis: encoding a 20 MB
 snapshot in one go would hold the GIL for ~60 ms, in parts it holds it ~3 ms at a time."""
+
+
+def _optional_str(value: Any) -> str | None:
+    """A tick's optional text field: None, or a string (anything else is corrupt)."""
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"expected a string, got {type(value).__name__}")
 
 
 def _snapshot_parts(item: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -400,12 +411,14 @@ class TickLogWriter:
     def write_tick(self, tick: int, observations: np.ndarray, actions: np.ndarray, *,
                    wall_time: float | None = None, duration_s: float = 0.0, level: int = 0,
                    stale_agents: np.ndarray | Sequence[int] | None = None,
-                   timings: Mapping[str, float] | None = None) -> None:
+                   timings: Mapping[str, float] | None = None,
+                   failover: str | None = None) -> None:
         """Queue one tick (copies of the arrays; encoding happens on the writer thread).
 
         ``tick`` must be larger than the previous one and below 2**32. ``observations`` is
         ``(n, M)`` and ``actions`` ``(n, F)`` integers; ``stale_agents`` the indices of agents
-        that kept their last action; ``wall_time`` defaults to now (Unix seconds).
+        that kept their last action; ``wall_time`` defaults to now (Unix seconds);
+        ``failover`` marks a tick in which the device failed (the error).
         """
         self._check_open()
         tick = int(tick)
@@ -427,6 +440,8 @@ class TickLogWriter:
         item = {"tick": tick, "wall_time": wall, "duration_s": float(duration_s),
                 "level": int(level), "observations": obs, "actions": act, "stale_agents": stale,
                 "timings": {} if timings is None else dict(timings)}
+        if failover is not None:
+            item["failover"] = str(failover)
         self._put(("tick", item))
 
     def write_beliefs(self, tick: int, arrays: Sequence[np.ndarray],
@@ -885,7 +900,8 @@ class TickLogReader:
                 actions=_decode_array(doc["actions"]),
                 stale_agents=_decode_array(doc["stale_agents"]),
                 timings={str(k): math.nan if v is None else float(v)
-                         for k, v in doc["timings"].items()})
+                         for k, v in doc["timings"].items()},
+                failover=_optional_str(doc.get("failover")))
         except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
             raise TickLogError(f"{self.path}: corrupt record {m.where}: expected a tick "
                                f"message ({type(exc).__name__}: {exc})") from None

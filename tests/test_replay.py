@@ -135,3 +135,102 @@ def test_sigkilled_run_leaves_a_log_that_replays_up_to_its_last_flush(tmp_path: 
     assert result.ok and result.truncated and result.ticks >= 50
     subprocess.run([sys.executable, "-m", "tools", "shm", "clean"], cwd=REPO, capture_output=True,
                    check=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+
+def _record_device_run(path: str, fail_at: int | None = None, kernel: str = "array"
+                       ) -> tuple[Engine, dict[str, np.ndarray]]:
+    """A grid population on the array backend (NumPy), recorded for 12 ticks of its world;
+    the device fails in tick ``fail_at`` when given. Returns the final state."""
+    world = GridWorld(5, 300, seed=4)
+    config = InferenceConfig(policy_len=2, action_selection="stochastic", alpha=4.0)
+    with Engine(world.model(), 300, workers=0, config=config, seed=6, chunk=64,
+                backend="xp-numpy", xp_kernel=kernel, refresh_every=4) as engine:
+        engine._device[0].fail_at_tick = fail_at
+        recorder = TickRecorder(engine, path, world=world.config(), snapshot_every=5)
+        obs = world.reset(0)
+        for _ in range(12):
+            if fail_at is not None and engine.tick == fail_at:
+                with pytest.warns(RuntimeWarning, match="the device failed"):
+                    actions = engine.step(obs)
+            else:
+                actions = engine.step(obs)
+            recorder.record()
+            obs = world.step(actions)
+        recorder.close()
+        return engine, engine.agent_state()
+
+
+@pytest.mark.parametrize("kernel", ["array", "fused"])
+def test_a_device_population_replays_on_its_own_backend(tmp_path: Path, kernel: str) -> None:
+    """The header names the backend and array kernel; replay rebuilds the population on them,
+    so it runs the code the live run ran (the CPU kernels keep beliefs quantized between ticks,
+    the device keeps them in float32)."""
+    path = str(tmp_path / "device.mcap")
+    _, final = _record_device_run(path, kernel=kernel)
+    with TickLogReader(path) as reader:
+        assert reader.header.extra["backend"] == "xp-numpy"
+        assert reader.header.extra["xp_kernel"] == kernel
+    result = replay(path, keep_state=True)
+    assert result.ok and result.ticks == 12 and result.unverified == ()
+    for name, array in final.items():
+        np.testing.assert_array_equal(result.final_state[name], array, err_msg=name)
+    assert replay(path, from_tick=6).started_from_snapshot == 5
+
+
+def test_a_failover_is_marked_and_replay_continues_from_its_snapshot(tmp_path: Path) -> None:
+    """The device fails in tick 7: the log marks the tick and holds a snapshot of it; replay
+    moves the population to the CPU as the live run did, takes tick 7 from the log (it was
+    computed from a copy of the state replay does not have) and checks every other tick."""
+    path = str(tmp_path / "failover.mcap")
+    _, final = _record_device_run(path, fail_at=7)
+    with TickLogReader(path) as reader:
+        marks = {r.tick: r.failover for r in reader.ticks()}
+        assert [t for t, m in marks.items() if m] == [7]
+        assert "DeviceFault" in marks[7]
+        assert reader.snapshot_at_or_before(7).tick == 7
+    result = replay(path, keep_state=True)
+    assert result.ok and result.ticks == 11 and result.unverified == (7,)
+    assert (result.first_tick, result.last_tick) == (0, 11)
+    for name, array in final.items():
+        np.testing.assert_array_equal(result.final_state[name], array, err_msg=name)
+
+
+def test_a_failover_without_its_snapshot_is_a_clear_error(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    from engine import AgentloopError  # noqa: PLC0415
+
+    path = str(tmp_path / "no-snapshot.mcap")
+    monkeypatch.setattr(TickLogWriter, "write_beliefs", lambda *args, **kwargs: None)
+    _record_device_run(path, fail_at=3)
+    with pytest.raises(AgentloopError, match="failed over to the CPU in tick 3.*no snapshot"):
+        replay(path)
+
+
+def test_inspect_names_the_backend_and_the_failover(tmp_path: Path) -> None:
+    from tools.inspect_log import format_summary, summarize  # noqa: PLC0415
+
+    path = str(tmp_path / "failover.mcap")
+    _record_device_run(path, fail_at=2, kernel="fused")
+    summary = summarize(path)
+    assert summary["failovers"] == [{"tick": 2, "error": "DeviceFault: injected device fault "
+                                                         "at tick 2"}]
+    text = format_summary(summary)
+    assert "on xp-numpy (fused kernel)" in text
+    assert "failover   tick 2: the device failed (DeviceFault" in text
+
+
+def test_the_replay_command_lists_the_unverified_tick(tmp_path: Path) -> None:
+    import io  # noqa: PLC0415
+    from contextlib import redirect_stderr, redirect_stdout  # noqa: PLC0415
+
+    from tools.cli import main  # noqa: PLC0415
+
+    path = str(tmp_path / "failover.mcap")
+    _record_device_run(path, fail_at=4)
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(["replay", path])
+    assert code == 0, err.getvalue()
+    assert "replay ok: 11 ticks, ticks 0-11" in out.getvalue()
+    assert "not recomputed: tick 4 (the device failed over" in out.getvalue()

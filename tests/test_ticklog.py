@@ -393,3 +393,15 @@ def test_with_block_exception_is_recorded(tmp_path: Path) -> None:
     with TickLogReader(path) as r:
         assert r.footer is not None and r.footer.error == "RuntimeError: boom"
         assert r.last_tick == 0
+
+
+def test_a_failover_mark_round_trips(tmp_path) -> None:  # noqa: ANN001
+    from engine.ticklog import TickLogHeader, TickLogReader, TickLogWriter  # noqa: PLC0415
+
+    path = str(tmp_path / "marks.mcap")
+    obs, actions = np.zeros((3, 2), dtype=np.int64), np.zeros((3, 1), dtype=np.int64)
+    with TickLogWriter(path, TickLogHeader(n_agents=3)) as writer:
+        writer.write_tick(0, obs, actions)
+        writer.write_tick(1, obs, actions, failover="DeviceFault: injected")
+    with TickLogReader(path) as reader:
+        assert [r.failover for r in reader.ticks()] == [None, "DeviceFault: injected"]

@@ -129,6 +129,7 @@ class _Scan:
     timing_counts: Counter[str] = field(default_factory=Counter)
     occupancy: Any = None  # int64 (cells,) when cells is not None
     off_grid: int = 0
+    failovers: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, rec: TickRecord) -> None:
         """Fold one tick in."""
@@ -147,6 +148,8 @@ class _Scan:
         self.durations.append(rec.duration_s)
         self.levels.append(rec.level)
         self.stale.append(int(rec.stale_agents.size))
+        if rec.failover is not None:
+            self.failovers.append({"tick": rec.tick, "error": rec.failover})
         self.level_counts[rec.level] += 1
         if self.run is not None and self.run[0] != rec.level:
             self._end_run()
@@ -231,7 +234,8 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
     in seconds, over_budget count and fraction); ``levels`` (counts by level; runs of ticks at
     a non-zero level ``{"level", "first", "last", "ticks"}``; run_count); ``stale`` (total
     agent-ticks, max in one tick and that tick, ticks with any); ``actions`` (per factor: counts
-    of each action index over all agents and ticks); ``timings_mean_s``; ``snapshots``.
+    of each action index over all agents and ticks); ``timings_mean_s``; ``snapshots``;
+    ``failovers`` (``{"tick", "error"}`` for each tick whose device failed over to the CPU).
 
     Raises :class:`engine.ticklog.TickLogError` for a file that is not a readable tick log.
     """
@@ -310,6 +314,7 @@ def _summary(reader: TickLogReader, scan: _Scan) -> dict[str, Any]:
         "timings_mean_s": {k: scan.timing_sums[k] / scan.timing_counts[k]
                            for k in sorted(scan.timing_sums)},
         "snapshots": _count_snapshots(reader),
+        "failovers": scan.failovers,
     }
 
 
@@ -381,7 +386,11 @@ def format_summary(s: Mapping[str, Any]) -> str:
     else:
         put("world", "not recorded")
     model = s["model_hash"] or "?"
-    put("run", f"seed {s['seed']}, {s['workers']} workers, model {model[:16]}")
+    backend = s["extra"].get("backend") if isinstance(s["extra"], dict) else None
+    on = f", on {backend}" if backend and backend != "numba" else ""
+    if on and s["extra"].get("xp_kernel"):
+        on += f" ({s['extra']['xp_kernel']} kernel)"
+    put("run", f"seed {s['seed']}, {s['workers']} workers{on}, model {model[:16]}")
     t = s["ticks"]
     if t["count"]:
         text = f"{t['count']:,}: {t['first']}..{t['last']}, "
@@ -433,6 +442,9 @@ def format_summary(s: Mapping[str, Any]) -> str:
             text += f"; {entry['out_of_range']:,} out of range"
         put("actions" if entry["factor"] == 0 else "", f"factor {entry['factor']}: {text}")
     put("snapshots", str(s["snapshots"]))
+    for event in s["failovers"]:
+        put("failover", f"tick {event['tick']}: the device failed ({event['error']}); the run "
+                        f"went on on the CPU")
     return "\n".join(lines)
 
 

@@ -74,6 +74,10 @@ def main_replay(args: argparse.Namespace, out: TextIO | None = None,
             else f", ticks {result.first_tick}-{result.last_tick}")
     note = "; the log was cut off (crash), replayed up to its last complete tick" \
         if result.truncated else ""
+    if result.unverified:
+        ticks = ", ".join(map(str, result.unverified))
+        note += (f"; taken from the log, not recomputed: tick {ticks} (the device failed over "
+                 f"to the CPU from a copy of its state the log does not hold)")
     rate = result.ticks / max(result.seconds, 1e-9)
     print(f"replay ok: {result.ticks} ticks{span}{start} reproduced every recorded action "
           f"in {result.seconds:.1f} s ({rate:,.0f} ticks/s){note}", file=out)

@@ -48,14 +48,21 @@ KERNELS = ("array", "fused")
 KERNEL_ENV = "AGENTLOOP_XP_KERNEL"
 
 
-def resolve_kernel(kernel: str) -> str:
-    """``"array"`` or ``"fused"`` for a requested kernel (``"auto"``: ``$AGENTLOOP_XP_KERNEL``,
-    else ``"array"``, the path measured on a GPU so far); ConfigError for anything else."""
+def resolve_kernel(kernel: str, learns: bool = False) -> str:
+    """``"array"`` or ``"fused"`` for a requested kernel. ``"auto"`` takes
+    ``$AGENTLOOP_XP_KERNEL``, else ``"array"`` (the path measured on a GPU so far), and
+    ``"array"`` for a population that ``learns`` (the fused kernel does not); ConfigError for
+    an unknown name."""
     chosen = (os.environ.get(KERNEL_ENV) or "array") if kernel == "auto" else kernel
     if chosen not in KERNELS:
         source = f"${KERNEL_ENV}" if kernel == "auto" else "kernel"
         raise ConfigError(f"{source} must be one of {', '.join(map(repr, KERNELS))} "
                           f"(or kernel='auto'), got {chosen!r}")
+    if chosen == "fused" and learns:
+        if kernel == "auto":
+            return "array"
+        raise ConfigError("kernel 'fused' does not run Dirichlet learning or the parameter "
+                          "information gain; use kernel='array'")
     return chosen
 
 _MASK64 = (1 << 64) - 1
@@ -165,7 +172,8 @@ class XpStepper:
             grid-5; tested to 1e-3), but argmax ties may then break differently.
         scratch_bytes: bound on the intermediates of one chunk of agents.
         kernel: ``"array"`` (whole-array operations), ``"fused"`` (one kernel per chunk:
-            ``fused.py``; not with learning) or ``"auto"`` (:func:`resolve_kernel`).
+            ``fused.py``; not with learning) or ``"auto"`` (:func:`resolve_kernel`); the
+            resolved name is :attr:`kernel`.
     """
 
     #: whether this class runs Dirichlet learning (``gpu_learning.XpLearningStepper`` does)
@@ -186,10 +194,7 @@ class XpStepper:
         if compute_dtype not in ("float32", "float64"):
             raise ConfigError(f"XpStepper: compute_dtype must be 'float32' or 'float64', "
                               f"got {compute_dtype!r}")
-        self.kernel = resolve_kernel(kernel)
-        if self.kernel == "fused" and self.learns:
-            raise ConfigError("kernel 'fused' does not run Dirichlet learning or the parameter "
-                              "information gain; use kernel='array'")
+        self.kernel = resolve_kernel(kernel, self.learns)
         self.xp = xp
         self.model = model
         self.n = int(n)
