@@ -48,10 +48,12 @@ def test_run_foraging_with_a_worker_process() -> None:
     assert "on food" in done.stdout
 
 
-def test_run_on_the_array_backend() -> None:
-    """--backend xp-numpy keeps the population on the array backend's device (NumPy here)."""
+@pytest.mark.parametrize("kernel", ["auto", "fused"])
+def test_run_on_the_array_backend(kernel: str) -> None:
+    """--backend xp-numpy keeps the population on the array backend's device (NumPy here);
+    --xp-kernel fused steps it with the fused kernel's host build."""
     done = _agentloop("run", "--agents", "40", "--backend", "xp-numpy", "--ticks", "3",
-                      "--hz", "5")
+                      "--hz", "5", "--xp-kernel", kernel)
     assert done.returncode == 0, done.stderr
     assert "backend xp-numpy, no worker processes" in done.stdout
     assert "summary: 3 ticks at 5 Hz" in done.stdout
@@ -69,6 +71,8 @@ def test_run_on_the_array_backend() -> None:
     (["--size", "1"], "--size must be at least 2"),
     (["--backend", "tpu"], "--backend: invalid choice"),
     (["--backend", "xp-numpy", "--cluster", "local"], "cluster shards run the numba backend"),
+    (["--xp-kernel", "fused"], "--xp-kernel fused: needs --backend cupy, xp-numpy or auto"),
+    (["--backend", "xp-numpy", "--xp-kernel", "warp"], "--xp-kernel: invalid choice"),
     (["--frobnicate"], "unrecognized arguments"),
 ])
 def test_bad_command_lines_get_one_line_and_exit_2(args: list[str], message: str) -> None:
@@ -84,7 +88,7 @@ def test_help_explains_every_option() -> None:
     done = _agentloop("run", "--help", timeout=60)
     assert done.returncode == 0
     for option in ("--world", "--size", "--agents", "--hz", "--ticks", "--duration",
-                   "--workers", "--backend", "--policy-len", "--seed"):
+                   "--workers", "--backend", "--xp-kernel", "--policy-len", "--seed"):
         assert option in done.stdout
     assert "exit codes" in done.stdout
 

@@ -149,6 +149,18 @@ def test_kernel_names(monkeypatch: pytest.MonkeyPatch) -> None:
         XpStepper(grid_model(5), 4, kernel="fast")
 
 
+def test_auto_leaves_learning_populations_on_the_array_path(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``$AGENTLOOP_XP_KERNEL=fused`` set for a whole run does not break learning populations:
+    "auto" keeps them on the array path (only an explicit "fused" is refused)."""
+    from engine.kernels.gpu_learning import make_xp_stepper  # noqa: PLC0415
+
+    monkeypatch.setenv(KERNEL_ENV, "fused")
+    model = random_model(np.random.default_rng(0), [3], [3], [2], with_pA=True)
+    assert make_xp_stepper(model, 4, InferenceConfig(learn_A=True)).kernel == "array"
+    assert make_xp_stepper(model, 4, InferenceConfig()).kernel == "fused"
+
+
 def test_learning_is_refused() -> None:
     from engine.kernels.gpu_learning import make_xp_stepper  # noqa: PLC0415
 

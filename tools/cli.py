@@ -93,6 +93,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                      help="inference kernels: numba (CPU, default), cupy (NVIDIA GPU, state "
                           "kept on the device), xp-numpy (the GPU code on the CPU, for "
                           "testing), auto (cupy when a GPU is usable, else numba)")
+    run.add_argument("--xp-kernel", default="auto", choices=("auto", "array", "fused"),
+                     help="the step of the cupy / xp-numpy backends: array (whole-array "
+                          "operations), fused (one CUDA kernel per chunk of agents), auto "
+                          "($AGENTLOOP_XP_KERNEL, else array)")
     run.add_argument("--policy-len", type=positive_int, default=1,
                      help="planning horizon (policy length); default 1")
     run.add_argument("--seed", type=int, default=0, help="random seed; default 0")
@@ -201,12 +205,16 @@ def _run(args: argparse.Namespace) -> int:
             return _usage_error(f"--backend cupy: {exc}")
     if args.backend != "numba" and args.cluster is not None:
         return _usage_error(f"--backend {args.backend}: cluster shards run the numba backend")
+    if args.xp_kernel != "auto" and args.backend == "numba":
+        return _usage_error(f"--xp-kernel {args.xp_kernel}: needs --backend cupy, xp-numpy or "
+                            f"auto")
     from engine.errors import AgentloopError
     from tools.run import RunOptions, run
 
     options = RunOptions(world=args.world, size=args.size, agents=args.agents, hz=args.hz,
                          ticks=args.ticks, duration=args.duration, workers=args.workers,
-                         backend=args.backend, policy_len=args.policy_len, seed=args.seed,
+                         backend=args.backend, xp_kernel=args.xp_kernel,
+                         policy_len=args.policy_len, seed=args.seed,
                          log=args.log, snapshot_every=args.snapshot_every,
                          cluster=args.cluster, shards=args.shards)
     try:

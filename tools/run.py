@@ -43,6 +43,7 @@ class RunOptions:
     backend: str
     policy_len: int
     seed: int
+    xp_kernel: str = "auto"
     log: str | None = None
     snapshot_every: int = 100
     cluster: str | None = None
@@ -128,7 +129,8 @@ def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
     print("starting (the first run on a machine compiles the kernels, about 30-90 s) ...",
           file=out, flush=True)
     started = time.monotonic()
-    device = {} if options.backend == "numba" else {"backend": options.backend}
+    device = ({} if options.backend == "numba"
+              else {"backend": options.backend, "xp_kernel": options.xp_kernel})
     engine = make_engine(model, options.agents, cluster=options.cluster, shards=options.shards,
                          workers=workers, config=config, seed=options.seed, **device)
     recorder = None
