@@ -1,7 +1,8 @@
 """The fused step kernel (``engine/kernels/fused_step.cu``) without a GPU.
 
 Its host build (the same CUDA source compiled by the C++ compiler, ``kernel="fused"`` on NumPy)
-is compared with the Numba kernels, the reference and pymdp; the GPU build's source is compiled
+is compared with the Numba kernels and the reference here, with pymdp in
+``test_parity_pymdp.py``; the GPU build's source is compiled
 by NVRTC (what CuPy uses) where the NVRTC wheel is installed. The CuPy runs are in
 ``test_gpu_backend.py`` and skip without a GPU.
 """
@@ -17,7 +18,6 @@ from engine.kernels import fused
 from engine.kernels.gpu import KERNEL_ENV, XpStepper, resolve_kernel
 from engine.loop import Engine
 from perf.nvrtc import compile_ptx, nvrtc_library
-from tests.pymdp_peer import run_side_by_side
 from tests.test_device_populations import _mixed, _obs, _references
 from tests.test_gpu_backend import CASES, MODELS, TOL, run_parity, two_factor_model
 from world.models import grid_model, random_model
@@ -62,23 +62,6 @@ def test_host_build_on_the_generic_path_equals_numba_to_rounding() -> None:
     worst = run_parity(two_factor_model(), InferenceConfig(policy_len=2, dtype="float64"),
                        tol=1e-12, kernel="fused")
     assert worst["ties"] == 0
-
-
-@pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 1e-4)])
-def test_host_build_matches_pymdp(monkeypatch: pytest.MonkeyPatch, dtype: str,
-                                  tol: float) -> None:
-    monkeypatch.setenv(KERNEL_ENV, "fused")
-    rng = np.random.default_rng(5)
-    model = random_model(rng, [3, 2, 4], [3, 2, 2], [2, 1, 3], [[0], [1, 2], [0, 2]])
-    gaps = run_side_by_side(model, InferenceConfig(policy_len=2, dtype=dtype), 2, 6, rng,
-                            backend="xp-numpy")
-    assert gaps.worst() < tol, gaps
-    assert gaps.action_mismatches == 0
-    grid = grid_model(5)
-    gaps = run_side_by_side(grid, InferenceConfig(policy_len=2, dtype=dtype), 3, 8, rng,
-                            backend="xp-numpy")
-    assert gaps.worst() < tol, gaps
-    assert gaps.action_mismatches == 0
 
 
 @pytest.mark.parametrize(("num_iter", "max_depth"), [(1, 2), (4, 1), (10, 1)])

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from engine import InferenceConfig
+from engine.kernels.fused import host_compiler
+from engine.kernels.gpu import KERNEL_ENV
 from tests.pymdp_peer import run_side_by_side
 from world.models import grid_model, grid_transitions, random_model
 
@@ -42,14 +44,23 @@ def test_random_models_match_pymdp(shape_index: int, sharpness: float, dtype: st
         assert gaps.action_mismatches == 0, gaps
 
 
+@pytest.mark.parametrize("backend,kernel", [
+    ("reference", "array"),
+    pytest.param("xp-numpy", "fused", marks=pytest.mark.skipif(
+        host_compiler() is None, reason="the fused kernel's host build needs a C++ compiler"))])
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 1e-4)])
-def test_reference_backend_matches_pymdp(dtype: str, tol: float) -> None:
+def test_other_backends_match_pymdp(monkeypatch: pytest.MonkeyPatch, backend: str, kernel: str,
+                                    dtype: str, tol: float) -> None:
+    """The reference, and the fused CUDA kernel's host build (``kernel="fused"``), on a model
+    with A on factor subsets and on a grid."""
+    monkeypatch.setenv(KERNEL_ENV, kernel)
     rng = np.random.default_rng(5)
-    model = random_model(rng, [3, 2, 4], [3, 2, 2], [2, 1, 3], [[0], [1, 2], [0, 2]])
-    gaps = run_side_by_side(model, InferenceConfig(policy_len=2, dtype=dtype), 2, 6, rng,
-                            backend="reference")
-    assert gaps.worst() < tol, gaps
-    assert gaps.action_mismatches == 0
+    subsets = random_model(rng, [3, 2, 4], [3, 2, 2], [2, 1, 3], [[0], [1, 2], [0, 2]])
+    for model, n_agents, steps in ((subsets, 2, 6), (grid_model(5), 3, 8)):
+        gaps = run_side_by_side(model, InferenceConfig(policy_len=2, dtype=dtype), n_agents,
+                                steps, rng, backend=backend)
+        assert gaps.worst() < tol, gaps
+        assert gaps.action_mismatches == 0
 
 
 def test_information_gain_terms_can_be_switched_off() -> None:
