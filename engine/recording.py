@@ -71,7 +71,8 @@ class TickRecorder:
             arrays = self.engine.agent_state()
             self.writer.write_beliefs(info.tick, [arrays[n] for n in Engine.STATE_ARRAYS],
                                       {"names": list(Engine.STATE_ARRAYS),
-                                       "codec": self.engine.beliefs})
+                                       "codec": self.engine.beliefs,
+                                       "backend": self.engine.backends[0]})
 
     def close(self, summary: RunSummary | None = None, error: str | None = None) -> None:
         """Write the footer (the run's totals) and close the file."""

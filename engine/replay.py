@@ -185,7 +185,10 @@ def _take_failover(reader: TickLogReader, engine: Engine, record) -> None:  # no
 
 
 def _load_snapshot(reader: TickLogReader, engine: Engine, snapshot) -> None:  # noqa: ANN001
-    """Load a belief snapshot; the next step is the tick after it."""
+    """Load a belief snapshot; the next step is the tick after it. A snapshot taken after a
+    failover (its backend ``"numba"``) moves a device population to the CPU first."""
+    if snapshot.meta.get("backend") == "numba" and 0 in engine._device:
+        engine._move_to_cpu(0)
     names = snapshot.meta.get("names", list(Engine.STATE_ARRAYS))
     if not isinstance(names, list) or len(names) != len(snapshot.arrays):
         raise TickLogError(f"{reader.path}: the belief snapshot at tick {snapshot.tick} names "

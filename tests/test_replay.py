@@ -193,6 +193,10 @@ def test_a_failover_is_marked_and_replay_continues_from_its_snapshot(tmp_path: P
     assert (result.first_tick, result.last_tick) == (0, 11)
     for name, array in final.items():
         np.testing.assert_array_equal(result.final_state[name], array, err_msg=name)
+    for from_tick, snapshot in ((6, 5), (9, 7), (11, 10)):     # before, at and after it
+        part = replay(path, from_tick=from_tick, keep_state=True)
+        assert part.ok and part.started_from_snapshot == snapshot, (from_tick, part)
+        np.testing.assert_array_equal(part.final_state["qs"], final["qs"])
 
 
 def test_a_failover_without_its_snapshot_is_a_clear_error(tmp_path: Path,

@@ -376,10 +376,12 @@ class XpStepper:
     def copy_rows_to_host(self, lo: int, hi: int, **parts: np.ndarray | None) -> None:
         """Copy rows ``lo..hi`` of the named parts of the state (``qs_flat``, ``q_pi``, ``G``,
         ``actions``, ``prev_action``, ``started``) into NumPy arrays of ``hi - lo`` rows."""
+        state = {"qs_flat": self._qs, "q_pi": self._q_pi, "G": self._G,
+                 "actions": self._actions, "prev_action": self._prev_action,
+                 "started": self._started}
         for name, dst in parts.items():
             if dst is not None:
-                copy_into_host(getattr(self, "_qs" if name == "qs_flat" else f"_{name}")[lo:hi],
-                               dst)
+                copy_into_host(state[name][lo:hi], dst)
 
     # ------------------------------------------------------------------------- stepping
     def check_observations(self, obs: Any) -> Any:
