@@ -47,9 +47,15 @@ class TickRecorder:
             world=dict(world or {}),
             extra={"beliefs": engine.beliefs, "chunk": engine.chunk,
                    "population": population.name, "state_arrays": list(Engine.STATE_ARRAYS),
-                   "backend": engine.backends[0], "xp_kernel": engine.xp_kernel,
+                   "backend": self._backend(),
+                   "xp_kernel": getattr(engine, "xp_kernel", "array"),
                    **dict(extra or {})})
         self.writer = TickLogWriter(path, header, snapshot_every=snapshot_every)
+
+    def _backend(self) -> str:
+        """The population's backend now (``"numba"`` after a failover; a cluster's shards
+        run Numba)."""
+        return getattr(self.engine, "backends", ("numba",))[0]
 
     def __call__(self, info: TickInfo) -> None:
         self.record(info)
@@ -63,7 +69,8 @@ class TickRecorder:
         timings = {"wall_s": info.wall_s}
         if info.deadline_s is not None:
             timings["budget_s"] = info.deadline_s
-        failover = next((f.error for f in self.engine.failovers if f.tick == info.tick), None)
+        failover = next((f.error for f in getattr(self.engine, "failovers", ())
+                         if f.tick == info.tick), None)
         self.writer.write_tick(info.tick, state.obs, state.actions, duration_s=info.wall_s,
                                level=info.level, stale_agents=np.flatnonzero(state.stale),
                                timings=timings, failover=failover)
@@ -72,7 +79,7 @@ class TickRecorder:
             self.writer.write_beliefs(info.tick, [arrays[n] for n in Engine.STATE_ARRAYS],
                                       {"names": list(Engine.STATE_ARRAYS),
                                        "codec": self.engine.beliefs,
-                                       "backend": self.engine.backends[0]})
+                                       "backend": self._backend()})
 
     def close(self, summary: RunSummary | None = None, error: str | None = None) -> None:
         """Write the footer (the run's totals) and close the file."""
