@@ -77,37 +77,43 @@ def state_bytes_per_step(stepper: XpStepper) -> int:
 
 
 @contextlib.contextmanager
-def kernel_choice(kernel: str, min_blocks: int | None) -> Any:
+def kernel_choice(kernel: str, min_blocks: int | None, tree: str = "sparse") -> Any:
     """Within the block, ``kernel="auto"`` steppers (the engine's) take ``kernel``, and fused
-    builds ``min_blocks`` as their launch bound."""
-    saved_env, saved_bound = os.environ.get(KERNEL_ENV), fused.MIN_BLOCKS
+    builds ``min_blocks`` as their launch bound and the ``tree`` walk ("sparse" or
+    "generic")."""
+    saved_env, saved = os.environ.get(KERNEL_ENV), (fused.MIN_BLOCKS, fused.SPARSE_TREE)
     os.environ[KERNEL_ENV] = kernel
     if min_blocks is not None:
         fused.MIN_BLOCKS = min_blocks
+    fused.SPARSE_TREE = tree == "sparse"
     try:
         yield
     finally:
-        fused.MIN_BLOCKS = saved_bound
+        fused.MIN_BLOCKS, fused.SPARSE_TREE = saved
         if saved_env is None:
             os.environ.pop(KERNEL_ENV, None)
         else:
             os.environ[KERNEL_ENV] = saved_env
 
 
-def variants(kernels: list[str], min_blocks: list[int]) -> list[tuple[str, int | None]]:
-    """(kernel, launch bound) pairs to measure: the array path once, the fused kernel at each
-    bound."""
-    out: list[tuple[str, int | None]] = []
+Variant = tuple[str, int | None, str]
+
+
+def variants(kernels: list[str], min_blocks: list[int], trees: list[str]) -> list[Variant]:
+    """(kernel, launch bound, tree walk) to measure: the array path once, the fused kernel at
+    each bound and tree walk."""
+    out: list[Variant] = []
     for kernel in kernels:
-        out += [(kernel, b) for b in min_blocks] if kernel == "fused" else [(kernel, None)]
+        out += ([(kernel, b, t) for t in trees for b in min_blocks] if kernel == "fused"
+                else [(kernel, None, "-")])
     return out
 
 
 def throughput(backend: str, n: int, warm: int, ticks: int, kernel: str = "array",
-               min_blocks: int | None = None) -> dict[str, Any]:
+               min_blocks: int | None = None, tree: str = "sparse") -> dict[str, Any]:
     xp = array_module(backend)
     model = model_by_name(MODEL)
-    with kernel_choice(kernel, min_blocks):
+    with kernel_choice(kernel, min_blocks, tree):
         stepper = XpStepper(model, n, InferenceConfig(), seed=0, xp=xp)
     world = ProcessWorld(model, n)
     obs = world.reset(0)
@@ -124,21 +130,21 @@ def throughput(backend: str, n: int, warm: int, ticks: int, kernel: str = "array
         obs = world.step(_host(actions))
     median = float(np.median(times))
     per_step = state_bytes_per_step(stepper)
-    return {"agents": n, "kernel": kernel, "min_blocks": min_blocks, "ticks": ticks,
-            "step_s_median": median,
+    return {"agents": n, "kernel": kernel, "min_blocks": min_blocks, "tree": tree,
+            "ticks": ticks, "step_s_median": median,
             "step_s_min": float(np.min(times)), "agent_steps_per_s": n / median,
             "state_bytes_per_agent_step": per_step, "state_gbs": n * per_step / median / 1e9}
 
 
 def engine_rate(backend: str, n: int, hz: float, warm: int, ticks: int, kernel: str = "array",
-                min_blocks: int | None = None) -> dict[str, Any]:
+                min_blocks: int | None = None, tree: str = "sparse") -> dict[str, Any]:
     """The engine with one device population, paced at ``hz`` with no deadline."""
     model = model_by_name(MODEL)
     world = ProcessWorld(model, n)
     obs = world.reset(0)
     walls = []
-    with kernel_choice(kernel, min_blocks), Engine(model, n, workers=0, backend=backend,
-                                                   degrade=False) as engine:
+    with kernel_choice(kernel, min_blocks, tree), Engine(model, n, workers=0, backend=backend,
+                                                         degrade=False) as engine:
         period = 1.0 / hz
         due = time.monotonic()
         for k in range(warm + ticks):
@@ -167,7 +173,8 @@ def engine_rate(backend: str, n: int, hz: float, warm: int, ticks: int, kernel: 
         whole_s = time.perf_counter() - began
     budget = 1.0 / hz
     p99 = float(np.percentile(walls, 99))
-    return {"agents": n, "kernel": kernel, "min_blocks": min_blocks, "hz": hz, "ticks": ticks,
+    return {"agents": n, "kernel": kernel, "min_blocks": min_blocks, "tree": tree, "hz": hz,
+            "ticks": ticks,
             "budget_ms": 1e3 * budget, "refresh_band_ms": 1e3 * float(np.median(bands)),
             "refresh_every": device.refresh_every, "refresh_whole_ms": 1e3 * whole_s,
             "p50_ms": 1e3 * float(np.median(walls)), "p99_ms": 1e3 * p99,
@@ -209,7 +216,7 @@ def format_report(r: dict[str, Any]) -> str:
 
 def _variant(row: dict[str, Any]) -> str:
     if row["kernel"] == "fused":
-        return f"fused (bound {row['min_blocks']})"
+        return f"fused ({row.get('tree', 'sparse')}, bound {row['min_blocks']})"
     return row["kernel"]
 
 
@@ -227,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the step's implementations to measure, side by side")
     parser.add_argument("--min-blocks", type=int, nargs="+", default=[fused.MIN_BLOCKS],
                         help="launch bounds of the fused kernel to sweep (blocks per SM)")
+    parser.add_argument("--fused-tree", nargs="+", choices=("sparse", "generic"),
+                        default=["sparse"], help="the fused kernel's tree walks to compare for "
+                                                 "one sparse factor (grid models)")
     parser.add_argument("--quick", action="store_true", help="fewer ticks")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -250,15 +260,17 @@ def main(argv: list[str] | None = None) -> int:
         print("python -m perf.gpu: the fused kernel on xp-numpy needs a C++ compiler",
               file=sys.stderr)
         return 2
-    measured = variants(args.kernel, args.min_blocks)
+    measured = variants(args.kernel, args.min_blocks, args.fused_tree)
     for n in sizes:
-        for kernel, bound in measured:
-            log(f"throughput, {n:,} agents, {kernel}" + (f" bound {bound}" if bound else ""))
-            result["throughput"].append(throughput(args.backend, n, warm, ticks, kernel, bound))
-    for kernel, bound in variants(args.kernel, args.min_blocks[:1]):
+        for kernel, bound, tree in measured:
+            log(f"throughput, {n:,} agents, {kernel}"
+                + (f" {tree} bound {bound}" if bound else ""))
+            result["throughput"].append(throughput(args.backend, n, warm, ticks, kernel, bound,
+                                                   tree))
+    for kernel, bound, tree in variants(args.kernel, args.min_blocks[:1], args.fused_tree[:1]):
         log(f"engine, {engine_n:,} agents at {args.hz:g} Hz, {kernel}")
         result["engine"].append(engine_rate(args.backend, engine_n, args.hz, warm, ticks,
-                                            kernel, bound))
+                                            kernel, bound, tree))
     print(format_report(result))
     save_results("gpu", result, args.json)
     return 0

@@ -50,6 +50,19 @@ def test_host_build_without_info_gain_terms() -> None:
                kernel="fused")
 
 
+def test_host_build_on_the_other_tree_walks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One factor with dense B (the generic walk over a single factor), and a grid with the
+    sparse walk switched off (what ``perf.gpu --fused-tree generic`` measures)."""
+    dense = random_model(np.random.default_rng(3), [4, 3], [6], [3])
+    assert not dense.layout(InferenceConfig()).B_sparse[0]
+    for policy_len in (1, 2):
+        run_parity(dense, InferenceConfig(policy_len=policy_len, dtype="float64"),
+                   backend="reference", tol=1e-10, kernel="fused")
+    monkeypatch.setattr(fused, "SPARSE_TREE", False)
+    run_parity(grid_model(5), InferenceConfig(policy_len=2, dtype="float64"),
+               backend="reference", tol=1e-10, kernel="fused")
+
+
 def test_host_build_float64_matches_the_reference() -> None:
     for model, policy_len in ((two_factor_model(), 2), (grid_model(5), 2)):
         run_parity(model, InferenceConfig(policy_len=policy_len, dtype="float64"),
@@ -186,11 +199,14 @@ NVRTC = nvrtc_library()
     ("grid-10", InferenceConfig()),
     ("grid-10", InferenceConfig(policy_len=3, dtype="float64")),
     ("two_factor", InferenceConfig(policy_len=2, sampling_mode="full")),
+    ("dense", InferenceConfig(policy_len=2, action_selection="stochastic")),
 ])
 def test_gpu_source_compiles_with_nvrtc(model_name: str, config: InferenceConfig) -> None:
     """The source CuPy's RawModule will compile on a GPU machine, with its options, for an
     H100 (compute_90): no error and no warning."""
-    model = grid_model(10) if model_name == "grid-10" else two_factor_model()
+    model = {"grid-10": lambda: grid_model(10), "two_factor": two_factor_model,
+             "dense": lambda: random_model(np.random.default_rng(3), [4, 3], [6], [3])}[
+        model_name]()
     layout = model.layout(config)
     _, _, offsets = fused.pack_layout(layout)
     for compute in ("float64", "float32"):

@@ -32,11 +32,12 @@ def test_gpu_benchmark_runs_on_numpy(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_gpu_benchmark_sweeps_launch_bounds(tmp_path: Path) -> None:
     path = tmp_path / "gpu.json"
     assert gpu.main(["--backend", "xp-numpy", "--agents", "10", "--engine-agents", "10",
-                     "--kernel", "fused", "--min-blocks", "2", "8", "--quick",
-                     "--json", str(path)]) == 0
+                     "--kernel", "fused", "--min-blocks", "2", "8", "--fused-tree", "sparse",
+                     "generic", "--quick", "--json", str(path)]) == 0
     result = json.loads(path.read_text())
-    assert [(r["kernel"], r["min_blocks"]) for r in result["throughput"]] == [
-        ("fused", 2), ("fused", 8)]
+    assert [(r["kernel"], r["min_blocks"], r["tree"]) for r in result["throughput"]] == [
+        ("fused", 2, "sparse"), ("fused", 8, "sparse"), ("fused", 2, "generic"),
+        ("fused", 8, "generic")]
     assert [(r["kernel"], r["min_blocks"]) for r in result["engine"]] == [("fused", 2)]
 
 

@@ -42,11 +42,11 @@ SOURCE_PATH = Path(__file__).with_name("fused_step.cu")
 #: Layout arrays the kernel reads, packed into one int64 buffer (booleans as 0/1) ...
 INT_FIELDS = ("num_states", "num_controls", "state_offset", "joint_stride", "A_offset",
               "A_cols", "jidx", "jidx_identity", "B_offset", "B_sparse", "B_det", "Bd_row",
-              "Bs_rowptr", "Bs_col", "po_ptr", "po_idx", "node_depth", "node_action",
-              "leaf_of_policy", "first_action")
+              "Bs_rowptr", "Bs_col", "Bc_colptr", "Bc_row", "po_ptr", "po_idx", "node_depth",
+              "node_action", "leaf_of_policy", "first_action")
 #: ... and one float64 buffer.
-FLOAT_FIELDS = ("A_flat", "Bt_flat", "Bd_val", "Bs_val", "D_flat", "utility", "ambiguity",
-                "po_val", "lnE")
+FLOAT_FIELDS = ("A_flat", "Bt_flat", "Bd_val", "Bs_val", "D_flat", "utility", "utility_B",
+                "ambiguity", "po_val", "lnE")
 _TREE_FIELDS = {"node_depth": "depth", "node_action": "action",
                 "leaf_of_policy": "leaf_of_policy"}
 
@@ -61,6 +61,9 @@ BLOCKS_PER_SM = 16
 #: thread at 65536 / (BLOCK x this), trading spills for occupancy (``python -m perf.gpu
 #: --min-blocks`` sweeps it on a GPU).
 MIN_BLOCKS = 4
+#: Whether one-factor models with sparse B take cpu.py's sparse tree walk (only the states that
+#: can pass e^-16) rather than the generic one (``python -m perf.gpu --fused-tree`` compares).
+SPARSE_TREE = True
 
 #: NVRTC options of the GPU build: IEEE rounding as on the CPU (no fused multiply-adds).
 NVRTC_OPTIONS = ("--std=c++14", "--fmad=false")
@@ -102,7 +105,9 @@ def kernel_sizes(layout: ModelLayout) -> dict[str, int]:
     return {"NF": layout.n_factors, "NM": layout.n_modalities, "NJ": layout.n_joint,
             "STOT": layout.state_size, "NJO": layout.n_joint_obs, "NNODES": layout.tree.n_nodes,
             "NPOL": n_pol, "HORIZON": layout.policy_len, "MAXU": max_u,
-            "MAXS": int(layout.Bd_row.shape[2]), "NMARG": max(max_u, n_pol)}
+            "MAXS": int(layout.Bd_row.shape[2]), "NMARG": max(max_u, n_pol),
+            "SPARSE_SINGLE": int(SPARSE_TREE and layout.n_factors == 1
+                                 and bool(layout.B_sparse[0]))}
 
 
 def local_bytes(layout: ModelLayout, compute_dtype: np.dtype) -> int:
@@ -111,9 +116,13 @@ def local_bytes(layout: ModelLayout, compute_dtype: np.dtype) -> int:
     reals = (3 * z["STOT"] + z["NJ"] + 2 * z["NPOL"] + z["NJO"]          # the step
              + z["HORIZON"] * z["STOT"] + z["HORIZON"] + z["NNODES"] + z["NJ"]   # the tree
              + z["NMARG"])                                               # action selection
+    ints = z["NJO"]                                                      # touched outcomes
     if z["NF"] > 1:
         reals += 3 * z["STOT"] + z["NJ"]                                 # fixed-point sweeps
-    return reals * compute_dtype.itemsize + 4 * z["NJO"]
+    if z["SPARSE_SINGLE"]:                                               # one sparse factor
+        reals += z["HORIZON"] * z["MAXU"] + z["STOT"]
+        ints += (z["HORIZON"] + 2) * z["STOT"] + z["HORIZON"]
+    return reals * compute_dtype.itemsize + 4 * ints
 
 
 def build_source(layout: ModelLayout, state_dtype: np.dtype, compute_dtype: np.dtype,

@@ -1,14 +1,16 @@
 // One agent step fused into one kernel: one thread per agent, every intermediate in the
 // thread's local arrays (registers / local memory), the shared model read from global memory.
 //
-// The arithmetic is cpu.py's generic path, line for line (state inference by pymdp's
-// run_vanilla_fpi, the policy tree walked depth-first, spm_MDP_G over the touched joint
-// outcomes, q(pi), marginal or full-policy action selection with the counter-based stream).
+// The arithmetic is cpu.py's, line for line (state inference by pymdp's run_vanilla_fpi, the
+// policy tree walked depth-first, spm_MDP_G over the touched joint outcomes, one sparse
+// factor's tree walk over the states above e^-16, q(pi), marginal or full-policy action
+// selection with the counter-based stream), without cpu.py's per-thread memos.
 //
 // fused.py prepends a prelude that defines, for one (model, config) pair:
 //   REAL, STATE_T           intermediate and stored-state precision (double / float)
 //   AL_EPS, AL_EXP_M16      pymdp's 1e-16 and e^-16
 //   NF NM NJ STOT NJO NNODES NPOL HORIZON MAXU MAXS NMARG   the layout's sizes
+//   SPARSE_SINGLE           1 for one hidden factor with sparse B (cpu.py's faster tree walk)
 //   OFF_<field>             offset of each layout array in the packed int (mi) / float (mf)
 //                           buffer
 // and, for the host build (g++, what CI runs; the kernel's NumPy twin), AGENTLOOP_HOST.
@@ -164,6 +166,31 @@ __device__ __forceinline__ void infer_states(const i64* __restrict__ mi,
 #endif
 }
 
+// qo += q * p(joint outcome | state j) over j's non-zero outcomes, newly touched outcomes
+// appended to touched (cpu._add_outcomes); returns the new touched count
+__device__ __forceinline__ int add_outcomes(const i64* __restrict__ mi,
+                                            const double* __restrict__ mf, int j, REAL q,
+                                            REAL* qo, int* touched, int n_touched) {
+    for (i64 p = MI(po_ptr)[j]; p < MI(po_ptr)[j + 1]; ++p) {
+        const i64 o = MI(po_idx)[p];
+        if (qo[o] == 0.0) touched[n_touched++] = (int)o;
+        qo[o] += q * (REAL)MF(po_val)[p];
+    }
+    return n_touched;
+}
+
+// sum qo ln(qo + 1e-16) over the touched outcomes, resetting them to zero (cpu._drain_entropy)
+__device__ __forceinline__ REAL drain_entropy(REAL* qo, const int* touched, int n_touched) {
+    REAL entropy = 0.0;
+    for (int t = 0; t < n_touched; ++t) {
+        const int o = touched[t];
+        const REAL v = qo[o];
+        entropy += v * log(v + (REAL)AL_EPS);
+        qo[o] = 0.0;
+    }
+    return entropy;
+}
+
 // utility plus pymdp's spm_MDP_G for a predicted joint state q at step d (cpu._node_value);
 // qo is all zeros on entry and on exit
 __device__ __forceinline__ REAL node_value(const i64* __restrict__ mi,
@@ -179,25 +206,129 @@ __device__ __forceinline__ REAL node_value(const i64* __restrict__ mi,
             const REAL qv = q[j];
             if (qv > (REAL)AL_EXP_M16) {
                 ambiguity += qv * (REAL)MF(ambiguity)[j];
-                for (i64 p = MI(po_ptr)[j]; p < MI(po_ptr)[j + 1]; ++p) {
-                    const i64 o = MI(po_idx)[p];
-                    if (qo[o] == 0.0) touched[n_touched++] = (int)o;
-                    qo[o] += qv * (REAL)MF(po_val)[p];
-                }
+                n_touched = add_outcomes(mi, mf, j, qv, qo, touched, n_touched);
             }
         }
-        REAL entropy = 0.0;
-        for (int t = 0; t < n_touched; ++t) {
-            const int o = touched[t];
-            const REAL v = qo[o];
-            entropy += v * log(v + (REAL)AL_EPS);
-            qo[o] = 0.0;
-        }
-        value += ambiguity - entropy;
+        value += ambiguity - drain_entropy(qo, touched, n_touched);
     }
     return value;
 }
 
+#if SPARSE_SINGLE
+// One factor with sparse B (cpu.policy_values_single, without its memo, which returns the very
+// numbers it would compute): a node is valued from its parent's belief, its utility from the
+// utility pulled back through its action (util[d * MAXU + u]), its information gain from the
+// predicted states that can pass e^-16 only; only internal nodes materialise their prediction.
+
+// indices of the states of q above tau, into big; their count (cpu._big_states)
+__device__ __forceinline__ int big_states(const REAL* q, REAL tau, int* big) {
+    int count = 0;
+    for (int c = 0; c < STOT; ++c)
+        if (q[c] > tau) big[count++] = c;
+    return count;
+}
+
+// util[d * MAXU + u] = utility_B[d][u] . parent for every action u (cpu._dots_all, whose sums
+// Numba reassociates: equal to rounding)
+__device__ __forceinline__ void dots_all(const double* __restrict__ mf, const REAL* parent,
+                                         int d, REAL* util) {
+    const double* rows = MF(utility_B) + (i64)d * MAXU * STOT;
+    for (int u = 0; u < MAXU; ++u) {
+        REAL acc = 0.0;
+        for (int c = 0; c < STOT; ++c) acc += parent[c] * (REAL)rows[u * STOT + c];
+        util[d * MAXU + u] = acc;
+    }
+}
+
+// spm_MDP_G of B[0][:, :, u] @ parent from the states above e^-16 (cpu._sparse_info_gain): a
+// predicted state above e^-16 gets mass from a parent state above e^-16 / (2 S) (the big
+// list); lists of up to eight states are sorted by state, as cpu.py sorts them for its memo
+__device__ __forceinline__ REAL sparse_info_gain(const i64* __restrict__ mi,
+                                                 const double* __restrict__ mf, i64 u,
+                                                 const REAL* parent, const int* big, int n_big,
+                                                 int* seen, int stamp, REAL* qo, int* touched,
+                                                 int* rows, REAL* vals) {
+    const i64* rowptr = MI(Bs_rowptr) + u * (MAXS + 1);
+    int count = 0;
+    for (int b = 0; b < n_big; ++b) {
+        const int c = big[b];
+        for (i64 k = MI(Bc_colptr)[u * (STOT + 1) + c]; k < MI(Bc_colptr)[u * (STOT + 1) + c + 1];
+             ++k) {
+            const int r = (int)MI(Bc_row)[k];
+            if (seen[r] == stamp) continue;
+            seen[r] = stamp;
+            REAL v = 0.0;
+            for (i64 kk = rowptr[r]; kk < rowptr[r + 1]; ++kk)
+                v += (REAL)MF(Bs_val)[kk] * parent[MI(Bs_col)[kk]];
+            if (v > (REAL)AL_EXP_M16) {
+                rows[count] = r;
+                vals[count] = v;
+                ++count;
+            }
+        }
+    }
+    if (count <= 8) {
+        for (int i = 1; i < count; ++i) {
+            const int r = rows[i];
+            const REAL v = vals[i];
+            int j = i - 1;
+            while (j >= 0 && rows[j] > r) {
+                rows[j + 1] = rows[j];
+                vals[j + 1] = vals[j];
+                --j;
+            }
+            rows[j + 1] = r;
+            vals[j + 1] = v;
+        }
+    }
+    REAL ambiguity = 0.0;
+    int n_touched = 0;
+    for (int i = 0; i < count; ++i) {
+        ambiguity += vals[i] * (REAL)MF(ambiguity)[rows[i]];
+        n_touched = add_outcomes(mi, mf, rows[i], vals[i], qo, touched, n_touched);
+    }
+    return ambiguity - drain_entropy(qo, touched, n_touched);
+}
+
+__device__ __forceinline__ void policy_values(const i64* __restrict__ mi,
+                                              const double* __restrict__ mf, const REAL* post,
+                                              i64 max_depth, i64 flags, REAL* qo, int* touched,
+                                              REAL* G) {
+    REAL qdepth[HORIZON * STOT], gacc[HORIZON], gnode[NNODES], util[HORIZON * MAXU];
+    REAL vals[STOT];
+    int big[HORIZON * STOT], n_big[HORIZON], seen[STOT], rows[STOT];
+    for (int s = 0; s < STOT; ++s) seen[s] = 0;
+    int stamp = 0;
+    const REAL tau = (REAL)AL_EXP_M16 / (REAL)(2.0 * STOT);
+    const int last_internal = (int)(HORIZON < max_depth ? HORIZON : max_depth) - 1;
+    if (flags & FLAG_INFO_GAIN) n_big[0] = big_states(post, tau, big);
+    if (flags & FLAG_UTILITY) dots_all(mf, post, 0, util);
+    for (int k = 0; k < NNODES; ++k) {
+        const int d = (int)MI(node_depth)[k];
+        if (d >= max_depth) {                       // degraded horizon: value stops here
+            gacc[d] = gacc[d - 1];
+            gnode[k] = gacc[d];
+            continue;
+        }
+        const i64 u = MI(node_action)[k];
+        const REAL* parent = d == 0 ? post : qdepth + (d - 1) * STOT;
+        REAL value = 0.0;
+        if (flags & FLAG_UTILITY) value += util[d * MAXU + u];
+        if (flags & FLAG_INFO_GAIN)
+            value += sparse_info_gain(mi, mf, u, parent, big + d * STOT, n_big[d], seen,
+                                      ++stamp, qo, touched, rows, vals);
+        if (d < last_internal) {
+            apply_B(mi, mf, 0, u, parent, qdepth + d * STOT);
+            if (flags & FLAG_INFO_GAIN)
+                n_big[d + 1] = big_states(qdepth + d * STOT, tau, big + (d + 1) * STOT);
+            if (flags & FLAG_UTILITY) dots_all(mf, qdepth + d * STOT, d + 1, util);
+        }
+        gacc[d] = d == 0 ? value : gacc[d - 1] + value;
+        gnode[k] = gacc[d];
+    }
+    for (int p = 0; p < NPOL; ++p) G[p] = gnode[MI(leaf_of_policy)[p]];
+}
+#else
 // G of every policy (cpu.policy_values_one: the prefix tree in depth-first preorder)
 __device__ __forceinline__ void policy_values(const i64* __restrict__ mi,
                                               const double* __restrict__ mf, const REAL* post,
@@ -232,6 +363,7 @@ __device__ __forceinline__ void policy_values(const i64* __restrict__ mi,
     }
     for (int p = 0; p < NPOL; ++p) G[p] = gnode[MI(leaf_of_policy)[p]];
 }
+#endif
 
 // engine.rng.uniform from the agent's key (gpu.agent_keys): SplitMix64's finaliser
 __device__ __forceinline__ u64 mix64(u64 z) {
