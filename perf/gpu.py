@@ -199,7 +199,7 @@ def format_report(r: dict[str, Any]) -> str:
                  if info["peak_gbs"] else "")
         ratio = (f", {row['agent_steps_per_s'] / array_rate[row['agents']]:.2f}x the array path"
                  if row["kernel"] != "array" and row["agents"] in array_rate else "")
-        lines.append(f"  {row['agents']:>10,} agents, {_variant(row):<16} "
+        lines.append(f"  {row['agents']:>10,} agents, {_variant(row):<27} "
                      f"{row['agent_steps_per_s'] / 1e6:8.2f}M agent-steps/s (step median "
                      f"{1e3 * row['step_s_median']:.2f} ms); state traffic "
                      f"{row['state_gbs']:.1f} GB/s{share}{ratio}")
