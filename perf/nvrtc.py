@@ -18,10 +18,11 @@ def _candidates() -> list[str]:
     """libnvrtc.so.* from NVIDIA's pip wheels (any site-packages on sys.path), then the
     system's loader path."""
     found = []
-    for entry in sys.path:
-        found += sorted(glob.glob(os.path.join(entry, "nvidia", "cuda_nvrtc", "lib",
-                                               "libnvrtc.so.*")))
-    return found + ["libnvrtc.so"]
+    for entry in sys.path:                       # CUDA 12 wheels: nvidia/cuda_nvrtc/lib,
+        for folder in ("cuda_nvrtc", "cu13"):    # CUDA 13 wheels: nvidia/cu13/lib
+            found += sorted(glob.glob(os.path.join(entry, "nvidia", folder, "lib",
+                                                   "libnvrtc.so.*")))
+    return found + sorted(glob.glob("/usr/local/cuda*/lib64/libnvrtc.so*")) + ["libnvrtc.so"]
 
 
 def nvrtc_library() -> ctypes.CDLL | None:
