@@ -102,6 +102,9 @@ class DevicePopulation:
         self._refresh_from = 0                   # the first row of the next band to refresh
         self._dirty = False
         self.fail_at_tick: int | None = None     # test hook: a DeviceFault in that tick
+        #: CUDA events recorded after the last two chunks launched (None with NumPy)
+        self._chunk_done = (None if self.xp is np else
+                            [self.xp.cuda.Event(disable_timing=True) for _ in range(2)])
 
     def _host_buffer(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """A page-locked host buffer with CuPy (fast, asynchronous copies), plain otherwise."""
@@ -122,25 +125,30 @@ class DevicePopulation:
             raise DeviceFault(f"injected device fault at tick {tick}")
         obs = self._upload_observations()
         kc = self.state.kc_by_level[level]
-        ran = 0
+        ran = launched = 0
         for index, lo in enumerate(range(0, self.n, self.chunk)):
             if level == ROTATING_FRACTION and (index + tick) % 2 == 1:
                 continue
             if ran:
-                self._wait_for_device()         # CuPy returns at launch: wait for the chunk
+                self._wait_for_device(launched)  # CuPy returns at launch: see what has run
                 if time.monotonic() > deadline:
                     break
             hi = min(self.n, lo + self.chunk)
             self.stepper.step_rows(obs, lo, hi, tick, kc.num_iter, kc.max_depth)
+            if self._chunk_done is not None:
+                self._chunk_done[launched % 2].record()
+            launched += 1
             self.state.stale[lo:hi] = 0
             ran += hi - lo
         self._finish_tick(ran)
         return ran
 
-    def _wait_for_device(self) -> None:
-        """Wait for the work queued on the device (nothing to wait for with NumPy)."""
-        if self.xp is not np:
-            self.xp.cuda.get_current_stream().synchronize()
+    def _wait_for_device(self, launched: int) -> None:
+        """Wait until every chunk but the last of the ``launched`` ones has run on the device:
+        one chunk stays queued, so the device does not idle while the next is launched, and
+        a deadline stops the tick at most one chunk late. Nothing to wait for with NumPy."""
+        if self._chunk_done is not None and launched >= 2:
+            self._chunk_done[launched % 2].synchronize()     # the event of chunk launched - 2
 
     def step_forced(self, tick: int, stale_agents: np.ndarray, level: int = 0) -> int:
         """Replay a recorded tick: step every agent except ``stale_agents`` (indices) with the

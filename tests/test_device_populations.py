@@ -224,15 +224,16 @@ def test_a_failed_device_population_continues_on_the_cpu(workers: int) -> None:
 def test_the_deadline_is_checked_after_the_device_finished_the_chunk(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """CuPy launches return before the work is done, so between chunks the population waits
-    for the device before it reads the clock (else a deadline would never cut a GPU tick)."""
+    for the device (for all but the last chunk launched) before it reads the clock; else a
+    deadline would never cut a GPU tick."""
     model, n, events = grid_model(4), 500, []
     monkeypatch.setattr(device_module, "DEVICE_CHUNK", 100)
     monkeypatch.setattr(device_module.DevicePopulation, "_wait_for_device",
-                        lambda self: events.append("wait"))
+                        lambda self, launched: events.append(f"wait {launched}"))
     real_monotonic = device_module.time.monotonic
     monkeypatch.setattr(device_module.time, "monotonic",
                         lambda: events.append("clock") or real_monotonic())
     with Engine(model, n, workers=0, backend="xp-numpy", degrade=False) as engine:
         events.clear()
         engine._device[0].step(engine.tick, real_monotonic() + 60.0, 0)
-    assert events == ["wait", "clock"] * 4                   # five chunks, four checks
+    assert events == [e for k in range(1, 5) for e in (f"wait {k}", "clock")]  # 5 chunks

@@ -40,8 +40,11 @@ from ..errors import ConfigError, ObservationError
 from ..layout import EPS, EXP_M16, ModelLayout
 from ..model import GenerativeModel
 
-#: Default bound on the intermediates of one chunk of agents (bytes).
+#: Default bound on the intermediates of one chunk of agents (bytes) on NumPy ...
 SCRATCH_BYTES = 256 * 2**20
+#: ... and on a GPU, where each chunk costs some thirty kernel launches: 2 GiB makes about
+#: 44,000 grid-10 agents a chunk (5,500 at 256 MiB) and a tenth as many launches.
+GPU_SCRATCH_BYTES = 2 * 2**30
 #: The step's implementations: whole-array operations, or one fused kernel (``fused.py``).
 KERNELS = ("array", "fused")
 #: Environment variable that sets the kernel ``kernel="auto"`` picks (default ``"array"``).
@@ -170,7 +173,8 @@ class XpStepper:
         compute_dtype: precision of every intermediate (default float64, as ``cpu.py``);
             float32 is faster on GPUs with slow float64 (q(pi) within 1e-5 of float64 on
             grid-5; tested to 1e-3), but argmax ties may then break differently.
-        scratch_bytes: bound on the intermediates of one chunk of agents.
+        scratch_bytes: bound on the intermediates of one chunk of agents (default
+            :data:`SCRATCH_BYTES`, :data:`GPU_SCRATCH_BYTES` with CuPy).
         kernel: ``"array"`` (whole-array operations), ``"fused"`` (one kernel per chunk:
             ``fused.py``; not with learning) or ``"auto"`` (:func:`resolve_kernel`); the
             resolved name is :attr:`kernel`.
@@ -181,7 +185,7 @@ class XpStepper:
 
     def __init__(self, model: GenerativeModel, n: int, config: InferenceConfig | None = None,
                  seed: int = 0, xp: ModuleType = np, agent_id_offset: int = 0,
-                 compute_dtype: str = "float64", scratch_bytes: int = SCRATCH_BYTES,
+                 compute_dtype: str = "float64", scratch_bytes: int | None = None,
                  kernel: str = "auto") -> None:
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
             raise ConfigError(f"XpStepper: n must be a positive int, got {n!r}")
@@ -206,7 +210,9 @@ class XpStepper:
         self._cdt = np.dtype(compute_dtype)
         self._upload_model()
         lay = self.layout
-        self._chunk = max(1, int(scratch_bytes) // self._bytes_per_agent())
+        self.scratch_bytes = int(scratch_bytes if scratch_bytes is not None
+                                 else SCRATCH_BYTES if xp is np else GPU_SCRATCH_BYTES)
+        self._chunk = max(1, self.scratch_bytes // self._bytes_per_agent())
         sdt = lay.dtype
         self._qs = xp.empty((self.n, lay.state_size), dtype=sdt)
         self._qs_views = [self._qs[:, lay.state_offset[f]:lay.state_offset[f + 1]]

@@ -29,7 +29,7 @@ from ..config import InferenceConfig
 from ..errors import ConfigError
 from ..layout import EPS, EXP_M16
 from ..model import GenerativeModel
-from .gpu import SCRATCH_BYTES, XpStepper, _outer_joint, to_host
+from .gpu import XpStepper, _outer_joint, to_host
 
 
 def make_xp_stepper(model: GenerativeModel, n: int, config: InferenceConfig | None = None,
@@ -92,8 +92,8 @@ class XpLearningStepper(XpStepper):
             self._pB_shared = [xp.asarray(np.transpose(np.asarray(p, dtype=c), (2, 1, 0))[None])
                                for p in full.pB]
         self._lnC = xp.asarray(np.asarray(lay.lnC, dtype=c))
-        self._chunk = max(1, min(self._chunk, kwargs.get("scratch_bytes", SCRATCH_BYTES)
-                                 // self._learning_bytes_per_agent()))
+        self._chunk = max(1, min(self._chunk,
+                                 self.scratch_bytes // self._learning_bytes_per_agent()))
 
     def _learning_bytes_per_agent(self) -> int:
         """Per-agent footprint of a step with the agent's own outcome table."""
