@@ -42,8 +42,9 @@ from ..model import GenerativeModel
 
 #: Default bound on the intermediates of one chunk of agents (bytes) on NumPy ...
 SCRATCH_BYTES = 256 * 2**20
-#: ... and on a GPU, where each chunk costs some thirty kernel launches: 2 GiB makes about
-#: 44,000 grid-10 agents a chunk (5,500 at 256 MiB) and a tenth as many launches.
+#: ... and on a GPU (at most an eighth of its memory), where each chunk costs some thirty
+#: kernel launches: 2 GiB makes about 44,000 grid-10 agents a chunk (5,500 at 256 MiB) and a
+#: tenth as many launches.
 GPU_SCRATCH_BYTES = 2 * 2**30
 #: The step's implementations: whole-array operations, or one fused kernel (``fused.py``).
 KERNELS = ("array", "fused")
@@ -211,7 +212,8 @@ class XpStepper:
         self._upload_model()
         lay = self.layout
         self.scratch_bytes = int(scratch_bytes if scratch_bytes is not None
-                                 else SCRATCH_BYTES if xp is np else GPU_SCRATCH_BYTES)
+                                 else SCRATCH_BYTES if xp is np else
+                                 min(GPU_SCRATCH_BYTES, xp.cuda.Device().mem_info[1] // 8))
         self._chunk = max(1, self.scratch_bytes // self._bytes_per_agent())
         sdt = lay.dtype
         self._qs = xp.empty((self.n, lay.state_size), dtype=sdt)
