@@ -289,13 +289,18 @@ __device__ __forceinline__ REAL sparse_info_gain(const i64* __restrict__ mi,
     }
     return ambiguity - drain_entropy(qo, touched, n_touched);
 }
+#endif
 
+// G of every policy: the prefix tree in depth-first preorder, each node valued from its
+// predicted joint state (cpu.policy_values_one) or, for one sparse factor, from its parent's
+// belief (cpu.policy_values_single)
 __device__ __forceinline__ void policy_values(const i64* __restrict__ mi,
                                               const double* __restrict__ mf, const REAL* post,
                                               i64 max_depth, i64 flags, REAL* qo, int* touched,
                                               REAL* G) {
-    REAL qdepth[HORIZON * STOT], gacc[HORIZON], gnode[NNODES], util[HORIZON * MAXU];
-    REAL vals[STOT];
+    REAL qdepth[HORIZON * STOT], gacc[HORIZON], gnode[NNODES];
+#if SPARSE_SINGLE
+    REAL util[HORIZON * MAXU], vals[STOT];
     int big[HORIZON * STOT], n_big[HORIZON], seen[STOT], rows[STOT];
     for (int s = 0; s < STOT; ++s) seen[s] = 0;
     int stamp = 0;
@@ -303,39 +308,7 @@ __device__ __forceinline__ void policy_values(const i64* __restrict__ mi,
     const int last_internal = (int)(HORIZON < max_depth ? HORIZON : max_depth) - 1;
     if (flags & FLAG_INFO_GAIN) n_big[0] = big_states(post, tau, big);
     if (flags & FLAG_UTILITY) dots_all(mf, post, 0, util);
-    for (int k = 0; k < NNODES; ++k) {
-        const int d = (int)MI(node_depth)[k];
-        if (d >= max_depth) {                       // degraded horizon: value stops here
-            gacc[d] = gacc[d - 1];
-            gnode[k] = gacc[d];
-            continue;
-        }
-        const i64 u = MI(node_action)[k];
-        const REAL* parent = d == 0 ? post : qdepth + (d - 1) * STOT;
-        REAL value = 0.0;
-        if (flags & FLAG_UTILITY) value += util[d * MAXU + u];
-        if (flags & FLAG_INFO_GAIN)
-            value += sparse_info_gain(mi, mf, u, parent, big + d * STOT, n_big[d], seen,
-                                      ++stamp, qo, touched, rows, vals);
-        if (d < last_internal) {
-            apply_B(mi, mf, 0, u, parent, qdepth + d * STOT);
-            if (flags & FLAG_INFO_GAIN)
-                n_big[d + 1] = big_states(qdepth + d * STOT, tau, big + (d + 1) * STOT);
-            if (flags & FLAG_UTILITY) dots_all(mf, qdepth + d * STOT, d + 1, util);
-        }
-        gacc[d] = d == 0 ? value : gacc[d - 1] + value;
-        gnode[k] = gacc[d];
-    }
-    for (int p = 0; p < NPOL; ++p) G[p] = gnode[MI(leaf_of_policy)[p]];
-}
-#else
-// G of every policy (cpu.policy_values_one: the prefix tree in depth-first preorder)
-__device__ __forceinline__ void policy_values(const i64* __restrict__ mi,
-                                              const double* __restrict__ mf, const REAL* post,
-                                              i64 max_depth, i64 flags, REAL* qo, int* touched,
-                                              REAL* G) {
-    REAL qdepth[HORIZON * STOT], gacc[HORIZON], gnode[NNODES];
-#if NF > 1
+#elif NF > 1
     REAL qj[NJ];
 #endif
     for (int k = 0; k < NNODES; ++k) {
@@ -345,6 +318,21 @@ __device__ __forceinline__ void policy_values(const i64* __restrict__ mi,
             gnode[k] = gacc[d];
             continue;
         }
+#if SPARSE_SINGLE
+        const i64 u = MI(node_action)[k];
+        const REAL* parent = d == 0 ? post : qdepth + (d - 1) * STOT;
+        REAL value = 0.0;
+        if (flags & FLAG_UTILITY) value += util[d * MAXU + u];
+        if (flags & FLAG_INFO_GAIN)
+            value += sparse_info_gain(mi, mf, u, parent, big + d * STOT, n_big[d], seen,
+                                      ++stamp, qo, touched, rows, vals);
+        if (d < last_internal) {                    // only internal nodes are predicted
+            apply_B(mi, mf, 0, u, parent, qdepth + d * STOT);
+            if (flags & FLAG_INFO_GAIN)
+                n_big[d + 1] = big_states(qdepth + d * STOT, tau, big + (d + 1) * STOT);
+            if (flags & FLAG_UTILITY) dots_all(mf, qdepth + d * STOT, d + 1, util);
+        }
+#else
         const int dst = d * STOT;
         for (int f = 0; f < NF; ++f) {
             const int off = (int)MI(state_offset)[f];
@@ -358,12 +346,12 @@ __device__ __forceinline__ void policy_values(const i64* __restrict__ mi,
         joint_of(mi, qdepth + dst, qj);
         const REAL value = node_value(mi, mf, qj, d, flags, qo, touched);
 #endif
+#endif
         gacc[d] = d == 0 ? value : gacc[d - 1] + value;
         gnode[k] = gacc[d];
     }
     for (int p = 0; p < NPOL; ++p) G[p] = gnode[MI(leaf_of_policy)[p]];
 }
-#endif
 
 // engine.rng.uniform from the agent's key (gpu.agent_keys): SplitMix64's finaliser
 __device__ __forceinline__ u64 mix64(u64 z) {
