@@ -2,8 +2,11 @@
 
 The array path of ``gpu.py`` runs a step as about twenty whole-array operations whose
 ``(policies x agents x outcomes)`` float64 intermediates go through device memory, roughly
-150 kB per agent-step at grid-10; the fused kernel keeps every intermediate in the thread's
-local arrays and moves only the agent's state (about 1 kB at grid-10, float32 state).
+150 kB per agent-step at grid-10 (an estimate from their shapes); the fused kernel keeps every
+intermediate in the thread's local arrays (cached where they fit) and reads and writes the
+agent's state (about 1 kB at grid-10, float32 state). For one factor with sparse B it takes
+``cpu.py``'s sparse tree walk (:data:`SPARSE_TREE`). It has not run on a GPU yet: whether and
+by how much it beats the array path is for ``python -m perf.gpu`` to measure.
 
 The one CUDA C source is built two ways:
 
