@@ -66,11 +66,14 @@ class Agents:
             ``self.backend`` is the resolved name (``engine/backends.py``).
         agent_id_offset: id of the first agent, so a slice of a larger population draws the
             same random numbers as the whole population would.
+        xp_kernel: the step of the ``"cupy"`` / ``"xp-numpy"`` backends: ``"array"``,
+            ``"fused"`` (one CUDA kernel; not with learning) or ``"auto"``
+            (``$AGENTLOOP_XP_KERNEL``, else ``"array"``).
     """
 
     def __init__(self, model: GenerativeModel, n: int, config: InferenceConfig | None = None,
                  seed: int = 0, threads: int | None = None, backend: Backend = "numba",
-                 agent_id_offset: int = 0) -> None:
+                 agent_id_offset: int = 0, xp_kernel: str = "auto") -> None:
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
             raise ConfigError(f"Agents: n must be a positive int, got {n!r}")
         backend = resolve_backend(backend, config)
@@ -129,7 +132,7 @@ class Agents:
 
             self._xp = make_xp_stepper(model, self.n, self.config, seed=self.seed,
                                        xp=array_module(backend),
-                                       agent_id_offset=agent_id_offset)
+                                       agent_id_offset=agent_id_offset, kernel=xp_kernel)
         elif backend == "reference":
             self._init_reference_learning()
         elif self._uses_params:

@@ -99,19 +99,22 @@ def test_degraded_knobs_match_the_array_path(num_iter: int, max_depth: int) -> N
         np.testing.assert_array_equal(fast.qs_flat[25:], before[25:])
 
 
-def test_agents_facade_reset_and_load_state() -> None:
-    """Resets and loaded states go through the same arrays the kernel reads."""
+def test_agents_facade_and_resets() -> None:
+    """``Agents(backend="xp-numpy", xp_kernel="fused")``; resets go through the same arrays
+    the kernel reads."""
     model, cfg = grid_model(5), InferenceConfig(action_selection="stochastic")
     ref = Agents(model, 25, cfg, seed=3)
-    xps = XpStepper(model, 25, cfg, seed=3, kernel="fused")
+    fast = Agents(model, 25, cfg, seed=3, backend="xp-numpy", xp_kernel="fused")
+    assert fast._xp.kernel == "fused"
     rng = np.random.default_rng(2)
     for t in range(6):
         if t == 3:
             ref.reset(np.array([1, 4, 9]))
-            xps.reset(np.array([1, 4, 9]))
+            fast.reset(np.array([1, 4, 9]))
         obs = _random_obs(model, 25, rng)
-        np.testing.assert_array_equal(ref.step(obs), xps.step(obs))
-        assert np.abs(ref.q_pi - xps.q_pi).max() < TOL
+        np.testing.assert_array_equal(ref.step(obs), fast.step(obs))
+        assert np.abs(ref.q_pi - fast.q_pi).max() < TOL
+        assert np.abs(ref.qs[0] - fast.qs[0]).max() < TOL
 
 
 @pytest.mark.parametrize("workers", [0, 2])
