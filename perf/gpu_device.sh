@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 8 in one run on a lent device machine (an H100 or H200), at most ten
+# The GPU checks of issue 8 in one run on a lent device machine (an H100 or H200), at most 9.5
 # minutes: the CuPy tests (array path and fused kernel against Numba, device populations),
 # then `python -m perf.gpu` twice: the fused kernel's launch bounds and tree walks swept at
 # 1,000,000 agents, then both kernels side by side at their defaults with 1,000,000 agents at
@@ -26,11 +26,11 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/device.txt"
 python3 -c "import cupy, numba, numpy; print(cupy.__version__, numba.__version__, numpy.__version__)" \
     | tee -a "$OUT/device.txt"
-timeout 240 python3 -m pytest -q -x tests/test_gpu_backend.py tests/test_device_populations.py \
+timeout 200 python3 -m pytest -q -x tests/test_gpu_backend.py tests/test_device_populations.py \
     tests/test_fused_kernel.py 2>&1 | tee "$OUT/tests.log"
 tests_rc=${PIPESTATUS[0]}
 # the fused kernel's variants side by side at 1,000,000 agents (few ticks each) ...
-timeout 150 python3 -m perf.gpu --quick --agents 1000000 --engine-agents 100000 --kernel fused \
+timeout 120 python3 -m perf.gpu --quick --agents 1000000 --engine-agents 100000 --kernel fused \
     --min-blocks 1 4 8 --fused-tree sparse generic --json "$OUT/gpu-sweep.json" 2>&1 \
     | tee "$OUT/sweep.log"
 sweep_rc=${PIPESTATUS[0]}
