@@ -182,6 +182,16 @@ def test_no_compiler_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_pat
         XpStepper(grid_model(5), 4, kernel="fused")
 
 
+def test_an_unwritable_cache_is_one_clear_error(monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path) -> None:  # noqa: ANN001
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setattr(fused, "_host_libraries", {})
+    monkeypatch.setenv("AGENTLOOP_CACHE", str(blocker))
+    with pytest.raises(ConfigError, match="set AGENTLOOP_CACHE to a writable folder"):
+        XpStepper(grid_model(5), 4, kernel="fused")
+
+
 def test_host_builds_are_cached_on_disk(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
     monkeypatch.setattr(fused, "_host_libraries", {})
     monkeypatch.setenv("AGENTLOOP_CACHE", str(tmp_path))

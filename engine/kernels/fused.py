@@ -170,7 +170,12 @@ def host_library(source: str) -> ctypes.CDLL:
         return _host_libraries[digest]
     target = host_cache_dir() / f"fused_step-{digest}.so"
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"kernel 'fused': cannot create the host build's cache "
+                              f"{target.parent} ({exc}); set AGENTLOOP_CACHE to a writable "
+                              f"folder") from None
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             src = Path(tmp) / "fused_step.cu"
             src.write_text(source)
