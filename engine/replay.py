@@ -178,9 +178,7 @@ def _take_failover(reader: TickLogReader, engine: Engine, record) -> None:  # no
         raise AgentloopError(f"{reader.path}: the device failed over to the CPU in tick "
                              f"{record.tick} ({record.failover}) and the log has no snapshot "
                              f"of that tick to continue from")
-    if 0 in engine._device:
-        engine._move_to_cpu(0)
-    _load_snapshot(reader, engine, snapshot)
+    _load_snapshot(reader, engine, snapshot)           # its backend is "numba": the CPU
     engine.state.actions[...] = record.actions
 
 

@@ -38,6 +38,7 @@ import numpy as np
 from ..config import InferenceConfig
 from ..errors import ConfigError
 from ..layout import EPS, EXP_M16, ModelLayout
+from .cpu import kernel_model
 
 #: The kernel's CUDA C source, shipped beside this module.
 SOURCE_PATH = Path(__file__).with_name("fused_step.cu")
@@ -50,8 +51,6 @@ INT_FIELDS = ("num_states", "num_controls", "state_offset", "joint_stride", "A_o
 #: ... and one float64 buffer.
 FLOAT_FIELDS = ("A_flat", "Bt_flat", "Bd_val", "Bs_val", "D_flat", "utility", "utility_B",
                 "ambiguity", "po_val", "lnE")
-_TREE_FIELDS = {"node_depth": "depth", "node_action": "action",
-                "leaf_of_policy": "leaf_of_policy"}
 
 #: Largest local (per-thread) arrays a build may need, in bytes: beyond it the model is too
 #: large for one thread per agent and the array path (``kernel="array"``) is the one to use.
@@ -78,24 +77,20 @@ _FLAG_UTILITY, _FLAG_INFO_GAIN, _FLAG_STOCHASTIC, _FLAG_FULL_SAMPLING = 1, 2, 4,
 _C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 
-def _layout_array(layout: ModelLayout, name: str) -> np.ndarray:
-    if name in _TREE_FIELDS:
-        return np.asarray(getattr(layout.tree, _TREE_FIELDS[name]))
-    return np.asarray(getattr(layout, name))
-
-
 def pack_layout(layout: ModelLayout) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """The layout's arrays as one int64 and one float64 buffer, and each array's offset."""
+    """The layout's arrays as one int64 and one float64 buffer, and each array's offset (the
+    arrays by the names the Numba kernels take them under, :func:`cpu.kernel_model`)."""
+    arrays = kernel_model(layout)._asdict()
     offsets: dict[str, int] = {}
     ints, floats = [], []
     at = 0
     for name in INT_FIELDS:
-        a = np.ascontiguousarray(_layout_array(layout, name), dtype=np.int64).ravel()
+        a = np.ascontiguousarray(arrays[name], dtype=np.int64).ravel()
         offsets[name], at = at, at + a.size
         ints.append(a)
     at = 0
     for name in FLOAT_FIELDS:
-        a = np.ascontiguousarray(_layout_array(layout, name), dtype=np.float64).ravel()
+        a = np.ascontiguousarray(arrays[name], dtype=np.float64).ravel()
         offsets[name], at = at, at + a.size
         floats.append(a)
     return np.concatenate(ints), np.concatenate(floats), offsets
