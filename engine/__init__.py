@@ -1,11 +1,11 @@
 """agentloop's engine: generative models, inference kernels and the runtime that steps agents."""
 
-from .agents import Agents
-from .config import InferenceConfig
-from .errors import AgentloopError, ConfigError, ModelError, ObservationError
-from .loop import Engine, TickInfo
-from .model import GenerativeModel
-from .population import Population
+from engine.errors import AgentloopError, ConfigError, ModelError, ObservationError
+from engine.model.config import InferenceConfig
+from engine.model.generative_model import GenerativeModel
+from engine.runtime.agents import Agents
+from engine.runtime.engine import Engine, TickInfo
+from engine.runtime.population import Population
 
 __version__ = "0.1.0"
 

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from engine import Engine, InferenceConfig
-from engine.degrade import FULL
-from engine.loop import RunSummary
-from engine.recording import TickRecorder
+from engine.runtime.degrade import FULL
+from engine.runtime.engine import RunSummary
+from engine.ticklog.recorder import TickRecorder
 from perf.models import model_by_name
 from perf.output import log, save_results
 from world.process import ProcessWorld

@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 
 from engine import Engine, InferenceConfig
-from engine.backends import array_module, resolve_backend
 from engine.errors import ConfigError
 from engine.kernels import fused
-from engine.kernels.gpu import KERNEL_ENV, KERNELS, XpStepper
+from engine.kernels.array_step import KERNEL_ENV, KERNELS, XpStepper
+from engine.kernels.backends import array_module, resolve_backend
 from perf.models import model_by_name
 from perf.output import log, save_results
 from world.process import ProcessWorld

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
-from engine.model import GenerativeModel
+from engine.model.generative_model import GenerativeModel
 from world.models import grid_model, random_model
 
 #: Seed of the ``multi-3x3`` model: changing it changes the benchmark.

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from engine import Agents, GenerativeModel, InferenceConfig
-from engine.beliefs import CODECS, BeliefCodec
+from engine.kernels.beliefs import CODECS, BeliefCodec
 from perf.kernels import _git_state, _table, _versions, log
 from world.models import grid_model, random_model
 from world.process import ModelProcess

@@ -22,7 +22,7 @@ import numpy as np
 import orjson
 import zstandard
 
-from engine.ticklog import (
+from engine.ticklog.log import (
     ZSTD_LEVEL,
     TickLogHeader,
     TickLogReader,

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from engine.shm import leftover_entries
+from engine.runtime.shm import leftover_entries
 
 
 def _own_entries() -> set[str]:

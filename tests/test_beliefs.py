@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import Agents, ConfigError, InferenceConfig
-from engine.beliefs import CODECS, PYMDP_EPS, BeliefCodec
+from engine.kernels.beliefs import CODECS, PYMDP_EPS, BeliefCodec
 from world.models import grid_model
 
 LOG_CODECS = ("uint16", "uint8")

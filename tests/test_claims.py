@@ -3,8 +3,8 @@ without taking one twice; a cut moves the next tick's first chunk; nothing leaks
 
 from __future__ import annotations
 
-from engine.claims import BACK, FIRST, FRONT, NEXT, ChunkClaims
-from engine.shm import Run, entries_of
+from engine.runtime.claims import BACK, FIRST, FRONT, NEXT, ChunkClaims
+from engine.runtime.shm import Run, entries_of
 
 SLICES = (((0, 95),), ((95, 200),))           # two workers, one population, chunks of 10
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.shm import leftover_entries
+from engine.runtime.shm import leftover_entries
 from tests.cli_process import live_run
 
 REPO = Path(__file__).resolve().parents[1]

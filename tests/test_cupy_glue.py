@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from engine import Agents, InferenceConfig, Population
-from engine import device as device_module
 from engine.kernels import fused
-from engine.loop import Engine
+from engine.runtime import device_populations as device_module
+from engine.runtime.engine import Engine
 from tests import fake_cupy
 from tests.test_device_populations import _mixed, _obs, _references
 from tests.test_gpu_backend import MODELS, TOL, run_parity
@@ -54,7 +54,7 @@ def test_stepper_on_cupy_matches_numba(cupy: Any, kernel: str, model_name: str,
 def test_the_fused_kernel_is_launched_over_a_grid(cupy: Any) -> None:
     """A launch of many 128-thread blocks, each thread striding over the agents, gives the
     agents what one thread stepping them all gives."""
-    from engine.kernels.gpu import XpStepper  # noqa: PLC0415
+    from engine.kernels.array_step import XpStepper  # noqa: PLC0415
 
     model, cfg = MODELS["two_factor"](), InferenceConfig(policy_len=2)
     on_gpu = XpStepper(model, 1000, cfg, seed=2, xp=cupy, kernel="fused")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engine import Agents, InferenceConfig
-from engine.degrade import (
+from engine.runtime.degrade import (
     FEWER_ITERATIONS,
     FULL,
     ROTATING_BUDGET,
@@ -18,7 +18,7 @@ from engine.degrade import (
     DegradeController,
     noop_levels,
 )
-from engine.loop import Engine
+from engine.runtime.engine import Engine
 from world.models import grid_model
 from world.process import ProcessWorld
 

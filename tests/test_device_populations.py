@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from engine import Agents, ConfigError, InferenceConfig, Population
-from engine import device as device_module
-from engine.backends import cupy_available
-from engine.degrade import ROTATING_FRACTION, STALE_ACTIONS
-from engine.loop import Engine
+from engine.kernels.backends import cupy_available
+from engine.runtime import device_populations as device_module
+from engine.runtime.degrade import ROTATING_FRACTION, STALE_ACTIONS
+from engine.runtime.engine import Engine
 from world.models import grid_model, random_model
 
 HAVE_CUPY, CUPY_REASON = cupy_available()
@@ -95,7 +95,7 @@ def test_device_state_reaches_shared_memory_every_refresh() -> None:
 def test_encode_on_the_device_equals_the_cpu_codec() -> None:
     """``BeliefCodec.encode_array`` (what a device population encodes with) gives the CPU
     codec's codes, edge rows included (zeros, NaN, inf, all below the floor)."""
-    from engine.beliefs import BeliefCodec  # noqa: PLC0415
+    from engine.kernels.beliefs import BeliefCodec  # noqa: PLC0415
 
     rng = np.random.default_rng(0)
     beliefs = np.concatenate([rng.dirichlet(np.full(100, 0.05), size=5000),

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from engine import Agents, ConfigError, InferenceConfig, ObservationError
-from engine.beliefs import BeliefCodec
 from engine.errors import AgentloopError
-from engine.loop import Engine
-from engine.shm import entries_of
+from engine.kernels.beliefs import BeliefCodec
+from engine.runtime.engine import Engine
+from engine.runtime.shm import entries_of
 from world.models import grid_model, random_model
 
 

@@ -15,8 +15,8 @@ import pytest
 from engine import Agents, InferenceConfig, Population
 from engine.errors import ConfigError
 from engine.kernels import fused
-from engine.kernels.gpu import KERNEL_ENV, XpStepper, resolve_kernel
-from engine.loop import Engine
+from engine.kernels.array_step import KERNEL_ENV, XpStepper, resolve_kernel
+from engine.runtime.engine import Engine
 from perf.nvrtc import compile_ptx, nvrtc_library
 from tests.test_device_populations import _mixed, _obs, _references
 from tests.test_gpu_backend import CASES, MODELS, TOL, run_parity, two_factor_model
@@ -152,7 +152,7 @@ def test_auto_leaves_learning_populations_on_the_array_path(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """``$AGENTLOOP_XP_KERNEL=fused`` set for a whole run does not break learning populations:
     "auto" keeps them on the array path (only an explicit "fused" is refused)."""
-    from engine.kernels.gpu_learning import make_xp_stepper  # noqa: PLC0415
+    from engine.kernels.array_learning import make_xp_stepper  # noqa: PLC0415
 
     monkeypatch.setenv(KERNEL_ENV, "fused")
     model = random_model(np.random.default_rng(0), [3], [3], [2], with_pA=True)
@@ -161,7 +161,7 @@ def test_auto_leaves_learning_populations_on_the_array_path(
 
 
 def test_learning_is_refused() -> None:
-    from engine.kernels.gpu_learning import make_xp_stepper  # noqa: PLC0415
+    from engine.kernels.array_learning import make_xp_stepper  # noqa: PLC0415
 
     model = random_model(np.random.default_rng(0), [3], [3], [2], with_pA=True)
     with pytest.raises(ConfigError, match="kernel 'fused' does not run Dirichlet learning"):

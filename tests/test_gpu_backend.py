@@ -1,4 +1,4 @@
-"""The array (xp) backend of ``engine/kernels/gpu.py`` and backend selection.
+"""The array (xp) backend of ``engine/kernels/array_step.py`` and backend selection.
 
 The batched array code runs here on NumPy (``xp=numpy``, the path CI tests) and is compared with
 the Numba kernels: float32 state, qs / q(pi) / G to 1e-4 (they agree to float32 rounding) and
@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from engine import Agents, InferenceConfig, backends
-from engine.backends import cupy_available, resolve_backend
 from engine.errors import ConfigError, ObservationError
-from engine.kernels.gpu import XpStepper, to_host, uniforms_xp
-from engine.kernels.gpu_learning import XpLearningStepper, make_xp_stepper
-from engine.model import GenerativeModel
-from engine.rng import uniforms
+from engine.kernels.array_learning import XpLearningStepper, make_xp_stepper
+from engine.kernels.array_step import XpStepper, to_host, uniforms_xp
+from engine.kernels.backends import cupy_available, resolve_backend
+from engine.kernels.rng import uniforms
+from engine.model.generative_model import GenerativeModel
 from world.models import grid_model, random_model
 
 TOL = 1e-4

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from engine import InferenceConfig
+from engine.kernels.array_step import KERNEL_ENV
 from engine.kernels.fused import host_compiler
-from engine.kernels.gpu import KERNEL_ENV
 from tests.pymdp_peer import run_side_by_side
 from world.models import grid_model, grid_transitions, random_model
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.backends import cupy_available
+from engine.kernels.backends import cupy_available
 from perf import gpu
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from engine import Agents, ConfigError, InferenceConfig, ObservationError, Population
 from engine.errors import AgentloopError
-from engine.loop import Engine
-from engine.shm import entries_of
+from engine.runtime.engine import Engine
+from engine.runtime.shm import entries_of
 from world.models import grid_model, random_model
 
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from engine import ConfigError, Engine, InferenceConfig
-from engine.degrade import ROTATING_FRACTION, SHORTER_HORIZON
-from engine.recording import TickRecorder
-from engine.replay import replay
-from engine.ticklog import TickLogReader, TickLogWriter
+from engine.runtime.degrade import ROTATING_FRACTION, SHORTER_HORIZON
+from engine.ticklog.log import TickLogReader, TickLogWriter
+from engine.ticklog.recorder import TickRecorder
+from engine.ticklog.replay import replay
 from tests.cli_process import live_run
 from world.foraging import ForagingWorld
 from world.grid import GridWorld

@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from engine.shm import entries_of
+from engine.runtime.shm import entries_of
 
 SCRIPT = textwrap.dedent("""
     import sys

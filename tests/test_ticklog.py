@@ -1,4 +1,4 @@
-"""Tick log (engine/ticklog.py): round trips, crash tolerance, corrupt and foreign files."""
+"""Tick log (engine/ticklog/log.py): round trips, crash tolerance, corrupt and foreign files."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import ticklog
 from engine.errors import AgentloopError
-from engine.ticklog import (
+from engine.ticklog import log as ticklog
+from engine.ticklog.log import (
     INLINE_MAX,
     BeliefSnapshot,
     TickLogError,
@@ -237,7 +237,7 @@ def test_sigkill_loses_at_most_a_second(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import sys, time
         import numpy as np
-        from engine.ticklog import TickLogHeader, TickLogWriter
+        from engine.ticklog.log import TickLogHeader, TickLogWriter
         w = TickLogWriter({str(path)!r}, TickLogHeader(n_agents=50, hz=50.0))
         t0 = time.monotonic()
         for t in range(100000):
@@ -396,7 +396,7 @@ def test_with_block_exception_is_recorded(tmp_path: Path) -> None:
 
 
 def test_a_failover_mark_round_trips(tmp_path) -> None:  # noqa: ANN001
-    from engine.ticklog import TickLogHeader, TickLogReader, TickLogWriter  # noqa: PLC0415
+    from engine.ticklog.log import TickLogHeader, TickLogReader, TickLogWriter  # noqa: PLC0415
 
     path = str(tmp_path / "marks.mcap")
     obs, actions = np.zeros((3, 2), dtype=np.int64), np.zeros((3, 1), dtype=np.int64)

@@ -197,8 +197,8 @@ def _run(args: argparse.Namespace) -> int:
         if problem:
             return _usage_error(f"--log {args.log}: {problem}")
     if args.backend == "cupy":
-        from engine.backends import resolve_backend
         from engine.errors import ConfigError
+        from engine.kernels.backends import resolve_backend
         try:
             resolve_backend("cupy")
         except ConfigError as exc:
@@ -228,7 +228,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _shm(action: str) -> int:
-    from engine.shm import leftover_entries, run_is_alive, sweep_stale
+    from engine.runtime.shm import leftover_entries, run_is_alive, sweep_stale
 
     if action == "clean":
         removed = sweep_stale()

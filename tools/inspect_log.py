@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from engine.ticklog import TickLogReader, TickRecord
+    from engine.ticklog.log import TickLogReader, TickRecord
 
 __all__ = [
     "EXIT_DIFFER", "EXIT_OK", "EXIT_USAGE", "GRID_WORLDS", "PLOT_MISSING", "add_parsers",
@@ -239,7 +239,7 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises :class:`engine.ticklog.TickLogError` for a file that is not a readable tick log.
     """
-    from engine.ticklog import TickLogReader
+    from engine.ticklog.log import TickLogReader
 
     with TickLogReader(path) as reader:
         scan = _scan(reader)
@@ -330,7 +330,7 @@ def _bytes(n: int) -> str:
 
 
 def _level_name(level: int) -> str:
-    from engine.degrade import LEVEL_NAMES
+    from engine.runtime.degrade import LEVEL_NAMES
 
     return LEVEL_NAMES[level] if 0 <= level < len(LEVEL_NAMES) else "unknown level"
 
@@ -486,7 +486,7 @@ def write_plot(path: str | os.PathLike[str], log: str | os.PathLike[str]) -> dic
     the summary. See :func:`_draw` for the panels. Raises ImportError (:data:`PLOT_MISSING`)
     without matplotlib, ``TickLogError`` for a bad log, OSError when ``path`` cannot be
     written."""
-    from engine.ticklog import TickLogReader
+    from engine.ticklog.log import TickLogReader
 
     plt = _import_pyplot()
     with TickLogReader(log) as reader:
@@ -599,7 +599,7 @@ def _compare_ticks(ra: TickRecord, rb: TickRecord) -> _Found | None:
 def _diff(path_a: str | os.PathLike[str], path_b: str | os.PathLike[str]
           ) -> tuple[dict[str, Any] | None, int, dict[str, bool]]:
     """(first difference or None, ticks that agreed, {"a": truncated, "b": truncated})."""
-    from engine.ticklog import TickLogReader
+    from engine.ticklog.log import TickLogReader
 
     with TickLogReader(path_a) as ra, TickLogReader(path_b) as rb:
         truncated = {"a": bool(ra.truncated), "b": bool(rb.truncated)}
@@ -718,7 +718,7 @@ def _error(command: str, message: object) -> int:
 def main_inspect(args: argparse.Namespace) -> int:
     """Run ``agentloop inspect``: print the summary of ``args.log`` (text, or JSON with
     ``args.json``), draw ``args.plot`` if given. Returns 0, or 2 with one line on stderr."""
-    from engine.ticklog import TickLogError
+    from engine.ticklog.log import TickLogError
 
     plot = getattr(args, "plot", None)
     plt = None
@@ -731,7 +731,7 @@ def main_inspect(args: argparse.Namespace) -> int:
         if problem is not None:
             return _error("inspect", problem)
     try:
-        from engine.ticklog import TickLogReader
+        from engine.ticklog.log import TickLogReader
 
         with TickLogReader(args.log) as reader:
             scan = _scan(reader, occupancy=plot is not None)
@@ -761,7 +761,7 @@ def main_inspect(args: argparse.Namespace) -> int:
 def main_diff(args: argparse.Namespace) -> int:
     """Run ``agentloop diff``: 0 when ``args.a`` and ``args.b`` agree (prints "logs agree on
     N ticks"), 1 when they differ (prints the first difference), 2 for a bad file."""
-    from engine.ticklog import TickLogError
+    from engine.ticklog.log import TickLogError
 
     try:
         found, agreed, truncated = _diff(args.a, args.b)

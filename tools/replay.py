@@ -8,8 +8,8 @@ import time
 from typing import TextIO
 
 from engine.errors import AgentloopError
-from engine.replay import replay
-from engine.ticklog import TickLogError
+from engine.ticklog.log import TickLogError
+from engine.ticklog.replay import replay
 
 EXIT_OK, EXIT_DIVERGED, EXIT_BAD_LOG = 0, 1, 2
 BAR_WIDTH = 30

@@ -17,8 +17,8 @@ import time
 from typing import Any, TextIO
 
 from engine import Engine, GenerativeModel, InferenceConfig, TickInfo
-from engine.loop import RunSummary
-from engine.recording import TickRecorder
+from engine.runtime.engine import RunSummary
+from engine.ticklog.recorder import TickRecorder
 from world.base import World
 from world.registry import make_world
 
@@ -178,13 +178,13 @@ def make_engine(model: GenerativeModel, n_agents: int, *, cluster: str | None,
     """A local :class:`Engine`, or one spread over the Ray cluster at ``cluster``."""
     if cluster is None:
         return Engine(model, n_agents, **kwargs)
-    from engine.cluster import make_engine as make_cluster_engine
+    from engine.cluster.cluster_engine import make_engine as make_cluster_engine
 
     return make_cluster_engine(model, n_agents, cluster=cluster, shards=shards, **kwargs)
 
 
 def cluster_recorder() -> type[TickRecorder]:
-    from engine.cluster import ClusterRecorder
+    from engine.cluster.cluster_engine import ClusterRecorder
 
     return ClusterRecorder
 

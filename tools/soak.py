@@ -367,7 +367,7 @@ class _Probe:
         import numpy as np
         import psutil
 
-        from engine.shm import SHM_DIR, entries_of
+        from engine.runtime.shm import SHM_DIR, entries_of
 
         rss_w, fds_w = [], []
         for proc in self.worker_processes():
@@ -454,8 +454,8 @@ def soak(options: SoakOptions, out: TextIO = sys.stdout) -> SoakReport:
     import numpy as np
 
     from engine import Engine, InferenceConfig, TickInfo
-    from engine.recording import TickRecorder
-    from engine.shm import entries_of
+    from engine.runtime.shm import entries_of
+    from engine.ticklog.recorder import TickRecorder
     from world.registry import make_world
 
     world = make_world(options.world, options.world_size, options.agents)
@@ -565,7 +565,7 @@ def _run_summary(total: dict[str, Any] | None, hz: float, walls: np.ndarray,
         return None
     import numpy as np
 
-    from engine.loop import RunSummary
+    from engine.runtime.engine import RunSummary
 
     ran = walls[:total["ticks"]]
     return RunSummary(ticks=total["ticks"], hz=hz, missed=total["missed"],

@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from engine.model import GenerativeModel
+from engine.model.generative_model import GenerativeModel
 
 
 @runtime_checkable

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.model import GenerativeModel
+from engine.model.generative_model import GenerativeModel
 
 from .base import check_actions
 from .grid import AgentCells, check_param, move_table

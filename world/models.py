@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.model import GenerativeModel
+from engine.model.generative_model import GenerativeModel
 
 ACTIONS = ("stay", "up", "down", "left", "right")
 MOVES = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.model import GenerativeModel
+from engine.model.generative_model import GenerativeModel
 
 
 class ColumnSampler:

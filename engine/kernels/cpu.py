@@ -23,8 +23,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ..layout import EPS, EXP_M16, ModelLayout
-from ..rng import uniform
+from engine.kernels.rng import uniform
+from engine.model.layout import EPS, EXP_M16, ModelLayout
 
 KernelModel = namedtuple(
     "KernelModel",

@@ -17,8 +17,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ..layout import EPS, EXP_M16
-from .cpu import (
+from engine.kernels.cpu import (
     _drain_entropy,
     _joint,
     _policy_posterior,
@@ -28,6 +27,7 @@ from .cpu import (
     scratch_views_end,
     select_action_one,
 )
+from engine.model.layout import EPS, EXP_M16
 
 KernelParams = namedtuple(
     "KernelParams",

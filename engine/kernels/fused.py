@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from ..config import InferenceConfig
-from ..errors import ConfigError
-from ..layout import EPS, EXP_M16, ModelLayout
-from .cpu import kernel_model
+from engine.errors import ConfigError
+from engine.kernels.cpu import kernel_model
+from engine.model.config import InferenceConfig
+from engine.model.layout import EPS, EXP_M16, ModelLayout
 
 #: The kernel's CUDA C source, shipped beside this module.
 SOURCE_PATH = Path(__file__).with_name("fused_step.cu")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import InferenceConfig
-from ..model import GenerativeModel
-from ..rng import uniform
+from engine.kernels.rng import uniform
+from engine.model.config import InferenceConfig
+from engine.model.generative_model import GenerativeModel
 
 EPS = 1e-16
 EXP_M16 = np.exp(-16.0)

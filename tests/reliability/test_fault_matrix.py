@@ -12,12 +12,12 @@ import numpy as np
 import psutil
 import pytest
 
-import engine.loop
+import engine.runtime.engine
 from engine import Engine, InferenceConfig
-from engine.faults import ENV
-from engine.recording import TickRecorder
-from engine.replay import replay
-from engine.shm import leftover_entries
+from engine.runtime.faults import ENV
+from engine.runtime.shm import leftover_entries
+from engine.ticklog.recorder import TickRecorder
+from engine.ticklog.replay import replay
 from tests.cli_process import live_run
 from world.grid import GridWorld
 
@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_exception_or_hang_in_a_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        mode: str, phase: str) -> None:
     monkeypatch.setenv(ENV, f"worker=0,tick=2,phase={phase},mode={mode}")
-    monkeypatch.setattr(engine.loop, "OVERRUN_GRACE_S", 0.3)   # a hung worker is killed soon
+    monkeypatch.setattr(engine.runtime.engine, "OVERRUN_GRACE_S", 0.3)  # kill a hung worker soon
     world = GridWorld(5, 500, seed=1)
     path = str(tmp_path / f"{mode}-{phase}.mcap")
     with Engine(world.model(), 500, workers=2, seed=3, chunk=50,

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from engine import Engine, InferenceConfig
-from engine.faults import ENV
-from engine.journal import FIELDS
-from engine.recording import TickRecorder
-from engine.replay import replay
+from engine.runtime.faults import ENV
+from engine.runtime.journal import FIELDS
+from engine.ticklog.recorder import TickRecorder
+from engine.ticklog.replay import replay
 from world.grid import GridWorld
 
 PHASES = ["wait", "compute", *(f"commit-{name}" for name in FIELDS), "done"]

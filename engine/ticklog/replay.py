@@ -23,12 +23,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .backends import cupy_available
-from .config import InferenceConfig
-from .errors import AgentloopError
-from .loop import Engine
-from .model import GenerativeModel
-from .ticklog import TickLogError, TickLogReader
+from engine.errors import AgentloopError
+from engine.kernels.backends import cupy_available
+from engine.model.config import InferenceConfig
+from engine.model.generative_model import GenerativeModel
+from engine.runtime.engine import Engine
+from engine.ticklog.log import TickLogError, TickLogReader
 
 
 @dataclasses.dataclass(frozen=True)

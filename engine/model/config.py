@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from .errors import ConfigError
+from engine.errors import ConfigError
 
 ActionSelection = Literal["deterministic", "stochastic"]
 SamplingMode = Literal["marginal", "full"]

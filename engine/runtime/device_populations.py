@@ -34,15 +34,15 @@ from typing import Any
 
 import numpy as np
 
-from .backends import array_module
-from .config import InferenceConfig
-from .degrade import ROTATING_FRACTION, STALE_ACTIONS
-from .errors import AgentloopError
-from .kernels.gpu import copy_into_host
-from .kernels.gpu_learning import make_xp_stepper
-from .model import GenerativeModel
-from .shared_state import SharedState
-from .worker import forced_chunks
+from engine.errors import AgentloopError
+from engine.kernels.array_learning import make_xp_stepper
+from engine.kernels.array_step import copy_into_host
+from engine.kernels.backends import array_module
+from engine.model.config import InferenceConfig
+from engine.model.generative_model import GenerativeModel
+from engine.runtime.degrade import ROTATING_FRACTION, STALE_ACTIONS
+from engine.runtime.shared_state import SharedState
+from engine.runtime.worker import forced_chunks
 
 #: default ticks between copies of a device population's state into shared memory
 REFRESH_EVERY = 10
@@ -82,7 +82,7 @@ class DevicePopulation:
             memory (a band of ``n / refresh_every`` rows is copied every tick).
         chunk: rows stepped between deadline checks (default :data:`DEVICE_CHUNK`).
         kernel: the array backend's step (``"array"``, ``"fused"`` or ``"auto"``:
-            :func:`engine.kernels.gpu.resolve_kernel`).
+            :func:`engine.kernels.array_step.resolve_kernel`).
     """
 
     def __init__(self, state: SharedState, model: GenerativeModel, config: InferenceConfig,

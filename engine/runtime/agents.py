@@ -8,13 +8,13 @@ from typing import Literal
 import numba
 import numpy as np
 
-from .backends import array_module, resolve_backend
-from .config import InferenceConfig
-from .errors import ConfigError, ObservationError
-from .kernels import cpu, cpu_learning
-from .kernels import reference as ref
-from .layout import ModelLayout
-from .model import GenerativeModel
+from engine.errors import ConfigError, ObservationError
+from engine.kernels import cpu, cpu_learning
+from engine.kernels import reference as ref
+from engine.kernels.backends import array_module, resolve_backend
+from engine.model.config import InferenceConfig
+from engine.model.generative_model import GenerativeModel
+from engine.model.layout import ModelLayout
 
 Backend = Literal["numba", "reference", "cupy", "xp-numpy", "auto"]
 
@@ -61,9 +61,9 @@ class Agents:
         seed: keys the random stream of stochastic action selection with (agent id, tick).
         threads: Numba threads used by ``step`` (default: all Numba's threads).
         backend: ``"numba"`` (compiled, default), ``"reference"`` (plain NumPy float64),
-            ``"cupy"`` (the array code of ``kernels/gpu.py`` on a GPU), ``"xp-numpy"`` (the same
+            ``"cupy"`` (the array code of ``kernels/array_step.py`` on a GPU), ``"xp-numpy"`` (the same
             code on NumPy) or ``"auto"`` (``"cupy"`` when usable, else ``"numba"``);
-            ``self.backend`` is the resolved name (``engine/backends.py``).
+            ``self.backend`` is the resolved name (``engine/kernels/backends.py``).
         agent_id_offset: id of the first agent, so a slice of a larger population draws the
             same random numbers as the whole population would.
         xp_kernel: the step of the ``"cupy"`` / ``"xp-numpy"`` backends: ``"array"``,
@@ -128,7 +128,7 @@ class Agents:
         self._xp = None
         self._xp_dirty = False
         if backend in ("xp-numpy", "cupy"):
-            from .kernels.gpu_learning import make_xp_stepper  # noqa: PLC0415  (CuPy: lazy)
+            from engine.kernels.array_learning import make_xp_stepper  # noqa: PLC0415  (CuPy: lazy)
 
             self._xp = make_xp_stepper(model, self.n, self.config, seed=self.seed,
                                        xp=array_module(backend),

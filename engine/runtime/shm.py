@@ -26,7 +26,7 @@ import numpy as np
 import posix_ipc
 import psutil
 
-from .errors import AgentloopError
+from engine.errors import AgentloopError
 
 PREFIX = "agentloop-"
 SHM_DIR = Path("/dev/shm")

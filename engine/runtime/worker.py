@@ -18,14 +18,14 @@ import numba
 import numpy as np
 import posix_ipc
 
-from . import faults
-from .claims import ChunkClaims
-from .degrade import FULL, MAX_LEVEL, ROTATING_FRACTION, STALE_ACTIONS
-from .journal import Journal
-from .kernels import cpu
-from .pool import ArrayPool
-from .shared_state import ControlBlock, SharedState, StateSpec
-from .shm import Run
+from engine.kernels import cpu
+from engine.runtime import faults
+from engine.runtime.claims import ChunkClaims
+from engine.runtime.degrade import FULL, MAX_LEVEL, ROTATING_FRACTION, STALE_ACTIONS
+from engine.runtime.journal import Journal
+from engine.runtime.pool import ArrayPool
+from engine.runtime.shared_state import ControlBlock, SharedState, StateSpec
+from engine.runtime.shm import Run
 
 #: how often an idle worker wakes to check that its master still lives (seconds)
 IDLE_POLL_S = 0.5

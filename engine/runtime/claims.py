@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import posix_ipc
 
-from .shm import Run
+from engine.runtime.shm import Run
 
 #: the columns of a slice's row in the claims table
 FRONT, BACK, FIRST, NEXT = range(4)

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import InferenceConfig
-from .errors import ModelError
+from engine.errors import ModelError
+from engine.model.config import InferenceConfig
 
 if TYPE_CHECKING:
-    from .layout import ModelLayout
+    from engine.model.layout import ModelLayout
 
 #: Largest tolerated |column sum - 1| of A, B and D (pymdp's ``np.allclose`` accepts about this).
 NORMALISATION_TOL = 1e-5
@@ -322,7 +322,7 @@ class GenerativeModel:
     # ----------------------------------------------------------------------------- derived
     def layout(self, config: InferenceConfig) -> ModelLayout:
         """Kernel-ready derived arrays for this config (computed once, cached on the model)."""
-        from .layout import ModelLayout
+        from engine.model.layout import ModelLayout
 
         key = (config.policy_len, config.control_fac_idx, config.dtype)
         found = self._layouts.get(key)

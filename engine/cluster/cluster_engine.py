@@ -75,17 +75,17 @@ from typing import Any
 
 import numpy as np
 
-from .agents import Agents, select_agents
-from .config import InferenceConfig
-from .degrade import FULL, MAX_LEVEL, DegradeController, controller_for
-from .errors import AgentloopError, ConfigError
-from .loop import Engine, RunSummary, TickInfo, WorldLike
-from .metrics import TickMetrics
-from .model import GenerativeModel
-from .population import Population, check_populations, population_index
-from .recording import DEFAULT_SNAPSHOT_EVERY, TickRecorder
-from .shm import sweep_stale
-from .signals import StopOnSignal
+from engine.errors import AgentloopError, ConfigError
+from engine.model.config import InferenceConfig
+from engine.model.generative_model import GenerativeModel
+from engine.runtime.agents import Agents, select_agents
+from engine.runtime.degrade import FULL, MAX_LEVEL, DegradeController, controller_for
+from engine.runtime.engine import Engine, RunSummary, TickInfo, WorldLike
+from engine.runtime.metrics import TickMetrics
+from engine.runtime.population import Population, check_populations, population_index
+from engine.runtime.shm import sweep_stale
+from engine.runtime.signals import StopOnSignal
+from engine.ticklog.recorder import DEFAULT_SNAPSHOT_EVERY, TickRecorder
 
 #: how long start() waits for every shard to be placed and warm (kernels loaded)
 START_TIMEOUT_S = 600.0

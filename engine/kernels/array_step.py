@@ -21,7 +21,7 @@ path agrees with the Numba kernels to rounding. With ``xp=numpy`` this is the co
 with ``xp=cupy`` the same lines run on the device. Agents are processed in row chunks so the
 intermediates (``policies x agents x joint outcomes`` at worst) stay within ``scratch_bytes``.
 
-Dirichlet learning and the parameter information gain are in ``gpu_learning.py`` (a subclass
+Dirichlet learning and the parameter information gain are in ``array_learning.py`` (a subclass
 with per-agent A / B). The degradation ladder's knobs (fewer iterations, a shorter horizon) are
 arguments of :meth:`XpStepper.step_rows`. ``kernel="fused"`` runs the same step as one CUDA
 kernel instead (``fused.py``; on NumPy its host build), for populations that do not learn.
@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from ..config import InferenceConfig
-from ..errors import ConfigError, ObservationError
-from ..layout import EPS, EXP_M16, ModelLayout
-from ..model import GenerativeModel
+from engine.errors import ConfigError, ObservationError
+from engine.model.config import InferenceConfig
+from engine.model.generative_model import GenerativeModel
+from engine.model.layout import EPS, EXP_M16, ModelLayout
 
 #: Default bound on the intermediates of one chunk of agents (bytes) on NumPy ...
 SCRATCH_BYTES = 256 * 2**20
@@ -181,7 +181,7 @@ class XpStepper:
             resolved name is :attr:`kernel`.
     """
 
-    #: whether this class runs Dirichlet learning (``gpu_learning.XpLearningStepper`` does)
+    #: whether this class runs Dirichlet learning (``array_learning.XpLearningStepper`` does)
     learns = False
 
     def __init__(self, model: GenerativeModel, n: int, config: InferenceConfig | None = None,
@@ -194,7 +194,7 @@ class XpStepper:
         if (cfg.learn_A or cfg.learn_B or (cfg.use_param_info_gain and (
                 model.pA is not None or model.pB is not None))) and not self.learns:
             raise ConfigError("XpStepper: Dirichlet learning and parameter information gain "
-                              "run in XpLearningStepper (engine.kernels.gpu_learning."
+                              "run in XpLearningStepper (engine.kernels.array_learning."
                               "make_xp_stepper picks it)")
         if compute_dtype not in ("float32", "float64"):
             raise ConfigError(f"XpStepper: compute_dtype must be 'float32' or 'float64', "
@@ -230,7 +230,7 @@ class XpStepper:
         self._keys = agent_keys(xp, self.seed, ids)
         self._fused = None
         if self.kernel == "fused":
-            from .fused import FusedStep  # noqa: PLC0415  (builds with a compiler: on demand)
+            from engine.kernels.fused import FusedStep  # noqa: PLC0415  (builds with a compiler: on demand)
 
             self._fused = FusedStep(self.layout, cfg, xp, compute_dtype=compute_dtype)
             self._chunk = self.n                   # no intermediates outside the kernel
@@ -397,7 +397,7 @@ class XpStepper:
         (the messages of ``Agents.check_observations``, which checks NumPy input); returns the
         observations as an int64 ``xp`` array."""
         if isinstance(obs, np.ndarray):
-            from ..agents import Agents  # noqa: PLC0415  (agents imports this module lazily)
+            from engine.runtime.agents import Agents  # noqa: PLC0415  (agents imports this module lazily)
 
             return self.xp.asarray(Agents.check_observations(self, obs))  # type: ignore[arg-type]
         xp, n, n_mod = self.xp, self.n, self.layout.n_modalities
@@ -502,7 +502,7 @@ class XpStepper:
         return like
 
     def _learn(self, obs: Any, rows: slice, q_prev: list[Any], post: list[Any]) -> None:
-        """Parameter updates after state inference (none here; see ``gpu_learning``)."""
+        """Parameter updates after state inference (none here; see ``array_learning``)."""
 
     def _infer_states(self, like: Any, prior: list[Any]) -> list[Any]:
         """pymdp's run_vanilla_fpi for every row (closed form for one factor), from the

@@ -12,12 +12,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .agents import Agents
-from .backends import resolve_backend
-from .config import InferenceConfig
-from .errors import ConfigError
-from .model import GenerativeModel
-from .shared_state import SharedState
+from engine.errors import ConfigError
+from engine.kernels.backends import resolve_backend
+from engine.model.config import InferenceConfig
+from engine.model.generative_model import GenerativeModel
+from engine.runtime.agents import Agents
+from engine.runtime.shared_state import SharedState
 
 
 @dataclasses.dataclass(frozen=True)

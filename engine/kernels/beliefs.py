@@ -64,7 +64,7 @@ from typing import Any, Final
 import numpy as np
 from numba import njit
 
-from .errors import ConfigError
+from engine.errors import ConfigError
 
 #: The codecs by name: (code dtype, log range L, largest non-zero code K); float32 has no code.
 CODECS: Final[dict[str, tuple[np.dtype, float, int]]] = {

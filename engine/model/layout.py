@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import InferenceConfig
-from .errors import ConfigError
+from engine.errors import ConfigError
+from engine.model.config import InferenceConfig
 
 if TYPE_CHECKING:
-    from .model import GenerativeModel
+    from engine.model.generative_model import GenerativeModel
 
 EPS = 1e-16
 #: pymdp's spm_MDP_G threshold and offset.

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from .beliefs import BeliefCodec
-from .config import InferenceConfig
-from .kernels import cpu
-from .layout import ModelLayout
-from .shm import Run
+from engine.kernels import cpu
+from engine.kernels.beliefs import BeliefCodec
+from engine.model.config import InferenceConfig
+from engine.model.layout import ModelLayout
+from engine.runtime.shm import Run
 
 #: control block fields (one float64 each), then per worker its heartbeat (last tick done)
 #: and its busy seconds in that tick

@@ -70,7 +70,7 @@ import orjson
 import zstandard
 from mcap.writer import CompressionType, Writer
 
-from .errors import AgentloopError
+from engine.errors import AgentloopError
 
 __all__ = [
     "FORMAT_VERSION", "INLINE_MAX", "BeliefSnapshot", "TickLogError", "TickLogFooter",

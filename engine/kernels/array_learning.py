@@ -1,6 +1,6 @@
 """Dirichlet learning on the array backend: agents that learn their own A and/or B.
 
-:class:`XpLearningStepper` is :class:`~engine.kernels.gpu.XpStepper` with per-agent parameters,
+:class:`XpLearningStepper` is :class:`~engine.kernels.array_step.XpStepper` with per-agent parameters,
 the batched twin of ``cpu_learning.py`` (pymdp 0.0.7.1's ``update_A`` / ``update_B``):
 
 * A is held over every factor (``model.with_full_A()``, as pymdp holds a learnt A), ``(n, O_m,
@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from ..config import InferenceConfig
-from ..errors import ConfigError
-from ..layout import EPS, EXP_M16
-from ..model import GenerativeModel
-from .gpu import XpStepper, _outer_joint, to_host
+from engine.errors import ConfigError
+from engine.kernels.array_step import XpStepper, _outer_joint, to_host
+from engine.model.config import InferenceConfig
+from engine.model.generative_model import GenerativeModel
+from engine.model.layout import EPS, EXP_M16
 
 
 def make_xp_stepper(model: GenerativeModel, n: int, config: InferenceConfig | None = None,

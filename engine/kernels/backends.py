@@ -2,7 +2,7 @@
 
 * ``"numba"``: the compiled CPU kernels (``kernels/cpu.py``), the default;
 * ``"reference"``: the plain NumPy float64 specification (``kernels/reference.py``);
-* ``"cupy"``: the batched array code of ``kernels/gpu.py`` on an NVIDIA GPU through CuPy;
+* ``"cupy"``: the batched array code of ``kernels/array_step.py`` on an NVIDIA GPU through CuPy;
 * ``"xp-numpy"``: the same batched array code on the CPU through NumPy (what CI tests);
 * ``"auto"``: ``"cupy"`` when CuPy and a GPU are usable, otherwise ``"numba"``.
 
@@ -15,10 +15,10 @@ from __future__ import annotations
 from types import ModuleType
 from typing import TYPE_CHECKING, Literal
 
-from .errors import ConfigError
+from engine.errors import ConfigError
 
 if TYPE_CHECKING:
-    from .config import InferenceConfig
+    from engine.model.config import InferenceConfig
 
 BackendName = Literal["numba", "reference", "cupy", "xp-numpy", "auto"]
 ResolvedBackend = Literal["numba", "reference", "cupy", "xp-numpy"]

@@ -21,10 +21,13 @@ import numba
 import numpy as np
 import posix_ipc
 
-from .agents import Agents, select_agents
-from .claims import ChunkClaims
-from .config import InferenceConfig
-from .degrade import (
+from engine.errors import AgentloopError, ConfigError, ObservationError
+from engine.kernels.array_step import resolve_kernel
+from engine.model.config import InferenceConfig
+from engine.model.generative_model import GenerativeModel
+from engine.runtime.agents import Agents, select_agents
+from engine.runtime.claims import ChunkClaims
+from engine.runtime.degrade import (
     FULL,
     MAX_LEVEL,
     ROTATING_BUDGET,
@@ -32,23 +35,20 @@ from .degrade import (
     DegradeController,
     controller_for,
 )
-from .device import REFRESH_EVERY, DevicePopulation, device_errors
-from .errors import AgentloopError, ConfigError, ObservationError
-from .journal import Journal
-from .kernels.gpu import resolve_kernel
-from .metrics import TickMetrics
-from .model import GenerativeModel
-from .population import (
+from engine.runtime.device_populations import REFRESH_EVERY, DevicePopulation, device_errors
+from engine.runtime.journal import Journal
+from engine.runtime.metrics import TickMetrics
+from engine.runtime.population import (
     Population,
     PopulationState,
     check_populations,
     population_backends,
     population_index,
 )
-from .shared_state import ControlBlock, SharedState
-from .shm import Run, sweep_stale
-from .signals import StopOnSignal
-from .worker import (
+from engine.runtime.shared_state import ControlBlock, SharedState
+from engine.runtime.shm import Run, sweep_stale
+from engine.runtime.signals import StopOnSignal
+from engine.runtime.worker import (
     process_forced,
     process_slice,
     process_tick,
@@ -131,7 +131,7 @@ class Engine(StopOnSignal):
         not an ``Engine`` subclass, so ``__init__`` does not run again)."""
         if cluster is None:
             return super().__new__(cls)
-        from .cluster import make_engine
+        from engine.cluster.cluster_engine import make_engine
 
         return make_engine(*args, cluster=cluster, **kwargs)
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .faults import fault_point
-from .kernels import cpu
-from .shared_state import SharedState, StateSpec
-from .shm import Run
+from engine.kernels import cpu
+from engine.runtime.faults import fault_point
+from engine.runtime.shared_state import SharedState, StateSpec
+from engine.runtime.shm import Run
 
 IDLE, COMMITTING = 0, 1
 #: the per-agent arrays a tick writes (beliefs as stored: codes when quantized)

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
-from .loop import Engine, RunSummary, TickInfo
-from .ticklog import TickLogHeader, TickLogWriter
+from engine.errors import ConfigError
+from engine.runtime.engine import Engine, RunSummary, TickInfo
+from engine.ticklog.log import TickLogHeader, TickLogWriter
 
 #: ticks between belief snapshots unless told otherwise
 DEFAULT_SNAPSHOT_EVERY = 100

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import AgentloopError
+from engine.errors import AgentloopError
 
 _ALIGN = 64
 

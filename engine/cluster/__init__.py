@@ -1,0 +1,1 @@
+"""Scale-out over a Ray cluster: shard actors and their coordinator."""

@@ -1,0 +1,1 @@
+"""The generative model, its inference configuration and layout."""

@@ -1,0 +1,1 @@
+"""The runtime: shared memory, workers, the tick loop, degradation."""

@@ -1,0 +1,1 @@
+"""Tick logs: the MCAP record schema, writer, reader, recorder, replay."""
