@@ -9,7 +9,8 @@ import signal
 import numpy as np
 import pytest
 
-from engine.runtime.shm import Run, ShmError, entries_of, run_is_alive, sweep_stale
+from engine.errors import ShmError
+from engine.runtime.shm import Run, entries_of, run_is_alive, sweep_stale
 
 
 def _worker_adds_one(run_id: str, shape: tuple[int, ...]) -> None:

@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.errors import AgentloopError
+from engine.errors import AgentloopError, TickLogError
 from engine.ticklog import log as ticklog
 from engine.ticklog.log import (
     INLINE_MAX,
     BeliefSnapshot,
-    TickLogError,
     TickLogHeader,
     TickLogReader,
     TickLogWriter,

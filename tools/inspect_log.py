@@ -41,6 +41,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from engine.errors import TickLogError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -718,7 +720,6 @@ def _error(command: str, message: object) -> int:
 def main_inspect(args: argparse.Namespace) -> int:
     """Run ``agentloop inspect``: print the summary of ``args.log`` (text, or JSON with
     ``args.json``), draw ``args.plot`` if given. Returns 0, or 2 with one line on stderr."""
-    from engine.ticklog.log import TickLogError
 
     plot = getattr(args, "plot", None)
     plt = None
@@ -761,7 +762,6 @@ def main_inspect(args: argparse.Namespace) -> int:
 def main_diff(args: argparse.Namespace) -> int:
     """Run ``agentloop diff``: 0 when ``args.a`` and ``args.b`` agree (prints "logs agree on
     N ticks"), 1 when they differ (prints the first difference), 2 for a bad file."""
-    from engine.ticklog.log import TickLogError
 
     try:
         found, agreed, truncated = _diff(args.a, args.b)

@@ -7,8 +7,7 @@ import sys
 import time
 from typing import TextIO
 
-from engine.errors import AgentloopError
-from engine.ticklog.log import TickLogError
+from engine.errors import AgentloopError, TickLogError
 from engine.ticklog.replay import replay
 
 EXIT_OK, EXIT_DIVERGED, EXIT_BAD_LOG = 0, 1, 2

@@ -75,7 +75,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import AgentloopError, ConfigError
+from engine.errors import (
+    ClusterError,
+    ConfigError,
+    EngineStateError,
+    ShardNotRestored,
+)
 from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
 from engine.runtime.agents import Agents, select_agents
@@ -165,10 +170,6 @@ def population_bounds(n_agents: int, shards: int, chunk: int) -> list[tuple[int,
     if n_agents >= shards:
         return shard_bounds(n_agents, shards, chunk)
     return [(min(s, n_agents), min(s + 1, n_agents)) for s in range(shards)]
-
-
-class ShardNotRestored(AgentloopError):
-    """A restarted shard actor was asked to step before the coordinator restored it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -482,9 +483,9 @@ class ClusterEngine(StopOnSignal):
                                    strategy=strategy)
         ready, _ = ray.wait([self._pg.ready()], timeout=START_TIMEOUT_S)
         if not ready:
-            raise AgentloopError(f"ClusterEngine: could not place {self.shards} shards of "
-                                 f"{self.cpus_per_shard} CPU ({strategy}) on {len(nodes)} nodes "
-                                 f"in {START_TIMEOUT_S:.0f} s")
+            raise ClusterError(f"ClusterEngine: could not place {self.shards} shards of "
+                               f"{self.cpus_per_shard} CPU ({strategy}) on {len(nodes)} nodes "
+                               f"in {START_TIMEOUT_S:.0f} s")
         actor_class = _shard_actor_class()
         self._model_refs = [ray.put(p.model) for p in self.populations]
         options: dict[str, Any] = {"num_cpus": self.cpus_per_shard,
@@ -683,7 +684,7 @@ class ClusterEngine(StopOnSignal):
         flagged stale (:attr:`stale`, ``last_tick.stale_agents``, :attr:`last_shards`).
         """
         if not self._started:
-            raise AgentloopError("ClusterEngine.step: call start() first (or use `with`)")
+            raise EngineStateError("ClusterEngine.step: call start() first (or use `with`)")
         ray = _ray()
         split = Engine._split_observations(self, obs)  # type: ignore[arg-type]
         parts = [np.asarray(part) for part in split]
@@ -825,9 +826,9 @@ class ClusterEngine(StopOnSignal):
     def _population_index(self, population: str | int | None, what: str) -> int:
         if population is None:
             if not self._single:
-                raise AgentloopError(f"ClusterEngine.{what}: this engine has "
-                                     f"{len(self.populations)} populations; name one "
-                                     f"(population=...)")
+                raise EngineStateError(f"ClusterEngine.{what}: this engine has "
+                                       f"{len(self.populations)} populations; name one "
+                                       f"(population=...)")
             return 0
         return population_index(self.populations, population)
 
@@ -836,13 +837,13 @@ class ClusterEngine(StopOnSignal):
         try:
             return ray.get(refs, timeout=NO_BUDGET_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - reported with what failed
-            raise AgentloopError(f"ClusterEngine.{what}: a shard did not answer "
-                                 f"({type(exc).__name__}: {exc})") from exc
+            raise ClusterError(f"ClusterEngine.{what}: a shard did not answer "
+                               f"({type(exc).__name__}: {exc})") from exc
 
     def _require_all_shards(self, what: str) -> None:
         dead = [s for s in range(self.shards) if self.shard_status[s] == "dead"]
         if dead:
-            raise AgentloopError(f"ClusterEngine.{what}: shards {dead} are dead")
+            raise ClusterError(f"ClusterEngine.{what}: shards {dead} are dead")
 
     def agent_state(self, population: str | int | None = None) -> dict[str, np.ndarray]:
         """Every agent's state between ticks (of ``population`` when there are several),

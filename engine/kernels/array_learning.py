@@ -1,7 +1,7 @@
 """Dirichlet learning on the array backend: agents that learn their own A and/or B.
 
-:class:`XpLearningStepper` is :class:`~engine.kernels.array_step.XpStepper` with per-agent parameters,
-the batched twin of ``cpu_learning.py`` (pymdp 0.0.7.1's ``update_A`` / ``update_B``):
+:class:`XpLearningStepper` is :class:`~engine.kernels.array_step.XpStepper` with per-agent
+parameters, the batched twin of ``cpu_learning.py`` (pymdp 0.0.7.1's ``update_A`` / ``update_B``):
 
 * A is held over every factor (``model.with_full_A()``, as pymdp holds a learnt A), ``(n, O_m,
   J)`` per modality; B as ``(n, U, S_prev, S_next)`` per factor (``q_next = q @ B``);

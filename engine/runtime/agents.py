@@ -61,8 +61,8 @@ class Agents:
         seed: keys the random stream of stochastic action selection with (agent id, tick).
         threads: Numba threads used by ``step`` (default: all Numba's threads).
         backend: ``"numba"`` (compiled, default), ``"reference"`` (plain NumPy float64),
-            ``"cupy"`` (the array code of ``kernels/array_step.py`` on a GPU), ``"xp-numpy"`` (the same
-            code on NumPy) or ``"auto"`` (``"cupy"`` when usable, else ``"numba"``);
+            ``"cupy"`` (the array code of ``kernels/array_step.py`` on a GPU), ``"xp-numpy"``
+            (the same code on NumPy) or ``"auto"`` (``"cupy"`` when usable, else ``"numba"``);
             ``self.backend`` is the resolved name (``engine/kernels/backends.py``).
         agent_id_offset: id of the first agent, so a slice of a larger population draws the
             same random numbers as the whole population would.

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import AgentloopError
+from engine.errors import DeviceFault
 from engine.kernels.array_learning import make_xp_stepper
 from engine.kernels.array_step import copy_into_host
 from engine.kernels.backends import array_module
@@ -48,10 +48,6 @@ from engine.runtime.worker import forced_chunks
 REFRESH_EVERY = 10
 #: rows per deadline check on the device (one launch sequence per chunk)
 DEVICE_CHUNK = 65536
-
-
-class DeviceFault(AgentloopError):
-    """The device failed while stepping a population (also what a test injects)."""
 
 
 @functools.cache

@@ -21,7 +21,12 @@ import numba
 import numpy as np
 import posix_ipc
 
-from engine.errors import AgentloopError, ConfigError, ObservationError
+from engine.errors import (
+    ConfigError,
+    EngineStateError,
+    ObservationError,
+    WorkerError,
+)
 from engine.kernels.array_step import resolve_kernel
 from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
@@ -278,8 +283,8 @@ class Engine(StopOnSignal):
         until = time.monotonic() + START_TIMEOUT_S
         for w in range(self.workers):
             if not self._wait_worker(w, until):
-                raise AgentloopError(f"start: worker {w} died or did not get ready in "
-                                     f"{START_TIMEOUT_S:.0f} s")
+                raise WorkerError(f"start: worker {w} died or did not get ready in "
+                                  f"{START_TIMEOUT_S:.0f} s")
             self._ready[w] = True
         self.metrics.watch([os.getpid()] + [p.pid for p in self._procs if p.pid])
 
@@ -381,7 +386,7 @@ class Engine(StopOnSignal):
         Invalid observations raise :class:`ObservationError` before any state changes.
         """
         if self._run is None:
-            raise AgentloopError("Engine.step: call start() first (or use `with Engine(...)`)")
+            raise EngineStateError("Engine.step: call start() first (or use `with Engine(...)`)")
         per_population = self._split_observations(obs)
         if level is None:
             level = self.controller.level if (self.controller and budget_s is not None) else 0
@@ -681,7 +686,7 @@ class Engine(StopOnSignal):
         """A population's state (``qs``, ``q_pi``, ``G``, ``actions``, ``stale``) by name or
         position; the engine must be started."""
         if self._run is None:
-            raise AgentloopError("Engine.population: call start() first")
+            raise EngineStateError("Engine.population: call start() first")
         return self.population_states[
             self.populations[population_index(self.populations, name)].name]
 
@@ -693,8 +698,8 @@ class Engine(StopOnSignal):
 
     def _only_population(self, what: str) -> PopulationState:
         if not self._single:
-            raise AgentloopError(f"Engine.{what}: this engine has {len(self.populations)} "
-                                 f"populations; use engine.population(name).{what}")
+            raise EngineStateError(f"Engine.{what}: this engine has {len(self.populations)} "
+                                   f"populations; use engine.population(name).{what}")
         return self.population(0)
 
     @property

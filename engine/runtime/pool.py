@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import AgentloopError
+from engine.errors import PoolError
 
 _ALIGN = 64
 
@@ -37,14 +37,14 @@ class ArrayPool:
         found = self._lent.get(name)
         if found is not None:
             if found.shape != tuple(shape) or found.dtype != np.dtype(dtype):
-                raise AgentloopError(f"pool: {name!r} was lent as {found.shape} {found.dtype}, "
-                                     f"asked again as {tuple(shape)} {np.dtype(dtype)}")
+                raise PoolError(f"pool: {name!r} was lent as {found.shape} {found.dtype}, "
+                                f"asked again as {tuple(shape)} {np.dtype(dtype)}")
             return found
         dtype = np.dtype(dtype)
         size = int(np.prod(shape)) * dtype.itemsize
         if self._free + size > self._end:
-            raise AgentloopError(f"pool: no room for {name!r} ({size} bytes; "
-                                 f"{self._end - self._free} left of the preallocated block)")
+            raise PoolError(f"pool: no room for {name!r} ({size} bytes; "
+                            f"{self._end - self._free} left of the preallocated block)")
         view = self._block[self._free:self._free + size].view(dtype).reshape(shape)
         self._free += -(-size // _ALIGN) * _ALIGN
         self._lent[name] = view

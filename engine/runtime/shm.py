@@ -26,16 +26,12 @@ import numpy as np
 import posix_ipc
 import psutil
 
-from engine.errors import AgentloopError
+from engine.errors import ShmError
 
 PREFIX = "agentloop-"
 SHM_DIR = Path("/dev/shm")
 MANIFEST = "manifest"
 MANIFEST_BYTES = 1 << 16
-
-
-class ShmError(AgentloopError, OSError):
-    """Shared memory could not be created, sized or attached; says which segment and why."""
 
 
 def _process_start(pid: int) -> float | None:

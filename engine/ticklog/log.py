@@ -70,7 +70,7 @@ import orjson
 import zstandard
 from mcap.writer import CompressionType, Writer
 
-from engine.errors import AgentloopError
+from engine.errors import TickLogError
 
 __all__ = [
     "FORMAT_VERSION", "INLINE_MAX", "BeliefSnapshot", "TickLogError", "TickLogFooter",
@@ -99,11 +99,6 @@ _OPCODES = set(range(0x01, 0x10))
 _REC = struct.Struct("<BQ")  # opcode, content length
 _CHUNK_HEAD = struct.Struct("<QQQII")  # start, end, uncompressed size, crc, compression length
 _MSG_HEAD = struct.Struct("<HIQQ")  # channel id, sequence, log time, publish time
-
-
-class TickLogError(AgentloopError, ValueError):
-    """A tick log cannot be written or read: the message names the path or byte offset and
-    what was expected there."""
 
 
 def _engine_version() -> str:

@@ -23,12 +23,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engine.errors import AgentloopError
+from engine.errors import ReplayError, TickLogError
 from engine.kernels.backends import cupy_available
 from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
 from engine.runtime.engine import Engine
-from engine.ticklog.log import TickLogError, TickLogReader
+from engine.ticklog.log import TickLogReader
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,11 +136,11 @@ def replay(path: str, from_tick: int | None = None,
             unverified: list[int] = []
             for record in reader.ticks(start):
                 if previous is not None and record.tick != previous + 1:
-                    raise AgentloopError(f"{path}: tick {previous + 1} is missing (the log "
-                                         f"jumps from {previous} to {record.tick})")
+                    raise TickLogError(f"{path}: tick {previous + 1} is missing (the log "
+                                       f"jumps from {previous} to {record.tick})")
                 if previous is None and snapshot_tick is None and record.tick != 0:
-                    raise AgentloopError(f"{path}: the first tick is {record.tick} and there is "
-                                         f"no belief snapshot before it to start from")
+                    raise TickLogError(f"{path}: the first tick is {record.tick} and there is "
+                                       f"no belief snapshot before it to start from")
                 if record.failover is not None:
                     _take_failover(reader, engine, record)
                     unverified.append(record.tick)
@@ -152,9 +152,9 @@ def replay(path: str, from_tick: int | None = None,
                 actions = engine.step(record.observations, level=record.level,
                                       stale=record.stale_agents)
                 if record.actions.shape != actions.shape:
-                    raise AgentloopError(f"{path}: tick {record.tick} records actions of "
-                                         f"shape {record.actions.shape}, the engine gives "
-                                         f"{actions.shape}")
+                    raise TickLogError(f"{path}: tick {record.tick} records actions of "
+                                       f"shape {record.actions.shape}, the engine gives "
+                                       f"{actions.shape}")
                 if not np.array_equal(actions, record.actions):
                     divergence = _divergence(engine, record, before)
                     return ReplayResult(checked, first, previous, snapshot_tick, divergence,
@@ -175,9 +175,9 @@ def _take_failover(reader: TickLogReader, engine: Engine, record) -> None:  # no
     recorded after that tick (the state the live run had then)."""
     snapshot = reader.snapshot_at_or_before(record.tick)
     if snapshot is None or snapshot.tick != record.tick:
-        raise AgentloopError(f"{reader.path}: the device failed over to the CPU in tick "
-                             f"{record.tick} ({record.failover}) and the log has no snapshot "
-                             f"of that tick to continue from")
+        raise ReplayError(f"{reader.path}: the device failed over to the CPU in tick "
+                          f"{record.tick} ({record.failover}) and the log has no snapshot "
+                          f"of that tick to continue from")
     _load_snapshot(reader, engine, snapshot)           # its backend is "numba": the CPU
     engine.state.actions[...] = record.actions
 

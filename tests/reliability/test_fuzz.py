@@ -43,10 +43,10 @@ from mcap.writer import CompressionType, Writer
 
 import tools.replay  # noqa: F401  (imported before any capture, as in a real process)
 from engine import Agents, Engine, GenerativeModel, InferenceConfig, ticklog
-from engine.errors import AgentloopError, ModelError, ObservationError
+from engine.errors import AgentloopError, ModelError, ObservationError, TickLogError
 from engine.kernels.backends import cupy_available
 from engine.model.generative_model import NORMALISATION_TOL
-from engine.ticklog.log import TickLogError, TickLogHeader, TickLogReader, TickLogWriter
+from engine.ticklog.log import TickLogHeader, TickLogReader, TickLogWriter
 from engine.ticklog.recorder import TickRecorder
 from engine.ticklog.replay import replay
 from tools import cli
