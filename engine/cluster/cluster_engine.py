@@ -84,8 +84,9 @@ from engine.errors import (
 from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
 from engine.runtime.agents import Agents, select_agents
+from engine.runtime.contracts import WorldLike
 from engine.runtime.degrade import FULL, MAX_LEVEL, DegradeController, controller_for
-from engine.runtime.engine import Engine, RunSummary, TickInfo, WorldLike
+from engine.runtime.engine import Engine, RunSummary, TickInfo
 from engine.runtime.metrics import TickMetrics
 from engine.runtime.population import Population, check_populations, population_index
 from engine.runtime.shm import sweep_stale

@@ -15,7 +15,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numba
 import numpy as np
@@ -32,6 +32,7 @@ from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
 from engine.runtime.agents import Agents, select_agents
 from engine.runtime.claims import ChunkClaims
+from engine.runtime.contracts import WorldLike
 from engine.runtime.degrade import (
     FULL,
     MAX_LEVEL,
@@ -68,14 +69,6 @@ START_TIMEOUT_S = 300.0
 OVERRUN_GRACE_S = 5.0
 #: without a budget, how long a tick may take before a worker is presumed hung
 NO_BUDGET_TIMEOUT_S = 120.0
-
-
-class WorldLike(Protocol):
-    """What ``Engine.run`` drives: observations in, actions out, agent axis first."""
-
-    def reset(self, seed: int) -> np.ndarray: ...
-
-    def step(self, actions: np.ndarray) -> np.ndarray: ...
 
 
 @dataclasses.dataclass(frozen=True)
