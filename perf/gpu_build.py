@@ -27,6 +27,7 @@ import numpy as np
 
 from engine import InferenceConfig
 from engine.kernels import fused
+from engine.model.layout import layout_of
 from perf.models import model_by_name
 from perf.nvrtc import compile_ptx, nvrtc_library
 from perf.output import save_results
@@ -70,7 +71,7 @@ def build_row(model_name: str, policy_len: int, min_blocks: int, library: Any,
               ptxas: str) -> dict[str, Any]:
     model = model_by_name(model_name)
     config = InferenceConfig(policy_len=policy_len)
-    layout = model.layout(config)
+    layout = layout_of(model, config)
     _, _, offsets = fused.pack_layout(layout)
     source = fused.build_source(layout, np.dtype(layout.dtype), np.dtype(np.float64), offsets,
                                 min_blocks)

@@ -55,6 +55,7 @@ import numpy as np
 from numba import njit, prange
 
 from engine import Agents, GenerativeModel, InferenceConfig
+from engine.model.layout import layout_of
 from perf.models import model_by_name
 from world.process import ModelProcess
 
@@ -476,7 +477,7 @@ def _rss_child(model_name: str, policy_len: int, n: int, seed: int) -> None:
     proc = psutil.Process()
     model = model_by_name(model_name)
     config = InferenceConfig(policy_len=policy_len)
-    model.layout(config)
+    layout_of(model, config)
     obs = ModelProcess(model, n, np.random.default_rng(seed)).observe().copy()
     for warm in {1, min(n, 128)}:                   # load kernels and start the thread pool
         Agents(model, warm, config).step(obs[:warm])

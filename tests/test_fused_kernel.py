@@ -16,6 +16,7 @@ from engine import Agents, InferenceConfig, Population
 from engine.errors import ConfigError
 from engine.kernels import fused
 from engine.kernels.array_step import KERNEL_ENV, XpStepper, resolve_kernel
+from engine.model.layout import layout_of
 from engine.runtime.engine import Engine
 from perf.nvrtc import compile_ptx, nvrtc_library
 from tests.test_device_populations import _mixed, _obs, _references
@@ -54,7 +55,7 @@ def test_host_build_on_the_other_tree_walks(monkeypatch: pytest.MonkeyPatch) -> 
     """One factor with dense B (the generic walk over a single factor), and a grid with the
     sparse walk switched off (what ``perf.gpu --fused-tree generic`` measures)."""
     dense = random_model(np.random.default_rng(3), [4, 3], [6], [3])
-    assert not dense.layout(InferenceConfig()).B_sparse[0]
+    assert not layout_of(dense, InferenceConfig()).B_sparse[0]
     for policy_len in (1, 2):
         run_parity(dense, InferenceConfig(policy_len=policy_len, dtype="float64"),
                    backend="reference", tol=1e-10, kernel="fused")
@@ -220,7 +221,7 @@ def test_gpu_source_compiles_with_nvrtc(model_name: str, config: InferenceConfig
     model = {"grid-10": lambda: grid_model(10), "two_factor": two_factor_model,
              "dense": lambda: random_model(np.random.default_rng(3), [4, 3], [6], [3])}[
         model_name]()
-    layout = model.layout(config)
+    layout = layout_of(model, config)
     _, _, offsets = fused.pack_layout(layout)
     for compute in ("float64", "float32"):
         source = fused.build_source(layout, np.dtype(layout.dtype), np.dtype(compute), offsets)

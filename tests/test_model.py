@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from engine import ConfigError, GenerativeModel, InferenceConfig, ModelError
+from engine.model.layout import layout_of
 from world.models import grid_model, random_model
 
 
@@ -127,8 +128,8 @@ def test_load_rejects_foreign_and_truncated_files(tmp_path) -> None:  # noqa: AN
 def test_layout_is_cached_and_tree_shares_prefixes() -> None:
     model = grid_model(4)
     config = InferenceConfig(policy_len=3)
-    layout = model.layout(config)
-    assert model.layout(config) is layout
+    layout = layout_of(model, config)
+    assert layout_of(model, config) is layout
     assert layout.tree.n_nodes == 5 + 25 + 125
     assert layout.n_policies == 125
     # every leaf's path spells its policy
@@ -167,4 +168,4 @@ def test_C_with_too_few_time_columns_is_refused() -> None:
     kwargs["C"] = [np.zeros((2, 1))]
     model = GenerativeModel(**kwargs)
     with pytest.raises(ConfigError, match="time columns"):
-        model.layout(InferenceConfig(policy_len=2))
+        layout_of(model, InferenceConfig(policy_len=2))

@@ -28,8 +28,8 @@ import numpy as np
 from engine.errors import ConfigError
 from engine.kernels.array_step import XpStepper, _outer_joint, to_host
 from engine.model.config import InferenceConfig
+from engine.model.constants import EPS, EXP_M16
 from engine.model.generative_model import GenerativeModel
-from engine.model.layout import EPS, EXP_M16
 
 
 def make_xp_stepper(model: GenerativeModel, n: int, config: InferenceConfig | None = None,

@@ -37,8 +37,9 @@ import numpy as np
 
 from engine.errors import ConfigError, ObservationError
 from engine.model.config import InferenceConfig
+from engine.model.constants import EPS, EXP_M16
 from engine.model.generative_model import GenerativeModel
-from engine.model.layout import EPS, EXP_M16, ModelLayout
+from engine.model.layout import ModelLayout, layout_of
 
 #: Default bound on the intermediates of one chunk of agents (bytes) on NumPy ...
 SCRATCH_BYTES = 256 * 2**20
@@ -207,7 +208,7 @@ class XpStepper:
         self.seed = int(seed)
         self.tick = 0
         self._num_iter, self._max_depth = cfg.num_iter, cfg.policy_len
-        self.layout: ModelLayout = model.layout(cfg)
+        self.layout: ModelLayout = layout_of(model, cfg)
         self._cdt = np.dtype(compute_dtype)
         self._upload_model()
         lay = self.layout

@@ -24,7 +24,8 @@ import numpy as np
 from numba import njit, prange
 
 from engine.kernels.rng import uniform
-from engine.model.layout import EPS, EXP_M16, ModelLayout
+from engine.model.constants import EPS, EXP_M16
+from engine.model.layout import ModelLayout
 
 KernelModel = namedtuple(
     "KernelModel",

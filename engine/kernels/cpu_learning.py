@@ -27,7 +27,7 @@ from engine.kernels.cpu import (
     scratch_views_end,
     select_action_one,
 )
-from engine.model.layout import EPS, EXP_M16
+from engine.model.constants import EPS, EXP_M16
 
 KernelParams = namedtuple(
     "KernelParams",

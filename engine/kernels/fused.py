@@ -38,7 +38,8 @@ import numpy as np
 from engine.errors import ConfigError
 from engine.kernels.cpu import kernel_model
 from engine.model.config import InferenceConfig
-from engine.model.layout import EPS, EXP_M16, ModelLayout
+from engine.model.constants import EPS, EXP_M16
+from engine.model.layout import ModelLayout
 
 #: The kernel's CUDA C source, shipped beside this module.
 SOURCE_PATH = Path(__file__).with_name("fused_step.cu")
@@ -200,7 +201,7 @@ class FusedStep:
     """The fused kernel for one population's layout and config, on ``xp``'s device.
 
     Args:
-        layout: the population's model layout (``model.layout(config)``).
+        layout: the population's model layout (``layout_of(model, config)``).
         config: its inference config (learning is not supported here).
         xp: ``cupy`` (a CUDA build through NVRTC) or ``numpy`` (the host build).
         compute_dtype: precision of every intermediate (``"float64"`` as ``cpu.py``).

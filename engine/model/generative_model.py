@@ -15,15 +15,12 @@ import itertools
 import json
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from engine.errors import ModelError
 from engine.model.config import InferenceConfig
-
-if TYPE_CHECKING:
-    from engine.model.layout import ModelLayout
 
 #: Largest tolerated |column sum - 1| of A, B and D (pymdp's ``np.allclose`` accepts about this).
 NORMALISATION_TOL = 1e-5
@@ -248,7 +245,8 @@ class GenerativeModel:
                                  f"{self.policies.shape[0]} policies")
             self.E = e
 
-        self._layouts: dict[tuple[Any, ...], ModelLayout] = {}
+        #: what ``engine.model.layout.layout_of`` derived from this model, by config
+        self.derived_layouts: dict[tuple[Any, ...], Any] = {}
         self._hash: str | None = None
 
     # ----------------------------------------------------------------------------- validation
@@ -320,17 +318,6 @@ class GenerativeModel:
         return self.E
 
     # ----------------------------------------------------------------------------- derived
-    def layout(self, config: InferenceConfig) -> ModelLayout:
-        """Kernel-ready derived arrays for this config (computed once, cached on the model)."""
-        from engine.model.layout import ModelLayout
-
-        key = (config.policy_len, config.control_fac_idx, config.dtype)
-        found = self._layouts.get(key)
-        if found is None:
-            found = ModelLayout.build(self, config)
-            self._layouts[key] = found
-        return found
-
     def content_hash(self) -> str:
         """SHA-256 over every array and structural field: two equal models hash equally."""
         if self._hash is None:

@@ -25,13 +25,10 @@ import numpy as np
 
 from engine.errors import ConfigError
 from engine.model.config import InferenceConfig
+from engine.model.constants import EPS, EXP_M16
 
 if TYPE_CHECKING:
     from engine.model.generative_model import GenerativeModel
-
-EPS = 1e-16
-#: pymdp's spm_MDP_G threshold and offset.
-EXP_M16 = float(np.exp(-16.0))
 #: B factors whose share of non-zeros is below this are multiplied sparsely.
 SPARSE_B_DENSITY = 0.25
 #: Joint (state x outcome) tables larger than this are refused with a clear error.
@@ -338,3 +335,14 @@ class ModelLayout:
             tree=tree, first_action=ix(policies[:, 0, :]),
             control_mask=np.array([f in control for f in range(n_factors)], dtype=bool),
         )
+
+
+def layout_of(model: GenerativeModel, config: InferenceConfig) -> ModelLayout:
+    """Kernel-ready derived arrays of ``model`` for ``config`` (computed once, cached on the
+    model)."""
+    key = (config.policy_len, config.control_fac_idx, config.dtype)
+    found = model.derived_layouts.get(key)
+    if found is None:
+        found = ModelLayout.build(model, config)
+        model.derived_layouts[key] = found
+    return found

@@ -14,7 +14,7 @@ from engine.kernels import reference as ref
 from engine.kernels.backends import array_module, resolve_backend
 from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
-from engine.model.layout import ModelLayout
+from engine.model.layout import ModelLayout, layout_of
 
 Backend = Literal["numba", "reference", "cupy", "xp-numpy", "auto"]
 
@@ -99,7 +99,7 @@ class Agents:
             self._kernel_model = model.with_full_A()
         else:
             self._kernel_model = model
-        self.layout = self._kernel_model.layout(self.config)
+        self.layout = layout_of(self._kernel_model, self.config)
         layout = self.layout
         dtype = layout.dtype
         n_factors, s_tot = layout.n_factors, layout.state_size
@@ -375,7 +375,7 @@ class _AgentA:
 def _kernel_params(model: GenerativeModel, config: InferenceConfig, n: int
                    ) -> cpu_learning.KernelParams:
     """Per-agent (learnt) or shared parameter arrays for the parameter kernels."""
-    layout = model.layout(config)
+    layout = layout_of(model, config)
 
     def flat_A(arrays: tuple[np.ndarray, ...]) -> np.ndarray:
         return np.concatenate([a.reshape(a.shape[0], -1).ravel() for a in arrays])
