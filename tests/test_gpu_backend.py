@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import Agents, InferenceConfig, backends
+from engine import Agents, InferenceConfig
 from engine.errors import ConfigError, ObservationError
+from engine.kernels import backends
 from engine.kernels.array_learning import XpLearningStepper, make_xp_stepper
 from engine.kernels.array_step import XpStepper, to_host, uniforms_xp
 from engine.kernels.backends import cupy_available, resolve_backend

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ConfigError, ObservationError
+from engine.kernels.observations import check_observations
 from engine.model.config import InferenceConfig
 from engine.model.constants import EPS, EXP_M16
 from engine.model.generative_model import GenerativeModel
@@ -395,12 +396,10 @@ class XpStepper:
     # ------------------------------------------------------------------------- stepping
     def check_observations(self, obs: Any) -> Any:
         """Raise :class:`ObservationError` naming the agent and modality of a bad observation
-        (the messages of ``Agents.check_observations``, which checks NumPy input); returns the
+        (the messages of ``check_observations``, which checks NumPy input); returns the
         observations as an int64 ``xp`` array."""
         if isinstance(obs, np.ndarray):
-            from engine.runtime.agents import Agents  # noqa: PLC0415  (agents imports this module lazily)
-
-            return self.xp.asarray(Agents.check_observations(self, obs))  # type: ignore[arg-type]
+            return self.xp.asarray(check_observations(obs, self.n, self.layout.num_obs))
         xp, n, n_mod = self.xp, self.n, self.layout.n_modalities
         if not isinstance(obs, xp.ndarray):
             raise ObservationError(f"observations must be a NumPy integer array of shape "

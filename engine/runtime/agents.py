@@ -8,10 +8,11 @@ from typing import Literal
 import numba
 import numpy as np
 
-from engine.errors import ConfigError, ObservationError
+from engine.errors import ConfigError
 from engine.kernels import cpu, cpu_learning
 from engine.kernels import reference as ref
 from engine.kernels.backends import array_module, resolve_backend
+from engine.kernels.observations import check_observations
 from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
 from engine.model.layout import ModelLayout, layout_of
@@ -236,27 +237,7 @@ class Agents:
         the one array type the kernels are compiled for, as any other dtype, memory layout or
         a read-only array would make Numba compile a new specialisation (tens of seconds).
         """
-        n_mod = self.layout.n_modalities
-        n = self.n if n is None else n
-        if not isinstance(obs, np.ndarray):
-            raise ObservationError(f"observations must be a NumPy integer array of shape "
-                                   f"({n}, {n_mod}), got {type(obs).__name__}")
-        if obs.dtype == np.bool_ or not np.issubdtype(obs.dtype, np.integer):
-            raise ObservationError(f"observations must have an integer dtype, got {obs.dtype}")
-        if obs.shape != (n, n_mod):
-            raise ObservationError(f"observations must have shape ({n}, {n_mod}) "
-                                   f"(agents, modalities), got {obs.shape}")
-        given = obs
-        if not (obs.dtype == np.int64 and obs.flags.c_contiguous and obs.flags.writeable):
-            # values >= 2**63 (uint64) wrap to negatives: still out of range below
-            obs = np.array(obs, dtype=np.int64, order="C")
-        bad = cpu.first_bad_observation(obs, self.layout.num_obs)
-        if bad >= 0:
-            agent, m = divmod(int(bad), n_mod)
-            raise ObservationError(
-                f"observation {int(given[agent, m])} of agent {agent}, modality {m} is out of "
-                f"range 0..{int(self.layout.num_obs[m]) - 1}; no agent's beliefs were changed")
-        return obs
+        return check_observations(obs, self.n if n is None else n, self.layout.num_obs)
 
     def step(self, obs: np.ndarray) -> np.ndarray:
         """Advance every agent one tick on ``obs`` (``(n, n_modalities)`` ints).

@@ -42,10 +42,11 @@ from mcap.reader import make_reader
 from mcap.writer import CompressionType, Writer
 
 import tools.replay  # noqa: F401  (imported before any capture, as in a real process)
-from engine import Agents, Engine, GenerativeModel, InferenceConfig, ticklog
+from engine import Agents, Engine, GenerativeModel, InferenceConfig
 from engine.errors import AgentloopError, ModelError, ObservationError, TickLogError
 from engine.kernels.backends import cupy_available
 from engine.model.generative_model import NORMALISATION_TOL
+from engine.ticklog import log as ticklog
 from engine.ticklog.log import TickLogHeader, TickLogReader, TickLogWriter
 from engine.ticklog.recorder import TickRecorder
 from engine.ticklog.replay import replay

@@ -1,0 +1,38 @@
+"""The check every step runs on its observations before any agent's state changes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.errors import ObservationError
+from engine.kernels.cpu import first_bad_observation
+
+
+def check_observations(obs: np.ndarray, n: int, num_obs: np.ndarray) -> np.ndarray:
+    """Raise :class:`ObservationError` naming the agent and modality of a bad observation.
+
+    ``n`` is the expected number of rows and ``num_obs`` the outcome count of each modality.
+    Returns the observations as a writable C-contiguous int64 array (``obs`` itself when it is
+    one): the one array type the kernels are compiled for, as any other dtype, memory layout or
+    a read-only array would make Numba compile a new specialisation (tens of seconds).
+    """
+    n_mod = len(num_obs)
+    if not isinstance(obs, np.ndarray):
+        raise ObservationError(f"observations must be a NumPy integer array of shape "
+                               f"({n}, {n_mod}), got {type(obs).__name__}")
+    if obs.dtype == np.bool_ or not np.issubdtype(obs.dtype, np.integer):
+        raise ObservationError(f"observations must have an integer dtype, got {obs.dtype}")
+    if obs.shape != (n, n_mod):
+        raise ObservationError(f"observations must have shape ({n}, {n_mod}) "
+                               f"(agents, modalities), got {obs.shape}")
+    given = obs
+    if not (obs.dtype == np.int64 and obs.flags.c_contiguous and obs.flags.writeable):
+        # values >= 2**63 (uint64) wrap to negatives: still out of range below
+        obs = np.array(obs, dtype=np.int64, order="C")
+    bad = first_bad_observation(obs, num_obs)
+    if bad >= 0:
+        agent, m = divmod(int(bad), n_mod)
+        raise ObservationError(
+            f"observation {int(given[agent, m])} of agent {agent}, modality {m} is out of "
+            f"range 0..{int(num_obs[m]) - 1}; no agent's beliefs were changed")
+    return obs
