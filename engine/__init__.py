@@ -17,11 +17,14 @@ from engine.errors import (
     WorkerError,
     WorldError,
 )
+from engine.factory import make_engine
 from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
 from engine.runtime.agents import Agents
-from engine.runtime.engine import Engine, TickInfo
+from engine.runtime.engine import Engine
+from engine.runtime.engine_base import EngineBase
 from engine.runtime.population import Population
+from engine.runtime.tick import RunSummary, TickInfo
 
 __version__ = "0.1.0"
 
@@ -32,6 +35,7 @@ __all__ = [
     "ConfigError",
     "DeviceFault",
     "Engine",
+    "EngineBase",
     "EngineStateError",
     "GenerativeModel",
     "InferenceConfig",
@@ -39,6 +43,7 @@ __all__ = [
     "ObservationError",
     "PoolError",
     "Population",
+    "RunSummary",
     "ReplayError",
     "ShardNotRestored",
     "ShmError",
@@ -48,4 +53,5 @@ __all__ = [
     "WorkerError",
     "WorldError",
     "__version__",
+    "make_engine",
 ]

@@ -159,7 +159,7 @@ def engine_rate(backend: str, n: int, hz: float, warm: int, ticks: int, kernel: 
                 time.sleep(due - now)
             else:
                 due = now
-        device = engine._device[0]
+        device = engine.devices[0]
         device.sync()
         bands = []
         for _ in range(device.refresh_every):

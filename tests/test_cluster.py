@@ -23,9 +23,9 @@ from engine.cluster.cluster_engine import (  # noqa: E402
     ClusterEngine,
     ClusterRecorder,
     connect,
-    make_engine,
     shard_bounds,
 )
+from engine.factory import make_engine  # noqa: E402
 from engine.runtime.degrade import ROTATING_FRACTION, SHORTER_HORIZON  # noqa: E402
 from engine.runtime.population import Population  # noqa: E402
 from engine.runtime.shm import entries_of  # noqa: E402
@@ -153,15 +153,15 @@ def test_shards_on_two_nodes_match_a_single_engine(cluster: Cluster) -> None:
 RAY_CLIENT_RUN = """
 import sys
 import numpy as np
-from engine import Engine
+from engine import Engine, make_engine
 from tests.test_cluster import CONFIG, N, _observations
 from world.models import grid_model
 
 model = grid_model(5)
 with Engine(model, N, workers=0, config=CONFIG, seed=7, chunk=25, degrade=False) as single:
     expected = [np.array(single.step(obs)) for obs in _observations(model, 4, 5)]
-with Engine(model, N, cluster=sys.argv[1], shards=2, workers=0, config=CONFIG, seed=7,
-            chunk=25, degrade=False) as engine:
+with make_engine(model, N, cluster=sys.argv[1], shards=2, workers=0, config=CONFIG, seed=7,
+                 chunk=25, degrade=False) as engine:
     for obs, want in zip(_observations(model, 4, 5), expected, strict=True):
         np.testing.assert_array_equal(engine.step(obs, budget_s=30.0), want)
 print("same actions through", type(engine).__name__)
@@ -169,7 +169,7 @@ print("same actions through", type(engine).__name__)
 
 
 def test_a_ray_client_address_gives_the_same_actions(cluster: Cluster) -> None:
-    """Engine(..., cluster="ray://host:port") connects through Ray Client (a driver of its
+    """make_engine(..., cluster="ray://host:port") connects through Ray Client (a driver of its
     own, hence a child process) and gives a single engine's actions."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     done = subprocess.run([sys.executable, "-c", RAY_CLIENT_RUN,
@@ -257,15 +257,18 @@ def test_a_killed_shard_restarts_from_its_checkpoint(cluster: Cluster, tmp_path:
     assert entries_of(sorted(run_ids)) == []
 
 
-def test_engine_cluster_keyword_and_the_run_command(cluster: Cluster, tmp_path: Path) -> None:
-    """``Engine(..., cluster=address)`` and ``agentloop run --cluster`` reach the same engine;
-    a cluster run's tick log replays."""
+def test_make_engine_cluster_and_the_run_command(cluster: Cluster, tmp_path: Path) -> None:
+    """``make_engine(..., cluster=address)`` and ``agentloop run --cluster`` reach the same
+    engine (``Engine(..., cluster=...)`` says to use make_engine); a cluster run's tick log
+    replays."""
     from tools.run import RunOptions, run
 
     model = grid_model(5)
-    engine = Engine(model, N, workers=0, config=CONFIG, seed=7, chunk=25,
-                    cluster=cluster.address, shards=2)
+    engine = make_engine(model, N, workers=0, config=CONFIG, seed=7, chunk=25,
+                         cluster=cluster.address, shards=2)
     assert isinstance(engine, ClusterEngine)
+    with pytest.raises(ConfigError, match="make_engine"):
+        Engine(model, N, workers=0, cluster=cluster.address)
     path = str(tmp_path / "cluster.mcap")
     out = tmp_path / "out.txt"
     with out.open("w") as stream:

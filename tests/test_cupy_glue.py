@@ -86,7 +86,7 @@ def test_mixed_engine_on_cupy(cupy: Any, kernel: str) -> None:
     with Engine(populations=populations, workers=0, seed=4, refresh_every=2,
                 xp_kernel=kernel) as engine:
         assert engine.backends == ["numba", "cupy"]
-        device = engine._device[1]
+        device = engine.devices[1]
         for tick in range(4):
             obs = [_obs(p.model, p.n_agents, 10 * tick + i) for i, p in enumerate(populations)]
             for ref, ours, o in zip(refs, engine.step(obs), obs, strict=True):
@@ -107,7 +107,7 @@ def test_a_cuda_error_fails_the_population_over(cupy: Any,
     populations = [Population("p", grid_model(5), 50, backend="cupy")]
     with Engine(populations=populations, workers=0, seed=1, xp_kernel="fused") as engine:
         engine.step(np.zeros((50, 2), dtype=np.int64))
-        kernel = engine._device[0].stepper._fused._kernel
+        kernel = engine.devices[0].stepper._fused._kernel
 
         def broken(*args: Any) -> None:
             raise cupy.cuda.runtime.CUDARuntimeError("cudaErrorLaunchFailure: unspecified")

@@ -82,7 +82,7 @@ def test_forced_levels(workers: int) -> None:
     with Engine(model, n, workers=workers, config=config) as engine:
         engine.step(_obs(model, n, 0), level=SHORTER_HORIZON)
         # policies valued by their first step: G(a, b) equals a one-step agent's G(a)
-        first_actions = engine._checkers[0].policies[:, 0, 0]
+        first_actions = engine.checkers[0].policies[:, 0, 0]
         np.testing.assert_allclose(engine.G, one_step.G[:, first_actions], rtol=1e-6)
 
 

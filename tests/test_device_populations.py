@@ -71,7 +71,7 @@ def test_device_state_reaches_shared_memory_every_refresh() -> None:
     model = grid_model(4)
     n = 64                                      # bands of 22, 22 and 20 rows
     with Engine(model, n, workers=0, backend="xp-numpy", refresh_every=3) as engine:
-        device = engine._device[0]
+        device = engine.devices[0]
         codes, q_pi = engine.state.qs, engine.state.q_pi
         host = np.empty((n, device.stepper.layout.state_size), dtype=np.float32)
         expected = np.empty_like(codes)
@@ -206,7 +206,7 @@ def test_a_failed_device_population_continues_on_the_cpu(workers: int) -> None:
         for t in range(5):
             engine.step(ticks[t])
         resumed = engine.agent_state("guessers")       # copies the device state to shm
-        engine._device[1].fail_at_tick = 5
+        engine.devices[1].fail_at_tick = 5
         with pytest.warns(RuntimeWarning, match="'guessers': the device failed at tick 5"):
             later = [np.array(engine.step(ticks[5])[1])]
         assert [(f.tick, f.population) for f in engine.failovers] == [(5, "guessers")]
@@ -235,5 +235,5 @@ def test_the_deadline_is_checked_after_the_device_finished_the_chunk(
                         lambda: events.append("clock") or real_monotonic())
     with Engine(model, n, workers=0, backend="xp-numpy", degrade=False) as engine:
         events.clear()
-        engine._device[0].step(engine.tick, real_monotonic() + 60.0, 0)
+        engine.devices[0].step(engine.tick, real_monotonic() + 60.0, 0)
     assert events == [e for k in range(1, 5) for e in (f"wait {k}", "clock")]  # 5 chunks

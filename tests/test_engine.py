@@ -51,7 +51,7 @@ def test_engine_matches_agents_for_any_worker_count(workers: int, model_name: st
             np.testing.assert_array_equal(engine.q_pi, reference.q_pi)
             for ours, theirs in zip(engine.qs, reference.qs, strict=True):
                 np.testing.assert_array_equal(ours, theirs)
-        run_id = engine._run.run_id
+        run_id = engine.run_id
     assert entries_of([run_id]) == []
 
 
@@ -104,18 +104,18 @@ def test_killed_worker_is_respawned_with_beliefs_kept(workers: int) -> None:
     model = grid_model(4)
     n = 200
     engine = Engine(model, n, workers=workers).start()
-    run_id = engine._run.run_id
+    run_id = engine.run_id
     ticks = _observations(model, n, 60, seed=6)
     engine.step(ticks[0])
     victim = workers - 1
-    (lo, hi), = engine._slices[victim]
+    (lo, hi), = engine.slices[victim]
     beliefs = np.array(engine.state.qs[lo:hi])
     actions = np.array(engine.state.actions[lo:hi])
     with Engine(model, n, workers=0) as reference:       # what a tick of every agent gives
         reference.step(ticks[0])
         expected = np.array(reference.step(ticks[1]))
-    os.kill(engine._procs[victim].pid, signal.SIGKILL)
-    engine._procs[victim].join(10)
+    os.kill(engine.worker_group.processes[victim].pid, signal.SIGKILL)
+    engine.worker_group.processes[victim].join(10)
     engine.step(ticks[1])
     assert engine.respawns == 1
     if workers == 1:

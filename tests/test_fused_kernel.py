@@ -128,7 +128,7 @@ def test_engine_device_population_on_the_fused_kernel(monkeypatch: pytest.Monkey
     refs = _references(populations, seed=4)
     with Engine(populations=populations, workers=workers, seed=4, beliefs="float",
                 refresh_every=2) as engine:
-        assert engine._device[1].stepper.kernel == "fused"
+        assert engine.devices[1].stepper.kernel == "fused"
         for tick in range(4):
             obs = [_obs(p.model, p.n_agents, 10 * tick + i) for i, p in enumerate(populations)]
             for p, ref, ours, o in zip(populations, refs, engine.step(obs), obs, strict=True):

@@ -48,7 +48,7 @@ def test_each_population_matches_its_own_agents(workers: int) -> None:
                 np.testing.assert_array_equal(state.q_pi, ref.q_pi)
                 for q_ours, q_ref in zip(state.qs, ref.qs, strict=True):
                     np.testing.assert_array_equal(q_ours, q_ref)
-        run_id = engine._run.run_id
+        run_id = engine.run_id
     assert entries_of([run_id]) == []
 
 

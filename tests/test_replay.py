@@ -145,7 +145,7 @@ def _record_device_run(path: str, fail_at: int | None = None, kernel: str = "arr
     config = InferenceConfig(policy_len=2, action_selection="stochastic", alpha=4.0)
     with Engine(world.model(), 300, workers=0, config=config, seed=6, chunk=64,
                 backend="xp-numpy", xp_kernel=kernel, refresh_every=4) as engine:
-        engine._device[0].fail_at_tick = fail_at
+        engine.devices[0].fail_at_tick = fail_at
         recorder = TickRecorder(engine, path, world=world.config(), snapshot_every=5)
         obs = world.reset(0)
         for _ in range(12):

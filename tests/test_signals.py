@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent("""
     from world.process import ProcessWorld
     model = grid_model(5)
     engine = Engine(model, 2000, workers=2).start()
-    print(engine._run.run_id, *[p.pid for p in engine._procs], flush=True)
+    print(engine.run_id, *engine.worker_pids, flush=True)
     try:
         engine.run(ProcessWorld(model, 2000), hz=20.0, ticks=10_000)
     except SystemExit as exc:

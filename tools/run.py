@@ -178,7 +178,7 @@ def make_engine(model: GenerativeModel, n_agents: int, *, cluster: str | None,
     """A local :class:`Engine`, or one spread over the Ray cluster at ``cluster``."""
     if cluster is None:
         return Engine(model, n_agents, **kwargs)
-    from engine.cluster.cluster_engine import make_engine as make_cluster_engine
+    from engine.factory import make_engine as make_cluster_engine
 
     return make_cluster_engine(model, n_agents, cluster=cluster, shards=shards, **kwargs)
 

@@ -70,7 +70,7 @@ import dataclasses
 import os
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -84,13 +84,13 @@ from engine.errors import (
 from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
 from engine.runtime.agents import Agents, select_agents
-from engine.runtime.contracts import WorldLike
 from engine.runtime.degrade import FULL, MAX_LEVEL, DegradeController, controller_for
-from engine.runtime.engine import Engine, RunSummary, TickInfo
+from engine.runtime.engine import Engine
+from engine.runtime.engine_base import EngineBase
 from engine.runtime.metrics import TickMetrics
 from engine.runtime.population import Population, check_populations, population_index
 from engine.runtime.shm import sweep_stale
-from engine.runtime.signals import StopOnSignal
+from engine.runtime.tick import TickInfo
 from engine.ticklog.recorder import DEFAULT_SNAPSHOT_EVERY, TickRecorder
 
 #: how long start() waits for every shard to be placed and warm (kernels loaded)
@@ -356,7 +356,7 @@ class _CoordinatorState:
         self.stale = np.zeros(n, dtype=np.uint8)
 
 
-class ClusterEngine(StopOnSignal):
+class ClusterEngine(EngineBase):
     """Populations sharded over Ray actors, one local ``Engine`` each, driven at a tick.
 
     Args:
@@ -405,7 +405,7 @@ class ClusterEngine(StopOnSignal):
         self.populations: list[Population] = list(populations)
         configs = check_populations(self.populations, self.config)
         # validates each model and config as Engine would, and checks observations per tick
-        self._checkers = [Agents(p.model, 1, c, seed=seed)
+        self.checkers = [Agents(p.model, 1, c, seed=seed)
                           for p, c in zip(self.populations, configs, strict=True)]
         self.model = self.populations[0].model
         self.n_agents = sum(int(p.n_agents) for p in self.populations)
@@ -431,7 +431,7 @@ class ClusterEngine(StopOnSignal):
                                    chunk=self.chunk, beliefs=beliefs, **engine_kwargs)
         self.controller = controller_for(degrade, [
             (checker.layout.n_factors, c.num_iter, c.policy_len)
-            for checker, c in zip(self._checkers, configs, strict=True)])
+            for checker, c in zip(self.checkers, configs, strict=True)])
         self.tick = 0
         self.last_tick: TickInfo | None = None
         self.last_shards: list[ShardTick] = []
@@ -504,7 +504,7 @@ class ClusterEngine(StopOnSignal):
         #: per population: the last observations, held actions and stale flags
         self.states = [_CoordinatorState(int(p.n_agents), c.layout.n_modalities,
                                          c.layout.n_factors)
-                       for p, c in zip(self.populations, self._checkers, strict=True)]
+                       for p, c in zip(self.populations, self.checkers, strict=True)]
         self.state = self.states[0]
         self._actions_views = []
         for state in self.states:
@@ -561,19 +561,12 @@ class ClusterEngine(StopOnSignal):
                 for p, (lo, hi), first in zip(self.populations, self.slices[s], self.first_ids,
                                               strict=True)]
 
-    @property
-    def _single(self) -> bool:
-        return len(self.populations) == 1
-
     def _mark_stale(self, s: int) -> None:
         for state, (lo, hi) in zip(self.states, self.slices[s], strict=True):
             state.stale[lo:hi] = 1
 
     def __enter__(self) -> ClusterEngine:
         return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------------------- failures
     def _is_failure(self, exc: BaseException) -> bool:
@@ -687,7 +680,7 @@ class ClusterEngine(StopOnSignal):
         if not self._started:
             raise EngineStateError("ClusterEngine.step: call start() first (or use `with`)")
         ray = _ray()
-        split = Engine._split_observations(self, obs)  # type: ignore[arg-type]
+        split = self.split_observations(obs)
         parts = [np.asarray(part) for part in split]
         if level is None:
             level = self.controller.level if (self.controller and budget_s is not None) else 0
@@ -789,25 +782,6 @@ class ClusterEngine(StopOnSignal):
             return {p.name: view for p, view in zip(self.populations, self._actions_views,
                                                      strict=True)}
         return list(self._actions_views)
-
-    def run(self, world: WorldLike, hz: float, ticks: int,
-            on_tick: Callable[[TickInfo], None] | None = None,
-            raise_on_signal: bool = True) -> RunSummary:
-        """Drive ``world`` at a fixed rate for ``ticks`` ticks, exactly as ``Engine.run``
-        (same slot arithmetic, dropped slots, signal handling)."""
-        if hz <= 0:
-            raise ConfigError(f"ClusterEngine.run: hz must be > 0, got {hz}")
-        obs = world.reset(self.seed)
-        self._in_run = True
-        try:
-            # the same loop as Engine's: it only uses step, last_tick and stop_requested
-            summary = Engine._run_loop(self, world, 1.0 / hz, hz, ticks,  # type: ignore[arg-type]
-                                       on_tick, obs, time.monotonic())
-        finally:
-            self._in_run = False
-        if raise_on_signal:
-            self._honour_stop()
-        return summary
 
     # ------------------------------------------------------------------------- state
     @property
@@ -978,18 +952,3 @@ class ClusterRecorder(TickRecorder):
             arrays = engine.agent_state()
             self.writer.write_beliefs(info.tick, [arrays[n] for n in names], meta)
             self._last_snapshot = info.tick
-
-
-def make_engine(model: GenerativeModel | None = None, n_agents: int = 0, *,
-                cluster: str | None = None, workers: int = 2, shards: int | None = None,
-                **kwargs: Any) -> Engine | ClusterEngine:
-    """An ``Engine`` (``cluster=None``) or a ``ClusterEngine`` on the Ray cluster at
-    ``cluster`` (``workers`` becomes each shard's ``workers_per_shard``; ``"local"`` starts a
-    local Ray). Other keywords go to the chosen class."""
-    if cluster is None:
-        if shards is not None:
-            raise ConfigError("make_engine: shards needs a cluster address")
-        return Engine(model, n_agents, workers=workers, **kwargs)
-    address = None if cluster == "local" else cluster
-    return ClusterEngine(model, n_agents, shards=shards, address=address,
-                         workers_per_shard=workers, **kwargs)

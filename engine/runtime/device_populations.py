@@ -28,8 +28,11 @@ it).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -40,9 +43,11 @@ from engine.kernels.array_step import copy_into_host
 from engine.kernels.backends import array_module
 from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
+from engine.runtime.claims import ChunkClaims
 from engine.runtime.degrade import ROTATING_FRACTION, STALE_ACTIONS
+from engine.runtime.population import Population, PopulationState
 from engine.runtime.shared_state import SharedState
-from engine.runtime.worker import forced_chunks
+from engine.runtime.worker import forced_chunks, process_slice
 
 #: default ticks between copies of a device population's state into shared memory
 REFRESH_EVERY = 10
@@ -218,3 +223,120 @@ class DevicePopulation:
         self.stepper.load_state(self._qs_host[idx], state.prev_action[idx], state.started[idx],
                                 rows=rows)
         self.stepper.load_actions(state.actions[idx], rows=rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class Failover:
+    """A device population moved to the CPU in ``tick`` because of ``error``; it continued
+    from the state last copied into shared memory."""
+
+    tick: int
+    population: str
+    error: str
+
+
+class DevicePopulations:
+    """An engine's device-resident populations by index, and the ones that failed over to
+    the CPU, which the master then steps with the Numba kernels.
+
+    ``backends`` (the engine's list, one resolved backend per population) and ``views`` (the
+    engine's :class:`PopulationState` by name) are updated in place when a population moves.
+    """
+
+    #: device populations moved to the CPU after the device failed
+    failovers: list[Failover]
+
+    def __init__(self, populations: Sequence[Population], states: Sequence[SharedState],
+                 configs: Sequence[InferenceConfig], backends: list[str], seed: int,
+                 id_offsets: Sequence[int], refresh_every: int, kernel: str,
+                 chunk: int) -> None:
+        self._populations = list(populations)
+        self._states = list(states)
+        self._backends = backends
+        self._chunk = chunk
+        self.refresh_every = refresh_every
+        self._device = {
+            index: DevicePopulation(state, pop.model, config, backend, seed, id_offsets[index],
+                                    refresh_every, kernel=kernel)
+            for index, (pop, config, backend, state) in enumerate(
+                zip(populations, configs, backends, states, strict=True))
+            if backend != "numba"}
+        self._on_cpu: list[int] = []
+        self._claims: ChunkClaims | None = None
+        self._scratch: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._views: Mapping[str, PopulationState] = {}
+        self.failovers = []
+
+    def attach(self, views: Mapping[str, PopulationState],
+               scratch: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        """The engine's population views, and the master's Numba scratch a failed-over
+        population is stepped with (warmed up beforehand, so a failover does not stall)."""
+        self._views = views
+        self._scratch = scratch
+
+    def __contains__(self, index: int) -> bool:
+        return index in self._device
+
+    def __getitem__(self, index: int) -> DevicePopulation:
+        return self._device[index]
+
+    def __len__(self) -> int:
+        return len(self._device)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._device)
+
+    def sync_function(self, index: int) -> Callable[[], None] | None:
+        """What copies population ``index`` into shared memory before a read (None: on CPU)."""
+        return self._device[index].sync if index in self._device else None
+
+    def step(self, tick: int, deadline: float, level: int) -> None:
+        """Step the device-resident populations (while the CPU workers step theirs), and the
+        ones that failed over to the CPU."""
+        for index, device in list(self._device.items()):
+            try:
+                device.step(tick, deadline, level)
+            except device_errors() as exc:
+                self._fail_over(index, tick, exc)
+        if self._on_cpu:
+            assert self._claims is not None and self._scratch is not None
+            self._claims.start_tick()
+            fscratch, iscratch, beliefs = self._scratch
+            for index in self._on_cpu:
+                process_slice(self._states[index], 0, int(self._populations[index].n_agents),
+                              self._chunk, tick, deadline, fscratch, iscratch, beliefs,
+                              self._claims, level, None, index)
+
+    def _fail_over(self, index: int, tick: int, exc: BaseException) -> None:
+        """The device failed stepping population ``index``: from this tick on the master steps
+        it on the CPU, from the state last copied into shared memory (what the device stepped
+        since never left it)."""
+        self.move_to_cpu(index)
+        pop = self._populations[index]
+        self.failovers.append(Failover(tick, pop.name, f"{type(exc).__name__}: {exc}"))
+        warnings.warn(f"population {pop.name!r}: the device failed at tick {tick} "
+                      f"({type(exc).__name__}: {exc}); it continues on the CPU from its state "
+                      f"in shared memory (at most {self.refresh_every} ticks old)",
+                      RuntimeWarning, stacklevel=3)
+
+    def move_to_cpu(self, index: int) -> None:
+        """Drop device population ``index``; the master steps it with the Numba kernels from
+        its state in shared memory (a failover, or replay following one)."""
+        del self._device[index]
+        self._states[index].stale[:] = 1
+        self._backends[index] = "numba"
+        self._views[self._populations[index].name].detach_device()
+        self._on_cpu.append(index)
+        self._claims = ChunkClaims.local(
+            (tuple((0, int(p.n_agents) if i in self._on_cpu else 0)
+                   for i, p in enumerate(self._populations)),), self._chunk)
+
+    def sync(self) -> None:
+        """Copy every device-resident population's state into shared memory now (it is also
+        copied a band of rows a tick, and whole before it is read through the engine)."""
+        for device in self._device.values():
+            device.sync()
+
+    def clear(self) -> None:
+        """Drop every device population (frees device memory with the run)."""
+        self._device = {}

@@ -63,6 +63,10 @@ class PopulationState:
         self.actions = state.actions.view()
         self.actions.setflags(write=False)
 
+    def detach_device(self) -> None:
+        """The population has left its device: its shared-memory state is current as is."""
+        self._sync = lambda: None
+
     @property
     def qs(self) -> list[np.ndarray]:
         """Posterior over each factor, ``(n, S_f)``."""

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ConfigError
-from engine.runtime.engine import Engine, RunSummary, TickInfo
+from engine.runtime.engine_base import EngineBase
+from engine.runtime.tick import RunSummary, TickInfo
 from engine.ticklog.log import TickLogHeader, TickLogWriter
 
 #: ticks between belief snapshots unless told otherwise
@@ -29,7 +30,7 @@ DEFAULT_SNAPSHOT_EVERY = 100
 class TickRecorder:
     """Writes one engine's ticks to the tick log at ``path`` (one population)."""
 
-    def __init__(self, engine: Engine, path: str, *, hz: float | None = None,
+    def __init__(self, engine: EngineBase, path: str, *, hz: float | None = None,
                  world: Mapping[str, Any] | None = None,
                  snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
                  extra: Mapping[str, Any] | None = None) -> None:
@@ -46,7 +47,7 @@ class TickRecorder:
             model_npz=population.model.to_npz_bytes(), config=config.to_dict(),
             world=dict(world or {}),
             extra={"beliefs": engine.beliefs, "chunk": engine.chunk,
-                   "population": population.name, "state_arrays": list(Engine.STATE_ARRAYS),
+                   "population": population.name, "state_arrays": list(EngineBase.STATE_ARRAYS),
                    "backend": self._backend(),
                    "xp_kernel": getattr(engine, "xp_kernel", "array"),
                    **dict(extra or {})})
@@ -76,8 +77,8 @@ class TickRecorder:
                                timings=timings, failover=failover)
         if self.writer.snapshot_due(info.tick) or failover is not None:
             arrays = self.engine.agent_state()
-            self.writer.write_beliefs(info.tick, [arrays[n] for n in Engine.STATE_ARRAYS],
-                                      {"names": list(Engine.STATE_ARRAYS),
+            self.writer.write_beliefs(info.tick, [arrays[n] for n in EngineBase.STATE_ARRAYS],
+                                      {"names": list(EngineBase.STATE_ARRAYS),
                                        "codec": self.engine.beliefs,
                                        "backend": self._backend()})
 

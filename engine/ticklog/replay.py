@@ -185,8 +185,8 @@ def _take_failover(reader: TickLogReader, engine: Engine, record) -> None:  # no
 def _load_snapshot(reader: TickLogReader, engine: Engine, snapshot) -> None:  # noqa: ANN001
     """Load a belief snapshot; the next step is the tick after it. A snapshot taken after a
     failover (its backend ``"numba"``) moves a device population to the CPU first."""
-    if snapshot.meta.get("backend") == "numba" and 0 in engine._device:
-        engine._move_to_cpu(0)
+    if snapshot.meta.get("backend") == "numba" and 0 in engine.devices:
+        engine.devices.move_to_cpu(0)
     names = snapshot.meta.get("names", list(Engine.STATE_ARRAYS))
     if not isinstance(names, list) or len(names) != len(snapshot.arrays):
         raise TickLogError(f"{reader.path}: the belief snapshot at tick {snapshot.tick} names "
@@ -209,7 +209,7 @@ def _starting_point(reader: TickLogReader, engine: Engine, from_tick: int | None
 def _divergence(engine: Engine, record, before: np.ndarray) -> Divergence:  # noqa: ANN001
     actual = np.asarray(engine.state.actions)
     agent, factor = (int(v) for v in np.argwhere(actual != record.actions)[0])
-    layout = engine._checkers[0].layout
+    layout = engine.checkers[0].layout
     offsets = layout.state_offset
     codec = engine.state.codec_instance
 

@@ -1,0 +1,122 @@
+"""The engine contract that ``Engine`` and ``ClusterEngine`` share: lifetime, stepping,
+observation routing between populations, the fixed-rate run, and per-population reads."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from engine.errors import ConfigError, ObservationError
+from engine.runtime.agents import Agents
+from engine.runtime.contracts import WorldLike
+from engine.runtime.degrade import DegradeController
+from engine.runtime.fixed_rate import run_fixed_rate
+from engine.runtime.population import Population
+from engine.runtime.signals import StopOnSignal
+from engine.runtime.tick import RunSummary, TickInfo
+
+
+class EngineBase(StopOnSignal, abc.ABC):
+    """Populations of agents stepped tick by tick; use as a context manager, or call
+    :meth:`start` and :meth:`close`."""
+
+    populations: list[Population]
+    #: one in-process ``Agents`` per population: validates its model and config, holds its
+    #: layout and policies, and checks each tick's observations
+    checkers: list[Agents]
+    seed: int
+    tick: int
+    last_tick: TickInfo | None
+    controller: DegradeController | None
+    _in_run: bool = False
+    #: the per-agent arrays that make up an agent's state between ticks
+    STATE_ARRAYS = ("qs", "prev_action", "started", "actions")
+
+    @abc.abstractmethod
+    def start(self) -> EngineBase:
+        """Acquire what the engine runs on (shared memory, workers, shard actors)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release everything :meth:`start` acquired; safe to call twice."""
+
+    @abc.abstractmethod
+    def step(self, obs: Any, budget_s: float | None = None, level: int | None = None) -> Any:
+        """Advance every agent one tick: observations in, actions out."""
+
+    @abc.abstractmethod
+    def reset(self, agents: np.ndarray | None = None, population: str | int = 0) -> None:
+        """Start a new episode for ``agents`` of a population."""
+
+    @abc.abstractmethod
+    def agent_state(self, population: str | int | None = None) -> dict[str, np.ndarray]:
+        """Copies of every agent's state between ticks."""
+
+    @abc.abstractmethod
+    def load_agent_state(self, arrays: Mapping[str, np.ndarray], tick: int,
+                         population: str | int | None = None) -> None:
+        """Restore :meth:`agent_state` output; the next step is tick ``tick``."""
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def _single(self) -> bool:
+        return len(self.populations) == 1
+
+    def split_observations(self, obs: Any) -> list[np.ndarray]:
+        """One checked observation array per population, in order (nothing written yet):
+        ``obs`` is an array (one population), a list in population order or a dict by name."""
+        if self._single and not isinstance(obs, (Mapping, list, tuple)):
+            parts = [obs]
+        elif isinstance(obs, Mapping):
+            names = [p.name for p in self.populations]
+            if sorted(obs) != sorted(names):
+                raise ObservationError(f"observations: expected one array for each population "
+                                       f"{names}, got keys {sorted(obs)}")
+            parts = [obs[name] for name in names]
+        elif isinstance(obs, (list, tuple)):
+            if len(obs) != len(self.populations):
+                raise ObservationError(f"observations: expected {len(self.populations)} "
+                                       f"arrays (one per population), got {len(obs)}")
+            parts = list(obs)
+        else:
+            raise ObservationError(f"observations: this engine has {len(self.populations)} "
+                                   f"populations; give a list or a dict of arrays, got "
+                                   f"{type(obs).__name__}")
+        for pop, checker, part in zip(self.populations, self.checkers, parts, strict=True):
+            try:
+                checker.check_observations(part, int(pop.n_agents))
+            except ObservationError as exc:
+                if self._single:
+                    raise
+                raise ObservationError(f"population {pop.name!r}: {exc}") from None
+        return parts
+
+    def run(self, world: WorldLike, hz: float, ticks: int,
+            on_tick: Callable[[TickInfo], None] | None = None,
+            raise_on_signal: bool = True) -> RunSummary:
+        """Drive ``world`` at a fixed rate for ``ticks`` ticks (:func:`run_fixed_rate`).
+
+        SIGINT or SIGTERM ends the run after the current tick, closes the engine and then
+        raises ``KeyboardInterrupt`` / ``SystemExit``; with ``raise_on_signal=False`` it
+        returns the summary (``interrupted=True``, :attr:`stop_requested` holds the signal)
+        and leaves closing to the caller.
+        """
+        if hz <= 0:
+            raise ConfigError(f"{type(self).__name__}.run: hz must be > 0, got {hz}")
+        obs = world.reset(self.seed)
+        self._in_run = True
+        try:
+            summary = run_fixed_rate(self, world, hz, ticks, on_tick, obs)
+        finally:
+            self._in_run = False
+        if raise_on_signal:
+            self._honour_stop()
+        return summary

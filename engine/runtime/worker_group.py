@@ -1,0 +1,150 @@
+"""The master's side of the worker processes: spawn, release, wait for, replace and stop them."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections.abc import Callable, Sequence
+
+import posix_ipc
+
+from engine.errors import WorkerError
+from engine.runtime.journal import Journal
+from engine.runtime.shared_state import ControlBlock, SharedState
+from engine.runtime.shm import Run
+from engine.runtime.worker import worker_main
+
+#: how long start() waits for workers to attach and compile their kernels
+START_TIMEOUT_S = 300.0
+
+
+class WorkerGroup:
+    """``count`` spawned worker processes, worker ``w`` owning ``slices[w]`` (one ``(lo, hi)``
+    per population), released each tick by a ``go`` semaphore and answering on ``done``.
+
+    A worker that dies or hangs is replaced on the same slice; a commit it died in is first
+    finished from its journal, so every agent is wholly at its old or its new state.
+    """
+
+    processes: list[mp.process.BaseProcess]
+    slices: list[tuple[tuple[int, int], ...]]
+    #: workers replaced since start, and commits finished from a dead worker's journal
+    respawns: int
+    recovered_commits: int
+
+    def __init__(self, run: Run, states: Sequence[SharedState], count: int,
+                 slices: list[tuple[tuple[int, int], ...]], chunk: int,
+                 on_pids_changed: Callable[[list[int]], None]) -> None:
+        self._run = run
+        self._states = list(states)
+        self._specs = tuple(state.spec for state in states)
+        self.count = count
+        self.slices = slices
+        self.chunk = chunk
+        self._on_pids_changed = on_pids_changed
+        self.processes = []
+        self.respawns = 0
+        self.recovered_commits = 0
+        self._journals = [Journal.create(run, w, self._specs, chunk) for w in range(count)]
+        self._go = [run.create_semaphore(f"go-{w}") for w in range(count)]
+        self._done = [run.create_semaphore(f"done-{w}") for w in range(count)]
+        self._ready = [False] * count
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live worker processes."""
+        return [p.pid for p in self.processes if p.pid is not None]
+
+    def start(self) -> None:
+        """Spawn every worker and wait until each has attached and warmed up."""
+        self.processes = [self._spawn(w) for w in range(self.count)]
+        until = time.monotonic() + START_TIMEOUT_S
+        for w in range(self.count):
+            if not self._wait(w, until):
+                raise WorkerError(f"start: worker {w} died or did not get ready in "
+                                  f"{START_TIMEOUT_S:.0f} s")
+            self._ready[w] = True
+        self._on_pids_changed(self.pids)
+
+    def _spawn(self, w: int, respawned: bool = False) -> mp.process.BaseProcess:
+        proc = mp.get_context("spawn").Process(
+            target=worker_main, name=f"agentloop-worker-{w}",
+            args=(self._specs, self.count, w, tuple(self.slices), self.chunk, respawned),
+            daemon=True)
+        proc.start()
+        return proc
+
+    def _wait(self, w: int, until: float) -> bool:
+        """Wait for worker ``w``'s done signal; False if it died or ``until`` passed."""
+        while True:
+            try:
+                self._done[w].acquire(0.02)
+                return True
+            except (posix_ipc.BusyError, posix_ipc.SignalError):
+                if not self.processes[w].is_alive() or time.monotonic() > until:
+                    return False
+
+    def replace(self, w: int) -> None:
+        """Respawn worker ``w`` on the same slice; its agents' beliefs stay in shared memory,
+        and a commit it died in is finished from its journal first."""
+        proc = self.processes[w]
+        if proc.is_alive():
+            proc.kill()
+        proc.join(5.0)
+        proc.close()
+        if self._journals[w].recover(self._states) is not None:
+            self.recovered_commits += 1
+        # drop the signals the dead worker left: a done it gave, a go it never took (else the
+        # new worker would run a phantom tick and the master read its done one tick late)
+        for semaphore in (self._done[w], self._go[w]):
+            while True:
+                try:
+                    semaphore.acquire(0)
+                except posix_ipc.BusyError:
+                    break
+        self.processes[w] = self._spawn(w, respawned=True)
+        self._ready[w] = False
+        self.respawns += 1
+        self._on_pids_changed(self.pids)
+
+    def release(self) -> list[int]:
+        """Release every ready worker (a dead one that never got ready is respawned); returns
+        the workers released.
+
+        The slice of a worker that is not ready (still starting after a respawn) or that died
+        during the tick is stale for this tick; its agents' beliefs stay in shared memory.
+        """
+        released = []
+        for w in range(self.count):
+            if not self._ready[w]:
+                try:
+                    self._done[w].acquire(0)
+                    self._ready[w] = True
+                except posix_ipc.BusyError:
+                    if not self.processes[w].is_alive():
+                        self.replace(w)
+            if self._ready[w]:
+                self._go[w].release()
+                released.append(w)
+        return released
+
+    def wait(self, released: list[int], until: float) -> None:
+        """Wait for the released workers; a dead or hung one is respawned."""
+        for w in released:
+            if not self._wait(w, until):
+                self.replace(w)
+
+    def stop(self, control: ControlBlock) -> None:
+        """Tell every worker to exit, and kill one that has not after 5 s."""
+        processes, self.processes = self.processes, []
+        if not processes:
+            return
+        control.set("stop", 1.0)
+        for go in self._go:
+            go.release()
+        for proc in processes:
+            proc.join(5.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5.0)
+            proc.close()
