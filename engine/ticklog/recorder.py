@@ -20,7 +20,8 @@ import numpy as np
 
 from engine.errors import ConfigError
 from engine.runtime.engine import Engine, RunSummary, TickInfo
-from engine.ticklog.log import TickLogHeader, TickLogWriter
+from engine.ticklog.schema import TickLogHeader
+from engine.ticklog.writer import TickLogWriter
 
 #: ticks between belief snapshots unless told otherwise
 DEFAULT_SNAPSHOT_EVERY = 100
