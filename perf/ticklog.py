@@ -22,15 +22,9 @@ import numpy as np
 import orjson
 import zstandard
 
-from engine.ticklog.log import (
-    ZSTD_LEVEL,
-    TickLogHeader,
-    TickLogReader,
-    TickLogWriter,
-    _compact,
-    _encode_array,
-    _snapshot_parts,
-)
+from engine.ticklog.reader import TickLogReader
+from engine.ticklog.schema import TickLogHeader, _compact, _encode_array, encode_snapshot
+from engine.ticklog.writer import ZSTD_LEVEL, TickLogWriter
 
 
 def main() -> None:
@@ -71,7 +65,7 @@ def main() -> None:
         snap_caller = time.perf_counter() - t0
         w.close()
         snap_bg = w.stats["background_s"]
-        parts, part_enc = _snapshot_parts({"tick": 0, "arrays": beliefs, "meta": {}}), []
+        parts, part_enc = encode_snapshot({"tick": 0, "arrays": beliefs, "meta": {}}), []
         while True:
             t0 = time.perf_counter()
             doc = next(parts, None)

@@ -12,7 +12,8 @@ from typing import Any, NoReturn
 import numpy as np
 import pytest
 
-from engine.ticklog.log import TickLogHeader, TickLogWriter
+from engine.ticklog.schema import TickLogHeader
+from engine.ticklog.writer import TickLogWriter
 from tools import inspect_log
 from tools.inspect_log import first_difference, main_diff, main_inspect, summarize
 
@@ -157,7 +158,7 @@ def test_plot_is_png(log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_occupancy_counts_observed_cells(log: Path) -> None:
-    from engine.ticklog.log import TickLogReader
+    from engine.ticklog.reader import TickLogReader
 
     with TickLogReader(log) as reader:
         scan = inspect_log._scan(reader, occupancy=True)

@@ -15,9 +15,10 @@ import pytest
 
 from engine import ConfigError, Engine, InferenceConfig
 from engine.runtime.degrade import ROTATING_FRACTION, SHORTER_HORIZON
-from engine.ticklog.log import TickLogReader, TickLogWriter
+from engine.ticklog.reader import TickLogReader
 from engine.ticklog.recorder import TickRecorder
 from engine.ticklog.replay import replay
+from engine.ticklog.writer import TickLogWriter
 from tests.cli_process import live_run
 from world.foraging import ForagingWorld
 from world.grid import GridWorld

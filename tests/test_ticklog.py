@@ -1,4 +1,4 @@
-"""Tick log (engine/ticklog/log.py): round trips, crash tolerance, corrupt and foreign files."""
+"""Tick log (engine/ticklog/): round trips, crash tolerance, corrupt and foreign files."""
 
 from __future__ import annotations
 
@@ -14,15 +14,10 @@ import numpy as np
 import pytest
 
 from engine.errors import AgentloopError, TickLogError
-from engine.ticklog import log as ticklog
-from engine.ticklog.log import (
-    INLINE_MAX,
-    BeliefSnapshot,
-    TickLogHeader,
-    TickLogReader,
-    TickLogWriter,
-    TickRecord,
-)
+from engine.ticklog import schema as ticklog
+from engine.ticklog.reader import TickLogReader
+from engine.ticklog.schema import INLINE_MAX, BeliefSnapshot, TickLogHeader, TickRecord
+from engine.ticklog.writer import TickLogWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -236,7 +231,8 @@ def test_sigkill_loses_at_most_a_second(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import sys, time
         import numpy as np
-        from engine.ticklog.log import TickLogHeader, TickLogWriter
+        from engine.ticklog.schema import TickLogHeader
+        from engine.ticklog.writer import TickLogWriter
         w = TickLogWriter({str(path)!r}, TickLogHeader(n_agents=50, hz=50.0))
         t0 = time.monotonic()
         for t in range(100000):
@@ -395,7 +391,9 @@ def test_with_block_exception_is_recorded(tmp_path: Path) -> None:
 
 
 def test_a_failover_mark_round_trips(tmp_path) -> None:  # noqa: ANN001
-    from engine.ticklog.log import TickLogHeader, TickLogReader, TickLogWriter  # noqa: PLC0415
+    from engine.ticklog.reader import TickLogReader  # noqa: PLC0415
+    from engine.ticklog.schema import TickLogHeader  # noqa: PLC0415
+    from engine.ticklog.writer import TickLogWriter  # noqa: PLC0415
 
     path = str(tmp_path / "marks.mcap")
     obs, actions = np.zeros((3, 2), dtype=np.int64), np.zeros((3, 1), dtype=np.int64)

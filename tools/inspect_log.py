@@ -46,7 +46,8 @@ from engine.errors import TickLogError
 if TYPE_CHECKING:
     import numpy as np
 
-    from engine.ticklog.log import TickLogReader, TickRecord
+    from engine.ticklog.reader import TickLogReader
+    from engine.ticklog.schema import TickRecord
 
 __all__ = [
     "EXIT_DIFFER", "EXIT_OK", "EXIT_USAGE", "GRID_WORLDS", "PLOT_MISSING", "add_parsers",
@@ -241,7 +242,7 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises :class:`engine.ticklog.TickLogError` for a file that is not a readable tick log.
     """
-    from engine.ticklog.log import TickLogReader
+    from engine.ticklog.reader import TickLogReader
 
     with TickLogReader(path) as reader:
         scan = _scan(reader)
@@ -488,7 +489,7 @@ def write_plot(path: str | os.PathLike[str], log: str | os.PathLike[str]) -> dic
     the summary. See :func:`_draw` for the panels. Raises ImportError (:data:`PLOT_MISSING`)
     without matplotlib, ``TickLogError`` for a bad log, OSError when ``path`` cannot be
     written."""
-    from engine.ticklog.log import TickLogReader
+    from engine.ticklog.reader import TickLogReader
 
     plt = _import_pyplot()
     with TickLogReader(log) as reader:
@@ -601,7 +602,7 @@ def _compare_ticks(ra: TickRecord, rb: TickRecord) -> _Found | None:
 def _diff(path_a: str | os.PathLike[str], path_b: str | os.PathLike[str]
           ) -> tuple[dict[str, Any] | None, int, dict[str, bool]]:
     """(first difference or None, ticks that agreed, {"a": truncated, "b": truncated})."""
-    from engine.ticklog.log import TickLogReader
+    from engine.ticklog.reader import TickLogReader
 
     with TickLogReader(path_a) as ra, TickLogReader(path_b) as rb:
         truncated = {"a": bool(ra.truncated), "b": bool(rb.truncated)}
@@ -732,7 +733,7 @@ def main_inspect(args: argparse.Namespace) -> int:
         if problem is not None:
             return _error("inspect", problem)
     try:
-        from engine.ticklog.log import TickLogReader
+        from engine.ticklog.reader import TickLogReader
 
         with TickLogReader(args.log) as reader:
             scan = _scan(reader, occupancy=plot is not None)

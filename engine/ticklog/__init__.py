@@ -1,1 +1,1 @@
-"""Tick logs: the MCAP record schema, writer, reader, recorder, replay."""
+"""Tick logs: records and schema, writer, reader (and its record scan), recorder, replay."""

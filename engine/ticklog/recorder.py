@@ -21,7 +21,8 @@ import numpy as np
 from engine.errors import ConfigError
 from engine.runtime.engine_base import EngineBase
 from engine.runtime.tick import RunSummary, TickInfo
-from engine.ticklog.log import TickLogHeader, TickLogWriter
+from engine.ticklog.schema import TickLogHeader
+from engine.ticklog.writer import TickLogWriter
 
 #: ticks between belief snapshots unless told otherwise
 DEFAULT_SNAPSHOT_EVERY = 100

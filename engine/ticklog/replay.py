@@ -28,7 +28,7 @@ from engine.kernels.backends import cupy_available
 from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
 from engine.runtime.engine import Engine
-from engine.ticklog.log import TickLogReader
+from engine.ticklog.reader import TickLogReader
 
 
 @dataclasses.dataclass(frozen=True)

@@ -46,10 +46,12 @@ from engine import Agents, Engine, GenerativeModel, InferenceConfig
 from engine.errors import AgentloopError, ModelError, ObservationError, TickLogError
 from engine.kernels.backends import cupy_available
 from engine.model.generative_model import NORMALISATION_TOL
-from engine.ticklog import log as ticklog
-from engine.ticklog.log import TickLogHeader, TickLogReader, TickLogWriter
+from engine.ticklog import schema as ticklog
+from engine.ticklog.reader import TickLogReader
 from engine.ticklog.recorder import TickRecorder
 from engine.ticklog.replay import replay
+from engine.ticklog.schema import TickLogHeader
+from engine.ticklog.writer import TickLogWriter
 from tools import cli
 from world.models import grid_model, random_model
 
