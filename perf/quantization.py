@@ -50,7 +50,9 @@ import numpy as np
 
 from engine import Agents, GenerativeModel, InferenceConfig
 from engine.kernels.beliefs import CODECS, BeliefCodec
-from perf.kernels import _git_state, _table, _versions, log
+from perf.kernels.plan import log
+from perf.kernels.provenance import git_state, versions
+from perf.kernels.report import table
 from world.models import grid_model, random_model
 from world.process import ModelProcess
 
@@ -269,7 +271,7 @@ def run(ticks: int, n: int, seed: int, command: str, timing_agents: int) -> dict
     results: dict[str, Any] = {
         "command": command,
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "host": socket.gethostname(), "git": _git_state(), "versions": _versions(),
+        "host": socket.gethostname(), "git": git_state(), "versions": versions(),
         "method": "re-synchronised previous actions; KL(float64 reference || quantized) after "
                   "each tick's round trip",
         "ticks": ticks, "agents": n, "seed": seed, "rows": [],
@@ -309,7 +311,7 @@ def format_report(results: dict[str, Any]) -> str:
         f"command: {results['command']}",
         f"git {git.get('commit')} dirty={git.get('dirty')}; {results['agents']} agents x "
         f"{results['ticks']} ticks per model, float64 reference, seed {results['seed']}",
-        "", _table(headers, rows), "",
+        "", table(headers, rows), "",
         "agree = agent-ticks whose actions equal the float64 reference's (previous actions",
         "  re-synchronised to the reference every tick, so each tick measures belief error alone)",
         f"near-tie = disagreements where the reference's action marginals differ by <= {NEAR_TIE}",
