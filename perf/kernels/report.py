@@ -49,7 +49,7 @@ def format_report(results: dict[str, Any]) -> str:
                      f"{bw['gbps_max']:.1f} [{bw['gbps_median']:.1f}]",
                      f"{bw['numpy_copy_gbps_max']:.1f}"])
     out += [table(["threads", f"matmul {peak['matmul'][t]['n']}^3", "numba copy",
-                    "np.copyto (1 thr)"], rows), ""]
+                   "np.copyto (1 thr)"], rows), ""]
 
     out.append("Step latency, one agent, us: median [min-max] (steps); ratio = pymdp median / "
                "this median")
@@ -60,7 +60,7 @@ def format_report(results: dict[str, Any]) -> str:
                      f"{_us(r['min_us'])}-{_us(r['max_us'])}", f"{r['steps']}{note}",
                      _ratio(r["ratio_vs_pymdp"]), f"{r['other_load_cores']:.2f}"])
     out += [table(["model", "L", "impl", "median", "min-max", "steps", "vs pymdp", "others"],
-                   rows), ""]
+                  rows), ""]
 
     out.append("Throughput, numba float32, agent-steps/s: median [min, max]; pymdp = 1/latency; "
                "%peak vs this run's matmul / copy at the same threads")
@@ -80,7 +80,7 @@ def format_report(results: dict[str, Any]) -> str:
             else f"{r['gbps']:.2f} ({r['pct_peak_bandwidth']:.1f}%)",
             f"{r['other_load_cores']:.2f}"])
     out += [table(["model", "L", "N", "thr", "steps/s", "timed", "vs pymdp", "GFLOP/s",
-                    "%peak", "GB/s (%bw)", "others"], rows),
+                   "%peak", "GB/s (%bw)", "others"], rows),
             "others = cores busy with other processes during the row (0 = machine was ours)", ""]
 
     out.append("Work per agent step (numba kernel; support measured on the largest population "
@@ -93,7 +93,7 @@ def format_report(results: dict[str, Any]) -> str:
                      f"{sup.get('outcomes', 0):g}", _si(c["flops_total"]),
                      str(c["bytes_total"])])
     out += [table(["model", "L", "S", "policies", "nodes", "support", "outcomes", "FLOP",
-                    "bytes"], rows), ""]
+                   "bytes"], rows), ""]
 
     out.append("Memory: per-agent arrays (bytes), shared model layout, per-thread scratch")
     rows = [[m["model"], str(m["policy_len"]), f"{m['per_agent_bytes']:.0f}",

@@ -102,7 +102,7 @@ def measure_latency(model: GenerativeModel, policy_len: int, impl: str, plan: Pl
         step = agents.step
     world = ModelProcess(model, 1, rng)
     times, first = timed_steps(step, world, target, plan.latency_budget_s,
-                                plan.latency_min_steps)
+                               plan.latency_min_steps)
     s = summary(times)
     return {"impl": impl, "target_steps": target, "steps": s["count"],
             "median_us": s["median"] * 1e6, "min_us": s["min"] * 1e6,
