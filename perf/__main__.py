@@ -1,8 +1,8 @@
-"""``python -m perf``: the benchmark report (see :mod:`perf.bench`)."""
+"""``python -m perf``: the benchmark report (see :mod:`perf.bench.cli`)."""
 
 import sys
 
-from perf.bench import main
+from perf.bench.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

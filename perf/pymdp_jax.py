@@ -1,27 +1,9 @@
 """pymdp 1.x (JAX) peer for ``python -m perf``: a child process that times batched agent steps.
 
-pymdp 1.x needs JAX, whose pins conflict with the project's environment, so it lives in its own
-virtual environment (:data:`VENV`, created by :func:`ensure_venv`) and this file runs there as a
-script: it imports only the standard library, NumPy, JAX and pymdp, never the project.
-
-Protocol (one JSON object a line): the parent writes requests on the child's stdin, the child
-answers each on stdout with ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
-
-* ``{"op": "hello"}``: versions (pymdp, jax, numpy) and the JAX device.
-* ``{"op": "setup", "model": NPZ, "policy_len": L, "n": N, "seed": S}``: build
-  ``pymdp.agent.Agent(batch_size=N)`` from the model in ``NPZ`` (written by
-  :func:`write_model`), jit one full step (``infer_states`` from the empirical prior,
-  ``infer_policies``, ``sample_action``, ``update_empirical_prior``) and run it once (the compile);
-  answers ``create_s``, ``compile_s`` (first jitted step, compile included) and
-  ``bytes_per_agent`` (the agent's arrays / N). Replaces the previous setup (one batch lives).
-* ``{"op": "time", "steps": K}``: ``K`` steps, each blocked until done; answers the step times
-  (seconds). Observations are drawn uniformly at random outside the timed region (a dense JAX
-  step's time does not depend on the values).
-* ``{"op": "quit"}``.
-
-The step uses pymdp 0.0.7.1's settings, so both versions do the same work: ``num_iter`` 10
-fixed-point iterations, ``gamma`` 16, ``alpha`` 16, marginal deterministic action selection,
-utility and state information gain; JAX's default float32.
+It runs as a script in its own virtual environment (:data:`VENV`, made by :func:`ensure_venv`)
+and imports only the standard library, NumPy, JAX and pymdp, never the project. It answers JSON
+lines on stdin (``hello``, ``setup``, ``time``, ``quit``); the protocol and the step's settings
+are in docs/parts/perf.md.
 """
 
 from __future__ import annotations

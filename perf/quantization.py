@@ -1,36 +1,9 @@
 """Quantized beliefs: how much each belief codec changes agents' decisions and beliefs.
 
-Run ``python -m perf.quantization [--quick] [--ticks T] [--agents N] [--json PATH]`` (from the
-repository root). For every model of :data:`CASES` (grid-10 and two random two-factor,
-two-modality models, at ``policy_len`` 1 and 2) it runs, side by side on the same observations:
-
-* a **reference** population: ``Agents(model, N, InferenceConfig(dtype="float64"), seed=0)``;
-* for each codec of :mod:`engine.beliefs` (uint16, uint8, float32) a population with the same
-  config and seed whose beliefs are round-tripped through the codec after every step, as the
-  shared-memory hand-off between ticks will do (``encode(agents._qs)`` into a code buffer, then
-  ``decode`` back into ``agents._qs`` in place);
-* a **control** population ("jitter") whose beliefs are instead multiplied entry by entry by
-  ``e^u``, ``u`` uniform in ``[-step/2, step/2]`` of the uint16 code, and renormalised: a random
-  error of the size of uint16's rounding, which tells codec artefacts from the model's own
-  sensitivity to any belief error of that size.
-
-Observations come from :class:`world.process.ModelProcess` (the model's own generative process),
-driven by the reference population's actions. **Re-synchronised actions**: after every step each
-quantized population's previous action is set to the reference's (``_prev_action[:] =``
-reference actions), so both populations apply the same ``B`` to their beliefs and every tick
-measures the effect of the belief error alone; without it, one differing action would send an
-agent's beliefs down a different history for the rest of the episode.
-
-Reported per model and codec: **agreement** (fraction of agent-ticks whose actions equal the
-reference's in every factor), the disagreements that are **near-ties** (the reference's
-marginal probability of the action the quantized agent chose is within 1e-6 of that of its own
-choice), how many agents never disagree in the episode and the median tick of the first
-disagreement of those that do, **KL(reference || quantized)** of each factor's belief after the
-round trip (mean and max over agent-ticks, natural log; the quantized belief renormalised, and
-a quantized zero where the reference is positive counted as 1e-300), bytes per agent of the
-stored beliefs, and the time to encode and to decode one agent's float32 beliefs (the
-production state dtype) on one thread, measured on a larger population. ``--quick`` runs 100
-ticks.
+``python -m perf.quantization [--quick] [--ticks T] [--agents N] [--json PATH]`` runs, for every
+model of :data:`CASES`, a float64 reference population, one population per belief codec and a
+jitter control side by side on the same observations; what it reports, and why the actions are
+re-synchronised, is in docs/parts/perf.md.
 """
 
 from __future__ import annotations
@@ -50,7 +23,9 @@ import numpy as np
 
 from engine import Agents, GenerativeModel, InferenceConfig
 from engine.kernels.beliefs import CODECS, BeliefCodec
-from perf.kernels import _git_state, _table, _versions, log
+from perf.kernels.plan import log
+from perf.kernels.provenance import git_state, versions
+from perf.kernels.report import table
 from world.models import grid_model, random_model
 from world.process import ModelProcess
 
@@ -269,7 +244,7 @@ def run(ticks: int, n: int, seed: int, command: str, timing_agents: int) -> dict
     results: dict[str, Any] = {
         "command": command,
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "host": socket.gethostname(), "git": _git_state(), "versions": _versions(),
+        "host": socket.gethostname(), "git": git_state(), "versions": versions(),
         "method": "re-synchronised previous actions; KL(float64 reference || quantized) after "
                   "each tick's round trip",
         "ticks": ticks, "agents": n, "seed": seed, "rows": [],
@@ -309,7 +284,7 @@ def format_report(results: dict[str, Any]) -> str:
         f"command: {results['command']}",
         f"git {git.get('commit')} dirty={git.get('dirty')}; {results['agents']} agents x "
         f"{results['ticks']} ticks per model, float64 reference, seed {results['seed']}",
-        "", _table(headers, rows), "",
+        "", table(headers, rows), "",
         "agree = agent-ticks whose actions equal the float64 reference's (previous actions",
         "  re-synchronised to the reference every tick, so each tick measures belief error alone)",
         f"near-tie = disagreements where the reference's action marginals differ by <= {NEAR_TIE}",

@@ -15,28 +15,39 @@ from typing import Any
 
 import pytest
 
-from perf import bench
-from perf.bench import (
+from perf.bench.cli import add_parsers, build_parser, config_from_args, main
+from perf.bench.compare import compare, format_comparison
+from perf.bench.config import (
+    FULL,
     MARK_END,
     MARK_START,
     PYMDP,
     PYMDP1,
+    QUICK,
     REFERENCE,
+    SCHEMA,
     BenchConfig,
-    Probes,
-    Progress,
-    _Handle,
-    compare,
-    largest_held,
-    make_figure,
-    update_marked_section,
-    validate_results,
+    count_units,
 )
+from perf.bench.figures import make_figure, validate_results
+from perf.bench.held import largest_held
+from perf.bench.peers import JaxPeer
+from perf.bench.plots import write_plots
+from perf.bench.probes import PopulationHandle, Probes
+from perf.bench.progress import Progress
+from perf.bench.readme import (
+    readme_table,
+    results_md_section,
+    update_marked_section,
+    write_results_md,
+)
+from perf.bench.report import format_report
+from perf.bench.runner import run
 
 
 # ------------------------------------------------------------------------------------ helpers
 def _report(*figures: dict[str, Any]) -> dict[str, Any]:
-    return {"schema": bench.SCHEMA, "command": "python -m perf", "started": "2026-11-25T10:00",
+    return {"schema": SCHEMA, "command": "python -m perf", "started": "2026-11-25T10:00",
             "host": "test", "figures": list(figures), "not_measured": []}
 
 
@@ -57,7 +68,7 @@ def test_ratio_fifteen_percent_worse_is_flagged_five_percent_is_not() -> None:
     assert cmp["regressions"][0]["worse_by"] == pytest.approx(0.15)
     assert {c["key"] for c in cmp["compared"]} == {"a", "b", "c"}
     assert cmp["missing"] == []
-    text = bench.format_comparison(cmp, "old.json")
+    text = format_comparison(cmp, "old.json")
     assert "WORSE" in text and "15.0%" in text and " a " in text
 
 
@@ -70,7 +81,7 @@ def test_missing_figures_are_reported_not_crashed() -> None:
     assert cmp["regressions"] == []
     assert {m["key"]: m["why"] for m in cmp["missing"]} == {
         "gone": "absent from the new results", "no-ratio-now": "no ratio in the new run"}
-    assert "missing" in bench.format_comparison(cmp)
+    assert "missing" in format_comparison(cmp)
 
 
 def test_value_figures_compare_in_their_direction_and_peers_are_not_compared() -> None:
@@ -96,15 +107,15 @@ def test_compare_only_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtu
     old.write_text(json.dumps(_report(_ratio_fig("a", 100.0))))
     good.write_text(json.dumps(_report(_ratio_fig("a", 95.0))))
     bad.write_text(json.dumps(_report(_ratio_fig("a", 80.0))))
-    assert bench.main(["--compare", str(old), "--against", str(good)]) == 0
-    assert bench.main(["--compare", str(old), "--against", str(bad)]) == 1
+    assert main(["--compare", str(old), "--against", str(good)]) == 0
+    assert main(["--compare", str(old), "--against", str(bad)]) == 1
     out = capsys.readouterr().out
     assert "WORSE" in out and "20.0%" in out
-    assert bench.main(["--compare", str(tmp_path / "nope.json"), "--against", str(good)]) == 2
+    assert main(["--compare", str(tmp_path / "nope.json"), "--against", str(good)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error" in err and "nope.json" in err
     (tmp_path / "junk.json").write_text("{not json")
-    assert bench.main(["--compare", str(tmp_path / "junk.json"), "--against", str(good)]) == 2
+    assert main(["--compare", str(tmp_path / "junk.json"), "--against", str(good)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
 
 
@@ -121,8 +132,8 @@ def test_marked_section_appended_when_absent_and_idempotent(tmp_path: Path) -> N
 
     path = tmp_path / "RESULTS.md"
     path.write_text(before)
-    bench.write_results_md(path, "table")
-    bench.write_results_md(path, "table")
+    write_results_md(path, "table")
+    write_results_md(path, "table")
     assert path.read_text() == update_marked_section(before, "table")
 
 
@@ -170,13 +181,13 @@ class FakeProbes(Probes):
         base = {"agentloop": 1e-5, REFERENCE: 5e-4, PYMDP: 6e-4, PYMDP1: 2e-4}[impl]
         return [base * policy_len] * 5
 
-    def open_population(self, model: str, policy_len: int, n: int, impl: str) -> _Handle:
+    def open_population(self, model: str, policy_len: int, n: int, impl: str) -> PopulationHandle:
         if impl == PYMDP1 and n > 10:
             raise MemoryError("too big for the test")
         per_agent = {REFERENCE: 5e-4, PYMDP1: 2e-4}.get(impl, 1e-6)
         extra = {"bytes_per_agent": 1000.0, "rss_bytes": 1e8 + 1000.0 * n, "create_s": 0.1,
                  "compile_s": 0.5} if impl == PYMDP1 else {}
-        return _Handle(impl, n, lambda: per_agent * n + 1e-5, lambda: None, extra)
+        return PopulationHandle(impl, n, lambda: per_agent * n + 1e-5, lambda: None, extra)
 
     def step_cost(self, model: str, policy_len: int) -> dict[str, Any] | None:
         return {"flops_total": 1000.0, "bytes_total": 300}
@@ -206,9 +217,9 @@ class FakeProbes(Probes):
 
 def _tiny_run(cfg: BenchConfig = TINY) -> tuple[dict[str, Any], FakeProbes, str]:
     stream = io.StringIO()
-    progress = Progress(bench.count_units(cfg), stream=stream)
+    progress = Progress(count_units(cfg), stream=stream)
     probes = FakeProbes(cfg, progress)
-    results = bench.run(cfg, "python -m perf --test", probes, progress)
+    results = run(cfg, "python -m perf --test", probes, progress)
     return results, probes, stream.getvalue()
 
 
@@ -241,12 +252,12 @@ def test_tiny_run_results_schema(tmp_path: Path) -> None:
     assert [s["stage"] for s in results["raw"]["stages"]][0] == "peers"
     assert "[bench" in progress and progress.count("\n") > 10          # plain lines, no tty
 
-    table = bench.readme_table(results)
+    table = readme_table(results)
     assert table.startswith("| figure |") and "pymdp 0.0.7.1" in table
     assert "Not measured:" in table
-    section = bench.results_md_section(results, str(tmp_path / "r.json"))
+    section = results_md_section(results, str(tmp_path / "r.json"))
     assert "### Every figure" in section and MARK_START not in section
-    report = bench.format_report(results)
+    report = format_report(results)
     assert "not measured: no GPU in the test" in report
     assert compare(results, results)["regressions"] == []
 
@@ -262,8 +273,8 @@ def test_tiny_run_without_peers_has_no_ratios() -> None:
     cfg = BenchConfig(**{**TINY.__dict__, "latency_models": ("grid-5",), "policy_lens": (1,),
                          "held_hz": (10.0,)})
     stream = io.StringIO()
-    progress = Progress(bench.count_units(cfg), stream=stream)
-    results = bench.run(cfg, "t", NoPeers(cfg, progress), progress)
+    progress = Progress(count_units(cfg), stream=stream)
+    results = run(cfg, "t", NoPeers(cfg, progress), progress)
     assert validate_results(results) == []
     assert all(f["ratio"] is None for f in results["figures"])
     whats = {nm["what"]: nm["reason"] for nm in results["not_measured"]}
@@ -273,7 +284,7 @@ def test_tiny_run_without_peers_has_no_ratios() -> None:
 def test_plots_are_written(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     results, _, _ = _tiny_run()
-    paths = bench.write_plots(results, tmp_path, "tiny")
+    paths = write_plots(results, tmp_path, "tiny")
     assert {Path(p).name for p in paths} == {"tiny-throughput.png", "tiny-latency.png",
                                              "tiny-held.png"}
     assert all(Path(p).stat().st_size > 1000 for p in paths)
@@ -305,7 +316,7 @@ def test_largest_held_stops_at_the_limit() -> None:
 def test_bad_arguments_are_one_line_and_exit_2(argv: list[str],
                                                capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
-        bench.main(argv)
+        main(argv)
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("python -m perf: error:")
@@ -315,7 +326,7 @@ def test_bad_arguments_are_one_line_and_exit_2(argv: list[str],
                                   ["--sizes", "0"], ["--json", "/nonexistent-dir/x.json"]])
 def test_bad_values_are_one_line_and_exit_2(argv: list[str],
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    assert bench.main(argv) == 2
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("python -m perf: error:")
 
@@ -325,16 +336,16 @@ def test_add_parsers_and_config() -> None:
 
     parser = OneLineParser(prog="agentloop")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    bench.add_parsers(sub)
+    add_parsers(sub)
     args = parser.parse_args(["bench", "--quick", "--no-pymdp1", "--sizes", "10,1_000,10",
                               "--models", "grid-5,multi-3x3"])
     assert args.command == "bench"
-    cfg = bench.config_from_args(args)
-    assert cfg.sizes == (10, 1000) and not cfg.pymdp1 and cfg.repeats == bench.QUICK.repeats
+    cfg = config_from_args(args)
+    assert cfg.sizes == (10, 1000) and not cfg.pymdp1 and cfg.repeats == QUICK.repeats
     assert cfg.latency_models == ("grid-5", "multi-3x3")
-    full = bench.config_from_args(bench.build_parser().parse_args([]))
-    assert full == bench.FULL and 1_000_000 in full.sizes
-    assert isinstance(bench.build_parser(), argparse.ArgumentParser)
+    full = config_from_args(build_parser().parse_args([]))
+    assert full == FULL and 1_000_000 in full.sizes
+    assert isinstance(build_parser(), argparse.ArgumentParser)
 
 
 def test_progress_bar_on_a_terminal_and_plain_lines_otherwise() -> None:
@@ -372,7 +383,7 @@ def test_pymdp1_child_steps_a_batch() -> None:
     python, reason = ensure_venv(install=False)
     if python is None:
         pytest.skip(reason)
-    peer = bench.JaxPeer(python, timeout_s=300)
+    peer = JaxPeer(python, timeout_s=300)
     try:
         assert int(peer.info["pymdp"].split(".")[0]) >= 1
         for model in ("grid-5", "multi-3x3"):

@@ -13,7 +13,11 @@ import numpy as np
 import pytest
 
 from engine import Agents, InferenceConfig
-from perf import kernels
+from perf.kernels.cli import main as kernels_main
+from perf.kernels.cost import belief_support, step_cost
+from perf.kernels.plan import QUICK
+from perf.kernels.report import format_report
+from perf.kernels.suite import run
 from perf.models import MODELS, STANDARD_MODELS, model_by_name
 from world.models import grid_transitions
 from world.process import ModelProcess
@@ -21,7 +25,7 @@ from world.process import ModelProcess
 pytestmark = pytest.mark.slow
 
 TINY = dataclasses.replace(
-    kernels.QUICK, models=("grid-5",), policy_lens=(1,), sizes=(1, 70), threads=(1,),
+    QUICK, models=("grid-5",), policy_lens=(1,), sizes=(1, 70), threads=(1,),
     warmup_steps=1, timed_steps=2, min_timed_seconds=0.0, latency_steps=5,
     pymdp_long_policy_steps=3, latency_budget_s=2.0, latency_min_steps=2, rss_agents=200,
     memory_sample_agents=10, support_sample_agents=20, matmul_n=64, matmul_repeats=1,
@@ -58,17 +62,17 @@ def test_step_cost_counts_tree_nodes() -> None:
     model = model_by_name("grid-5")
     agents = Agents(model, 3, InferenceConfig(policy_len=2))
     agents.step(ModelProcess(model, 3, np.random.default_rng(0)).observe())
-    support = kernels.belief_support(agents, 10, np.random.default_rng(0))
+    support = belief_support(agents, 10, np.random.default_rng(0))
     assert 1 <= support.states <= 25
-    cost = kernels.step_cost(agents, support)
+    cost = step_cost(agents, support)
     assert cost is not None and cost["tree_nodes"] == 5 + 25 and cost["P"] == 25
     assert cost["flops_total"] > 0 and cost["bytes_total"] > 2 * 25 * 4
-    assert kernels.step_cost(Agents(model_by_name("multi-3x3"), 1), None) is None
+    assert step_cost(Agents(model_by_name("multi-3x3"), 1), None) is None
 
 
 def test_tiny_run_writes_report(tmp_path) -> None:  # noqa: ANN001
-    results = kernels.run(TINY, "tiny")
-    text = kernels.format_report(results)
+    results = run(TINY, "tiny")
+    text = format_report(results)
     impls = {row["impl"] for row in results["latency"]}
     assert {"numba", "reference"} <= impls
     assert [(r["n"], r["threads"]) for r in results["throughput"]] == [(1, 1), (70, 1)]
@@ -81,7 +85,7 @@ def test_tiny_run_writes_report(tmp_path) -> None:  # noqa: ANN001
     assert results["rss"]["n"] == 200
     assert "Throughput" in text and "grid-5" in text
     path = tmp_path / "out.json"
-    assert kernels.main(["--quick", "--models", "grid-5", "--policy-lens", "1", "--sizes", "1",
+    assert kernels_main(["--quick", "--models", "grid-5", "--policy-lens", "1", "--sizes", "1",
                          "--threads", "1", "--latency-steps", "3", "--rss-agents", "0",
                          "--no-pymdp", "--json", str(path)]) == 0
     assert json.loads(path.read_text())["benchmark"] == "kernels"

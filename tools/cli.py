@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from perf import bench as perf_bench
+from perf.bench import cli as perf_bench
 from tools import inspect_log, soak
 from tools.args import non_negative_int, positive_float, positive_int, unwritable
 

@@ -1,0 +1,118 @@
+"""What a benchmark run measures (:class:`BenchConfig`), the implementations it compares and
+where it writes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+SCHEMA = "agentloop-bench/1"
+PERF_DIR = Path(__file__).resolve().parents[1]
+REPO_ROOT = PERF_DIR.parent
+README_MD = REPO_ROOT / "README.md"
+RESULTS_DIR = PERF_DIR / "results"
+PLOTS_DIR = RESULTS_DIR / "plots"
+RESULTS_MD = PERF_DIR / "RESULTS.md"
+MARK_START, MARK_END = "<!-- bench:start -->", "<!-- bench:end -->"
+#: ``--compare`` flags a figure that got worse by more than this fraction.
+REGRESSION_THRESHOLD = 0.10
+EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
+
+#: Implementation slugs (``impl`` of a figure) and their display names.
+AGENTLOOP, REFERENCE, PYMDP, PYMDP1 = "agentloop", "reference", "pymdp-0.0.7.1", "pymdp-1.x"
+IMPL_NAMES = {AGENTLOOP: "agentloop (Numba, 1 thread)", REFERENCE: "agentloop NumPy reference",
+              PYMDP: "pymdp 0.0.7.1", PYMDP1: "pymdp 1.x (JAX)", "engine-w0": "engine w=0",
+              "engine-w1": "engine w=1", "engine-w2": "engine w=2"}
+#: The stages of a run, in order (``--stages`` picks some; peers and machine always run).
+STAGES = ("latency", "throughput", "held", "memory", "quantization")
+HELD_MODEL = "grid-10"          # perf.engine.held_rate / startup / memory_per_agent use grid-10
+
+
+def engine_impl(workers: int) -> str:
+    """The slug of the engine with ``workers`` worker processes."""
+    return f"engine-w{workers}"
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """What one run measures and how long each measurement may take."""
+
+    repeats: int = 3
+    latency_models: tuple[str, ...] = ("grid-5", "grid-10", "grid-20", "multi-3x3")
+    policy_lens: tuple[int, ...] = (1, 3)
+    latency_steps: int = 300
+    latency_min_steps: int = 3
+    latency_budget_s: float = 1.0               # per implementation and repeat
+    throughput_models: tuple[str, ...] = ("grid-10",)
+    sizes: tuple[int, ...] = (1, 100, 10_000, 100_000, 1_000_000)
+    workers: tuple[int, ...] = (0, 1, 2)
+    max_agents_long_policy: int = 100_000       # policy_len >= 3 throughput cap
+    reference_max_agents: int = 100
+    warmup_steps: int = 3
+    timed_steps: int = 3                        # at least; small populations take more
+    max_timed_steps: int = 200
+    min_timed_seconds: float = 0.3
+    row_budget_s: float = 60.0                  # a throughput row estimated longer is skipped
+    jax_memory_bytes: float = 12e9              # pymdp 1.x batches estimated larger skipped
+    held_hz: tuple[float, ...] = (10.0, 30.0, 60.0)
+    held_policy_len: int = 1
+    held_ticks: int = 50
+    held_start: int = 1000
+    held_growth: int = 2
+    held_limit: int = 1_048_576
+    held_tolerance: float = 0.125               # bisect to within this fraction of the answer
+    startup_agents: int = 1_000_000
+    startup_workers: int = 2
+    startup_repeats: int = 2
+    memory_agents: int = 100_000                # engine shared-memory arrays
+    rss_agents: int = 1_000_000                 # in-process RSS growth
+    pymdp_agents: int = 30                      # pymdp 0.0.7.1 agents for its RSS / create time
+    quant_cases: tuple[str, ...] = ("grid-10", "random-a", "random-b")
+    quant_agents: int = 200
+    quant_ticks: int = 300
+    quant_timing_agents: int = 20_000
+    matmul_n: int = 2000
+    matmul_repeats: int = 3
+    copy_mb: int = 256
+    copy_repeats: int = 3
+    stages: tuple[str, ...] = ("latency", "throughput", "held", "memory", "quantization")
+    pymdp: bool = True
+    pymdp1: bool = True
+    install_pymdp1: bool = True
+    seed: int = 0
+
+
+FULL = BenchConfig()
+#: ``--quick``: grid-10 at policy_len 1 only, N up to 1,000 (10,000 for the engine), one
+#: shorter held-rate search per rate, smaller machine probes; under 2 minutes.
+QUICK = BenchConfig(
+    repeats=2, latency_models=("grid-10",), policy_lens=(1,), latency_steps=200,
+    latency_budget_s=0.4, sizes=(1, 100, 1000, 10_000), min_timed_seconds=0.1,
+    row_budget_s=15.0, jax_memory_bytes=2e9, held_ticks=15, held_start=4000, held_growth=4,
+    held_limit=262_144, held_tolerance=1.0, startup_agents=100_000, startup_repeats=1,
+    memory_agents=10_000, rss_agents=100_000, pymdp_agents=10, quant_cases=("grid-10",),
+    quant_agents=50, quant_ticks=50, quant_timing_agents=5000, matmul_n=800, matmul_repeats=2,
+    copy_mb=64, copy_repeats=2,
+)
+
+
+def latency_pairs(cfg: BenchConfig) -> list[tuple[str, int]]:
+    """The (model, policy_len) pairs whose latency is measured: every latency model at every
+    policy length, and those the throughput, held-rate and start-up ratios need."""
+    pairs = [(m, L) for m in cfg.latency_models for L in cfg.policy_lens]
+    pairs += [(m, L) for m in cfg.throughput_models for L in cfg.policy_lens]
+    pairs.append((HELD_MODEL, cfg.held_policy_len))
+    return list(dict.fromkeys(pairs))
+
+
+def count_units(cfg: BenchConfig) -> int:
+    """How many progress units :func:`run` will count for ``cfg`` (one per measurement)."""
+    on = set(cfg.stages)
+    lat = len(latency_pairs(cfg)) * cfg.repeats if "latency" in on else 0
+    thr = len(cfg.throughput_models) * len(cfg.policy_lens) * len(cfg.sizes) \
+        if "throughput" in on else 0
+    threads = len({1, min(2, os.cpu_count() or 1)})
+    return (1 + threads + lat + thr + (len(cfg.held_hz) if "held" in on else 0)
+            + (3 if "memory" in on else 0)
+            + (len(cfg.quant_cases) if "quantization" in on else 0))

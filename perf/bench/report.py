@@ -1,0 +1,85 @@
+"""The printed report of a benchmark run, and the text formats its tables share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from perf.bench.config import IMPL_NAMES
+
+
+def number_text(x: float | None, digits: int = 3) -> str:
+    if x is None:
+        return "-"
+    ax = abs(x)
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if ax >= scale:
+            return f"{x / scale:.{digits}g}{unit}"
+    if ax and ax < 1e-3:
+        return f"{x:.2e}"
+    return f"{x:.{digits}g}"
+
+
+def ratio_text(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:,.0f}x" if x >= 100 else f"{x:.3g}x"
+
+
+def value_text(fig: dict[str, Any]) -> str:
+    if fig.get("median") is None:
+        return "-"
+    digits = int(fig.get("digits", 3))
+    text = f"{number_text(fig['median'], digits)} {fig['unit']}"
+    if fig["repeats"] > 1:
+        text += f" [{number_text(fig['min'], digits)}-{number_text(fig['max'], digits)}]"
+    return text
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
+           "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(x.rstrip() for x in out)
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def cell(x: str) -> str:
+        return x.replace("|", "\\|")
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
+    out += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def figure_rows(results: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for f in results.get("figures", []):
+        rows.append([f["group"], f["label"], IMPL_NAMES.get(f["impl"], f["impl"]), value_text(f),
+                     "-" if f.get("pymdp") is None else f"{number_text(f['pymdp'])} {f['unit']}",
+                     ratio_text(f.get("ratio"))])
+    return rows
+
+
+def format_report(results: dict[str, Any]) -> str:
+    """The printed report: every figure, median [min-max], pymdp 0.0.7.1 and the ratio."""
+    git = results.get("git", {})
+    out = [f"agentloop benchmark report  {results['started']}  host {results['host']}",
+           f"command: {results['command']}",
+           f"git {git.get('commit')} dirty={git.get('dirty')}  versions {results.get('versions')}",
+           f"repeats {results.get('config', {}).get('repeats')}, alternating between "
+           "implementations; ratio = times better than pymdp 0.0.7.1 in this run", ""]
+    out.append(_table(["group", "figure", "implementation", "median [min-max]",
+                       "pymdp 0.0.7.1", "vs pymdp"], figure_rows(results)))
+    if results.get("not_measured"):
+        out += ["", "Not measured:"]
+        out += [f"  {nm['what']}: not measured: {nm['reason']}" for nm in results["not_measured"]]
+    if results.get("plots"):
+        out += ["", "Plots: " + ", ".join(results["plots"])]
+    if "elapsed_s" in results:
+        out.append(f"\nelapsed {results['elapsed_s']:.0f} s")
+    return "\n".join(out)
+
+
+def find_figure(results: dict[str, Any], key: str) -> dict[str, Any] | None:
+    return next((f for f in results.get("figures", []) if f.get("key") == key), None)
