@@ -32,11 +32,10 @@ from typing import Any
 import numpy as np
 
 from engine.model.generative_model import GenerativeModel
-
-from .base import check_actions
-from .grid import AgentCells, check_param, move_table
-from .models import MOVES, grid_position_likelihood, grid_transitions
-from .process import ModeFirstSampler
+from world.base import check_actions
+from world.grid import AgentCells, check_param, move_table
+from world.models import MOVES, grid_position_likelihood, grid_transitions
+from world.process import ModeFirstSampler
 
 
 def default_patches(size: int, n_patches: int) -> list[tuple[int, int]]:
