@@ -1,38 +1,10 @@
 """The grid world: many agents on one N x N grid with walls, hazards, goals and depleting resources.
 
-Cells are empty ``.``, wall ``#``, goal ``G``, hazard ``H`` or resource ``R``. A layout is a list
-of N strings over those characters; ``"default"``, ``"open"`` and ``"random"`` (seeded by
-``layout_seed``) name built-in ones (:func:`default_layout`, :func:`open_layout`,
-:func:`random_layout`). The agents' generative model (:func:`layout_model`) knows the layout:
-it is ``grid_model(N)`` of ``world.models`` with moves into walls blocked and the resource cue
-computed from the layout's resource cells (for the ``"open"`` layout it *is* ``grid_model(N)``).
-
-Every tick, in this order (all of it vectorised over agents with NumPy):
-
-1. **Moves and collisions.** Each agent proposes the cell its action leads to; a move off the
-   grid or into a wall leaves it where it is. Every cell holds at most ``capacity`` agents. A
-   move into cell ``c`` succeeds when ``c``'s occupancy at the start of the tick plus the movers
-   admitted into ``c`` before it stays within ``capacity`` (an agent leaving a cell frees its
-   place from the next tick on, so the outcome does not depend on the order of moves). Movers
-   competing for the last places are admitted in a seeded priority order: the agent indices
-   rotated by an offset drawn from the world's random generator each tick (agent ``k``, then
-   ``k + 1``, ..., wrapping around). Refused movers stay put and count as collisions.
-2. **Energy.** Every agent loses ``drain``; an agent on a hazard loses ``hazard_cost`` more.
-3. **Harvest.** A resource cell holds a stock (at most ``stock_max``). The agents on it, in the
-   same rotated priority order, each harvest one unit while whole units remain; a harvest adds
-   ``harvest_energy`` to the agent's energy (capped at ``max_energy``).
-4. **Regrowth.** Every resource cell's stock grows by ``regrow`` (capped at ``stock_max``).
-5. **Respawn.** An agent on a goal cell scores; any other agent whose energy is 0 or below
-   dies. Both respawn with ``max_energy`` on an empty cell drawn at random in proportion to its
-   free room (so capacity still holds).
-6. **Observation.** Each agent observes its position and the resource cue through the model's
-   own likelihoods (``A[0]``: the true cell with probability ``1 - noise``, else a neighbour;
-   ``A[1]``: the true cue — on a resource cell, within Manhattan distance 2 of one, or
-   neither — with probability ``cue_reliability``, else one of the other two).
-
-At reset agents are placed on empty cells at random within capacity, with energy drawn
-uniformly from ``max_energy // 2 .. max_energy`` (so deaths do not all fall on one tick), and
-every resource cell is full. The same seed and the same actions give the same observations.
+Cells are empty ``.``, wall ``#``, goal ``G``, hazard ``H`` or resource ``R``; layouts are lists of
+N strings (``"default"``, ``"open"`` and ``"random"`` name built-in ones). The agents' model
+(:func:`layout_model`) is ``grid_model(N)`` with the layout's walls and resource cue. The order
+of a tick (moves and collisions, energy, harvest, regrowth, respawn, observation) and the reset
+rules are in docs/parts/world.md ("world.grid"). Same seed and actions, same observations.
 """
 
 from __future__ import annotations
