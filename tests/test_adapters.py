@@ -356,3 +356,17 @@ def test_model_mismatches_are_named() -> None:
         GymnasiumVectorWorld(frozen_lake(1), three)
     with pytest.raises(ValueError, match="2 control factors"):
         PettingZooWorld(Corridor(), model, control_factors=[0, 1])
+
+
+def test_adapter_problems_raise_world_error_and_stepper_is_the_engines() -> None:
+    from engine import WorldError
+    from engine.runtime.contracts import Stepper as EngineStepper
+    from world.adapters import Stepper
+
+    assert Stepper is EngineStepper
+    with pytest.raises(WorldError, match=r"space\[1\] Box.* is not discrete"):
+        DiscreteLayout(spaces.Tuple((spaces.Discrete(2), spaces.Box(0.0, 1.0, shape=(2,)))))
+    with pytest.raises(WorldError, match="index 4"):
+        DiscreteLayout(spaces.Discrete(4, start=10)).unflatten([4])
+    with pytest.raises(WorldError, match="2 control factors"):
+        PettingZooWorld(Corridor(), corridor_model(), control_factors=[0, 1])

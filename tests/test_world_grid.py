@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from engine import Agents, GenerativeModel, InferenceConfig
+from engine import Agents, GenerativeModel, InferenceConfig, WorldError
+from engine.runtime.contracts import WorldLike
 from world.base import World
 from world.grid import EMPTY, RESOURCE, WALL, GridWorld, random_layout
 from world.models import grid_model
@@ -40,6 +41,42 @@ def test_is_a_world_with_matching_specs() -> None:
     assert isinstance(model, GenerativeModel)
     assert model.num_obs == w.observation_spec
     assert model.num_controls == w.action_spec
+
+
+class _SpecsOnly:
+    """Everything a ``World`` has except ``reset`` and ``step``."""
+
+    n_agents = 1
+    observation_spec = (2,)
+    action_spec = (1,)
+
+    def model(self) -> GenerativeModel:
+        return grid_model(2)
+
+    def config(self) -> dict[str, object]:
+        return {"name": "specs-only"}
+
+
+class _StepsOnly:
+    """A ``WorldLike`` and nothing more."""
+
+    def reset(self, seed: int) -> np.ndarray:
+        return np.zeros((1, 1), dtype=np.int64)
+
+    def step(self, actions: np.ndarray) -> np.ndarray:
+        return np.zeros((1, 1), dtype=np.int64)
+
+
+class _FullWorld(_SpecsOnly, _StepsOnly):
+    """Both halves: a ``World``."""
+
+
+def test_world_protocol_extends_worldlike_and_checks_reset_and_step() -> None:
+    assert issubclass(World, WorldLike)
+    assert isinstance(GridWorld(3, 1, layout=SMALL), WorldLike)
+    assert isinstance(_FullWorld(), World)
+    assert not isinstance(_SpecsOnly(), World)       # reset/step come from WorldLike
+    assert isinstance(_StepsOnly(), WorldLike) and not isinstance(_StepsOnly(), World)
 
 
 def test_observations_shape_dtype_and_range() -> None:
@@ -248,6 +285,21 @@ def test_constructor_validation(kwargs: dict[str, object], message: str) -> None
     params = dict(size=10, n_agents=10) | kwargs
     with pytest.raises(ValueError, match=message):
         GridWorld(**params)
+    with pytest.raises(WorldError, match=message):
+        GridWorld(**params)
+
+
+def test_world_problems_raise_world_error() -> None:
+    w = small()
+    w.reset(0)
+    with pytest.raises(WorldError, match="agent 1 for factor 0"):
+        w.step(act(STAY, 9))
+    with pytest.raises(WorldError, match="would be on a wall"):
+        GridWorld(3, 1, layout=["...", ".#.", "..R"]).set_cells(np.array([4]))
+    with pytest.raises(WorldError, match="unknown world 'x'"):
+        make_world("x", 5, 10)
+    with pytest.raises(WorldError, match="grid size must be >= 2"):
+        grid_model(1)
 
 
 def test_open_layout_model_is_the_grid_benchmark_model() -> None:

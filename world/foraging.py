@@ -1,27 +1,10 @@
 """The foraging world: agents on an N x N grid search for food in whichever patch holds it now.
 
-Two hidden-state factors: the agent's cell (``N*N`` states, five moves: stay, up, down, left,
-right; moves off the grid stay) and the context, which of ``n_patches`` patches holds food
-(uncontrolled, one action). The context is shared by all agents, hidden, and switches each tick
-with probability ``switch_prob`` to one of the other patches, drawn uniformly (seeded).
-
-Three modalities:
-
-- position: the true cell with probability ``1 - noise``, else a 4-neighbour
-  (``grid_position_likelihood``); depends on the cell only;
-- scent of food, ``near_radius + 2`` levels: ``max(0, near_radius + 1 - d)`` where ``d`` is the
-  Manhattan distance to the active patch, so 0 is "none" and the top level is "on the food";
-  right with probability ``scent_reliability``, else one of the other levels; depends on cell
-  and context. Every step towards the food within ``near_radius`` raises the scent, so even
-  one-step policies climb to the food;
-- hint: on the signpost cell (the centre) the active patch with probability
-  ``hint_reliability``, elsewhere uniform noise; depends on cell and context.
-
-The agents' model (:meth:`ForagingWorld.model`) is exactly this process. C prefers the scent
-(the level itself, and ``near_radius + 3`` for food), D is uniform over cells and contexts.
-Agents do not block one another; an agent on the active patch eats (``on_food``); food never
-runs out. Each tick: moves, then the context switch, then observations. The same seed and the
-same actions give the same observations.
+Two hidden-state factors (the agent's cell, and the hidden, shared context saying which patch
+holds food, switching each tick with probability ``switch_prob``) and three modalities
+(position, scent of food, a hint at the signpost). The agents' model
+(:meth:`ForagingWorld.model`) is exactly this process; the modalities, preferences and tick
+order are in docs/parts/world.md ("world.foraging"). Same seed and actions, same observations.
 """
 
 from __future__ import annotations
@@ -32,11 +15,10 @@ from typing import Any
 import numpy as np
 
 from engine.model.generative_model import GenerativeModel
-
-from .base import check_actions
-from .grid import AgentCells, check_param, move_table
-from .models import MOVES, grid_position_likelihood, grid_transitions
-from .process import ModeFirstSampler
+from world.base import check_actions
+from world.grid import AgentCells, check_param, move_table
+from world.models import MOVES, grid_position_likelihood, grid_transitions
+from world.process import ModeFirstSampler
 
 
 def default_patches(size: int, n_patches: int) -> list[tuple[int, int]]:

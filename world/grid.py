@@ -1,38 +1,10 @@
 """The grid world: many agents on one N x N grid with walls, hazards, goals and depleting resources.
 
-Cells are empty ``.``, wall ``#``, goal ``G``, hazard ``H`` or resource ``R``. A layout is a list
-of N strings over those characters; ``"default"``, ``"open"`` and ``"random"`` (seeded by
-``layout_seed``) name built-in ones (:func:`default_layout`, :func:`open_layout`,
-:func:`random_layout`). The agents' generative model (:func:`layout_model`) knows the layout:
-it is ``grid_model(N)`` of ``world.models`` with moves into walls blocked and the resource cue
-computed from the layout's resource cells (for the ``"open"`` layout it *is* ``grid_model(N)``).
-
-Every tick, in this order (all of it vectorised over agents with NumPy):
-
-1. **Moves and collisions.** Each agent proposes the cell its action leads to; a move off the
-   grid or into a wall leaves it where it is. Every cell holds at most ``capacity`` agents. A
-   move into cell ``c`` succeeds when ``c``'s occupancy at the start of the tick plus the movers
-   admitted into ``c`` before it stays within ``capacity`` (an agent leaving a cell frees its
-   place from the next tick on, so the outcome does not depend on the order of moves). Movers
-   competing for the last places are admitted in a seeded priority order: the agent indices
-   rotated by an offset drawn from the world's random generator each tick (agent ``k``, then
-   ``k + 1``, ..., wrapping around). Refused movers stay put and count as collisions.
-2. **Energy.** Every agent loses ``drain``; an agent on a hazard loses ``hazard_cost`` more.
-3. **Harvest.** A resource cell holds a stock (at most ``stock_max``). The agents on it, in the
-   same rotated priority order, each harvest one unit while whole units remain; a harvest adds
-   ``harvest_energy`` to the agent's energy (capped at ``max_energy``).
-4. **Regrowth.** Every resource cell's stock grows by ``regrow`` (capped at ``stock_max``).
-5. **Respawn.** An agent on a goal cell scores; any other agent whose energy is 0 or below
-   dies. Both respawn with ``max_energy`` on an empty cell drawn at random in proportion to its
-   free room (so capacity still holds).
-6. **Observation.** Each agent observes its position and the resource cue through the model's
-   own likelihoods (``A[0]``: the true cell with probability ``1 - noise``, else a neighbour;
-   ``A[1]``: the true cue — on a resource cell, within Manhattan distance 2 of one, or
-   neither — with probability ``cue_reliability``, else one of the other two).
-
-At reset agents are placed on empty cells at random within capacity, with energy drawn
-uniformly from ``max_energy // 2 .. max_energy`` (so deaths do not all fall on one tick), and
-every resource cell is full. The same seed and the same actions give the same observations.
+Cells are empty ``.``, wall ``#``, goal ``G``, hazard ``H`` or resource ``R``; layouts are lists of
+N strings (``"default"``, ``"open"`` and ``"random"`` name built-in ones). The agents' model
+(:func:`layout_model`) is ``grid_model(N)`` with the layout's walls and resource cue. The order
+of a tick (moves and collisions, energy, harvest, regrowth, respawn, observation) and the reset
+rules are in docs/parts/world.md ("world.grid"). Same seed and actions, same observations.
 """
 
 from __future__ import annotations
@@ -44,17 +16,17 @@ from typing import Any
 
 import numpy as np
 
+from engine.errors import WorldError
 from engine.model.generative_model import GenerativeModel
-
-from .base import check_actions
-from .models import (
+from world.base import check_actions
+from world.models import (
     CUE_NEAR,
     CUE_ON,
     MOVES,
     grid_position_likelihood,
     grid_resource_cell,
 )
-from .process import ModeFirstSampler
+from world.process import ModeFirstSampler
 
 EMPTY, WALL, GOAL, HAZARD, RESOURCE = 0, 1, 2, 3, 4
 CELL_CHARS = ".#GHR"
@@ -108,25 +80,25 @@ def random_layout(size: int, seed: int, wall_density: float = 0.15,
         grid = kinds.reshape(size, size)
         if (grid == EMPTY).sum() * 2 >= (grid != WALL).sum() and _connected(grid):
             return _to_rows(grid)
-    raise ValueError(f"random_layout: no connected layout of size {size} with wall density "
+    raise WorldError(f"random_layout: no connected layout of size {size} with wall density "
                      f"{wall_density} in 1000 draws")
 
 
 def parse_layout(rows: Sequence[str], size: int) -> np.ndarray:
-    """A layout's rows as an ``(size, size)`` int8 array of cell kinds; ValueError if malformed."""
+    """A layout's rows as an ``(size, size)`` int8 array of cell kinds; WorldError if malformed."""
     if isinstance(rows, str) or len(rows) != size:
-        raise ValueError(f"layout must be {size} strings of {size} characters, got {rows!r}")
+        raise WorldError(f"layout must be {size} strings of {size} characters, got {rows!r}")
     kinds = np.empty((size, size), dtype=np.int8)
     for r, row in enumerate(rows):
         if not isinstance(row, str) or len(row) != size:
-            raise ValueError(f"layout row {r} must be a string of {size} characters, got {row!r}")
+            raise WorldError(f"layout row {r} must be a string of {size} characters, got {row!r}")
         for c, ch in enumerate(row):
             if ch not in CELL_CHARS:
-                raise ValueError(f"layout row {r} column {c}: unknown cell {ch!r}; use "
+                raise WorldError(f"layout row {r} column {c}: unknown cell {ch!r}; use "
                                  f"'.' empty, '#' wall, 'G' goal, 'H' hazard, 'R' resource")
             kinds[r, c] = CELL_CHARS.index(ch)
     if not (kinds == EMPTY).any():
-        raise ValueError("layout has no empty cell for agents to (re)spawn on")
+        raise WorldError("layout has no empty cell for agents to (re)spawn on")
     return kinds
 
 
@@ -139,7 +111,7 @@ def resolve_layout(layout: str | Sequence[str], size: int, layout_seed: int) -> 
             return open_layout(size)
         if layout == "random":
             return random_layout(size, layout_seed)
-        raise ValueError(f"unknown layout {layout!r}; choose from default, open, random, "
+        raise WorldError(f"unknown layout {layout!r}; choose from default, open, random, "
                          f"or give {size} rows")
     return [str(r) for r in layout]
 
@@ -237,7 +209,7 @@ def read_only(arr: np.ndarray) -> np.ndarray:
 
 def check_param(owner: str, name: str, value: Any, low: float, high: float | None = None,
                 integer: bool = False, high_open: bool = False) -> None:
-    """ValueError naming ``owner`` and ``name`` unless ``value`` is a number (an int when
+    """WorldError naming ``owner`` and ``name`` unless ``value`` is a number (an int when
     ``integer``) in ``[low, high]`` (``[low, high)`` when ``high_open``)."""
     kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
     ok = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
@@ -248,7 +220,7 @@ def check_param(owner: str, name: str, value: Any, low: float, high: float | Non
     if not ok:
         what = "an int" if integer else "a number"
         hi = "" if high is None else f" and {'<' if high_open else '<='} {high}"
-        raise ValueError(f"{owner}: {name} must be {what} >= {low}{hi}, got {value!r}")
+        raise WorldError(f"{owner}: {name} must be {what} >= {low}{hi}, got {value!r}")
 
 
 # ------------------------------------------------------------------------------------- world
@@ -362,7 +334,7 @@ class GridWorld(AgentCells):
             capacity = max(math.ceil(CAPACITY_FACTOR * self.n_agents / n_open),
                            math.ceil(self.n_agents / n_spawn))
         if capacity * n_spawn < self.n_agents:
-            raise ValueError(f"GridWorld: {self.n_agents} agents do not fit on the {n_spawn} "
+            raise WorldError(f"GridWorld: {self.n_agents} agents do not fit on the {n_spawn} "
                              f"empty cells at capacity {capacity}")
         return min(int(capacity), self.n_agents)   # more places than agents changes nothing
 
@@ -489,20 +461,20 @@ class GridWorld(AgentCells):
 
     def set_cells(self, cells: np.ndarray) -> None:
         """Move every agent to ``cells`` (``(n_agents,)`` ints, ``row * size + col``), e.g. to
-        set up a scenario after ``reset``; ValueError for a cell off the grid, a wall, or more
+        set up a scenario after ``reset``; WorldError for a cell off the grid, a wall, or more
         agents on a cell than its capacity. The next ``step`` observes from there."""
         arr = np.asarray(cells)
         if arr.shape != (self.n_agents,) or not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"cells must be {self.n_agents} integers, got {arr.dtype} "
+            raise WorldError(f"cells must be {self.n_agents} integers, got {arr.dtype} "
                              f"{arr.shape}")
         if ((arr < 0) | (arr >= self.n_cells)).any():
-            raise ValueError(f"cells must be in 0..{self.n_cells - 1}")
+            raise WorldError(f"cells must be in 0..{self.n_cells - 1}")
         walls = np.flatnonzero(np.asarray(self.kinds).ravel()[arr] == WALL)
         if walls.size:
-            raise ValueError(f"agent {int(walls[0])} would be on a wall (cell {arr[walls[0]]})")
+            raise WorldError(f"agent {int(walls[0])} would be on a wall (cell {arr[walls[0]]})")
         occupancy = np.bincount(arr, minlength=self.n_cells)
         if occupancy.max() > self.capacity:
-            raise ValueError(f"cell {int(occupancy.argmax())} would hold "
+            raise WorldError(f"cell {int(occupancy.argmax())} would hold "
                              f"{int(occupancy.max())} agents, over capacity {self.capacity}")
         self._cell = arr.astype(np.int64)
 

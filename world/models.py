@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from engine.errors import WorldError
 from engine.model.generative_model import GenerativeModel
 
 ACTIONS = ("stay", "up", "down", "left", "right")
@@ -70,7 +71,7 @@ def grid_cue_likelihood(n: int, reliability: float = 0.9) -> np.ndarray:
 def grid_model(n: int = 10, noise: float = 0.1, cue_reliability: float = 0.9) -> GenerativeModel:
     """The ``grid-N`` benchmark model (S = O_position = n*n, O_cue = 3, 5 actions)."""
     if n < 2:
-        raise ValueError(f"grid size must be >= 2, got {n}")
+        raise WorldError(f"grid size must be >= 2, got {n}")
     A = [grid_position_likelihood(n, noise), grid_cue_likelihood(n, cue_reliability)]
     B = [grid_transitions(n)]
     C = [np.zeros(n * n), np.array([0.0, 1.0, 4.0])]

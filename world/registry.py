@@ -7,9 +7,10 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from .base import World
-from .foraging import ForagingWorld
-from .grid import GridWorld
+from engine.errors import WorldError
+from world.base import World
+from world.foraging import ForagingWorld
+from world.grid import GridWorld
 
 #: World constructors by the ``name`` their ``config()`` reports.
 WORLDS: dict[str, Callable[..., World]] = {"grid": GridWorld, "foraging": ForagingWorld}
@@ -19,7 +20,7 @@ def _constructor(name: str) -> Callable[..., World]:
     try:
         return WORLDS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown world {name!r}; choose from {', '.join(WORLDS)}") from None
+        raise WorldError(f"unknown world {name!r}; choose from {', '.join(WORLDS)}") from None
 
 
 def make_world(name: str, size: int, n_agents: int, **params: Any) -> World:
@@ -30,16 +31,16 @@ def make_world(name: str, size: int, n_agents: int, **params: Any) -> World:
 def world_from_config(config: dict[str, Any], n_agents: int | None = None) -> World:
     """Rebuild a world from its ``config()`` (with ``n_agents`` agents, default the config's).
 
-    ValueError for an unknown name or a parameter the world does not take.
+    WorldError for an unknown name or a parameter the world does not take.
     """
     if "name" not in config:
-        raise ValueError("world config has no 'name'")
+        raise WorldError("world config has no 'name'")
     params = {k: v for k, v in config.items() if k != "name"}
     ctor = _constructor(config["name"])
     accepted = inspect.signature(ctor).parameters
     unknown = sorted(set(params) - set(accepted))
     if unknown:
-        raise ValueError(f"world config for {config['name']!r} has unknown parameters "
+        raise WorldError(f"world config for {config['name']!r} has unknown parameters "
                          f"{', '.join(unknown)}")
     if n_agents is not None:
         params["n_agents"] = n_agents
