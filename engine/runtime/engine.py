@@ -80,25 +80,10 @@ class Engine(EngineBase):
                  id_offset: int | Sequence[int] = 0,
                  cluster: str | None = None, backend: str = "numba",
                  refresh_every: int = REFRESH_EVERY, xp_kernel: str = "auto") -> None:
-        if cluster is not None:
-            raise ConfigError("Engine: cluster=... is make_engine(..., cluster=...) now "
-                              "(from engine import make_engine)")
-        if workers < 0:
-            raise ConfigError(f"Engine: workers must be >= 0, got {workers}")
-        if chunk < 1:
-            raise ConfigError(f"Engine: chunk must be >= 1, got {chunk}")
         self.config = config or InferenceConfig()
-        if beliefs not in ("float", "uint16", "uint8"):
-            raise ConfigError(f"Engine: beliefs must be 'uint16', 'uint8' or 'float', "
-                              f"got {beliefs!r}")
         self.beliefs = beliefs
-        if (model is None) == (populations is None):
-            raise ConfigError("Engine: give either model and n_agents, or populations")
-        if populations is None:
-            if not isinstance(n_agents, (int, np.integer)) or n_agents < 0:
-                raise ConfigError(f"Engine: n_agents must be an int >= 0, got {n_agents!r}")
-            populations = [Population("main", model, int(n_agents), self.config)]
-        self.populations: list[Population] = list(populations)
+        self.populations: list[Population] = _checked_populations(
+            model, n_agents, populations, self.config, workers, chunk, beliefs, cluster)
         configs = check_populations(self.populations, self.config)
         #: each population's first agent id (the random stream's key): numbered on from
         #: ``id_offset`` in population order, or given one per population (a cluster shard)
@@ -221,9 +206,6 @@ class Engine(EngineBase):
             self._shm = None
             self._restore_signal_handlers()
 
-    def __enter__(self) -> Engine:
-        return self.start()
-
     def __del__(self) -> None:
         try:
             self.close()
@@ -340,14 +322,7 @@ class Engine(EngineBase):
         the next step is tick ``tick``. All arrays are checked before any is written."""
         index = self._chosen_index(population, "load_agent_state")
         state = self.population(index).state
-        for name in self.STATE_ARRAYS:
-            target = getattr(state, name)
-            if name not in arrays:
-                raise ConfigError(f"load_agent_state: missing array {name!r}")
-            source = np.asarray(arrays[name])
-            if source.shape != target.shape or source.dtype != target.dtype:
-                raise ConfigError(f"load_agent_state: {name} must be {target.dtype} "
-                                  f"{target.shape}, got {source.dtype} {source.shape}")
+        _check_state_arrays(arrays, state, self.STATE_ARRAYS)
         for name in self.STATE_ARRAYS:
             getattr(state, name)[...] = arrays[name]
         state.stale[:] = 0
@@ -449,3 +424,42 @@ def _population_id_offsets(id_offset: int | Sequence[int],
     if any(hi > lo for (_, hi), (lo, _) in zip(ranges, ranges[1:], strict=False)):
         raise ConfigError(f"Engine: the populations' id ranges overlap (id_offset {offsets})")
     return [int(o) for o in offsets]
+
+
+def _checked_populations(model: GenerativeModel | None, n_agents: int,
+                         populations: Sequence[Population] | None, config: InferenceConfig,
+                         workers: int, chunk: int, beliefs: str,
+                         cluster: str | None) -> list[Population]:
+    """The engine's populations (one ``"main"`` population from ``model`` and ``n_agents``),
+    after the checks of the arguments that come before them, in this order."""
+    if cluster is not None:
+        raise ConfigError("Engine: cluster=... is make_engine(..., cluster=...) now "
+                          "(from engine import make_engine)")
+    if workers < 0:
+        raise ConfigError(f"Engine: workers must be >= 0, got {workers}")
+    if chunk < 1:
+        raise ConfigError(f"Engine: chunk must be >= 1, got {chunk}")
+    if beliefs not in ("float", "uint16", "uint8"):
+        raise ConfigError(f"Engine: beliefs must be 'uint16', 'uint8' or 'float', "
+                          f"got {beliefs!r}")
+    if (model is None) == (populations is None):
+        raise ConfigError("Engine: give either model and n_agents, or populations")
+    if populations is None:
+        if not isinstance(n_agents, (int, np.integer)) or n_agents < 0:
+            raise ConfigError(f"Engine: n_agents must be an int >= 0, got {n_agents!r}")
+        populations = [Population("main", model, int(n_agents), config)]
+    return list(populations)
+
+
+def _check_state_arrays(arrays: Mapping[str, np.ndarray], state: SharedState,
+                        names: Sequence[str]) -> None:
+    """Every array of an agent-state snapshot is there, with the population's shape and dtype
+    (checked before any is written)."""
+    for name in names:
+        target = getattr(state, name)
+        if name not in arrays:
+            raise ConfigError(f"load_agent_state: missing array {name!r}")
+        source = np.asarray(arrays[name])
+        if source.shape != target.shape or source.dtype != target.dtype:
+            raise ConfigError(f"load_agent_state: {name} must be {target.dtype} "
+                              f"{target.shape}, got {source.dtype} {source.shape}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -17,6 +17,8 @@ from engine.runtime.fixed_rate import run_fixed_rate
 from engine.runtime.population import Population
 from engine.runtime.signals import StopOnSignal
 from engine.runtime.tick import RunSummary, TickInfo
+
+_Engine = TypeVar("_Engine", bound="EngineBase")
 
 
 class EngineBase(StopOnSignal, abc.ABC):
@@ -60,8 +62,9 @@ class EngineBase(StopOnSignal, abc.ABC):
                          population: str | int | None = None) -> None:
         """Restore :meth:`agent_state` output; the next step is tick ``tick``."""
 
-    def __enter__(self) -> Any:
-        return self.start()
+    def __enter__(self: _Engine) -> _Engine:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
