@@ -338,5 +338,10 @@ class DevicePopulations:
             device.sync()
 
     def clear(self) -> None:
-        """Drop every device population (frees device memory with the run)."""
+        """Drop every device population and the run's shared state (frees device memory and
+        the shared-memory mappings with the run); the failovers stay on record."""
         self._device = {}
+        self._states = []
+        self._views = {}
+        self._scratch = None
+        self._claims = None

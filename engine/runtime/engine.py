@@ -184,9 +184,10 @@ class Engine(EngineBase):
                   for i, p in enumerate(self.populations)]
         self.slices = [tuple((int(b[w]), int(b[w + 1])) for b in bounds)
                        for w in range(self.workers)]
+        metrics = self.metrics
         self.worker_group = WorkerGroup(
             self._shm, self._states, self.workers, self.slices, self.chunk,
-            on_pids_changed=lambda pids: self.metrics.watch([os.getpid()] + pids))
+            on_pids_changed=lambda pids: metrics.watch([os.getpid()] + pids))
         self._claims = ChunkClaims.create(self._shm, tuple(self.slices), self.chunk)
         self.worker_group.start()
 
@@ -198,6 +199,7 @@ class Engine(EngineBase):
             if self.worker_group is not None:
                 self.worker_group.stop(self.control)
         finally:
+            self.worker_group = None      # its semaphores and journals close with it
             self.devices.clear()          # frees device memory (GPU arrays) with the run
             for name in ("state", "_states", "control", "population_states", "_actions_view",
                          "_claims", "metrics"):
