@@ -239,7 +239,7 @@ class Engine(EngineBase):
         if not FULL <= level <= MAX_LEVEL:
             raise ConfigError(f"Engine.step: level must be in 0..{MAX_LEVEL}, got {level}")
         if stale is not None:
-            stale = self._check_forced_stale(stale)
+            stale = _forced_stale(stale, self.workers, len(self.populations), self.n_agents)
         started = time.monotonic()
         deadline = float("inf") if budget_s is None else started + float(budget_s) * (
             ROTATING_BUDGET if level == ROTATING_FRACTION else 1.0)
@@ -284,12 +284,6 @@ class Engine(EngineBase):
         if isinstance(obs, Mapping):
             return dict(zip(self.population_states, actions, strict=True))
         return actions
-
-    def _check_forced_stale(self, stale: np.ndarray) -> np.ndarray:
-        if self.workers != 0 or not self._single:
-            raise ConfigError("Engine.step: a forced stale set (replay) needs one population "
-                              "and workers=0")
-        return select_agents(stale, self.n_agents)
 
     def reset(self, agents: np.ndarray | None = None, population: str | int = 0) -> None:
         """Start a new episode for ``agents`` (indices; default all) of a population: beliefs
@@ -465,3 +459,13 @@ def _check_state_arrays(arrays: Mapping[str, np.ndarray], state: SharedState,
         if source.shape != target.shape or source.dtype != target.dtype:
             raise ConfigError(f"load_agent_state: {name} must be {target.dtype} "
                               f"{target.shape}, got {source.dtype} {source.shape}")
+
+
+def _forced_stale(stale: np.ndarray, workers: int, n_populations: int,
+                  n_agents: int) -> np.ndarray | slice:
+    """The agents a replayed tick keeps stale, checked: replay steps one population in the
+    replaying process."""
+    if workers != 0 or n_populations != 1:
+        raise ConfigError("Engine.step: a forced stale set (replay) needs one population "
+                          "and workers=0")
+    return select_agents(stale, n_agents)
