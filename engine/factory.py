@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.cluster.cluster_engine import ClusterEngine
+from engine.cluster.coordinator import ClusterEngine
 from engine.errors import ConfigError
 from engine.model.generative_model import GenerativeModel
 from engine.runtime.engine import Engine

@@ -62,7 +62,7 @@ def baseline(n: int, ticks: int) -> dict[str, float]:
 
 def measure(shards: int, n: int, ticks: int, full: bool = True) -> dict[str, Any]:
     """Coordination-only and (``full``) full-quality ticks of a ``shards``-shard engine."""
-    from engine.cluster.cluster_engine import ClusterEngine
+    from engine.cluster.coordinator import ClusterEngine
     model = grid_model(10)
     rng = np.random.default_rng(1)
     with ClusterEngine(model, n, shards=shards, workers_per_shard=0,

@@ -17,14 +17,12 @@ import pytest
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
-import engine.cluster.cluster_engine  # noqa: E402
+import engine.cluster.ray_connection  # noqa: E402
 from engine import AgentloopError, ConfigError, Engine, InferenceConfig  # noqa: E402
-from engine.cluster.cluster_engine import (  # noqa: E402
-    ClusterEngine,
-    ClusterRecorder,
-    connect,
-    shard_bounds,
-)
+from engine.cluster.coordinator import ClusterEngine  # noqa: E402
+from engine.cluster.ray_connection import connect  # noqa: E402
+from engine.cluster.recorder import ClusterRecorder  # noqa: E402
+from engine.cluster.sharding import shard_bounds  # noqa: E402
 from engine.factory import make_engine  # noqa: E402
 from engine.runtime.degrade import ROTATING_FRACTION, SHORTER_HORIZON  # noqa: E402
 from engine.runtime.population import Population  # noqa: E402
@@ -107,18 +105,18 @@ class _FlakyRay:
 
 
 def test_a_ray_client_connection_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine.cluster.cluster_engine, "CLIENT_CONNECT_BACKOFF_S", 0.0)
+    monkeypatch.setattr(engine.cluster.ray_connection, "CLIENT_CONNECT_BACKOFF_S", 0.0)
     flaky = _FlakyRay(failures=2)
-    monkeypatch.setattr(engine.cluster.cluster_engine, "_ray", lambda: flaky)
+    monkeypatch.setattr(engine.cluster.ray_connection, "_ray", lambda: flaky)
     with pytest.warns(UserWarning, match="attempt [12] of 3\\), retrying"):
         assert connect("ray://head:10001") == "connected to ray://head:10001"
     assert flaky.calls == 3
     hopeless = _FlakyRay(failures=5)
-    monkeypatch.setattr(engine.cluster.cluster_engine, "_ray", lambda: hopeless)
+    monkeypatch.setattr(engine.cluster.ray_connection, "_ray", lambda: hopeless)
     with pytest.warns(UserWarning), pytest.raises(ConfigError, match="head:10001.*3 attempts"):
         connect("ray://head:10001")
     driver = _FlakyRay(failures=1)                   # only Ray Client addresses are retried
-    monkeypatch.setattr(engine.cluster.cluster_engine, "_ray", lambda: driver)
+    monkeypatch.setattr(engine.cluster.ray_connection, "_ray", lambda: driver)
     with pytest.raises(ConnectionAbortedError):
         connect("head:6379")
 

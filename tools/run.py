@@ -184,7 +184,7 @@ def make_engine(model: GenerativeModel, n_agents: int, *, cluster: str | None,
 
 
 def cluster_recorder() -> type[TickRecorder]:
-    from engine.cluster.cluster_engine import ClusterRecorder
+    from engine.cluster.recorder import ClusterRecorder
 
     return ClusterRecorder
 

@@ -1,0 +1,157 @@
+"""The Ray actor of one shard: a local ``Engine`` for the shard's slice of every population,
+which undoes a tick the coordinator dropped and is restored from a checkpoint after a restart."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from engine.cluster.ray_connection import _ray
+from engine.cluster.sharding import ShardPart
+from engine.errors import ShardNotRestored
+from engine.model.generative_model import GenerativeModel
+from engine.runtime.engine import Engine
+from engine.runtime.population import Population
+
+
+class _Shard:
+    """The Ray actor of one shard: an ``Engine`` for a slice of every population (global ids
+    kept)."""
+
+    def __init__(self, model_refs: list[Any], parts: list[ShardPart],
+                 engine_kwargs: dict[str, Any]) -> None:
+        import ray
+        # the models come as ObjectRefs in a list that the coordinator keeps alive, so a
+        # restarted actor can fetch them again (arguments Ray stored itself may be gone by then)
+        models: list[GenerativeModel] = ray.get(list(model_refs))
+        self.parts = list(parts)
+        populations = [Population(part.name, model, part.hi - part.lo, part.config,
+                                  part.backend) for part, model in zip(parts, models, strict=True)]
+        self.engine = Engine(populations=populations, degrade=False,
+                             id_offset=[part.first_id + part.lo for part in parts],
+                             **engine_kwargs)
+        self.engine.start()
+        # the actor's signals belong to Ray (it stops workers with SIGTERM)
+        self.engine._restore_signal_handlers()
+        with warnings.catch_warnings():    # Ray's own property uses a deprecated accessor
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
+        self.ready = not self.restarted
+        self._states = [self.engine.population(i).state for i in range(len(parts))]
+        self._undo = [{name: np.empty_like(getattr(state, name)) for name in Engine.STATE_ARRAYS}
+                      for state in self._states]
+        self._undo_tick: int | None = None
+        self.delay_s = 0.0                  # test hook: sleep before the next step
+
+    def info(self) -> dict[str, Any]:
+        """Where this shard runs: pid, node, shared-memory run id, whether it was restarted,
+        and its slice of each population (``lo``/``hi``: of the first)."""
+        import ray
+        return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(),
+                "run_id": self.engine.run_id, "lo": self.parts[0].lo, "hi": self.parts[0].hi,
+                "slices": [(part.lo, part.hi) for part in self.parts],
+                "restarted": self.restarted, "ready": self.ready}
+
+    def _discard(self, tick: int | None) -> None:
+        """Undo tick ``tick`` (the coordinator dropped its late result), if it is the last."""
+        if tick is not None and self._undo_tick == tick:
+            for state, undo in zip(self._states, self._undo, strict=True):
+                for name in Engine.STATE_ARRAYS:
+                    np.copyto(getattr(state, name), undo[name])
+                state.stale[:] = 1
+        self._undo_tick = None
+
+    def _state(self) -> list[dict[str, np.ndarray]]:
+        return [self.engine.agent_state(i) for i in range(len(self.parts))]
+
+    def step(self, obs: list[np.ndarray], tick: int, budget_s: float | None, level: int,
+             discard: int | None, checkpoint: bool
+             ) -> tuple[dict[str, Any], list[dict[str, np.ndarray]] | None]:
+        """Discard a dropped tick if told, copy the state first if ``checkpoint``, then step
+        ``obs`` (this shard's rows of each population's observations) as tick ``tick``."""
+        received = time.monotonic()
+        if not self.ready:
+            raise ShardNotRestored(f"shard {self._name()} was restarted and not restored")
+        if self.delay_s:
+            time.sleep(self.delay_s)
+            self.delay_s = 0.0
+        self._discard(discard)
+        snapshot = self._state() if checkpoint else None
+        if budget_s is not None:
+            for state, undo in zip(self._states, self._undo, strict=True):
+                for name in Engine.STATE_ARRAYS:
+                    np.copyto(undo[name], getattr(state, name))
+            self._undo_tick = tick
+            budget_s = max(0.0, budget_s - (time.monotonic() - received))
+        self.engine.tick = int(tick)
+        self.engine.step(list(obs), budget_s=budget_s, level=level)
+        wall = self.engine.last_tick.wall_s if self.engine.last_tick else 0.0
+        result = {"tick": int(tick),
+                  "actions": [np.array(state.actions) for state in self._states],
+                  "stale": [np.array(state.stale) for state in self._states],
+                  "wall_s": wall, "service_s": time.monotonic() - received}
+        return result, snapshot
+
+    def _name(self) -> str:
+        return ", ".join(f"{part.name} {part.lo}..{part.hi}" for part in self.parts)
+
+    def restore(self, arrays: list[Mapping[str, np.ndarray]] | None, tick: int,
+                last_actions: list[np.ndarray]) -> dict[str, Any]:
+        """Load a checkpoint (``None``: keep the initial state) so that the next tick is
+        ``tick``, with ``last_actions`` (what the world last executed) as previous actions."""
+        for i, state in enumerate(self._states):
+            if arrays is not None:
+                self.engine.load_agent_state(arrays[i], tick, population=i)
+            state.actions[...] = last_actions[i]
+            state.prev_action[...] = last_actions[i]
+            state.stale[:] = 1
+        self.engine.tick = int(tick)
+        self._undo_tick = None
+        self.ready = True
+        return self.info()
+
+    def agent_state(self, discard: int | None) -> list[dict[str, np.ndarray]]:
+        """Each population's slice state between ticks (after discarding a dropped tick)."""
+        self._discard(discard)
+        return self._state()
+
+    def load_agent_state(self, arrays: list[Mapping[str, np.ndarray] | None], tick: int,
+                         discard: int | None) -> list[dict[str, np.ndarray]]:
+        """Restore the given populations' slices (None: keep that population's state); the
+        next tick is ``tick``. Returns the whole state, the coordinator's new checkpoint."""
+        self._discard(discard)
+        for i, part in enumerate(arrays):
+            if part is not None:
+                self.engine.load_agent_state(part, tick, population=i)
+        self.engine.tick = int(tick)
+        self._undo_tick = None
+        self.ready = True
+        return self._state()
+
+    def reset(self, population: int, agents: np.ndarray, discard: int | None) -> None:
+        """A new episode for local agent indices ``agents`` of population ``population``."""
+        self._discard(discard)
+        self.engine.reset(agents, population=population)
+
+    def set_delay(self, seconds: float) -> None:
+        """Test hook: make the next step sleep ``seconds`` before stepping."""
+        self.delay_s = float(seconds)
+
+    def close(self) -> None:
+        """Stop the local engine and remove its shared memory."""
+        self.engine.close()
+
+
+_ACTOR_CLASS: Any = None
+
+
+def shard_actor_class() -> Any:
+    global _ACTOR_CLASS
+    if _ACTOR_CLASS is None:
+        _ACTOR_CLASS = _ray().remote(_Shard)
+    return _ACTOR_CLASS
