@@ -332,7 +332,7 @@ def test_bad_values_are_one_line_and_exit_2(argv: list[str],
 
 
 def test_add_parsers_and_config() -> None:
-    from tools.cli import OneLineParser
+    from tools.args import OneLineParser
 
     parser = OneLineParser(prog="agentloop")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)

@@ -1,4 +1,4 @@
-"""Tick log inspection (tools/inspect_log.py): summary numbers, plot, JSON, diff, bad files."""
+"""Tick log inspection (tools/inspect/): summary numbers, plot, JSON, diff, bad files."""
 
 from __future__ import annotations
 
@@ -7,32 +7,28 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 import pytest
 
 from engine.ticklog.schema import TickLogHeader
 from engine.ticklog.writer import TickLogWriter
-from tools import inspect_log
-from tools.inspect_log import first_difference, main_diff, main_inspect, summarize
+from tools.args import OneLineParser
+from tools.inspect.command import main_diff, main_inspect, register
+from tools.inspect.diff import first_difference
+from tools.inspect.scan import scan_ticks
+from tools.inspect.summary import summarize
 
 N, TICKS, SIZE, HZ = 20, 300, 10, 10.0
 SKIPPED = (50, 51, 52)  # a gap in the tick numbers
 SNAPSHOT_TICKS = (0, 100, 200)
 
 
-class OneLine(argparse.ArgumentParser):
-    """Like the CLI's parser: errors are one line and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parse(*argv: str) -> argparse.Namespace:
-    parser = OneLine(prog="agentloop")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLine)
-    inspect_log.add_parsers(sub)
+    parser = OneLineParser(prog="agentloop")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    register(sub)
     return parser.parse_args(argv)
 
 
@@ -161,7 +157,7 @@ def test_occupancy_counts_observed_cells(log: Path) -> None:
     from engine.ticklog.reader import TickLogReader
 
     with TickLogReader(log) as reader:
-        scan = inspect_log._scan(reader, occupancy=True)
+        scan = scan_ticks(reader, occupancy=True)
     expected = np.bincount(np.concatenate([obs_of(t)[:, 0] for t in written()]),
                            minlength=SIZE * SIZE)
     np.testing.assert_array_equal(scan.occupancy, expected)

@@ -213,7 +213,8 @@ def test_a_failover_without_its_snapshot_is_a_clear_error(tmp_path: Path,
 
 
 def test_inspect_names_the_backend_and_the_failover(tmp_path: Path) -> None:
-    from tools.inspect_log import format_summary, summarize  # noqa: PLC0415
+    from tools.inspect.summary import summarize  # noqa: PLC0415
+    from tools.inspect.text import format_summary  # noqa: PLC0415
 
     path = str(tmp_path / "failover.mcap")
     _record_device_run(path, fail_at=2, kernel="fused")

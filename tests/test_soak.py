@@ -9,19 +9,11 @@ import re
 import orjson
 import pytest
 
-from tools import soak as soak_module
-from tools.cli import OneLineParser
-from tools.soak import (
-    EXIT_PASSED,
-    EXIT_USAGE,
-    Closing,
-    Sample,
-    SoakOptions,
-    SoakReport,
-    add_parsers,
-    evaluate,
-    main_soak,
-)
+from tools.args import OneLineParser
+from tools.soak.checks import evaluate
+from tools.soak.command import EXIT_PASSED, EXIT_USAGE, main_soak, options_from_args, register
+from tools.soak.options import SoakOptions
+from tools.soak.samples import Closing, Sample, SoakReport
 
 #: the soak test's length in seconds (the acceptance run is an hour: agentloop soak)
 SOAK_DURATION_S = 30.0
@@ -35,7 +27,7 @@ MB = 2**20
 def _parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="agentloop")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    add_parsers(sub)
+    register(sub)
     return parser
 
 
@@ -187,7 +179,7 @@ def test_report_to_json() -> None:
 # ------------------------------------------------------------------------------ options
 def test_defaults_and_warm_up() -> None:
     args = _args()
-    options = soak_module.options_from_args(args)
+    options = options_from_args(args)
     assert (options.duration_s, options.agents, options.hz, options.world, options.workers,
             options.policy_len, options.sample_every_s, options.max_rss_growth_pct) == (
         3600.0, 100_000, 10.0, "grid", 2, 1, 10.0, 1.0)

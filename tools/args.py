@@ -1,11 +1,25 @@
-"""Argument types and checks shared by the ``agentloop`` subcommands (one-line errors)."""
+"""The ``agentloop`` parser class, argument types and checks shared by the subcommands
+(one-line errors, exit code 2)."""
 
 from __future__ import annotations
 
 import argparse
 import math
 import os
-from typing import Any
+from typing import Any, NoReturn
+
+EXIT_USAGE = 2
+EXIT_CODES = ("exit codes: 0 done; 1 the run failed; 2 bad command line; "
+              "130 interrupted (SIGINT); 143 stopped (SIGTERM)")
+"""The exit codes of ``agentloop`` and ``agentloop run`` (their ``--help`` epilog)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        message = " ".join(message.split())  # one line, even if an argument holds newlines
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def number(text: str, kind: type, low: float, low_open: bool) -> Any:

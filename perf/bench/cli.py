@@ -10,7 +10,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from perf.bench.compare import compare, format_comparison
 from perf.bench.config import (
@@ -31,13 +31,7 @@ from perf.bench.plots import write_plots
 from perf.bench.readme import readme_table, results_md_section, write_results_md
 from perf.bench.report import format_report
 from perf.bench.runner import run
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line on stderr and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+from tools.args import OneLineParser
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -123,7 +117,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 def build_parser(prog: str = "python -m perf") -> argparse.ArgumentParser:
     """The stand-alone parser of ``python -m perf``."""
-    p = _OneLineParser(prog=prog, description=DESCRIPTION, epilog=EPILOG)
+    p = OneLineParser(prog=prog, description=DESCRIPTION, epilog=EPILOG)
     _add_arguments(p)
     return p
 

@@ -1,0 +1,121 @@
+"""``agentloop run`` on the command line: its options, their checks, and the run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tools.args import (
+    EXIT_CODES,
+    EXIT_USAGE,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    unwritable,
+)
+
+EXIT_FAILURE = 1
+WORLD_NAMES = ("grid", "foraging")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``run`` subcommand to ``subparsers``, with :func:`main_run` as its handler."""
+    run = subparsers.add_parser(
+        "run", help="agents act in a world at a fixed tick rate, with a live status line",
+        description="Run a population of agents in a world at a fixed tick rate. The world "
+                    "gives the agents' generative model; small populations are stepped in "
+                    "this process, large ones by worker processes over shared memory. A "
+                    "status line shows tick time (p50/p99), utilisation of the tick budget, "
+                    "the degradation level, missed ticks, throughput and memory.",
+        epilog=EXIT_CODES)
+    run.add_argument("--world", default="grid", metavar="NAME",
+                     help=f"world to run: {', '.join(WORLD_NAMES)}; default grid")
+    run.add_argument("--size", type=positive_int, default=None,
+                     help="world side N (N x N cells); default 10 for grid, 5 for foraging")
+    run.add_argument("--agents", type=positive_int, default=10_000,
+                     help="number of agents; default 10000")
+    run.add_argument("--hz", type=positive_float, default=10.0,
+                     help="ticks per second (the tick budget is 1/hz); default 10")
+    length = run.add_mutually_exclusive_group()
+    length.add_argument("--ticks", type=positive_int, default=None,
+                        help="number of ticks to run")
+    length.add_argument("--duration", type=positive_float, default=None, metavar="S",
+                        help="seconds to run (ticks = S * hz); default 10 s when neither "
+                             "--ticks nor --duration is given")
+    run.add_argument("--workers", type=non_negative_int, default=None,
+                     help="worker processes (0: step agents in this process); default 0 "
+                          "below 20000 agents, else 2")
+    run.add_argument("--backend", default="numba", choices=("numba", "cupy", "xp-numpy", "auto"),
+                     help="inference kernels: numba (CPU, default), cupy (NVIDIA GPU, state "
+                          "kept on the device), xp-numpy (the GPU code on the CPU, for "
+                          "testing), auto (cupy when a GPU is usable, else numba)")
+    run.add_argument("--xp-kernel", default="auto", choices=("auto", "array", "fused"),
+                     help="the step of the cupy / xp-numpy backends: array (whole-array "
+                          "operations), fused (one CUDA kernel per chunk of agents), auto "
+                          "($AGENTLOOP_XP_KERNEL, else array)")
+    run.add_argument("--policy-len", type=positive_int, default=1,
+                     help="planning horizon (policy length); default 1")
+    run.add_argument("--seed", type=int, default=0, help="random seed; default 0")
+    run.add_argument("--log", default=None, metavar="PATH",
+                     help="write a tick log (MCAP: header, every tick's observations, actions, "
+                          "level and stale agents, belief snapshots) to PATH, for "
+                          "`agentloop replay` and `agentloop inspect`")
+    run.add_argument("--cluster", default=None, metavar="ADDRESS",
+                     help="spread the agents over a Ray cluster: ray://host:port, host:6379, "
+                          "auto, or local (starts Ray here); needs the [cluster] extra")
+    run.add_argument("--shards", type=positive_int, default=None,
+                     help="with --cluster: shards (one engine each); default one per node")
+    run.add_argument("--snapshot-every", type=non_negative_int, default=100, metavar="K",
+                     help="with --log: snapshot every agent's beliefs every K ticks (replay "
+                          "--from starts there); 0 for none; default 100")
+    run.set_defaults(handler=main_run)
+
+
+def _usage_error(message: str) -> int:
+    message = " ".join(message.split())  # one line, even if a path holds newlines
+    print(f"agentloop run: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def main_run(args: argparse.Namespace) -> int:
+    """Check the options ``run`` cannot check alone, then run (:func:`tools.run.run`)."""
+    if args.world not in WORLD_NAMES:
+        return _usage_error(f"unknown world {args.world!r}; choose from "
+                            f"{', '.join(WORLD_NAMES)}")
+    if args.size is not None and args.size < 2:
+        return _usage_error("--size must be at least 2")
+    if args.shards is not None and args.cluster is None:
+        return _usage_error("--shards needs --cluster")
+    if args.log is not None:
+        problem = unwritable(args.log)
+        if problem:
+            return _usage_error(f"--log {args.log}: {problem}")
+    if args.backend == "cupy":
+        from engine.errors import ConfigError
+        from engine.kernels.backends import resolve_backend
+        try:
+            resolve_backend("cupy")
+        except ConfigError as exc:
+            return _usage_error(f"--backend cupy: {exc}")
+    if args.backend != "numba" and args.cluster is not None:
+        return _usage_error(f"--backend {args.backend}: cluster shards run the numba backend")
+    if args.xp_kernel != "auto" and args.backend == "numba":
+        return _usage_error(f"--xp-kernel {args.xp_kernel}: needs --backend cupy, xp-numpy or "
+                            f"auto")
+    from engine.errors import AgentloopError
+    from tools.run import RunOptions, run
+
+    options = RunOptions(world=args.world, size=args.size, agents=args.agents, hz=args.hz,
+                         ticks=args.ticks, duration=args.duration, workers=args.workers,
+                         backend=args.backend, xp_kernel=args.xp_kernel,
+                         policy_len=args.policy_len, seed=args.seed,
+                         log=args.log, snapshot_every=args.snapshot_every,
+                         cluster=args.cluster, shards=args.shards)
+    try:
+        return run(options)
+    except (AgentloopError, ValueError, OSError) as exc:
+        print(f"agentloop run: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("agentloop run: interrupted", file=sys.stderr)
+        return 130
