@@ -78,7 +78,7 @@ def main_inspect(args: argparse.Namespace) -> int:
         if problem is not None:
             return _error("inspect", problem)
     try:
-        from engine.ticklog.log import TickLogReader
+        from engine.ticklog.reader import TickLogReader
 
         with TickLogReader(args.log) as reader:
             scan = scan_ticks(reader, occupancy=plot is not None)

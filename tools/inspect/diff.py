@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
-    from engine.ticklog.log import TickRecord
+
+    from engine.ticklog.schema import TickRecord
 
 HEADER_FIELDS = ("n_agents", "seed", "model_hash", "config", "world")
 """Header fields that decide a run: logs that differ in them differ (checked by diff)."""
@@ -69,7 +70,7 @@ def _compare_ticks(ra: TickRecord, rb: TickRecord) -> _Found | None:
 def diff_logs(path_a: str | os.PathLike[str], path_b: str | os.PathLike[str]
           ) -> tuple[dict[str, Any] | None, int, dict[str, bool]]:
     """(first difference or None, ticks that agreed, {"a": truncated, "b": truncated})."""
-    from engine.ticklog.log import TickLogReader
+    from engine.ticklog.reader import TickLogReader
 
     with TickLogReader(path_a) as ra, TickLogReader(path_b) as rb:
         truncated = {"a": bool(ra.truncated), "b": bool(rb.truncated)}

@@ -52,7 +52,7 @@ def write_plot(path: str | os.PathLike[str], log: str | os.PathLike[str]) -> dic
     the summary. See :func:`draw` for the panels. Raises ImportError (:data:`PLOT_MISSING`)
     without matplotlib, ``TickLogError`` for a bad log, OSError when ``path`` cannot be
     written."""
-    from engine.ticklog.log import TickLogReader
+    from engine.ticklog.reader import TickLogReader
 
     plt = import_pyplot()
     with TickLogReader(log) as reader:

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
-    from engine.ticklog.log import TickLogReader, TickRecord
+
+    from engine.ticklog.reader import TickLogReader
+    from engine.ticklog.schema import TickRecord
 
 GRID_WORLDS = ("grid", "foraging")
 """World names whose observation modality 0 is the observed cell (row-major ``size x size``)."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from tools.inspect.scan import Scan, count_snapshots, scan_ticks
 
 if TYPE_CHECKING:
-    from engine.ticklog.log import TickLogReader
+    from engine.ticklog.reader import TickLogReader
 
 
 def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -29,7 +29,7 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises :class:`engine.ticklog.TickLogError` for a file that is not a readable tick log.
     """
-    from engine.ticklog.log import TickLogReader
+    from engine.ticklog.reader import TickLogReader
 
     with TickLogReader(path) as reader:
         scan = scan_ticks(reader)
