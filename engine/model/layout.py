@@ -1,20 +1,6 @@
 """ModelLayout: a model's arrays flattened and pre-derived for the compiled kernels.
 
-Everything here is computed once per (model, policy_len, controls, dtype) and shared read-only by
-every agent of the population (and, later, placed in shared memory for the workers):
-
-* joint hidden states ``j`` enumerate the Cartesian product of factors (factor 0 slowest);
-  ``jidx[m, j]`` is the column of modality ``m``'s compact A that joint state ``j`` reads,
-  which is how A depending on a subset of factors costs nothing extra;
-* ``utility[t, j]`` = sum_m A_m[:, j] . ln(softmax(C_m[:, t]) + 1e-16): expected utility is
-  linear in the predicted joint state, so it is one dot product per policy step;
-* ``ambiguity[j]`` = sum_o p(o|j) ln(p(o|j) + e^-16) over the *joint* outcome of all modalities
-  (pymdp's ``spm_MDP_G``), and ``po_ptr/po_idx/po_val`` the non-zero joint outcome
-  probabilities of each joint state, so the outcome entropy only touches non-zero entries;
-* B is stored transposed ``(U, S_next, S_prev)`` for row dot products, plus a sorted
-  coordinate list per action for factors whose B is sparse (deterministic moves);
-* the policy set as a prefix tree in depth-first order, so policies share their prefixes.
-"""
+The reasoning behind it is in docs/architecture.md."""
 
 from __future__ import annotations
 

@@ -1,18 +1,6 @@
 """Chunk claims: which worker steps which chunk of the workers' slices in a tick.
 
-Each worker owns one contiguous slice of every population and steps its chunks from the front,
-starting at the slice's cursor (where the last deadline cut stopped, so no chunk is left behind
-tick after tick). A worker whose own slices are done **helps** the next worker in ring order by
-taking that worker's chunks from the back: on a shared host a worker that gets less CPU for a
-while no longer holds the whole tick up.
-
-A POSIX semaphore per slice counts the chunks not yet taken. Taking one is a non-blocking
-decrement, so no chunk is stepped twice and nothing is ever locked: a worker killed mid-tick
-holds nothing, and the chunk it was stepping stays stale as before. The owner alone moves the
-front count and the helper alone the back count, and both only after a successful decrement,
-so the two ends never overlap. The master tops the semaphores up between ticks, when no worker
-runs. In one process (``Engine(workers=0)``) the same bookkeeping runs without semaphores.
-"""
+The reasoning behind it is in docs/architecture.md."""
 
 from __future__ import annotations
 

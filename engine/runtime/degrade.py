@@ -1,29 +1,4 @@
-"""The degradation ladder and its controller.
-
-When ticks overrun their budget the engine trades quality for time, one rung at a time, and
-climbs back with hysteresis when load drops:
-
-====  =========================  ===============================================================
-0     full                       every agent, every iteration, the whole policy horizon
-1     fewer iterations           half the fixed-point iterations (multi-factor models)
-2     shorter horizon            policies valued by their first step only
-3     rotating fraction          half the agents (alternate chunks, rotating each tick), within
-                                 ``ROTATING_BUDGET`` of the tick's budget
-4     stale actions              no agent updated: every agent keeps its last action
-====  =========================  ===============================================================
-
-At the rotating fraction the tick's deadline is brought forward to ``ROTATING_BUDGET`` of its
-budget: when even half the agents do not fit, as many as fit are updated, and since each worker
-resumes where its last tick stopped (``engine.worker``), every agent is still updated in turn.
-So a population far past capacity settles there (with utilisation near ``ROTATING_BUDGET``,
-between the controller's thresholds) instead of falling to stale actions, which only a tick that
-still misses its whole budget reaches. Rungs that change nothing for the engine's populations
-(fewer iterations for single-factor models, a shorter horizon at policy_len 1) are skipped
-(:func:`noop_levels`).
-
-The controller is a pure function of the utilisations it is shown, so a replay that feeds it
-the recorded levels (or the same utilisations) reproduces the run.
-"""
+"""The degradation ladder and its controller. (reasoning: docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,30 +1,7 @@
 """Device-resident populations: an engine population stepped by the array backend (CuPy on a GPU,
 or NumPy through the same code for tests), with its state living on the device.
 
-The master process drives the device: CUDA contexts do not survive ``fork`` and the host side
-of a GPU step is only kernel launches, so there is no extra process hop. While the CPU worker
-processes step their populations, the master uploads this population's observations from shared
-memory (through a pinned host buffer with CuPy), steps it in row chunks (checking the tick's
-deadline between chunks, as CPU workers do), and copies the actions back into shared memory
-every tick. Beliefs, q(pi), G, previous actions and episode flags stay on the device; they are
-copied back into the population's shared-memory arrays (beliefs quantized as for CPU
-populations, on the device, so only the codes cross the bus) a band of rows at a time: every
-tick the next ``1 / refresh_every`` of the rows, so each row is at most ``refresh_every`` ticks
-old and no tick pays for the whole population (at 1,000,000 grid-10 agents a whole copy costs
-about 0.5 s of encoding on one CPU core). Whenever the state is read (:meth:`sync`) every row
-is copied, so snapshots, the tick log and ``Engine.population(name).qs`` see the current
-state.
-
-Degradation: as on the CPU. Fewer iterations and a shorter horizon are passed to the array
-code; the rotating fraction steps every other chunk (alternating each tick); stale actions step
-nobody.
-
-Failover: when the device fails while stepping (a CUDA runtime or driver error, out of device
-memory: :func:`device_errors`), the engine drops the device population and the master
-process steps it with the Numba kernels from that tick on, from the state last copied into
-shared memory (each row at most ``refresh_every`` ticks old; ``Engine.failovers`` records
-it).
-"""
+The reasoning behind it is in docs/architecture.md."""
 
 from __future__ import annotations
 

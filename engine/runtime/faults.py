@@ -1,15 +1,7 @@
 """Fault injection for the reliability tests: make one worker fail at a chosen point of a tick.
 
-``AGENTLOOP_FAULT="worker=1,tick=3,phase=compute[,mode=exit|raise|stop]"`` in the environment
-of an engine's master (workers inherit it) makes worker 1, at ``phase`` of tick 3, exit
-abruptly (``exit``, the default: ``os._exit``, as a SIGKILL would leave it), raise an exception
-(``raise``) or stop itself with SIGSTOP like a hung worker (``stop``). Phases: ``wait``
-(released, nothing done), ``compute`` (a chunk computed, not committed), ``commit-<array>`` (a
-commit half done: after copying ``<array>``, one of ``engine.journal.FIELDS``) or ``done`` (the
-tick finished, not yet reported). The fault fires at the first such point in tick 3 or later
-(a worker whose helper took all its chunks in tick 3 computes nothing then), once per run: a
-respawned worker does not re-arm it. Unset, every check is one dictionary lookup.
-"""
+``AGENTLOOP_FAULT="worker=1,tick=3,phase=compute[,mode=exit|raise|stop]"`` in the master's
+environment arms it; the phases and modes are described in docs/architecture.md."""
 
 from __future__ import annotations
 

@@ -1,16 +1,7 @@
 """A worker's journal: each chunk's results are staged, then committed in a step the master can
 finish if the worker dies during it, so no agent is ever left half-updated.
 
-A worker computes a chunk into its journal (a staging area in shared memory holding one chunk of
-every per-agent array the kernel writes), then commits it: it writes ``(COMMITTING, population,
-lo, hi, tick)`` into the journal header, copies the staged rows into the population's arrays,
-clears their stale flags and sets the header back to ``IDLE``. A worker killed while computing
-leaves the population's arrays untouched (its agents keep their state and stay stale, as the
-master flagged every agent stale before releasing the tick); one killed while committing leaves
-the header at ``COMMITTING`` and the staged rows intact, and the master redoes the copy
-(:meth:`Journal.recover`) before it respawns the worker. Either way every agent is wholly at its
-previous tick or wholly at this one, and the stale flags say which.
-"""
+The reasoning behind it is in docs/architecture.md."""
 
 from __future__ import annotations
 

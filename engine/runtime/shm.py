@@ -1,17 +1,6 @@
 """Named POSIX shared memory and semaphores for one run, as NumPy views, with crash cleanup.
 
-Every name a run creates is ``agentloop-<runid>-<name>`` where ``runid`` is
-``<owner pid>x<random hex>``, so a leftover is traced to its owner even without its manifest.
-The owner writes a manifest segment first (``agentloop-<runid>-manifest``: owner pid, the
-owner's process start time, every segment and semaphore name) and removes it last, so
-:func:`sweep_stale` (called at start-up and by ``agentloop shm clean``) can remove exactly what
-runs whose owner has died left behind, and never touches a live run.
-
-Attaching (workers) maps a segment without taking ownership: nothing is unlinked when an
-attached view goes away (posix_ipc has no resource tracker). Segments are allocated with
-``posix_fallocate``, so a ``/dev/shm`` too small fails at creation with :class:`ShmError`
-naming the size needed, instead of a bus error on first write.
-"""
+The reasoning behind it is in docs/architecture.md."""
 
 from __future__ import annotations
 

@@ -1,15 +1,6 @@
 """Recording an engine's ticks into a tick log (``engine.ticklog``), for replay and audit.
 
-``TickRecorder(engine, path, hz=..., world=...)`` writes the header (model bytes and hash,
-config, seed, codec, chunking, world config) and then, called after each tick (it is an
-``on_tick`` callback for :meth:`Engine.run`, or call :meth:`record` after ``Engine.step``),
-the tick's observations, actions, level, stale agents and timings; every ``snapshot_every``
-ticks also the agents' state (:meth:`Engine.agent_state`), so replay can start part-way. The
-header names the population's backend and array kernel (replay rebuilds it on the same); a
-tick in which the device failed over to the CPU is marked and followed by a snapshot, the state
-replay continues from (the live run resumed from a copy it cannot recompute).
-Encoding and writing happen on the log's own thread; the tick pays for two array copies.
-"""
+The reasoning behind it is in docs/architecture.md."""
 
 from __future__ import annotations
 

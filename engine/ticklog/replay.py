@@ -1,19 +1,6 @@
 """Deterministic replay of a tick log: re-run the engine and verify every recorded action.
 
-The engine is rebuilt from the log's header (model bytes, config, seed, belief codec, chunk)
-in this process (``workers=0``: results do not depend on the worker count). Each recorded
-tick's observations are fed with its recorded degradation level and stale set forced, so a
-live run whose degradation depended on timing replays exactly. Replay stops at the first tick
-whose actions differ and returns a :class:`Divergence` with the beliefs that led there.
-
-A population recorded on the array backend is replayed on it (``"cupy"`` where CuPy and a GPU
-are usable, else its NumPy twin ``"xp-numpy"``, which can differ from the GPU in the last bits
-and so break an exact tie differently), with the recorded array kernel. A tick in which the
-device failed over to the CPU cannot be recomputed (the live run resumed from a copy of the
-state up to ``refresh_every`` ticks old): replay moves the population to the CPU as the live
-run did, loads the snapshot recorded after that tick and goes on; the tick is listed in
-:attr:`ReplayResult.unverified`.
-"""
+The reasoning behind it is in docs/architecture.md."""
 
 from __future__ import annotations
 
