@@ -103,7 +103,10 @@ def kernel_config(config, num_iter: int | None = None,  # noqa: ANN001
 def _step_agent(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_out,
                 actions_out, seed, tick, fs, iscratch, sizes, num_iter, views, sparse):
     """One agent's step; ``views`` and ``sparse`` are the thread's scratch regions
-    (:func:`scratch_views`, :func:`sparse_views`), made once per block of agents."""
+    (:func:`scratch_views`, :func:`sparse_views`), made once per block of agents.
+
+    The per-agent arrays are separate arguments, not a namedtuple: in a ``prange`` body Numba
+    drops writes made through a namedtuple's attributes (``docs/parts/kernels.md``)."""
     prior, post, lnprior, qL, qtmp, lnL, qj, qdepth, gacc, gnode, G, qpi, qo, marg = views
     touched = iscratch
     s_tot = km.state_offset[-1]
