@@ -71,8 +71,8 @@ def test_host_build_float64_matches_the_reference() -> None:
 
 
 def test_host_build_on_the_generic_path_equals_numba_to_rounding() -> None:
-    """On a model that takes cpu.py's generic path the kernel does the same arithmetic in the
-    same order: beliefs, q(pi) and G agree to 1e-12 in float64, not just to 1e-4."""
+    """On a model that takes the Numba step's generic path the kernel does the same arithmetic
+    in the same order: beliefs, q(pi) and G agree to 1e-12 in float64, not just to 1e-4."""
     worst = run_parity(two_factor_model(), InferenceConfig(policy_len=2, dtype="float64"),
                        tol=1e-12, kernel="fused")
     assert worst["ties"] == 0

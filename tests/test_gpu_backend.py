@@ -16,7 +16,8 @@ from engine import Agents, InferenceConfig
 from engine.errors import ConfigError, ObservationError
 from engine.kernels import backends
 from engine.kernels.array_learning import XpLearningStepper, make_xp_stepper
-from engine.kernels.array_step import XpStepper, to_host, uniforms_xp
+from engine.kernels.array_stages import to_host, uniforms_xp
+from engine.kernels.array_step import XpStepper
 from engine.kernels.backends import cupy_available, resolve_backend
 from engine.kernels.rng import uniforms
 from engine.model.generative_model import GenerativeModel

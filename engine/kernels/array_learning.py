@@ -1,22 +1,8 @@
-"""Dirichlet learning on the array backend: agents that learn their own A and/or B.
+"""Dirichlet learning on the array backend: :class:`XpLearningStepper`, the
+:class:`~engine.kernels.array_step.XpStepper` of agents that learn their own A and/or B (and the
+parameter information gain), the batched twin of ``cpu_learning.py``.
 
-:class:`XpLearningStepper` is :class:`~engine.kernels.array_step.XpStepper` with per-agent
-parameters, the batched twin of ``cpu_learning.py`` (pymdp 0.0.7.1's ``update_A`` / ``update_B``):
-
-* A is held over every factor (``model.with_full_A()``, as pymdp holds a learnt A), ``(n, O_m,
-  J)`` per modality; B as ``(n, U, S_prev, S_next)`` per factor (``q_next = q @ B``);
-* after state inference, ``pA[o] += lr_pA * q(joint)`` where ``A > 0`` for the modalities
-  learnt, then ``A = pA`` normalised over outcomes (every modality); for agents past their first
-  step, ``pB[:, :, a_prev] += lr_pB * q_now x q_prev`` where ``B > 0`` for the factors learnt,
-  then ``B = pB`` normalised;
-* the expected free energy reads each agent's own A and B: expected outcomes ``A q``, utility
-  against ln C, ambiguity and the joint outcome's entropy from the agent's outcome table.
-
-* with ``use_param_info_gain``, the pA and pB information gain (pymdp's ``calc_pA_info_gain``
-  / ``calc_pB_info_gain``) from spm_wnorm of each agent's counts (or the model's, when they are
-  not learnt).
-
-Only what is learnt is stored per agent; the rest stays shared.
+Design notes: ``docs/parts/kernels.md``.
 """
 
 from __future__ import annotations
@@ -26,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ConfigError
-from engine.kernels.array_step import XpStepper, _outer_joint, to_host
+from engine.kernels.array_stages import outer_joint, to_host
+from engine.kernels.array_step import XpStepper
 from engine.model.config import InferenceConfig
 from engine.model.constants import EPS, EXP_M16
 from engine.model.generative_model import GenerativeModel
@@ -160,7 +147,7 @@ class XpLearningStepper(XpStepper):
         xp, cfg = self.xp, self.config
         ar = xp.arange(obs.shape[0])
         if cfg.learn_A:
-            qj = _outer_joint(post)
+            qj = outer_joint(post)
             for mod in range(self.layout.n_modalities):
                 A, pA = self._A_agent[mod][rows], self._pA_agent[mod][rows]
                 if self._learn_modality[mod]:
@@ -217,7 +204,7 @@ class XpLearningStepper(XpStepper):
                         pulled = xp.matmul(parents, w_B[f][:, u][None])[:, :, 0][inv]
                         value[idx] -= (pulled * out[idx]).sum(axis=-1)
                 pred.append(out)
-            qj = pred[0] if lay.n_factors == 1 else _outer_joint(pred)      # (K, m, J)
+            qj = pred[0] if lay.n_factors == 1 else outer_joint(pred)      # (K, m, J)
             for mod in range(lay.n_modalities if (cfg.use_utility or w_A) else 0):
                 A = self._A_rows(mod, rows)                              # (k, O, J)
                 qo_m = xp.matmul(qj[:, :, None, :], A.transpose(0, 2, 1)[None])[:, :, 0]

@@ -1,30 +1,12 @@
 """The agent step written once against an array module ``xp`` (NumPy or CuPy), batched over agents.
 
-:class:`XpStepper` holds a population's state as ``xp`` arrays (on the GPU with CuPy) and the
-model's derived arrays uploaded once, and steps every agent with whole-array operations only:
+:class:`XpStepper` holds a population's state as ``xp`` arrays and the model's derived arrays
+uploaded once, and steps every agent with whole-array operations (transition prior, state
+inference, expected free energy over the policy tree depth by depth, q(pi), actions), in row
+chunks bounded by ``scratch_bytes``; ``kernel="fused"`` runs the step as one CUDA kernel
+(``fused.py``). Same arithmetic as the Numba step; learning is in ``array_learning.py``.
 
-1. transition prior ``B[a] @ qs`` (``D`` at an agent's first step), all actions at once and the
-   agent's own picked out (no per-agent gather of B);
-2. state inference: one factor in closed form, ``(L + e)(p + e)`` normalised; several factors by
-   pymdp's Jacobi fixed-point iteration, each agent stopping on its own free-energy change;
-3. expected free energy over the policy tree, depth by depth: predicted states of every node of a
-   depth in one batched product per (factor, action), utility and ambiguity from the layout's
-   per-joint-state tables, the joint outcome ``qo = q_thr @ p(o|j)`` over states above pymdp's
-   e^-16 cut and its entropy ``qo . ln(qo + 1e-16)``;
-4. ``q(pi) = softmax(gamma G + ln E)``, action marginals, argmax or a draw from the same
-   counter-based uniforms as the CPU kernels (:func:`uniforms_xp` is ``engine.rng`` ported to
-   ``xp`` uint64 arithmetic: the identical numbers, computed where the agents live).
-
-The arithmetic is that of ``cpu.py`` (itself tested against ``reference.py`` and pymdp): state is
-stored in the config's dtype and every intermediate is float64 (``compute_dtype``), so the float32
-path agrees with the Numba kernels to rounding. With ``xp=numpy`` this is the code path CI runs;
-with ``xp=cupy`` the same lines run on the device. Agents are processed in row chunks so the
-intermediates (``policies x agents x joint outcomes`` at worst) stay within ``scratch_bytes``.
-
-Dirichlet learning and the parameter information gain are in ``array_learning.py`` (a subclass
-with per-agent A / B). The degradation ladder's knobs (fewer iterations, a shorter horizon) are
-arguments of :meth:`XpStepper.step_rows`. ``kernel="fused"`` runs the same step as one CUDA
-kernel instead (``fused.py``; on NumPy its host build), for populations that do not learn.
+Design notes: ``docs/parts/kernels.md``.
 """
 
 from __future__ import annotations
@@ -35,7 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import ConfigError, ObservationError
+from engine.errors import ConfigError
+from engine.kernels.array_stages import (
+    agent_keys,
+    check_device_observations,
+    copy_into_host,
+    infer_states,
+    outer_joint,
+    select_actions,
+    softmax,
+    tree_levels,
+)
 from engine.kernels.observations import check_observations
 from engine.model.config import InferenceConfig
 from engine.model.constants import EPS, EXP_M16
@@ -71,97 +63,6 @@ def resolve_kernel(kernel: str, learns: bool = False) -> str:
                           "information gain; use kernel='array'")
     return chosen
 
-_MASK64 = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15
-_M1 = 0xBF58476D1CE4E5B9
-_M2 = 0x94D049BB133111EB
-_TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53
-
-
-# ------------------------------------------------------------------------------ random stream
-def _mix_int(z: int) -> int:
-    """SplitMix64's finaliser on a Python int (mod 2**64): the scalar parts of the key."""
-    z = ((z ^ (z >> 30)) * _M1) & _MASK64
-    z = ((z ^ (z >> 27)) * _M2) & _MASK64
-    return z ^ (z >> 31)
-
-
-def _mix_xp(z: Any) -> Any:
-    """SplitMix64's finaliser on a uint64 ``xp`` array (wrapping arithmetic)."""
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(_M1)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(_M2)
-    return z ^ (z >> np.uint64(31))
-
-
-def agent_keys(xp: ModuleType, seed: int, agent_ids: Any) -> Any:
-    """The per-agent part of the key of :func:`engine.rng.uniform` (fixed for a population)."""
-    z0 = _mix_int((int(seed) + _GOLDEN) & _MASK64)
-    ids = xp.asarray(agent_ids).astype(xp.uint64)
-    return _mix_xp((ids * np.uint64(_GOLDEN) + np.uint64(_M1)) ^ np.uint64(z0))
-
-
-def uniforms_from_keys(xp: ModuleType, keys: Any, tick: int, stream: int) -> Any:
-    """``uniform(seed, agent, tick, stream)`` for every agent, given :func:`agent_keys`."""
-    t = (int(tick) * _M1 + _M2) & _MASK64
-    s = (int(stream) * _M2 + _GOLDEN) & _MASK64
-    z = _mix_xp(keys ^ np.uint64(t))
-    z = _mix_xp(z ^ np.uint64(s))
-    return (z >> np.uint64(11)).astype(xp.float64) * _TO_UNIT
-
-
-def uniforms_xp(xp: ModuleType, seed: int, agent_ids: Any, tick: int, stream: int) -> Any:
-    """:func:`engine.rng.uniform` for every id in ``agent_ids``, as a float64 ``xp`` array."""
-    return uniforms_from_keys(xp, agent_keys(xp, seed, agent_ids), tick, stream)
-
-
-# ------------------------------------------------------------------------------ helpers
-def to_host(a: Any) -> np.ndarray:
-    """A NumPy copy (CuPy) or the array itself (NumPy)."""
-    get = getattr(a, "get", None)
-    return get() if callable(get) else np.asarray(a)
-
-
-def copy_into_host(src: Any, dst: np.ndarray) -> None:
-    """``dst[...] = src`` for an ``xp`` array ``src`` (straight from the device when the
-    dtypes agree and ``dst`` is contiguous; through a host copy otherwise)."""
-    get = getattr(src, "get", None)
-    if not callable(get):
-        np.copyto(dst, src)
-    elif dst.dtype == src.dtype and dst.flags.c_contiguous:
-        get(out=dst)
-    else:
-        np.copyto(dst, get())
-
-
-def _softmax(xp: ModuleType, x: Any) -> Any:
-    """Softmax over the last axis (max subtracted, no EPS), as the CPU kernels do."""
-    e = xp.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _outer_joint(qs: list[Any]) -> Any:
-    """Outer product over factors along the last axis (factor 0 slowest): ``(..., J)``."""
-    out = qs[0]
-    for q in qs[1:]:
-        out = (out[..., :, None] * q[..., None, :]).reshape(*out.shape[:-1], -1)
-    return out
-
-
-class _TreeLevel:
-    """One depth of the policy tree, ready for batched products.
-
-    ``groups[f]`` lists, per action ``u`` of factor ``f`` used at this depth, the nodes (positions
-    within the depth) taking it, the distinct parents (positions within the previous depth) they
-    hang from, and each node's index into those parents.
-    """
-
-    def __init__(self, n_nodes: int, parent: np.ndarray,
-                 groups: list[list[tuple[int, Any, Any, Any]]]) -> None:
-        self.n_nodes = n_nodes
-        self.parent = parent
-        self.groups = groups
-
-
 # ------------------------------------------------------------------------------ the stepper
 class XpStepper:
     """A population of ``n`` agents on one model whose state lives in ``xp`` arrays.
@@ -173,7 +74,7 @@ class XpStepper:
         seed: keys the counter-based random stream with (agent id, tick), as the CPU kernels.
         xp: the array module, ``numpy`` (CPU, what CI tests) or ``cupy`` (GPU).
         agent_id_offset: id of the first agent (a slice of a larger population).
-        compute_dtype: precision of every intermediate (default float64, as ``cpu.py``);
+        compute_dtype: precision of every intermediate (default float64, as the Numba step);
             float32 is faster on GPUs with slow float64 (q(pi) within 1e-5 of float64 on
             grid-5; tested to 1e-3), but argmax ties may then break differently.
         scratch_bytes: bound on the intermediates of one chunk of agents (default
@@ -252,9 +153,8 @@ class XpStepper:
             lo, hi = lay.A_offset[m], lay.A_offset[m + 1]
             compact = np.asarray(lay.A_flat[lo:hi]).reshape(int(lay.num_obs[m]), -1)
             self._A_joint.append(up(compact[:, lay.jidx[m]]))
-        # B transposed so that q_next = q @ BT[u]: (U, S_prev, S_next). Dense products: on the
-        # CPU (BLAS) and an H100 (float64 tensor cores) they beat gathers from sparse lists
-        # for the benchmark models (measured on NumPy; the GPU estimate is arithmetic only)
+        # B transposed so that q_next = q @ BT[u]: (U, S_prev, S_next), multiplied densely
+        # (docs/parts/kernels.md says why)
         self._BT = [up(np.transpose(b, (2, 1, 0))) for b in model.B]
         self._D = [up(d) for d in model.D]
         self._utility = up(lay.utility)                    # (T, J)
@@ -269,39 +169,7 @@ class XpStepper:
         self._onehot = [up(np.eye(int(lay.num_controls[f]))[lay.first_action[:, f]])
                         for f in range(lay.n_factors)]    # (P, U_f)
         self._num_obs = xp.asarray(np.asarray(lay.num_obs, dtype=np.int64))
-        self._levels = self._tree_levels()
-
-    def _tree_levels(self) -> list[_TreeLevel]:
-        """The policy tree split by depth, with the per-(factor, action) node groups."""
-        xp, tree, lay = self.xp, self.layout.tree, self.layout
-        depth, action = tree.depth, tree.action
-        horizon = lay.policy_len
-        pos = np.zeros(depth.shape[0], dtype=np.int64)
-        parent = np.full(depth.shape[0], -1, dtype=np.int64)
-        last_at: dict[int, int] = {}
-        counts = [0] * horizon
-        for k in range(depth.shape[0]):                    # depth-first preorder
-            d = int(depth[k])
-            pos[k] = counts[d]
-            counts[d] += 1
-            parent[k] = last_at[d - 1] if d > 0 else -1
-            last_at[d] = k
-        levels = []
-        for d in range(horizon):
-            nodes = np.nonzero(depth == d)[0]
-            par = pos[parent[nodes]] if d > 0 else np.zeros(nodes.size, dtype=np.int64)
-            groups = []
-            for f in range(lay.n_factors):
-                per_u = []
-                for u in np.unique(action[nodes, f]):
-                    idx = np.nonzero(action[nodes, f] == u)[0]
-                    uniq, inv = np.unique(par[idx], return_inverse=True)
-                    per_u.append((int(u), xp.asarray(idx), xp.asarray(uniq),
-                                  xp.asarray(inv.reshape(-1))))
-                groups.append(per_u)
-            levels.append(_TreeLevel(int(nodes.size), xp.asarray(par), groups))
-        self._leaf_pos = xp.asarray(pos[tree.leaf_of_policy])
-        return levels
+        self._levels, self._leaf_pos = tree_levels(xp, lay)
 
     def _bytes_per_agent(self) -> int:
         """Largest intermediate footprint of one agent in a step (for the chunk size)."""
@@ -400,23 +268,8 @@ class XpStepper:
         observations as an int64 ``xp`` array."""
         if isinstance(obs, np.ndarray):
             return self.xp.asarray(check_observations(obs, self.n, self.layout.num_obs))
-        xp, n, n_mod = self.xp, self.n, self.layout.n_modalities
-        if not isinstance(obs, xp.ndarray):
-            raise ObservationError(f"observations must be a NumPy integer array of shape "
-                                   f"({n}, {n_mod}), got {type(obs).__name__}")
-        if obs.dtype == np.bool_ or not np.issubdtype(obs.dtype, np.integer):
-            raise ObservationError(f"observations must have an integer dtype, got {obs.dtype}")
-        if obs.shape != (n, n_mod):
-            raise ObservationError(f"observations must have shape ({n}, {n_mod}) "
-                                   f"(agents, modalities), got {obs.shape}")
-        obs = obs.astype(xp.int64, copy=False)
-        bad = ((obs < 0) | (obs >= self._num_obs[None, :])).ravel()
-        if bool(bad.any()):
-            agent, m = divmod(int(xp.argmax(bad)), n_mod)
-            raise ObservationError(
-                f"observation {int(obs[agent, m])} of agent {agent}, modality {m} is out of "
-                f"range 0..{int(self.layout.num_obs[m]) - 1}; no agent's beliefs were changed")
-        return obs
+        return check_device_observations(self.xp, obs, self.n, self.layout.num_obs,
+                                         self._num_obs)
 
     def step(self, obs: Any, tick: int | None = None, check: bool = True) -> Any:
         """Advance every agent one tick on ``obs`` (``(n, n_modalities)`` ints, host or ``xp``).
@@ -466,7 +319,7 @@ class XpStepper:
         post = self._infer_states(self._likelihood(obs[rows], rows), prior)
         self._learn(obs[rows], rows, q_prev, post)
         G = self._policy_values(post, rows)
-        q_pi = _softmax(xp, G * self.config.gamma + self._lnE[None, :])
+        q_pi = softmax(xp, G * self.config.gamma + self._lnE[None, :])
         actions = self._select(q_pi, lo, hi, tick)
         for f, v in enumerate(self._qs_views):
             v[rows] = post[f]
@@ -505,49 +358,9 @@ class XpStepper:
         """Parameter updates after state inference (none here; see ``array_learning``)."""
 
     def _infer_states(self, like: Any, prior: list[Any]) -> list[Any]:
-        """pymdp's run_vanilla_fpi for every row (closed form for one factor), from the
-        likelihood of each row's observation over the joint states."""
-        xp, lay, cfg = self.xp, self.layout, self.config
-        if lay.n_factors == 1:
-            post = (like + EPS) * (prior[0] + EPS)
-            return [post * (1.0 / post.sum(axis=1, keepdims=True))]     # as cpu.py rounds
-        m, n_factors = like.shape[0], lay.n_factors
-        sizes = [int(s) for s in lay.num_states]
-        lnL = xp.log(like + EPS)
-        lnL_t = lnL.reshape(m, *sizes)
-        ln_prior = [xp.log(p + EPS) for p in prior]
-        qs = [xp.full((m, s), 1.0 / s, dtype=self._cdt) for s in sizes]
-
-        def entropy_terms(q: list[Any]) -> Any:
-            return sum(((qf * xp.log(qf + EPS)) - qf * lp).sum(axis=1)
-                       for qf, lp in zip(q, ln_prior, strict=True))
-
-        def broadcast(q: Any, g: int) -> Any:
-            shape = [m] + [1] * n_factors
-            shape[1 + g] = sizes[g]
-            return q.reshape(shape)
-
-        prev_vfe = entropy_terms(qs)
-        delta = xp.full(m, float(cfg.dF), dtype=self._cdt)
-        active = xp.ones(m, dtype=bool)
-        for _ in range(self._num_iter):
-            active &= delta >= cfg.dF_tol
-            if not bool(active.any()):
-                break
-            new_qs = []
-            for f in range(n_factors):
-                w = lnL_t
-                for g in range(n_factors):
-                    if g != f:
-                        w = w * broadcast(qs[g], g)
-                other = tuple(1 + g for g in range(n_factors) if g != f)
-                new_qs.append(_softmax(xp, w.sum(axis=other) + ln_prior[f]))
-            accuracy = (lnL * _outer_joint(new_qs)).sum(axis=1)
-            vfe = entropy_terms(new_qs) - accuracy
-            qs = [xp.where(active[:, None], nq, q) for nq, q in zip(new_qs, qs, strict=True)]
-            delta = xp.where(active, xp.abs(prev_vfe - vfe), delta)
-            prev_vfe = xp.where(active, vfe, prev_vfe)
-        return qs
+        """pymdp's run_vanilla_fpi for every row (:func:`array_stages.infer_states`)."""
+        return infer_states(self.xp, self.layout, self.config, like, prior, self._num_iter,
+                            self._cdt)
 
     def _policy_values(self, post: list[Any], rows: slice) -> Any:
         """G of every policy, ``(rows, P)``: the tree walked depth by depth, all nodes at once."""
@@ -565,7 +378,7 @@ class XpStepper:
                 for u, idx, uniq, inv in level.groups[f]:
                     out[idx] = xp.matmul(parent_q[f][uniq], self._BT[f][u])[inv]
                 pred.append(out)
-            qj = pred[0] if lay.n_factors == 1 else _outer_joint(pred)     # (K, m, J)
+            qj = pred[0] if lay.n_factors == 1 else outer_joint(pred)     # (K, m, J)
             value = xp.zeros((level.n_nodes, m), dtype=self._cdt)
             if cfg.use_utility:
                 value = value + qj @ self._utility[d]
@@ -578,31 +391,6 @@ class XpStepper:
         return cum[self._leaf_pos].T
 
     def _select(self, q_pi: Any, lo: int, hi: int, tick: int) -> Any:
-        """Marginal (or full-policy) action selection, deterministic or stochastic."""
-        xp, lay, cfg = self.xp, self.layout, self.config
-        stochastic = cfg.action_selection == "stochastic"
-        keys = self._keys[lo:hi]
-        if cfg.sampling_mode == "full":
-            if stochastic:
-                p = _softmax(xp, xp.log(q_pi + EPS) * cfg.alpha)
-                best = _draw(xp, p, uniforms_from_keys(xp, keys, tick, 0))
-            else:
-                best = xp.argmax(q_pi, axis=1)
-            return self._first_action[best]
-        out = xp.empty((hi - lo, lay.n_factors), dtype=xp.int64)
-        for f in range(lay.n_factors):
-            marg = q_pi @ self._onehot[f]
-            marg = marg / marg.sum(axis=1, keepdims=True)
-            if stochastic:
-                p = _softmax(xp, xp.log(marg + EPS) * cfg.alpha)
-                out[:, f] = _draw(xp, p, uniforms_from_keys(xp, keys, tick, f))
-            else:
-                out[:, f] = xp.argmax(marg, axis=1)
-        return out
-
-
-def _draw(xp: ModuleType, p: Any, u: Any) -> Any:
-    """Inverse-CDF draw per row (``cpu._draw``): the first k with ``u < cumsum(p)[k]``, the
-    last category absorbing rounding."""
-    cdf = xp.cumsum(p, axis=1)[:, :-1]
-    return (cdf <= u[:, None]).sum(axis=1).astype(xp.int64)
+        """Actions of rows ``lo..hi`` (:func:`array_stages.select_actions`)."""
+        return select_actions(self.xp, self.layout, self.config, q_pi, self._keys[lo:hi], tick,
+                              self._first_action, self._onehot)

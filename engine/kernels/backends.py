@@ -1,6 +1,6 @@
 """Backend selection: which code path steps a population.
 
-* ``"numba"``: the compiled CPU kernels (``kernels/cpu.py``), the default;
+* ``"numba"``: the compiled CPU kernels (``kernels/numba/``), the default;
 * ``"reference"``: the plain NumPy float64 specification (``kernels/reference.py``);
 * ``"cupy"``: the batched array code of ``kernels/array_step.py`` on an NVIDIA GPU through CuPy;
 * ``"xp-numpy"``: the same batched array code on the CPU through NumPy (what CI tests);

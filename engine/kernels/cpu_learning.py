@@ -1,12 +1,8 @@
 """Numba kernels for agents with their own parameters: Dirichlet learning of pA / pB and the
-parameter information gain of the expected free energy (pymdp 0.0.7.1's ``update_A``,
-``update_B``, ``calc_pA_info_gain`` and ``calc_pB_info_gain``).
+parameter information gain (pymdp 0.0.7.1's ``update_A``, ``update_B``, ``calc_pA_info_gain``,
+``calc_pB_info_gain``), from each agent's own A (over all factors) and B.
 
-Learnt A and B are per agent, so the per-joint-state tables the fast kernel reads cannot be
-shared: expected outcomes, utility and ambiguity are computed from each agent's own A. A is held
-in pymdp 0.0.7.1's layout over *all* factors (a learnt A gains dependence on every factor, as in
-pymdp), B transposed ``(U, S_next, S_prev)`` as in the shared layout. Arrays whose first axis has
-length 1 are shared by every agent (a static pA used only for information gain, say).
+Design notes: ``docs/parts/kernels.md``.
 """
 
 from __future__ import annotations
@@ -17,14 +13,12 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from engine.kernels.cpu import (
-    _drain_entropy,
-    _joint,
-    _policy_posterior,
-    _scratch_views,
+from engine.kernels.numba.expected_free_energy import drain_entropy
+from engine.kernels.numba.scratch import scratch_float_size, scratch_views, scratch_views_end
+from engine.kernels.numba.stages import (
     infer_states_one,
-    scratch_float_size,
-    scratch_views_end,
+    joint_into,
+    policy_posterior,
     select_action_one,
 )
 from engine.model.constants import EPS, EXP_M16
@@ -141,7 +135,7 @@ def _node_value_direct(km, kc, kp, A, pA, d, qj, qo_m, qo, touched):
                             n_touched += 1
                         qo[t] += q * p
                 ambiguity += q * h
-        value += ambiguity - _drain_entropy(qo, touched, n_touched)
+        value += ambiguity - drain_entropy(qo, touched, n_touched)
     if kp.pA_gain:
         for m in range(n_mod):
             cols = km.A_cols[m]
@@ -191,7 +185,7 @@ def _step_agent_params(km, kc, kp, i, agent_id, obs, qs, prev_action, started, q
     pbi = row if kp.pBt.shape[0] > 1 else zero
     A, Bt = kp.A[ai], kp.Bt[bi]
     prior, post, lnprior, qL, qtmp, lnL, qj, qdepth, gacc, gnode, G, qpi, qo, marg = \
-        _scratch_views(fs, sizes)
+        scratch_views(fs, sizes)
     end = scratch_views_end(sizes)
     qo_m = fs[end:end + km.obs_offset[n_mod]]
 
@@ -204,7 +198,7 @@ def _step_agent_params(km, kc, kp, i, agent_id, obs, qs, prev_action, started, q
             prior[s] = km.D_flat[s]
     infer_states_one(km, kc, A, obs[i], prior, post, lnprior, qL, qtmp, lnL, qj, num_iter)
     if kp.learn_A:
-        _joint(km, post, 0, qj)
+        joint_into(km, post, 0, qj)
         _learn_A(km, kp, ai, pai, obs[i], qj)
     if kp.learn_B and started[i]:
         _learn_B(km, kp, bi, pbi, prev_action[i], post, qs[i])
@@ -229,13 +223,13 @@ def _step_agent_params(km, kc, kp, i, agent_id, obs, qs, prev_action, started, q
                 else:
                     value += _pB_gain(km, pBt, f, u, qdepth, dst + km.state_offset[f], qdepth,
                                       dst - s_tot + km.state_offset[f])
-        _joint(km, qdepth, dst, qj)
+        joint_into(km, qdepth, dst, qj)
         value += _node_value_direct(km, kc, kp, A, pA, d, qj, qo_m, qo, touched)
         gacc[d] = value if d == 0 else gacc[d - 1] + value
         gnode[k] = gacc[d]
     for p in range(n_pol):
         G[p] = gnode[km.leaf_of_policy[p]]
-    _policy_posterior(km, kc, G, qpi)
+    policy_posterior(km, kc, G, qpi)
     select_action_one(km, kc, qpi, marg, seed, agent_id, tick, actions_out[i])
     for s in range(s_tot):
         qs[i, s] = post[s]

@@ -1,24 +1,8 @@
-"""The fused step kernel (``fused_step.cu``): one CUDA thread per agent, one launch per chunk.
+"""The fused step kernel (``fused_step.cu``): one CUDA thread per agent, one launch per chunk,
+every intermediate in the thread's local arrays. Built for the GPU by CuPy (NVRTC) or for the
+host by the C++ compiler (the build CI tests), one build per (model, config), cached.
 
-The array path of ``gpu.py`` runs a step as about twenty whole-array operations whose
-``(policies x agents x outcomes)`` float64 intermediates go through device memory, roughly
-150 kB per agent-step at grid-10 (an estimate from their shapes); the fused kernel keeps every
-intermediate in the thread's local arrays (cached where they fit) and reads and writes the
-agent's state (about 1 kB at grid-10, float32 state). For one factor with sparse B it takes
-``cpu.py``'s sparse tree walk (:data:`SPARSE_TREE`). It has not run on a GPU yet: whether and
-by how much it beats the array path is for ``python -m perf.gpu`` to measure.
-
-The one CUDA C source is built two ways:
-
-* for the GPU by CuPy (``cupy.RawModule``, NVRTC), with ``--fmad=false`` so that it rounds as
-  the CPU does;
-* for the host by the C++ compiler (``-DAGENTLOOP_HOST``, a loop over the launch's blocks and
-  threads): the kernel's NumPy twin, what CI tests against the Numba kernels and pymdp.
-
-Each (model, config) gets its own build: the layout's sizes are compile-time constants (so the
-per-thread arrays are fixed-size) and its arrays are packed into one int64 and one float64
-buffer whose offsets are constants too. Builds are cached (CuPy's kernel cache; host builds
-under :func:`host_cache_dir`).
+Design notes: ``docs/parts/kernels.md``.
 """
 
 from __future__ import annotations
@@ -36,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ConfigError
-from engine.kernels.cpu import kernel_model
+from engine.kernels.numba.step import kernel_model
 from engine.model.config import InferenceConfig
 from engine.model.constants import EPS, EXP_M16
 from engine.model.layout import ModelLayout
@@ -64,8 +48,9 @@ BLOCKS_PER_SM = 16
 #: thread at 65536 / (BLOCK x this), trading spills for occupancy (``python -m perf.gpu
 #: --min-blocks`` sweeps it on a GPU).
 MIN_BLOCKS = 4
-#: Whether one-factor models with sparse B take cpu.py's sparse tree walk (only the states that
-#: can pass e^-16) rather than the generic one (``python -m perf.gpu --fused-tree`` compares).
+#: Whether one-factor models with sparse B take the Numba step's sparse tree walk (only the
+#: states that can pass e^-16) rather than the generic one (``python -m perf.gpu --fused-tree``
+#: compares).
 SPARSE_TREE = True
 
 #: NVRTC options of the GPU build: IEEE rounding as on the CPU (no fused multiply-adds).
@@ -80,7 +65,8 @@ _C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 def pack_layout(layout: ModelLayout) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """The layout's arrays as one int64 and one float64 buffer, and each array's offset (the
-    arrays by the names the Numba kernels take them under, :func:`cpu.kernel_model`)."""
+    arrays by the names the Numba kernels take them under,
+    :func:`engine.kernels.numba.step.kernel_model`)."""
     arrays = kernel_model(layout)._asdict()
     offsets: dict[str, int] = {}
     ints, floats = [], []
@@ -204,7 +190,7 @@ class FusedStep:
         layout: the population's model layout (``layout_of(model, config)``).
         config: its inference config (learning is not supported here).
         xp: ``cupy`` (a CUDA build through NVRTC) or ``numpy`` (the host build).
-        compute_dtype: precision of every intermediate (``"float64"`` as ``cpu.py``).
+        compute_dtype: precision of every intermediate (``"float64"`` as the Numba step).
         min_blocks: the launch bounds' resident blocks per multiprocessor (GPU builds;
             default the module's :data:`MIN_BLOCKS` at construction).
     """

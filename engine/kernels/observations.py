@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.errors import ObservationError
-from engine.kernels.cpu import first_bad_observation
+from engine.kernels.numba.step import first_bad_observation
 
 
 def check_observations(obs: np.ndarray, n: int, num_obs: np.ndarray) -> np.ndarray:

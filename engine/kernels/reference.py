@@ -145,9 +145,7 @@ def expected_free_energy(model: GenerativeModel, qs: Beliefs, policies: np.ndarr
             qj = joint(qs_pi)
             qo = [contract_states(np.broadcast_to(a, (n, *a.shape[1:])), qj) for a in A_full]
             if config.use_utility:
-                for m in range(model.num_modalities):
-                    col = ln_pref[m][:, t if ln_pref[m].shape[1] > 1 else 0]
-                    G[:, p] += qo[m] @ col
+                add_utility(G[:, p], qo, ln_pref, t)
             if config.use_states_info_gain:
                 if po_shared is not None:
                     G[:, p] += states_info_gain(po_shared, qj)
@@ -167,6 +165,15 @@ def expected_free_energy(model: GenerativeModel, qs: Beliefs, policies: np.ndarr
                         w = wnorm_batched(pb[..., a]) * (pb[..., a] > 0)
                         G[:, p] -= np.einsum("ni,nij,nj->n", qs_pi[f], w, qs_prev[f])
     return G
+
+
+def add_utility(total: np.ndarray, qo: list[np.ndarray], ln_pref: list[np.ndarray],
+                t: int) -> None:
+    """Add each modality's expected ln-preference at step ``t``, ``qo[m] @ ln_pref[m][:, t]``,
+    to ``total`` (per agent, in place, modality by modality). ``ln_pref[m]`` is
+    ``ln(softmax(C_m) + 1e-16)`` with one column, or one per step."""
+    for q, lp in zip(qo, ln_pref, strict=True):
+        total += q @ lp[:, t if lp.shape[1] > 1 else 0]
 
 
 def contract_states(X: np.ndarray, qj: np.ndarray) -> np.ndarray:

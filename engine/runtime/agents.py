@@ -9,9 +9,10 @@ import numba
 import numpy as np
 
 from engine.errors import ConfigError
-from engine.kernels import cpu, cpu_learning
+from engine.kernels import cpu_learning
 from engine.kernels import reference as ref
 from engine.kernels.backends import array_module, resolve_backend
+from engine.kernels.numba import step as numba_step
 from engine.kernels.observations import check_observations
 from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
@@ -119,12 +120,12 @@ class Agents:
         self._agent_ids = np.arange(agent_id_offset, agent_id_offset + self.n, dtype=np.int64)
         self._qs_views = [self._qs[:, layout.state_offset[f]:layout.state_offset[f + 1]]
                           for f in range(n_factors)]
-        self._km = cpu.kernel_model(layout)
-        self._kc = cpu.kernel_config(self.config)
-        self._sizes = cpu.scratch_sizes(layout)
+        self._km = numba_step.kernel_model(layout)
+        self._kc = numba_step.kernel_config(self.config)
+        self._sizes = numba_step.scratch_sizes(layout)
         n_scratch = max_threads
-        self._fscratch = np.zeros((n_scratch, cpu.scratch_float_size(layout)))
-        self._iscratch = np.zeros((n_scratch, cpu.scratch_int_size(layout)), dtype=np.int64)
+        self._fscratch = np.zeros((n_scratch, numba_step.scratch_float_size(layout)))
+        self._iscratch = np.zeros((n_scratch, numba_step.scratch_int_size(layout)), dtype=np.int64)
         self._policies = layout.tree.policies
         self._xp = None
         self._xp_dirty = False
@@ -261,9 +262,10 @@ class Agents:
                 self.tick, self._fscratch, self._iscratch, self._sizes, self._kc.num_iter)
         else:
             numba.set_num_threads(1 if self.n < SERIAL_BELOW else self.threads)
-            cpu.step_agents(self._km, self._kc, self._agent_ids, obs, self._qs, self._prev_action,
-                   self._started, self._q_pi, self._G, self._actions, self.seed, self.tick,
-                   self._fscratch, self._iscratch, self._sizes, self._kc.num_iter, 1)
+            numba_step.step_agents(
+                self._km, self._kc, self._agent_ids, obs, self._qs, self._prev_action,
+                self._started, self._q_pi, self._G, self._actions, self.seed, self.tick,
+                self._fscratch, self._iscratch, self._sizes, self._kc.num_iter, 1)
         self.tick += 1
         return self._actions_view
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from engine.errors import DeviceFault
 from engine.kernels.array_learning import make_xp_stepper
-from engine.kernels.array_step import copy_into_host
+from engine.kernels.array_stages import copy_into_host
 from engine.kernels.backends import array_module
 from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.kernels import cpu
+from engine.kernels.numba import step as numba_step
 from engine.runtime.faults import fault_point
 from engine.runtime.shared_state import SharedState, StateSpec
 from engine.runtime.shm import Run
@@ -47,7 +47,7 @@ class Journal:
                   for spec in specs]
         return Journal(header, staged)
 
-    def run_chunk(self, population: int, state: SharedState, kc: cpu.KernelConfig, lo: int,
+    def run_chunk(self, population: int, state: SharedState, kc: numba_step.KernelConfig, lo: int,
                   hi: int, tick: int, fscratch: np.ndarray, iscratch: np.ndarray,
                   beliefs: np.ndarray, token: int) -> None:
         """Step agents ``lo..hi`` into the staging rows, then commit them (``token``: the
@@ -65,10 +65,10 @@ class Journal:
             size = state.spec.state_size
             qs = beliefs[:rows * size].reshape(rows, size)
             codec.decode(state.qs[lo:hi], qs)
-        cpu.step_agents(state.km, kc, state.agent_ids[lo:hi], state.obs[lo:hi], qs,
-                        prev_action, started, staged["q_pi"][:rows], staged["G"][:rows],
-                        staged["actions"][:rows], state.spec.seed, tick, fscratch, iscratch,
-                        state.spec.scratch_sizes, kc.num_iter, token)
+        numba_step.step_agents(state.km, kc, state.agent_ids[lo:hi], state.obs[lo:hi], qs,
+                               prev_action, started, staged["q_pi"][:rows], staged["G"][:rows],
+                               staged["actions"][:rows], state.spec.seed, tick, fscratch,
+                               iscratch, state.spec.scratch_sizes, kc.num_iter, token)
         if codec is not None:
             codec.encode(qs, staged["qs"][:rows])
         fault_point("compute")

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.kernels import cpu
 from engine.kernels.beliefs import BeliefCodec
+from engine.kernels.numba import step as numba_step
 from engine.model.config import InferenceConfig
 from engine.model.layout import ModelLayout
 from engine.runtime.shm import Run
@@ -73,18 +73,18 @@ class SharedState:
     """Views of a population's segments, in this process."""
 
     def __init__(self, spec: StateSpec, arrays: dict[str, np.ndarray],
-                 km: cpu.KernelModel) -> None:
+                 km: numba_step.KernelModel) -> None:
         self.spec = spec
         self.km = km
         self.codec_instance = (BeliefCodec(spec.beliefs, np.array(spec.state_offset))
                                if spec.quantized else None)
         config = InferenceConfig.from_dict(spec.config)
-        self.kc = cpu.kernel_config(config)
+        self.kc = numba_step.kernel_config(config)
         # kernel settings per degradation level (0 full, 1 fewer iterations, 2+ one step)
         fewer = max(1, config.num_iter // 2)
-        self.kc_by_level = (self.kc, cpu.kernel_config(config, num_iter=fewer),
-                            cpu.kernel_config(config, num_iter=fewer, max_depth=1),
-                            cpu.kernel_config(config, num_iter=fewer, max_depth=1),
+        self.kc_by_level = (self.kc, numba_step.kernel_config(config, num_iter=fewer),
+                            numba_step.kernel_config(config, num_iter=fewer, max_depth=1),
+                            numba_step.kernel_config(config, num_iter=fewer, max_depth=1),
                             self.kc)
         for name, arr in arrays.items():
             setattr(self, name, arr)
@@ -107,10 +107,10 @@ class SharedState:
         Segment names start with ``prefix``; agent ids (the random stream's key) run from
         ``id_offset``, so populations of one engine draw independent streams.
         """
-        km_local = cpu.kernel_model(layout)
+        km_local = numba_step.kernel_model(layout)
         model_arrays = {}
         shared: dict[str, np.ndarray] = {}
-        for name, arr in zip(cpu.KernelModel._fields, km_local, strict=True):
+        for name, arr in zip(numba_step.KernelModel._fields, km_local, strict=True):
             shared[name] = run.share_array(f"{prefix}model-{name}", np.ascontiguousarray(arr))
             model_arrays[name] = (tuple(arr.shape), arr.dtype.str)
         spec = StateSpec(
@@ -118,8 +118,9 @@ class SharedState:
             config=config.to_dict(), model_arrays=model_arrays, dtype=layout.dtype.str,
             state_size=layout.state_size, n_factors=layout.n_factors,
             n_modalities=layout.n_modalities, n_policies=layout.n_policies,
-            scratch_sizes=cpu.scratch_sizes(layout), float_scratch=cpu.scratch_float_size(layout),
-            int_scratch=cpu.scratch_int_size(layout), beliefs=beliefs,
+            scratch_sizes=numba_step.scratch_sizes(layout),
+            float_scratch=numba_step.scratch_float_size(layout),
+            int_scratch=numba_step.scratch_int_size(layout), beliefs=beliefs,
             state_offset=tuple(int(x) for x in layout.state_offset))
         arrays = {name: run.create_array(prefix + name, shape, dtype)
                   for name, (shape, dtype) in spec.per_agent_arrays().items()}
@@ -132,7 +133,7 @@ class SharedState:
                 lo, hi = layout.state_offset[f], layout.state_offset[f + 1]
                 arrays["qs"][:, lo:hi] = 1.0 / (hi - lo)
         arrays["agent_ids"][:] = np.arange(id_offset, id_offset + n_agents)
-        km = cpu.kernel_model_from(lambda name: shared[name])
+        km = numba_step.kernel_model_from(lambda name: shared[name])
         return SharedState(spec, arrays, km)
 
     @staticmethod
@@ -142,7 +143,7 @@ class SharedState:
                   for name, (shape, dtype) in spec.model_arrays.items()}
         arrays = {name: run.attach_array(spec.prefix + name, shape, dtype)
                   for name, (shape, dtype) in spec.per_agent_arrays().items()}
-        km = cpu.kernel_model_from(lambda name: shared[name])
+        km = numba_step.kernel_model_from(lambda name: shared[name])
         return SharedState(spec, arrays, km)
 
 

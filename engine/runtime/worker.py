@@ -18,7 +18,7 @@ import numba
 import numpy as np
 import posix_ipc
 
-from engine.kernels import cpu
+from engine.kernels.numba import step as numba_step
 from engine.runtime import faults
 from engine.runtime.claims import ChunkClaims
 from engine.runtime.degrade import FULL, MAX_LEVEL, ROTATING_FRACTION, STALE_ACTIONS
@@ -196,7 +196,7 @@ def memo_token(population: int, level: int) -> int:
     return 1 + population * (MAX_LEVEL + 1) + level
 
 
-def run_chunk(state: SharedState, kc: cpu.KernelConfig, start: int, end: int, tick: int,
+def run_chunk(state: SharedState, kc: numba_step.KernelConfig, start: int, end: int, tick: int,
               fscratch: np.ndarray, iscratch: np.ndarray, beliefs: np.ndarray,
               token: int) -> None:
     """One kernel call on agents ``start..end``; coded beliefs are decoded into ``beliefs``
@@ -209,10 +209,10 @@ def run_chunk(state: SharedState, kc: cpu.KernelConfig, start: int, end: int, ti
         size = state.spec.state_size
         qs = beliefs[:(end - start) * size].reshape(end - start, size)
         codec.decode(state.qs[chunk], qs)
-    cpu.step_agents(state.km, kc, state.agent_ids[chunk], state.obs[chunk], qs,
-                    state.prev_action[chunk], state.started[chunk], state.q_pi[chunk],
-                    state.G[chunk], state.actions[chunk], state.spec.seed, tick, fscratch,
-                    iscratch, state.spec.scratch_sizes, kc.num_iter, token)
+    numba_step.step_agents(state.km, kc, state.agent_ids[chunk], state.obs[chunk], qs,
+                           state.prev_action[chunk], state.started[chunk], state.q_pi[chunk],
+                           state.G[chunk], state.actions[chunk], state.spec.seed, tick,
+                           fscratch, iscratch, state.spec.scratch_sizes, kc.num_iter, token)
     if codec is not None:
         codec.encode(qs, state.qs[chunk])
 

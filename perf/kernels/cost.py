@@ -55,7 +55,7 @@ def step_cost(agents_or_layout: Any, support: Support | None,
               obs_itemsize: int = 8) -> dict[str, Any] | None:
     """FLOPs and bytes of one agent step of the Numba kernel (single-factor models).
 
-    Counted from the model sizes and ``engine/kernels/cpu.py``'s algorithm; a log, exp or
+    Counted from the model sizes and ``engine/kernels/numba/``'s algorithm; a log, exp or
     comparison counts as one operation (a log costs far more cycles than a multiply, so the
     share of peak is a lower bound on how busy the core is). ``support`` says how many states
     the kernel's e^-16 threshold lets through (``None``: all of them); the predicted beliefs

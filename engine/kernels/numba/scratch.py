@@ -1,0 +1,159 @@
+"""Per-thread scratch of the Numba step: the sizes of a thread's float64 and int64 rows, the
+views carved out of them, and the two memos kept there (first-step results and the sparse
+walk's information gains)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from engine.model.layout import ModelLayout
+
+MEMO_SLOTS = 256          # information-gain memo entries per thread (a power of two)
+MEMO_KEY = 8             # predicted beliefs with more states above e^-16 are not memoised
+MEMO_PROBES = 4
+FIRST_MEMO_FLOATS = 65536   # the first-step memo's stored results per thread (512 KiB)
+
+
+@njit(cache=True, inline="always")
+def first_slots(s_tot, n_pol):
+    """First-step memo entries per thread (distinct first observations remembered)."""
+    return max(64, min(512, FIRST_MEMO_FLOATS // (s_tot + 2 * n_pol)))
+
+
+def first_memo_ints(layout: ModelLayout) -> int:
+    """Int64 scratch the first-step memo takes at the end of a thread's row: per slot a
+    filled flag and the observation it holds, then the memo token (the row's last entry)."""
+    n_mod = len(layout.num_obs)
+    return 1 + first_slots(layout.state_size, layout.n_policies) * (1 + n_mod)
+
+
+@njit(cache=True, inline="always")
+def scratch_views(fs, layout_sizes):
+    """The float64 regions of one thread's step, in order, from the start of row ``fs``."""
+    s_tot, n_joint, qdepth_n, horizon, n_nodes, n_pol, n_jo, max_u = layout_sizes
+    o = 0
+    prior = fs[o:o + s_tot]
+    o += s_tot
+    post = fs[o:o + s_tot]
+    o += s_tot
+    lnprior = fs[o:o + s_tot]
+    o += s_tot
+    qL = fs[o:o + s_tot]
+    o += s_tot
+    qtmp = fs[o:o + s_tot]
+    o += s_tot
+    lnL = fs[o:o + n_joint]
+    o += n_joint
+    qj = fs[o:o + n_joint]
+    o += n_joint
+    qdepth = fs[o:o + qdepth_n]
+    o += qdepth_n
+    gacc = fs[o:o + horizon]
+    o += horizon
+    gnode = fs[o:o + n_nodes]
+    o += n_nodes
+    G = fs[o:o + n_pol]
+    o += n_pol
+    qpi = fs[o:o + n_pol]
+    o += n_pol
+    qo = fs[o:o + n_jo]
+    o += n_jo
+    marg = fs[o:o + max(max_u, n_pol)]
+    return prior, post, lnprior, qL, qtmp, lnL, qj, qdepth, gacc, gnode, G, qpi, qo, marg
+
+
+@njit(cache=True, inline="always")
+def scratch_views_end(layout_sizes):
+    """Where the regions ``scratch_views`` carves out end (the rest of a row is free)."""
+    s_tot, n_joint, qdepth_n, horizon, n_nodes, n_pol, n_jo, max_u = layout_sizes
+    return (5 * s_tot + 2 * n_joint + qdepth_n + horizon + n_nodes + 2 * n_pol + n_jo
+            + max(max_u, n_pol))
+
+
+def scratch_sizes(layout: ModelLayout) -> tuple[int, ...]:
+    """The sizes ``scratch_views`` carves a thread's scratch row into."""
+    return (layout.state_size, layout.n_joint, layout.policy_len * layout.state_size,
+            layout.policy_len, layout.tree.n_nodes, layout.n_policies, layout.n_joint_obs,
+            int(layout.num_controls.max()))
+
+
+def scratch_int_size(layout: ModelLayout) -> int:
+    """Int64 scratch of one thread: touched outcomes, then (one sparse factor) the seen marks,
+    a stamp, the above-threshold state lists and counts per tree level and the information-gain
+    memo keys; the row ends with the first-step memo (:func:`first_memo_ints`)."""
+    s = layout.state_size
+    return (layout.n_joint_obs + s + 1 + layout.policy_len * s + layout.policy_len + s
+            + MEMO_SLOTS * (1 + MEMO_KEY) + first_memo_ints(layout))
+
+
+def scratch_float_size(layout: ModelLayout) -> int:
+    """Float64 scratch of one thread: ``scratch_views``' regions, the first-step memo's
+    results, then (from the row's end) the sparse path's utilities, values and memo."""
+    s = scratch_sizes(layout)
+    return (5 * s[0] + 2 * s[1] + s[2] + s[3] + s[4] + 2 * s[5] + s[6] + max(s[7], s[5])
+            + first_slots(s[0], s[5]) * (s[0] + 2 * s[5]) + s[3] * s[7] + s[0]
+            + MEMO_SLOTS * (MEMO_KEY + 1))
+
+
+@njit(cache=True, inline="always")
+def first_step_slot(obs_row, keys):
+    """The first-step memo slot of an observation: the slot holding it, an empty slot, or -1
+    when the probed slots hold other observations. ``keys[slot] = (filled, obs...)``."""
+    n_slots = keys.shape[0]
+    n_mod = obs_row.shape[0]
+    h = np.uint64(n_mod)
+    for m in range(n_mod):
+        h = h * np.uint64(1000003) + np.uint64(obs_row[m]) * np.uint64(2654435761)
+    home = np.int64(h % np.uint64(n_slots))
+    for probe in range(MEMO_PROBES):
+        slot = (home + probe) % n_slots
+        if keys[slot, 0] == 0:
+            return slot
+        same = True
+        for m in range(n_mod):
+            if keys[slot, 1 + m] != obs_row[m]:
+                same = False
+                break
+        if same:
+            return slot
+    return -1
+
+
+@njit(cache=True, inline="always")
+def first_memo(fs, iscratch, sizes, n_mod):
+    """The first-step memo's views in a thread's scratch: keys ``(slots, 1 + n_mod)`` (int)
+    and values ``(slots, S + 2P)`` (posterior, G, q(pi) in float64)."""
+    s_tot, n_pol = sizes[0], sizes[5]
+    n_slots = first_slots(s_tot, n_pol)
+    width = s_tot + 2 * n_pol
+    v0 = scratch_views_end(sizes)
+    values = fs[v0:v0 + n_slots * width].reshape((n_slots, width))
+    k0 = iscratch.shape[0] - 1 - n_slots * (1 + n_mod)
+    keys = iscratch[k0:iscratch.shape[0] - 1].reshape((n_slots, 1 + n_mod))
+    return keys, values
+
+
+@njit(cache=True, inline="always")
+def sparse_views(km, fs, iscratch, sizes):
+    """The one-sparse-factor path's regions of a thread's scratch (seen marks, stamp, the
+    above-threshold state lists and counts, utilities, values, the information-gain memo);
+    empty views for other models."""
+    if km.num_states.shape[0] == 1 and km.B_sparse[0]:
+        S = km.num_states[0]
+        n_jo = sizes[6]
+        horizon = km.utility.shape[0]
+        n_memo = MEMO_SLOTS
+        n_util = horizon * sizes[7]
+        f_end = fs.shape[0] - S - MEMO_SLOTS * (MEMO_KEY + 1)
+    else:
+        S = n_jo = horizon = n_memo = n_util = f_end = 0
+    o = n_jo + S + 1 + horizon * S
+    m0 = o + horizon + S
+    memo_key = iscratch[m0:m0 + n_memo * (1 + MEMO_KEY)].reshape((n_memo, 1 + MEMO_KEY))
+    memo_val = fs[f_end + S:f_end + S + n_memo * (MEMO_KEY + 1)].reshape(
+        (n_memo, MEMO_KEY + 1))
+    return (iscratch[n_jo:n_jo + S], iscratch[n_jo + S:n_jo + S + 1],
+            iscratch[n_jo + S + 1:o], iscratch[o:o + horizon],
+            iscratch[o + horizon:o + horizon + S], fs[f_end:f_end + S], memo_key, memo_val,
+            fs[f_end - n_util:f_end])

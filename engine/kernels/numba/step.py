@@ -1,0 +1,216 @@
+"""The Numba step the runtime calls: the kernel's model and config tuples, one agent's step and
+the parallel driver over agents, and the observation range check.
+
+The scratch sizes the runtime allocates by (:mod:`engine.kernels.numba.scratch`) are importable
+from here too, so this module is all the runtime needs.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from engine.kernels.numba.expected_free_energy import expected_free_energy_one
+from engine.kernels.numba.scratch import (
+    first_memo,
+    first_step_slot,
+    scratch_float_size,
+    scratch_int_size,
+    scratch_sizes,
+    scratch_views,
+    sparse_views,
+)
+from engine.kernels.numba.stages import (
+    infer_states_one,
+    policy_posterior,
+    predict_states,
+    select_action_one,
+)
+from engine.model.layout import ModelLayout
+
+__all__ = [
+    "KernelConfig", "KernelModel", "first_bad_observation", "kernel_config", "kernel_model",
+    "kernel_model_from", "scratch_float_size", "scratch_int_size", "scratch_sizes",
+    "step_agents",
+]
+
+KernelModel = namedtuple(
+    "KernelModel",
+    [
+        "num_states", "num_obs", "num_controls", "state_offset", "joint_stride", "A_flat",
+        "A_offset", "A_cols", "jidx", "Bt_flat", "B_offset", "B_sparse", "Bs_rowptr",
+        "Bs_col", "Bs_val", "B_det", "Bd_row", "Bd_val", "jidx_identity", "D_flat", "utility",
+        "ambiguity", "po_ptr", "po_idx", "po_val", "lnE", "lnC", "obs_offset", "obs_stride",
+        "node_depth", "node_action", "leaf_of_policy", "first_action", "Bc_colptr", "Bc_row",
+        "utility_B",
+    ],
+)
+
+KernelConfig = namedtuple(
+    "KernelConfig",
+    [
+        "gamma", "alpha", "use_utility", "use_states_info_gain", "stochastic", "full_sampling",
+        "num_iter", "dF", "dF_tol", "max_depth",
+    ],
+)
+
+
+def kernel_model(layout: ModelLayout) -> KernelModel:
+    """The layout's arrays in the tuple the kernels take (read-only C-contiguous views)."""
+    return kernel_model_from(lambda name: getattr(layout, name) if hasattr(layout, name)
+                             else getattr(layout.tree, _TREE_FIELDS[name]))
+
+
+_TREE_FIELDS = {"node_depth": "depth", "node_action": "action",
+                "leaf_of_policy": "leaf_of_policy"}
+
+
+def kernel_model_from(get) -> KernelModel:  # noqa: ANN001
+    """A KernelModel from ``get(field) -> array`` (the layout, or views of shared memory).
+
+    Every array is handed over as a read-only C-contiguous view, so the master and workers
+    that attach shared memory read-only compile and share one kernel signature.
+    """
+    arrays = []
+    for name in KernelModel._fields:
+        view = np.ascontiguousarray(get(name)).view()
+        view.setflags(write=False)
+        arrays.append(view)
+    return KernelModel(*arrays)
+
+
+def kernel_config(config, num_iter: int | None = None,  # noqa: ANN001
+                  max_depth: int | None = None) -> KernelConfig:
+    """Scalars of an InferenceConfig for the kernels; ``num_iter``/``max_depth`` degrade it.
+
+    ``max_depth`` < policy_len values every policy by its first ``max_depth`` steps only
+    (the degradation ladder's shorter horizon: deeper tree nodes are skipped).
+    """
+    return KernelConfig(
+        float(config.gamma), float(config.alpha), bool(config.use_utility),
+        bool(config.use_states_info_gain), config.action_selection == "stochastic",
+        config.sampling_mode == "full", int(config.num_iter if num_iter is None else num_iter),
+        float(config.dF), float(config.dF_tol),
+        int(config.policy_len if max_depth is None else max_depth),
+    )
+
+
+# ------------------------------------------------------------------------------------ step
+@njit(cache=True, inline="always")
+def _step_agent(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_out,
+                actions_out, seed, tick, fs, iscratch, sizes, num_iter, views, sparse):
+    """One agent's step; ``views`` and ``sparse`` are the thread's scratch regions
+    (:func:`scratch_views`, :func:`sparse_views`), made once per block of agents.
+
+    The per-agent arrays are separate arguments, not a namedtuple: in a ``prange`` body Numba
+    drops writes made through a namedtuple's attributes (``docs/parts/kernels.md``)."""
+    prior, post, lnprior, qL, qtmp, lnL, qj, qdepth, gacc, gnode, G, qpi, qo, marg = views
+    touched = iscratch
+    s_tot = km.state_offset[-1]
+    n_pol = G.shape[0]
+    # An agent at its episode's first step starts from D, so its posterior, G and q(pi) are a
+    # function of its observation alone (for this model and kernel config): they are
+    # remembered per thread and reused; only the action draw, keyed by agent id, is its own.
+    first_slot = -1
+    if not started[i]:
+        keys, values = first_memo(fs, iscratch, sizes, obs.shape[1])
+        first_slot = first_step_slot(obs[i], keys)
+        if first_slot >= 0 and keys[first_slot, 0] != 0:
+            row = values[first_slot]
+            for s in range(s_tot):
+                post[s] = row[s]
+            for p in range(n_pol):
+                G[p] = row[s_tot + p]
+                qpi[p] = row[s_tot + n_pol + p]
+            _finish_step(km, kc, i, agent_id, qs, prev_action, started, q_pi_out, G_out,
+                         actions_out, seed, tick, post, G, qpi, marg)
+            return
+    if started[i]:
+        predict_states(km, prev_action[i], qs[i], 0, prior, 0)
+    else:
+        for s in range(s_tot):
+            prior[s] = km.D_flat[s]
+    infer_states_one(km, kc, km.A_flat, obs[i], prior, post, lnprior, qL, qtmp, lnL, qj,
+                     num_iter)
+    expected_free_energy_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, sparse, G)
+    policy_posterior(km, kc, G, qpi)
+    if first_slot >= 0:
+        keys, values = first_memo(fs, iscratch, sizes, obs.shape[1])
+        keys[first_slot, 0] = 1
+        for m in range(obs.shape[1]):
+            keys[first_slot, 1 + m] = obs[i, m]
+        row = values[first_slot]
+        for s in range(s_tot):
+            row[s] = post[s]
+        for p in range(n_pol):
+            row[s_tot + p] = G[p]
+            row[s_tot + n_pol + p] = qpi[p]
+    _finish_step(km, kc, i, agent_id, qs, prev_action, started, q_pi_out, G_out, actions_out,
+                 seed, tick, post, G, qpi, marg)
+
+
+@njit(cache=True, inline="always")
+def _finish_step(km, kc, i, agent_id, qs, prev_action, started, q_pi_out, G_out, actions_out,
+                 seed, tick, post, G, qpi, marg):
+    """Select agent ``i``'s action and store its posterior, G and q(pi)."""
+    select_action_one(km, kc, qpi, marg, seed, agent_id, tick, actions_out[i])
+    for s in range(post.shape[0]):
+        qs[i, s] = post[s]
+    for p in range(G.shape[0]):
+        G_out[i, p] = G[p]
+        q_pi_out[i, p] = qpi[p]
+    for f in range(km.num_states.shape[0]):
+        prev_action[i, f] = actions_out[i, f]
+    started[i] = 1
+
+
+@njit(cache=True, parallel=True)
+def step_agents(km, kc, agent_ids, obs, qs, prev_action, started, q_pi_out, G_out,
+                actions_out, seed, tick, fscratch, iscratch, sizes, num_iter, memo_token):
+    """One full step for every agent ``i`` (rows of the per-agent arrays), in parallel.
+
+    ``agent_ids[i]`` keys the random stream; scratch rows are taken by thread id. Agents at
+    their episode's first step reuse the results of an earlier agent that started on the same
+    observation (``_step_agent``): the scratch remembers them across calls for as long as
+    ``memo_token`` stays the same, so a caller gives each (model, kernel config) it steps with
+    the same scratch its own token (an int > 0). A new token clears the thread's scratch
+    (both memos, and what another layout left where this one expects zeros) before use. Use it with
+    ``numba.set_num_threads(1)`` for one thread too: a plain loop over the same body ran 2x
+    slower (Numba reference-counts the model arrays per agent there, not in a parallel body).
+    """
+    n = obs.shape[0]
+    last = iscratch.shape[1] - 1
+    for t in range(iscratch.shape[0]):
+        if iscratch[t, last] != memo_token:
+            for k in range(last):
+                iscratch[t, k] = 0
+            for k in range(fscratch.shape[1]):
+                fscratch[t, k] = 0.0
+            iscratch[t, last] = memo_token
+    # one block of agents per thread: the scratch views are made once per block, not per agent
+    blocks = min(n, fscratch.shape[0])
+    for b in prange(blocks):
+        tid = numba.get_thread_id()
+        fs = fscratch[tid]
+        its = iscratch[tid]
+        views = scratch_views(fs, sizes)
+        sparse = sparse_views(km, fs, its, sizes)
+        for i in range(b * n // blocks, (b + 1) * n // blocks):
+            _step_agent(km, kc, i, agent_ids[i], obs, qs, prev_action, started, q_pi_out,
+                        G_out, actions_out, seed, tick, fs, its, sizes, num_iter, views,
+                        sparse)
+
+
+@njit(cache=True)
+def first_bad_observation(obs, num_obs):
+    """Flat index of the first observation out of range (or -1): checked before any state moves."""
+    n, n_mod = obs.shape
+    for i in range(n):
+        for m in range(n_mod):
+            o = obs[i, m]
+            if o < 0 or o >= num_obs[m]:
+                return i * n_mod + m
+    return -1
