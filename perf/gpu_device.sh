@@ -26,8 +26,8 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/device.txt"
 python3 -c "import cupy, numba, numpy; print(cupy.__version__, numba.__version__, numpy.__version__)" \
     | tee -a "$OUT/device.txt"
-timeout 200 python3 -m pytest -q -x tests/test_gpu_backend.py tests/test_device_populations.py \
-    tests/test_fused_kernel.py 2>&1 | tee "$OUT/tests.log"
+timeout 200 python3 -m pytest -q -x tests/engine/kernels/test_array_step.py tests/engine/runtime/test_device_populations.py \
+    tests/engine/kernels/test_fused_kernel.py 2>&1 | tee "$OUT/tests.log"
 tests_rc=${PIPESTATUS[0]}
 # the fused kernel's variants side by side at 1,000,000 agents (few ticks each) ...
 timeout 120 python3 -m perf.gpu --quick --agents 1000000 --engine-agents 100000 --kernel fused \

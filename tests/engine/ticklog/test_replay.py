@@ -23,7 +23,7 @@ from tests.cli_process import live_run
 from world.foraging import ForagingWorld
 from world.grid import GridWorld
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize("workers", [0, 1, 2])

@@ -1,6 +1,6 @@
 """Smoke test of the kernel benchmark (``perf.kernels``) on a tiny configuration.
 
-Marked slow (skipped by default; run with ``pytest -m slow tests/test_perf_smoke.py``): it
+Marked slow (skipped by default; run with ``pytest -m slow tests/perf/test_smoke.py``): it
 compiles kernels, spawns child processes and drives pymdp.
 """
 

@@ -13,7 +13,7 @@ import pytest
 from engine.runtime.shm import leftover_entries
 from tests.cli_process import live_run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _agentloop(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

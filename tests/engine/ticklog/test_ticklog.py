@@ -19,7 +19,7 @@ from engine.ticklog.reader import TickLogReader
 from engine.ticklog.schema import INLINE_MAX, BeliefSnapshot, TickLogHeader, TickRecord
 from engine.ticklog.writer import TickLogWriter
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def header(n: int = 6, **kw: object) -> TickLogHeader:

@@ -30,7 +30,7 @@ from engine.runtime.shm import entries_of  # noqa: E402
 from engine.ticklog.replay import replay  # noqa: E402
 from world.models import grid_model, random_model  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 N = 200
 CONFIG = InferenceConfig(policy_len=2, action_selection="stochastic", alpha=4.0)
 
@@ -152,7 +152,7 @@ RAY_CLIENT_RUN = """
 import sys
 import numpy as np
 from engine import Engine, make_engine
-from tests.test_cluster import CONFIG, N, _observations
+from tests.engine.cluster.test_cluster import CONFIG, N, _observations
 from world.models import grid_model
 
 model = grid_model(5)

@@ -22,8 +22,8 @@ from engine.kernels import fused
 from engine.runtime import device_populations as device_module
 from engine.runtime.engine import Engine
 from tests import fake_cupy
-from tests.test_device_populations import _mixed, _obs, _references
-from tests.test_gpu_backend import MODELS, TOL, run_parity
+from tests.engine.kernels.test_array_step import MODELS, TOL, run_parity
+from tests.engine.runtime.test_device_populations import _mixed, _obs, _references
 from world.models import grid_model
 
 pytestmark = pytest.mark.skipif(fused.host_compiler() is None,

@@ -19,8 +19,8 @@ from engine.kernels.array_step import KERNEL_ENV, XpStepper, resolve_kernel
 from engine.model.layout import layout_of
 from engine.runtime.engine import Engine
 from perf.nvrtc import compile_ptx, nvrtc_library
-from tests.test_device_populations import _mixed, _obs, _references
-from tests.test_gpu_backend import CASES, MODELS, TOL, run_parity, two_factor_model
+from tests.engine.kernels.test_array_step import CASES, MODELS, TOL, run_parity, two_factor_model
+from tests.engine.runtime.test_device_populations import _mixed, _obs, _references
 from world.models import grid_model, random_model
 
 pytestmark = pytest.mark.skipif(fused.host_compiler() is None,
