@@ -3,7 +3,7 @@
 It runs as a script in its own virtual environment (:data:`VENV`, made by :func:`ensure_venv`)
 and imports only the standard library, NumPy, JAX and pymdp, never the project. It answers JSON
 lines on stdin (``hello``, ``setup``, ``time``, ``quit``); the protocol and the step's settings
-are in docs/parts/perf.md.
+are in docs/architecture.md.
 """
 
 from __future__ import annotations

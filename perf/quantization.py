@@ -3,7 +3,7 @@
 ``python -m perf.quantization [--quick] [--ticks T] [--agents N] [--json PATH]`` runs, for every
 model of :data:`CASES`, a float64 reference population, one population per belief codec and a
 jitter control side by side on the same observations; what it reports, and why the actions are
-re-synchronised, is in docs/parts/perf.md.
+re-synchronised, is in docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A world holds ``n_agents`` agents; it is a :class:`engine.runtime.contracts.WorldLike`
 (``reset(seed)``, ``step(actions)``, agent axis first) that also describes its observation and
 action specs, the generative model its agents use and a JSON-ready ``config()``. The array
-conventions are in docs/parts/world.md ("world.base").
+conventions are in docs/architecture.md ("world.base").
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Two hidden-state factors (the agent's cell, and the hidden, shared context sayin
 holds food, switching each tick with probability ``switch_prob``) and three modalities
 (position, scent of food, a hint at the signpost). The agents' model
 (:meth:`ForagingWorld.model`) is exactly this process; the modalities, preferences and tick
-order are in docs/parts/world.md ("world.foraging"). Same seed and actions, same observations.
+order are in docs/architecture.md ("world.foraging"). Same seed and actions, same observations.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Cells are empty ``.``, wall ``#``, goal ``G``, hazard ``H`` or resource ``R``; l
 N strings (``"default"``, ``"open"`` and ``"random"`` name built-in ones). The agents' model
 (:func:`layout_model`) is ``grid_model(N)`` with the layout's walls and resource cue. The order
 of a tick (moves and collisions, energy, harvest, regrowth, respawn, observation) and the reset
-rules are in docs/parts/world.md ("world.grid"). Same seed and actions, same observations.
+rules are in docs/architecture.md ("world.grid"). Same seed and actions, same observations.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The coordinator of a Ray cluster run: :class:`ClusterEngine` splits the agents into shards,
 one Ray actor with a local ``Engine`` each, and drives them at a tick. How the deadline,
-node failures, the tick log and several populations work: docs/parts/cluster.md."""
+node failures, the tick log and several populations work: docs/architecture.md."""
 
 from __future__ import annotations
 
@@ -352,14 +352,6 @@ class ClusterEngine(EngineBase):
         return list(self._actions_views)
 
     # ------------------------------------------------------------------------- state
-    @property
-    def stale(self) -> np.ndarray:
-        """1 for agents the last tick did not reach (they kept their previous action);
-        all populations' flags concatenated in population order (a copy) when several."""
-        if self._single:
-            return self.state.stale
-        return np.concatenate([state.stale for state in self.states])
-
     @property
     def actions(self) -> Any:
         """The actions the coordinator holds (what the last tick returned): an array, or a

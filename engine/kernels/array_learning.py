@@ -2,7 +2,7 @@
 :class:`~engine.kernels.array_step.XpStepper` of agents that learn their own A and/or B (and the
 parameter information gain), the batched twin of ``cpu_learning.py``.
 
-Design notes: ``docs/parts/kernels.md``.
+Design notes: ``docs/architecture.md``.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ObservationError
+from engine.kernels.observations import check_array
 from engine.model.config import InferenceConfig
 from engine.model.constants import EPS
 from engine.model.layout import ModelLayout
@@ -145,14 +146,7 @@ def check_device_observations(xp: ModuleType, obs: Any, n: int, num_obs: np.ndar
     ``xp`` arrays (``num_obs_xp`` is ``num_obs`` there): the same messages; returns them as
     int64."""
     n_mod = len(num_obs)
-    if not isinstance(obs, xp.ndarray):
-        raise ObservationError(f"observations must be a NumPy integer array of shape "
-                               f"({n}, {n_mod}), got {type(obs).__name__}")
-    if obs.dtype == np.bool_ or not np.issubdtype(obs.dtype, np.integer):
-        raise ObservationError(f"observations must have an integer dtype, got {obs.dtype}")
-    if obs.shape != (n, n_mod):
-        raise ObservationError(f"observations must have shape ({n}, {n_mod}) "
-                               f"(agents, modalities), got {obs.shape}")
+    check_array(obs, xp.ndarray, n, n_mod)
     obs = obs.astype(xp.int64, copy=False)
     bad = ((obs < 0) | (obs >= num_obs_xp[None, :])).ravel()
     if bool(bad.any()):

@@ -6,7 +6,7 @@ inference, expected free energy over the policy tree depth by depth, q(pi), acti
 chunks bounded by ``scratch_bytes``; ``kernel="fused"`` runs the step as one CUDA kernel
 (``fused.py``). Same arithmetic as the Numba step; learning is in ``array_learning.py``.
 
-Design notes: ``docs/parts/kernels.md``.
+Design notes: ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ class XpStepper:
             compact = np.asarray(lay.A_flat[lo:hi]).reshape(int(lay.num_obs[m]), -1)
             self._A_joint.append(up(compact[:, lay.jidx[m]]))
         # B transposed so that q_next = q @ BT[u]: (U, S_prev, S_next), multiplied densely
-        # (docs/parts/kernels.md says why)
+        # (docs/architecture.md says why)
         self._BT = [up(np.transpose(b, (2, 1, 0))) for b in model.B]
         self._D = [up(d) for d in model.D]
         self._utility = up(lay.utility)                    # (T, J)

@@ -2,7 +2,7 @@
 parameter information gain (pymdp 0.0.7.1's ``update_A``, ``update_B``, ``calc_pA_info_gain``,
 ``calc_pB_info_gain``), from each agent's own A (over all factors) and B.
 
-Design notes: ``docs/parts/kernels.md``.
+Design notes: ``docs/architecture.md``.
 """
 
 from __future__ import annotations

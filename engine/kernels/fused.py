@@ -2,7 +2,7 @@
 every intermediate in the thread's local arrays. Built for the GPU by CuPy (NVRTC) or for the
 host by the C++ compiler (the build CI tests), one build per (model, config), cached.
 
-Design notes: ``docs/parts/kernels.md``.
+Design notes: ``docs/architecture.md``.
 """
 
 from __future__ import annotations

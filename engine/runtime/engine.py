@@ -141,33 +141,35 @@ class Engine(EngineBase):
 
     def _start(self) -> None:
         assert self._shm is not None
-        self._states: list[SharedState] = []
+        self.states: list[SharedState] = []
         for index, (pop, checker, config, offset) in enumerate(zip(
                 self.populations, self.checkers, self._configs, self.id_offsets, strict=True)):
-            self._states.append(SharedState.create(
+            self.states.append(SharedState.create(
                 self._shm, checker.layout, config, int(pop.n_agents), self.seed, self.beliefs,
                 prefix=f"p{index}-", id_offset=offset))
-        self.state = self._states[0]
+        self.state = self.states[0]
         self.control = ControlBlock.create(self._shm, self.workers)
         #: device-resident populations by index (backend "cupy" or "xp-numpy")
-        self.devices = DevicePopulations(self.populations, self._states, self._configs,
+        failovers = self.devices.failovers           # kept across a close and a new start
+        self.devices = DevicePopulations(self.populations, self.states, self._configs,
                                          self.backends, self.seed, self.id_offsets,
                                          self.refresh_every, self.xp_kernel, self.chunk)
+        self.devices.failovers = failovers
         self.population_states = {
             pop.name: PopulationState(pop, checker, state, self.devices.sync_function(i))
             for i, (pop, checker, state) in enumerate(
-                zip(self.populations, self.checkers, self._states, strict=True))}
+                zip(self.populations, self.checkers, self.states, strict=True))}
         self.metrics = TickMetrics(self.n_agents)
         self._actions_view = self.state.actions.view()
         self._actions_view.setflags(write=False)
-        specs = tuple(state.spec for state in self._states)
+        specs = tuple(state.spec for state in self.states)
         if self.workers == 0 or len(self.devices):
             # the master's own Numba scratch: everything (workers=0), or a device population
             # failing over to the CPU (warmed up now, so a failover does not stall a tick)
             self._scratch = scratch_pool(specs, numba.config.NUMBA_NUM_THREADS, self.chunk)
             self.devices.attach(self.population_states, self._scratch)
             for index in self.devices:
-                warm_up(self._states[index], *self._scratch)
+                warm_up(self.states[index], *self._scratch)
         if self.workers == 0:
             threads = self.threads or numba.config.NUMBA_NUM_THREADS
             self.slices = [tuple((0, 0 if i in self.devices else int(p.n_agents))
@@ -175,7 +177,7 @@ class Engine(EngineBase):
             self._claims = ChunkClaims.local(tuple(self.slices), self.chunk)
             self._order = np.zeros(1, dtype=np.int64)
             numba.set_num_threads(threads)
-            for state in self._states:
+            for state in self.states:
                 warm_up(state, *self._scratch)
             self.metrics.watch([os.getpid()])
             return
@@ -186,7 +188,7 @@ class Engine(EngineBase):
                        for w in range(self.workers)]
         metrics = self.metrics
         self.worker_group = WorkerGroup(
-            self._shm, self._states, self.workers, self.slices, self.chunk,
+            self._shm, self.states, self.workers, self.slices, self.chunk,
             on_pids_changed=lambda pids: metrics.watch([os.getpid()] + pids))
         self._claims = ChunkClaims.create(self._shm, tuple(self.slices), self.chunk)
         self.worker_group.start()
@@ -201,7 +203,7 @@ class Engine(EngineBase):
         finally:
             self.worker_group = None      # its semaphores and journals close with it
             self.devices.clear()          # frees device memory (GPU arrays) with the run
-            for name in ("state", "_states", "control", "population_states", "_actions_view",
+            for name in ("state", "states", "control", "population_states", "_actions_view",
                          "_claims", "metrics"):
                 self.__dict__.pop(name, None)
             self._shm.close()
@@ -243,7 +245,7 @@ class Engine(EngineBase):
         started = time.monotonic()
         deadline = float("inf") if budget_s is None else started + float(budget_s) * (
             ROTATING_BUDGET if level == ROTATING_FRACTION else 1.0)
-        for state, pop_obs in zip(self._states, per_population, strict=True):
+        for state, pop_obs in zip(self.states, per_population, strict=True):
             state.obs[:] = pop_obs
             state.stale[:] = 1               # cleared chunk by chunk as results are written
         control = self.control
@@ -257,7 +259,7 @@ class Engine(EngineBase):
                 process_forced(self.state, stale, self.chunk, self.tick, level, *self._scratch)
         elif self.worker_group is None:
             self._claims.start_tick()
-            process_tick(self._states, self.slices[0], self.chunk, self.tick, deadline,
+            process_tick(self.states, self.slices[0], self.chunk, self.tick, deadline,
                          *self._scratch, self._claims, level=level, order=self._order)
             self.devices.step(self.tick, deadline, level)
         else:
@@ -270,7 +272,7 @@ class Engine(EngineBase):
         wall = time.monotonic() - started
         if self.controller is not None and budget_s is not None:
             self.controller.observe(wall / max(budget_s, 1e-9))
-        stale = sum(int(state.stale.sum()) for state in self._states)
+        stale = sum(int(state.stale.sum()) for state in self.states)
         self.last_tick = TickInfo(tick=self.tick, wall_s=wall, deadline_s=budget_s,
                                   stale_agents=stale, level=level)
         self.metrics.record(wall, budget_s, level, stale,
@@ -393,13 +395,6 @@ class Engine(EngineBase):
         """Expected free energy per policy after the last tick (one population only)."""
         return self._only_population("G").G
 
-    @property
-    def stale(self) -> np.ndarray:
-        """1 for agents the last tick did not reach (they kept their previous action);
-        all populations' flags concatenated in population order (a copy) when several."""
-        if self._single:
-            return self.state.stale
-        return np.concatenate([state.stale for state in self._states])
 
 
 def _population_id_offsets(id_offset: int | Sequence[int],

@@ -33,6 +33,9 @@ class EngineBase(StopOnSignal, abc.ABC):
     tick: int
     last_tick: TickInfo | None
     controller: DegradeController | None
+    #: each population's per-agent arrays (``stale`` among them), and the first population's
+    state: Any
+    states: list[Any]
     _in_run: bool = False
     #: the per-agent arrays that make up an agent's state between ticks
     STATE_ARRAYS = ("qs", "prev_action", "started", "actions")
@@ -72,6 +75,14 @@ class EngineBase(StopOnSignal, abc.ABC):
     @property
     def _single(self) -> bool:
         return len(self.populations) == 1
+
+    @property
+    def stale(self) -> np.ndarray:
+        """1 for agents the last tick did not reach (they kept their previous action);
+        all populations' flags concatenated in population order (a copy) when several."""
+        if self._single:
+            return self.state.stale
+        return np.concatenate([state.stale for state in self.states])
 
     def split_observations(self, obs: Any) -> list[np.ndarray]:
         """One checked observation array per population, in order (nothing written yet):

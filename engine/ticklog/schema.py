@@ -1,7 +1,7 @@
 """The tick log's records and their JSON messages, each record's encoder beside its decoder.
 
 Also the topics and their JSON schemas, and the array codec (base64 or inline lists). The
-format and the reasons for it: docs/parts/ticklog.md.
+format and the reasons for it: docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,2 +1,2 @@
 """The kernel benchmark, ``python -m perf.kernels``: step latency, throughput, the share of
-the machine's FLOP and bandwidth limits, and memory per agent (see docs/parts/perf.md)."""
+the machine's FLOP and bandwidth limits, and memory per agent (see docs/architecture.md)."""

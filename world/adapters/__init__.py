@@ -7,7 +7,7 @@ them; :func:`run_pettingzoo` and :func:`run_gymnasium` do so for a number of ste
 be discrete (``Discrete``, ``MultiDiscrete``, ``MultiBinary``, ``Tuple`` / ``Dict`` of them);
 :class:`DiscreteLayout` maps them to model modalities and control factors, and a mismatch with
 the model raises :class:`engine.errors.WorldError`. The rules for absent agents, episode ends,
-restarts and beliefs are in docs/parts/world.md ("world.adapters").
+restarts and beliefs are in docs/architecture.md ("world.adapters").
 """
 
 from engine.runtime.contracts import Stepper

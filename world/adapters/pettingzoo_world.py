@@ -30,7 +30,7 @@ class PettingZooWorld(AdapterBase):
     episode ended in it), ``active`` (agents whose actions the next step sends), ``reset_mask``
     (all rows when the step restarted the environment), ``episode_ended``, ``episodes``
     (completed episodes), ``infos`` (the environment's, by agent name). The absent-agent and
-    restart rules are in docs/parts/world.md ("world.adapters").
+    restart rules are in docs/architecture.md ("world.adapters").
     """
 
     def __init__(self, env: Any, model: GenerativeModel,

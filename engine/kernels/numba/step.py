@@ -106,7 +106,7 @@ def _step_agent(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_
     (:func:`scratch_views`, :func:`sparse_views`), made once per block of agents.
 
     The per-agent arrays are separate arguments, not a namedtuple: in a ``prange`` body Numba
-    drops writes made through a namedtuple's attributes (``docs/parts/kernels.md``)."""
+    drops writes made through a namedtuple's attributes (``docs/architecture.md``)."""
     prior, post, lnprior, qL, qtmp, lnL, qj, qdepth, gacc, gnode, G, qpi, qo, marg = views
     touched = iscratch
     s_tot = km.state_offset[-1]
