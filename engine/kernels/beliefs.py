@@ -1,59 +1,8 @@
 """Quantized beliefs: the compact form agents' posteriors take in shared memory between ticks.
 
-A belief row is a float array ``(n_agents, S_total)`` in which factor ``f`` occupies the columns
-``state_offset[f]:state_offset[f + 1]`` (:attr:`engine.layout.ModelLayout.state_offset`) and is a
-distribution. Workers decode their slice of rows into scratch, run the kernels, and encode the
-new posteriors back. Three codecs:
-
-* ``"uint16"`` (default) and ``"uint8"``: a **log-domain code relative to the factor's largest
-  entry**. With ``top`` the largest entry of the factor slice, an entry ``p`` is stored as
-  ``code = round(ln(top / p) / step)`` for ``code <= K`` (``K = 65534`` resp. ``254``), and as
-  the single zero code ``K + 1`` when ``p`` is exactly 0, negative, NaN, or below the floor
-  ``top * e^-L`` (precisely: at or below ``top * e^(-(K + 1/2) step)``). ``step = L / K``.
-  Decoding sets every entry to ``e^(-code * step)`` (0 for the zero code) and divides the slice
-  by its sum, so a decoded factor is always a distribution: the largest entry always codes as
-  ``code 0 -> 1.0`` (one-hot and uniform rows come back exactly), a row of all-tiny (or
-  unnormalised) values keeps its shape, and a slice with no positive entry, or with an
-  infinite one, decodes as uniform.
-* ``"float32"``: a plain copy into float32 (bit-exact for float32 beliefs); no normalisation.
-
-Choice of the range ``L`` (the floor ``e^-L`` relative to the largest entry, so at most ``e^-L``
-absolute): pymdp's state inference takes ``ln(p + 1e-16)`` of the prior, and its information
-gain keeps only predicted states with ``p > e^-16 ~ 1.1e-7``. ``L`` is the smallest integer for
-which zeroing an entry below the floor moves ``ln(p + 1e-16)`` by less than the codec's own
-rounding error, i.e. ``e^-L <= (e^(step/2) - 1) * 1e-16``. That gives ``L = 45`` for uint16
-(floor ``e^-45 ~ 2.9e-20``, nine orders of magnitude below the information-gain threshold, so
-values far below 1e-7 stay distinct) and ``L = 40`` for uint8 (floor ``e^-40 ~ 4.2e-18``).
-
-Error bound (for every entry ``q`` of a factor's distribution with ``q >= e^-L``; the source row
-need not be normalised, ``q`` is the source slice divided by its sum): rounding the log to a
-multiple of ``step`` leaves each entry relative to ``top`` within a factor ``e^(+-step/2)``, and
-renormalising can at most double that, so the decoded entry ``r`` satisfies::
-
-    e^-step <= r / q <= e^step / (1 - S_f * e^-L)          (S_f: the factor's size)
-
-i.e. a maximum relative error per entry of ``e^step - 1`` (the ``S_f * e^-L`` term is below
-1e-13 for any factor of fewer than 10^6 states):
-
-==========  ==================  ==================  ===============  =====================
-codec       step                per-entry code err  after renorm     bytes per state
-==========  ==================  ==================  ===============  =====================
-uint16      45/65534 = 6.87e-4  3.43e-4 (0.034%)    6.87e-4 (0.07%)  2
-uint8       40/254 = 0.157      8.2%                17.1%            1
-float32     -                   6e-8 (rounding)     -                4
-==========  ==================  ==================  ===============  =====================
-
-Entries below the floor decode as 0 (they were at most ``e^-L`` of the factor's mass). Decoded
-float64 factors sum to 1 within 1e-12 (a few ulps); into a float32 buffer, within float32
-rounding.
-
-The Numba kernels (:func:`encode_log`, :func:`decode_log`, :func:`copy_rows`) write into
-caller-provided buffers, allocate nothing, and process a contiguous range of agent rows
-``[lo, hi)``, so a worker can encode or decode its own slice of a shared array in place. Only
-entries above the floor take a logarithm, and decoding reads ``e^(-code * step)`` from two
-256-entry tables, so a grid-10 row (100 states, a handful above the floor) encodes in about
-0.13 us and decodes in about 0.05 us on one core (``python -m perf.quantization`` measures it).
-"""
+Codecs ``"uint16"`` (default) and ``"uint8"`` (log-domain codes relative to each factor's
+largest entry) and ``"float32"``; the code, the choice of its range and its error bound are in
+docs/architecture.md (`beliefs.py`: belief codecs)."""
 
 from __future__ import annotations
 
