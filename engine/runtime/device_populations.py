@@ -217,16 +217,14 @@ class DevicePopulations:
     the CPU, which the master then steps with the Numba kernels.
 
     ``backends`` (the engine's list, one resolved backend per population) and ``views`` (the
-    engine's :class:`PopulationState` by name) are updated in place when a population moves.
+    engine's :class:`PopulationState` by name) are updated in place when a population moves,
+    and each failover is appended to ``failovers`` (the engine's record, which outlives a run).
     """
-
-    #: device populations moved to the CPU after the device failed
-    failovers: list[Failover]
 
     def __init__(self, populations: Sequence[Population], states: Sequence[SharedState],
                  configs: Sequence[InferenceConfig], backends: list[str], seed: int,
                  id_offsets: Sequence[int], refresh_every: int, kernel: str,
-                 chunk: int) -> None:
+                 chunk: int, failovers: list[Failover]) -> None:
         self._populations = list(populations)
         self._states = list(states)
         self._backends = backends
@@ -242,7 +240,7 @@ class DevicePopulations:
         self._claims: ChunkClaims | None = None
         self._scratch: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._views: Mapping[str, PopulationState] = {}
-        self.failovers = []
+        self.failovers = failovers
 
     def attach(self, views: Mapping[str, PopulationState],
                scratch: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
@@ -316,7 +314,7 @@ class DevicePopulations:
 
     def clear(self) -> None:
         """Drop every device population and the run's shared state (frees device memory and
-        the shared-memory mappings with the run); the failovers stay on record."""
+        the shared-memory mappings with the run)."""
         self._device = {}
         self._states = []
         self._views = {}

@@ -121,8 +121,10 @@ class Engine(EngineBase):
         #: worker w's slice of each population, ``(lo, hi)`` per population
         self.slices: list[tuple[tuple[int, int], ...]] = []
         self.worker_group: WorkerGroup | None = None
+        #: device populations moved to the CPU after the device failed (kept across runs)
+        self.failovers: list[Failover] = []
         self.devices = DevicePopulations([], [], [], [], self.seed, [], self.refresh_every,
-                                         self.xp_kernel, self.chunk)
+                                         self.xp_kernel, self.chunk, self.failovers)
 
     # ------------------------------------------------------------------------- lifetime
     def start(self) -> Engine:
@@ -150,11 +152,10 @@ class Engine(EngineBase):
         self.state = self.states[0]
         self.control = ControlBlock.create(self._shm, self.workers)
         #: device-resident populations by index (backend "cupy" or "xp-numpy")
-        failovers = self.devices.failovers           # kept across a close and a new start
         self.devices = DevicePopulations(self.populations, self.states, self._configs,
                                          self.backends, self.seed, self.id_offsets,
-                                         self.refresh_every, self.xp_kernel, self.chunk)
-        self.devices.failovers = failovers
+                                         self.refresh_every, self.xp_kernel, self.chunk,
+                                         self.failovers)
         self.population_states = {
             pop.name: PopulationState(pop, checker, state, self.devices.sync_function(i))
             for i, (pop, checker, state) in enumerate(
@@ -353,11 +354,6 @@ class Engine(EngineBase):
     def recovered_commits(self) -> int:
         """Commits finished by the master from the journal of a worker that died in them."""
         return 0 if self.worker_group is None else self.worker_group.recovered_commits
-
-    @property
-    def failovers(self) -> list[Failover]:
-        """Device populations moved to the CPU after the device failed."""
-        return self.devices.failovers
 
     def population(self, name: str | int = 0) -> PopulationState:
         """A population's state (``qs``, ``q_pi``, ``G``, ``actions``, ``stale``) by name or
