@@ -30,6 +30,7 @@ from engine.model.validation import (
     check_columns_normalised,
     check_nonnegative,
     check_state_axes,
+    dirichlet_counts,
     factor_list,
     factor_list_or_empty,
     validate_policies,
@@ -147,28 +148,8 @@ class GenerativeModel:
             d.setflags(write=False)
         self.D: tuple[np.ndarray, ...] = tuple(D_list)
 
-        self.pA: tuple[np.ndarray, ...] | None = None
-        if pA is not None:
-            pA_list = [as_float_array(f"pA[{m}]", p) for m, p in enumerate(as_list("pA", pA))]
-            if len(pA_list) != len(self.A):
-                raise ModelError("pA", f"has {len(pA_list)} arrays for {len(self.A)} modalities")
-            for m, p in enumerate(pA_list):
-                if p.shape != self.A[m].shape:
-                    raise ModelError(f"pA[{m}]", f"must have A[{m}]'s shape {self.A[m].shape}, "
-                                     f"got {p.shape}")
-                check_nonnegative(f"pA[{m}]", p)
-            self.pA = tuple(pA_list)
-        self.pB: tuple[np.ndarray, ...] | None = None
-        if pB is not None:
-            pB_list = [as_float_array(f"pB[{f}]", p) for f, p in enumerate(as_list("pB", pB))]
-            if len(pB_list) != n_factors:
-                raise ModelError("pB", f"has {len(pB_list)} arrays for {n_factors} factors")
-            for f, p in enumerate(pB_list):
-                if p.shape != self.B[f].shape:
-                    raise ModelError(f"pB[{f}]", f"must have B[{f}]'s shape {self.B[f].shape}, "
-                                     f"got {p.shape}")
-                check_nonnegative(f"pB[{f}]", p)
-            self.pB = tuple(pB_list)
+        self.pA = None if pA is None else dirichlet_counts("pA", pA, self.A, "A", "modalities")
+        self.pB = None if pB is None else dirichlet_counts("pB", pB, self.B, "B", "factors")
 
         if control_fac_idx is None:
             control = [f for f in range(n_factors) if self.num_controls[f] > 1]

@@ -123,3 +123,18 @@ def validate_policies(policies: Any, num_controls: Sequence[int]) -> np.ndarray:
                              f"range 0..{num_controls[f] - 1}", (p, t, f))
     arr.setflags(write=False)
     return arr
+
+
+def dirichlet_counts(name: str, given: Any, like: Sequence[np.ndarray], like_name: str,
+                     unit: str) -> tuple[np.ndarray, ...]:
+    """``pA`` or ``pB``: one non-negative float array per array of ``like`` (``A`` or ``B``),
+    each of its shape; ``unit`` names what the arrays are per (modalities, factors)."""
+    counts = [as_float_array(f"{name}[{i}]", c) for i, c in enumerate(as_list(name, given))]
+    if len(counts) != len(like):
+        raise ModelError(name, f"has {len(counts)} arrays for {len(like)} {unit}")
+    for i, c in enumerate(counts):
+        if c.shape != like[i].shape:
+            raise ModelError(f"{name}[{i}]", f"must have {like_name}[{i}]'s shape "
+                             f"{like[i].shape}, got {c.shape}")
+        check_nonnegative(f"{name}[{i}]", c)
+    return tuple(counts)
