@@ -19,6 +19,14 @@ if TYPE_CHECKING:
 SPARSE_B_DENSITY = 0.25
 #: Joint (state x outcome) tables larger than this are refused with a clear error.
 MAX_JOINT_TABLE = 50_000_000
+#: The information gain reads a dense joint-outcome table when at least this share of its
+#: entries is non-zero (a scattered entry costs about ten times a dense one) ...
+DENSE_GAIN_SHARE = 0.25
+#: ... and the table has at most this many entries (32 MiB of float64).
+MAX_DENSE_GAIN_TABLE = 4_000_000
+#: A modality whose columns are a constant plus at most this share of other entries is
+#: "sparse plus a constant": the information gain adds the constant once per joint state.
+MAX_RESIDUAL_SHARE = 0.25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +122,14 @@ class ModelLayout:
     po_ptr: np.ndarray          # (n_joint+1,)
     po_idx: np.ndarray          # joint outcome index
     po_val: np.ndarray
+    po_dense: np.ndarray        # (n_joint, n_joint_obs) p(joint outcome | joint state), or
+                                # (0, 0) when the information gain takes another path
+    pf_const: np.ndarray        # (n_joint,) the constant of modality pf_modality's column, or
+                                # (0,) when the gain does not split that modality off
+    pf_ptr: np.ndarray          # (n_joint+1,) its other entries per joint state: outcome,
+    pf_idx: np.ndarray          # value minus the constant
+    pf_val: np.ndarray
+    pf_rest: np.ndarray         # (n_joint, O_rest) joint outcome of the other modalities
     n_joint_obs: int
     lnC: np.ndarray             # (policy_len, sum O_m) ln(softmax(C)+eps) per step
     lnE: np.ndarray             # (P,)
@@ -142,6 +158,28 @@ class ModelLayout:
     @property
     def state_size(self) -> int:
         return int(self.state_offset[-1])
+
+    @property
+    def gain_path(self) -> str:
+        """How the state information gain reads p(o | s): ``dense``, ``sparse`` or
+        ``split`` (one modality as a constant plus sparse entries, the others dense)."""
+        if self.po_dense.shape[0]:
+            return "dense"
+        return "split" if self.pf_const.shape[0] else "sparse"
+
+    def gain_path_reason(self) -> str:
+        """One line: the information gain's path and why it was chosen."""
+        table = self.n_joint * self.n_joint_obs
+        share = self.po_val.shape[0] / max(1, table)
+        what = f"{share:.0%} of the {self.n_joint} x {self.n_joint_obs} joint-outcome table"
+        if self.gain_path == "sparse":
+            return f"sparse: {what} is non-zero"
+        if self.gain_path == "dense":
+            return (f"dense: {what} is non-zero; no modality splits into a constant plus "
+                    "entries for less")
+        extra = self.pf_val.shape[0] / max(1, self.n_joint)
+        return (f"split: {what} is non-zero; one modality's columns are a constant plus "
+                f"{extra:.1f} other entries each")
 
     def nbytes(self) -> int:
         """Bytes of every array in the layout (the shared cost of a population)."""
@@ -278,6 +316,14 @@ class ModelLayout:
             po_idx_parts.append(nz_o.astype(np.int64))
             po_val_parts.append(po[nz_j, nz_o])
         po_ptr = np.cumsum(po_ptr).astype(np.int64)
+        po_idx = np.concatenate(po_idx_parts)
+        po_val = np.concatenate(po_val_parts)
+        gain_path, split = choose_gain_path(model, jidx, po_val.size, n_joint, n_joint_obs)
+        po_dense = np.zeros((0, 0))
+        if gain_path == "dense":
+            po_dense = np.zeros((n_joint, n_joint_obs))
+            po_dense[np.repeat(np.arange(n_joint), np.diff(po_ptr)), po_idx] = po_val
+        pf = split_tables(model, jidx, split) if gain_path == "split" else None
 
         obs_stride = np.ones(n_mod, dtype=np.int64)
         for m in range(n_mod - 2, -1, -1):
@@ -315,12 +361,80 @@ class ModelLayout:
             jidx_identity=jidx_identity, Bc_colptr=ix(Bc_colptr), Bc_row=ix(Bc_row),
             utility_B=fl(utility_B),
             D_flat=fl(np.concatenate(model.D)), utility=fl(utility), ambiguity=fl(ambiguity),
-            po_ptr=ix(po_ptr), po_idx=ix(np.concatenate(po_idx_parts)),
-            po_val=fl(np.concatenate(po_val_parts)), n_joint_obs=n_joint_obs, lnC=fl(lnC),
+            po_ptr=ix(po_ptr), po_idx=ix(po_idx), po_val=fl(po_val), po_dense=fl(po_dense),
+            pf_const=fl(pf.const if pf else np.zeros(0)),
+            pf_ptr=ix(pf.ptr if pf else np.zeros(1)), pf_idx=ix(pf.idx if pf else np.zeros(0)),
+            pf_val=fl(pf.val if pf else np.zeros(0)),
+            pf_rest=fl(pf.rest if pf else np.zeros((0, 0))),
+            n_joint_obs=n_joint_obs, lnC=fl(lnC),
             lnE=fl(np.log(E + EPS)), obs_offset=ix(obs_offset), obs_stride=ix(obs_stride),
             tree=tree, first_action=ix(policies[:, 0, :]),
             control_mask=np.array([f in control for f in range(n_factors)], dtype=bool),
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitTables:
+    """One modality's columns as a constant plus other entries, over joint states, and the
+    joint outcome of the other modalities."""
+
+    const: np.ndarray
+    ptr: np.ndarray
+    idx: np.ndarray
+    val: np.ndarray
+    rest: np.ndarray
+
+
+def column_constants(a: np.ndarray) -> np.ndarray:
+    """Each column's most frequent value (ties: the smallest), for ``a`` of shape (O, K)."""
+    ordered = np.sort(a, axis=0)
+    const = np.empty(a.shape[1])
+    for k in range(a.shape[1]):
+        values, counts = np.unique(ordered[:, k], return_counts=True)
+        const[k] = values[int(np.argmax(counts))]
+    return const
+
+
+def choose_gain_path(model: GenerativeModel, jidx: np.ndarray, nnz: int, n_joint: int,
+                     n_joint_obs: int) -> tuple[str, int]:
+    """The information gain's path from the joint-outcome table's structure, and the modality
+    a ``split`` path splits off (-1 otherwise). Costs are per tree node with every state live,
+    in cycles measured on one core (docs/architecture.md, "Information gain paths")."""
+    table = n_joint * n_joint_obs
+    if nnz < DENSE_GAIN_SHARE * table:
+        return "sparse", -1
+    best, best_cost = -1, np.inf
+    for m, a in enumerate(model.A):
+        a2 = a.reshape(a.shape[0], -1)
+        const = column_constants(a2)
+        residual = np.count_nonzero(a2 != const[None, :]) / a2.size
+        if residual > MAX_RESIDUAL_SHARE or not np.any(const):
+            continue
+        rest = n_joint_obs // a.shape[0]
+        cost = 1.5 * n_joint * rest * (2.0 + residual * a.shape[0])
+        if cost < best_cost:
+            best, best_cost = m, cost
+    dense_cost = 0.25 * table if table <= MAX_DENSE_GAIN_TABLE else np.inf
+    if best >= 0 and best_cost <= dense_cost:
+        return "split", best
+    return ("dense", -1) if np.isfinite(dense_cost) else ("sparse", -1)
+
+
+def split_tables(model: GenerativeModel, jidx: np.ndarray, m: int) -> SplitTables:
+    """:class:`SplitTables` for modality ``m`` over the joint states ``jidx`` index."""
+    a2 = model.A[m].reshape(model.A[m].shape[0], -1)
+    const_k = column_constants(a2)
+    cols = jidx[m]
+    const = const_k[cols]
+    residual = a2[:, cols] - const[None, :]                     # (O_m, n_joint)
+    nz_j, nz_o = np.nonzero(residual.T != 0.0)
+    ptr = np.concatenate([[0], np.cumsum(np.bincount(nz_j, minlength=cols.size))])
+    rest = np.ones((cols.size, 1))
+    for g, a in enumerate(model.A):
+        if g != m:
+            col = a.reshape(a.shape[0], -1)[:, jidx[g]].T             # (n_joint, O_g)
+            rest = (rest[:, :, None] * col[:, None, :]).reshape(cols.size, -1)
+    return SplitTables(const=const, ptr=ptr, idx=nz_o, val=residual[nz_o, nz_j], rest=rest)
 
 
 def layout_of(model: GenerativeModel, config: InferenceConfig) -> ModelLayout:

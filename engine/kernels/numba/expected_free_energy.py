@@ -15,6 +15,7 @@ from numba import njit
 
 from engine.kernels.numba.scratch import MEMO_KEY, MEMO_PROBES, MEMO_SLOTS
 from engine.kernels.numba.stages import apply_B, joint_into, predict_states
+from engine.kernels.numba.vector_log import vlog
 from engine.model.constants import EPS, EXP_M16
 
 
@@ -54,6 +55,153 @@ def drain_entropy(qo, touched, n_touched):
     return entropy
 
 
+# ------------------------------------------------------------- dense joint-outcome tables
+@njit(cache=True, fastmath={"contract"})
+def dense_outcomes(po, rows, vals, count, qo):
+    """qo += sum_i vals[i] * po[rows[i], :], four states per pass over ``qo``."""
+    n = qo.shape[0]
+    i = 0
+    while i + 4 <= count:
+        r0, r1, r2, r3 = po[rows[i]], po[rows[i + 1]], po[rows[i + 2]], po[rows[i + 3]]
+        v0, v1, v2, v3 = vals[i], vals[i + 1], vals[i + 2], vals[i + 3]
+        for o in range(n):
+            qo[o] += (v0 * r0[o] + v1 * r1[o]) + (v2 * r2[o] + v3 * r3[o])
+        i += 4
+    while i < count:
+        r0 = po[rows[i]]
+        v0 = vals[i]
+        for o in range(n):
+            qo[o] += v0 * r0[o]
+        i += 1
+
+
+@njit(cache=True, fastmath={"contract"})
+def dense_outcomes_masked(po, q, qo):
+    """qo += sum_j q[j] * po[j, :] over the states above e^-16, four states per pass."""
+    n = qo.shape[0]
+    n_joint = q.shape[0]
+    j = 0
+    while j + 4 <= n_joint:
+        v0 = q[j] if q[j] > EXP_M16 else 0.0
+        v1 = q[j + 1] if q[j + 1] > EXP_M16 else 0.0
+        v2 = q[j + 2] if q[j + 2] > EXP_M16 else 0.0
+        v3 = q[j + 3] if q[j + 3] > EXP_M16 else 0.0
+        if v0 != 0.0 or v1 != 0.0 or v2 != 0.0 or v3 != 0.0:
+            r0, r1, r2, r3 = po[j], po[j + 1], po[j + 2], po[j + 3]
+            for o in range(n):
+                qo[o] += (v0 * r0[o] + v1 * r1[o]) + (v2 * r2[o] + v3 * r3[o])
+        j += 4
+    while j < n_joint:
+        if q[j] > EXP_M16:
+            v0 = q[j]
+            r0 = po[j]
+            for o in range(n):
+                qo[o] += v0 * r0[o]
+        j += 1
+
+
+@njit(cache=True, fastmath={"contract"})
+def dense_outcomes_rows(po, dq, n_rows, qo):
+    """qo[r] += dq[r] @ po for rows ``r < n_rows`` of the flat (rows, S) beliefs ``dq`` and
+    (rows, O) outcomes ``qo``: eight states per pass, each read once for every row, each
+    outcome accumulated state by state in order."""
+    S = po.shape[0]
+    n = po.shape[1]
+    j = 0
+    while j + 8 <= S:
+        p0, p1, p2, p3 = po[j], po[j + 1], po[j + 2], po[j + 3]
+        p4, p5, p6, p7 = po[j + 4], po[j + 5], po[j + 6], po[j + 7]
+        for r in range(n_rows):
+            b = r * S + j
+            v0, v1, v2, v3 = dq[b], dq[b + 1], dq[b + 2], dq[b + 3]
+            v4, v5, v6, v7 = dq[b + 4], dq[b + 5], dq[b + 6], dq[b + 7]
+            if (v0 != 0.0 or v1 != 0.0 or v2 != 0.0 or v3 != 0.0 or v4 != 0.0 or v5 != 0.0
+                    or v6 != 0.0 or v7 != 0.0):
+                out = qo[r * n:(r + 1) * n]
+                for o in range(n):
+                    acc = out[o] + v0 * p0[o]
+                    acc += v1 * p1[o]
+                    acc += v2 * p2[o]
+                    acc += v3 * p3[o]
+                    acc += v4 * p4[o]
+                    acc += v5 * p5[o]
+                    acc += v6 * p6[o]
+                    acc += v7 * p7[o]
+                    out[o] = acc
+        j += 8
+    while j < S:
+        p0 = po[j]
+        for r in range(n_rows):
+            v0 = dq[r * S + j]
+            if v0 != 0.0:
+                out = qo[r * n:(r + 1) * n]
+                for o in range(n):
+                    out[o] += v0 * p0[o]
+        j += 1
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
+def dense_entropy(qo):
+    """sum qo ln(qo + 1e-16) over every joint outcome, resetting ``qo`` to zero (vectorised:
+    the sum's order differs from a loop's by rounding)."""
+    entropy = 0.0
+    for o in range(qo.shape[0]):
+        v = qo[o]
+        entropy += v * vlog(v + EPS)
+        qo[o] = 0.0
+    return entropy
+
+
+# ------------------------------------------- one modality split into a constant plus entries
+@njit(cache=True, fastmath={"contract"})
+def split_outcomes(km, q, q_off, n, base, qo):
+    """The joint outcome of ``q[q_off:q_off + n]`` (states at or below e^-16 skipped) on the
+    split path: the split modality's constant collected per outcome of the other modalities in
+    ``base``, its other entries scattered into ``qo``. Returns the ambiguity."""
+    n_rest = km.pf_rest.shape[1]
+    n_big = qo.shape[0] // n_rest
+    ambiguity = 0.0
+    for j in range(n):
+        qj = q[q_off + j]
+        if qj <= EXP_M16:
+            continue
+        ambiguity += qj * km.ambiguity[j]
+        c = km.pf_const[j]
+        for r in range(n_rest):
+            w = qj * km.pf_rest[j, r]
+            base[r] += w * c
+            off = r * n_big
+            for k in range(km.pf_ptr[j], km.pf_ptr[j + 1]):
+                qo[off + km.pf_idx[k]] += w * km.pf_val[k]
+    return ambiguity
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
+def split_entropy(base, qo):
+    """sum qo ln(qo + 1e-16) over every joint outcome of the split path (``qo`` plus its
+    constant), resetting both to zero."""
+    n_rest = base.shape[0]
+    n_big = qo.shape[0] // n_rest
+    entropy = 0.0
+    for r in range(n_rest):
+        b = base[r]
+        for o in range(n_big):
+            v = max(qo[r * n_big + o] + b, 0.0)
+            entropy += v * vlog(v + EPS)
+            qo[r * n_big + o] = 0.0
+        base[r] = 0.0
+    return entropy
+
+
+@njit(cache=True)
+def split_gain(km, q, q_off, n, qo):
+    """spm_MDP_G of ``q[q_off:q_off + n]`` on the split path; ``qo`` is the outcomes' scratch
+    followed by the constants'."""
+    n_jo = qo.shape[0] - km.pf_rest.shape[1]
+    ambiguity = split_outcomes(km, q, q_off, n, qo[n_jo:], qo[:n_jo])
+    return ambiguity - split_entropy(qo[n_jo:], qo[:n_jo])
+
+
 @njit(cache=True, inline="always")
 def states_info_gain(km, q, qo, touched):
     """Twin of reference.states_info_gain: pymdp's spm_MDP_G of a predicted joint state ``q``.
@@ -62,7 +210,15 @@ def states_info_gain(km, q, qo, touched):
     outcome accumulated over the non-zero outcomes of states above e^-16; then the outcome
     entropy over the touched entries, which are reset to zero.
     """
+    if km.pf_const.shape[0]:
+        return split_gain(km, q, 0, q.shape[0], qo)
     ambiguity = 0.0
+    if km.po_dense.shape[0]:
+        for j in range(q.shape[0]):
+            if q[j] > EXP_M16:
+                ambiguity += q[j] * km.ambiguity[j]
+        dense_outcomes_masked(km.po_dense, q, qo)
+        return ambiguity - dense_entropy(qo)
     n_touched = 0
     for j in range(q.shape[0]):
         qj = q[j]
@@ -137,6 +293,11 @@ def big_states(q, q_off, n, tau, big, big_off):
 def gain_from_states(km, rows, vals, count, qo, touched):
     """spm_MDP_G from the predicted states above e^-16 (``rows``, ``vals``), in list order."""
     ambiguity = 0.0
+    if km.po_dense.shape[0]:
+        for i in range(count):
+            ambiguity += vals[i] * km.ambiguity[rows[i]]
+        dense_outcomes(km.po_dense, rows, vals, count, qo)
+        return ambiguity - dense_entropy(qo)
     n_touched = 0
     for i in range(count):
         r = rows[i]
@@ -209,9 +370,37 @@ def sparse_info_gain(km, u, parent, p_off, big, big_off, n_big, seen, stamp, qo,
     return value
 
 
+@njit(cache=True)
+def children_gains(km, parent, p_off, dq, dqo, gain, g_off):
+    """spm_MDP_G of ``B[0][:, :, u] @ parent`` for every action ``u`` into ``gain[g_off + u]``,
+    from the dense outcome table: the predictions are made, cut at e^-16 and multiplied
+    against the table together."""
+    S = km.num_states[0]
+    U = km.num_controls[0]
+    n = dqo.shape[0] // U
+    if km.pf_const.shape[0]:
+        for u in range(U):
+            apply_B(km, 0, u, parent, p_off, dq, u * S)
+            gain[g_off + u] = split_gain(km, dq, u * S, S, dqo[:n])
+        return
+    for u in range(U):
+        apply_B(km, 0, u, parent, p_off, dq, u * S)
+        for j in range(S):
+            if dq[u * S + j] <= EXP_M16:
+                dq[u * S + j] = 0.0
+    dense_outcomes_rows(km.po_dense, dq, U, dqo)
+    for u in range(U):
+        ambiguity = 0.0
+        for j in range(S):
+            v = dq[u * S + j]
+            if v != 0.0:
+                ambiguity += v * km.ambiguity[j]
+        gain[g_off + u] = ambiguity - dense_entropy(dqo[u * n:(u + 1) * n])
+
+
 @njit(cache=True, inline="always")
 def policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, stamp, big,
-                         n_big, rows, vals, memo_key, memo_val, util, G):
+                         n_big, rows, vals, memo_key, memo_val, util, dq, dqo, gain, G):
     """Twin of reference.expected_free_energy for one factor with sparse B: the tree walk that
     values a node from its parent's belief.
 
@@ -224,7 +413,10 @@ def policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, s
     U = km.num_controls[0]
     horizon = km.utility.shape[0]
     tau = EXP_M16 / (2.0 * S)
-    if kc.use_states_info_gain:
+    dense = km.po_dense.shape[0] > 0 or km.pf_const.shape[0] > 0
+    if kc.use_states_info_gain and dense:
+        children_gains(km, post, 0, dq, dqo, gain, 0)
+    elif kc.use_states_info_gain:
         n_big[0] = big_states(post, 0, S, tau, big, 0)
     if kc.use_utility:
         dots_all(post, 0, km.utility_B[0], S, util, 0)
@@ -244,13 +436,17 @@ def policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, s
         value = 0.0
         if kc.use_utility:
             value += util[d * U + u]
-        if kc.use_states_info_gain:
+        if kc.use_states_info_gain and dense:
+            value += gain[d * U + u]
+        elif kc.use_states_info_gain:
             stamp[0] += 1
             value += sparse_info_gain(km, u, parent, p_off, big, d * S, n_big[d], seen,
                                       stamp[0], qo, touched, rows, vals, memo_key, memo_val)
         if d < min(horizon, kc.max_depth) - 1:
             apply_B(km, 0, u, parent, p_off, qdepth, d * S)
-            if kc.use_states_info_gain:
+            if kc.use_states_info_gain and dense:
+                children_gains(km, qdepth, d * S, dq, dqo, gain, (d + 1) * U)
+            elif kc.use_states_info_gain:
                 n_big[d + 1] = big_states(qdepth, d * S, S, tau, big, (d + 1) * S)
             if kc.use_utility:
                 dots_all(qdepth, d * S, km.utility_B[d + 1], S, util, (d + 1) * U)
@@ -269,8 +465,8 @@ def expected_free_energy_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched,
     the models whose one factor has a sparse B.
     """
     if km.num_states.shape[0] == 1 and km.B_sparse[0]:
-        seen, stamp, big, n_big, rows, vals, memo_key, memo_val, util = sparse
+        seen, stamp, big, n_big, rows, vals, memo_key, memo_val, util, dq, dqo, gain = sparse
         policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, stamp, big,
-                             n_big, rows, vals, memo_key, memo_val, util, G)
+                             n_big, rows, vals, memo_key, memo_val, util, dq, dqo, gain, G)
     else:
         policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G)

@@ -73,8 +73,9 @@ def scratch_views_end(layout_sizes):
 
 def scratch_sizes(layout: ModelLayout) -> tuple[int, ...]:
     """The sizes ``scratch_views`` carves a thread's scratch row into."""
+    outcomes = layout.n_joint_obs + layout.pf_rest.shape[1]      # split path: + its constants
     return (layout.state_size, layout.n_joint, layout.policy_len * layout.state_size,
-            layout.policy_len, layout.tree.n_nodes, layout.n_policies, layout.n_joint_obs,
+            layout.policy_len, layout.tree.n_nodes, layout.n_policies, outcomes,
             int(layout.num_controls.max()))
 
 
@@ -83,7 +84,7 @@ def scratch_int_size(layout: ModelLayout) -> int:
     a stamp, the above-threshold state lists and counts per tree level and the information-gain
     memo keys; the row ends with the first-step memo (:func:`first_memo_ints`)."""
     s = layout.state_size
-    return (layout.n_joint_obs + s + 1 + layout.policy_len * s + layout.policy_len + s
+    return (scratch_sizes(layout)[6] + s + 1 + layout.policy_len * s + layout.policy_len + s
             + MEMO_SLOTS * (1 + MEMO_KEY) + first_memo_ints(layout))
 
 
@@ -93,7 +94,16 @@ def scratch_float_size(layout: ModelLayout) -> int:
     s = scratch_sizes(layout)
     return (5 * s[0] + 2 * s[1] + s[2] + s[3] + s[4] + 2 * s[5] + s[6] + max(s[7], s[5])
             + first_slots(s[0], s[5]) * (s[0] + 2 * s[5]) + s[3] * s[7] + s[0]
-            + MEMO_SLOTS * (MEMO_KEY + 1))
+            + MEMO_SLOTS * (MEMO_KEY + 1) + dense_children_floats(layout))
+
+
+def dense_children_floats(layout: ModelLayout) -> int:
+    """Float64 scratch of the one-sparse-factor walk with a dense outcome table: every
+    action's predicted belief and joint outcome, and the gains per tree level and action."""
+    if layout.n_factors != 1 or not layout.B_sparse[0] or layout.gain_path == "sparse":
+        return 0
+    n_u = int(layout.num_controls.max())
+    return n_u * (layout.state_size + scratch_sizes(layout)[6] + layout.policy_len)
 
 
 @njit(cache=True, inline="always")
@@ -137,8 +147,9 @@ def first_memo(fs, iscratch, sizes, n_mod):
 @njit(cache=True, inline="always")
 def sparse_views(km, fs, iscratch, sizes):
     """The one-sparse-factor path's regions of a thread's scratch (seen marks, stamp, the
-    above-threshold state lists and counts, utilities, values, the information-gain memo);
-    empty views for other models."""
+    above-threshold state lists and counts, utilities, values, the information-gain memo,
+    and with a dense outcome table the children's beliefs, outcomes and gains); empty views
+    for other models."""
     if km.num_states.shape[0] == 1 and km.B_sparse[0]:
         S = km.num_states[0]
         n_jo = sizes[6]
@@ -153,7 +164,16 @@ def sparse_views(km, fs, iscratch, sizes):
     memo_key = iscratch[m0:m0 + n_memo * (1 + MEMO_KEY)].reshape((n_memo, 1 + MEMO_KEY))
     memo_val = fs[f_end + S:f_end + S + n_memo * (MEMO_KEY + 1)].reshape(
         (n_memo, MEMO_KEY + 1))
+    d_end = f_end - n_util
+    n_dq = n_dqo = n_gain = 0
+    if km.num_states.shape[0] == 1 and km.B_sparse[0] and (km.po_dense.shape[0]
+                                                            or km.pf_const.shape[0]):
+        n_dq = sizes[7] * S
+        n_dqo = sizes[7] * n_jo
+        n_gain = horizon * sizes[7]
+    d0 = d_end - n_dq - n_dqo - n_gain
     return (iscratch[n_jo:n_jo + S], iscratch[n_jo + S:n_jo + S + 1],
             iscratch[n_jo + S + 1:o], iscratch[o:o + horizon],
             iscratch[o + horizon:o + horizon + S], fs[f_end:f_end + S], memo_key, memo_val,
-            fs[f_end - n_util:f_end])
+            fs[f_end - n_util:f_end], fs[d0:d0 + n_dq], fs[d0 + n_dq:d0 + n_dq + n_dqo],
+            fs[d0 + n_dq + n_dqo:d_end])
