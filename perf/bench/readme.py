@@ -15,7 +15,25 @@ from perf.bench.config import (
     PYMDP1,
     engine_impl,
 )
-from perf.bench.report import figure_rows, find_figure, md_table, ratio_text, value_text
+from perf.bench.report import (
+    ZOO_HEADERS,
+    figure_rows,
+    find_figure,
+    md_table,
+    ratio_text,
+    value_text,
+    zoo_rows,
+)
+
+
+def zoo_table(results: dict[str, Any]) -> str:
+    """The per-model table of the zoo stage (Markdown; empty when the zoo did not run)."""
+    rows = zoo_rows(results)
+    if not rows:
+        return ""
+    return ("Per model (the zoo, `perf/models.py`; float32 state, agentloop's `Agents` on every "
+            "thread against the strongest peer measured in the same run):\n\n"
+            + md_table(list(ZOO_HEADERS), rows))
 
 
 def _largest(results: dict[str, Any], prefix: str, impl: str) -> dict[str, Any] | None:
@@ -94,6 +112,9 @@ def readme_table(results: dict[str, Any]) -> str:
             lambda x: f"{x['median']:.2g}%")
     lines = [md_table(["figure", "agentloop", "pymdp 0.0.7.1", "vs pymdp 0.0.7.1",
                        "pymdp 1.x (JAX)"], rows)]
+    zoo = zoo_table(results)
+    if zoo:
+        lines += ["", zoo]
     cfg = results.get("config", {})
     git = results.get("git", {}) or {}
     lines.append("")
