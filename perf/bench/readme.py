@@ -8,11 +8,13 @@ from typing import Any
 
 from perf.bench.config import (
     AGENTLOOP,
+    AGENTLOOP_MT,
     HELD_MODEL,
     MARK_END,
     MARK_START,
     PERF_DIR,
     PYMDP1,
+    PYMDP1_VMAP,
     engine_impl,
 )
 from perf.bench.report import (
@@ -24,6 +26,9 @@ from perf.bench.report import (
     value_text,
     zoo_rows,
 )
+
+#: The dense model whose figures stand beside the headline's sparse grid-10.
+DENSE_MODEL = "dense-grid-10"
 
 
 def zoo_table(results: dict[str, Any]) -> str:
@@ -81,6 +86,15 @@ def readme_table(results: dict[str, Any]) -> str:
                 f"{L.replace('L', 'policy_len ')}, 2 workers", ours, jax)
             if jax:
                 rows[-1][4] = value_text(jax) + jn
+    for f in results.get("figures", []):
+        parts = f["key"].split("/")
+        if f["group"] == "zoo" and f["impl"] == AGENTLOOP_MT and parts[1] == DENSE_MODEL \
+                and parts[3].startswith("N="):
+            vmap = find_figure(results, "/".join(parts[:4] + [PYMDP1_VMAP]))
+            row(f"agent-steps/s, {int(parts[3][2:]):,} agents, {DENSE_MODEL} "
+                f"{parts[2].replace('L', 'policy_len ')}, in process, every thread", f, vmap)
+            if vmap:
+                rows[-1][4] = value_text(vmap) + " (jit(vmap), one shared model)"
     for f in results.get("figures", []):
         if f["group"] == "held rate" and f["impl"] == w2:
             hz = f["key"].split("/")[3]

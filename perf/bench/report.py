@@ -68,8 +68,13 @@ ZOO_HEADERS = ("model", "policy_len", "agents", "agentloop steps/s", "strongest 
                "what bounds agentloop")
 
 
+def percent_text(x: float) -> str:
+    """A share in percent: two significant digits, whole numbers from 100 up."""
+    return f"{x:.2g}%" if x < 100 else f"{x:,.0f}%"
+
+
 def _percent(shares: dict[str, float], impl: str | None) -> str:
-    return f"{shares[impl]:.2g}%" if impl in shares else "-"
+    return percent_text(shares[impl]) if impl in shares else "-"
 
 
 def zoo_rows(results: dict[str, Any]) -> list[list[str]]:

@@ -18,6 +18,7 @@ from perf.bench.config import (
 )
 from perf.bench.figures import make_figure, median_of
 from perf.bench.probes import PopulationHandle
+from perf.bench.report import percent_text
 from perf.bench.state import RunState
 from perf.bench.throughput import jax_memory_limit
 
@@ -107,15 +108,15 @@ def bound_sentence(flops_per_step: float, flop_share: float | None,
     if flop_share is None or bandwidth_share is None:
         return "not known: the machine's peaks were not measured"
     if flop_share >= 50.0:
-        return f"arithmetic: {flop_share:.2g}% of the measured FLOP peak"
+        return f"arithmetic: {percent_text(flop_share)} of the measured FLOP peak"
     if bandwidth_share >= 50.0:
-        return f"memory bandwidth: {bandwidth_share:.2g}% of the measured copy rate"
+        return f"memory bandwidth: {percent_text(bandwidth_share)} of the measured copy rate"
     if flops_per_step < 20_000:
         return (f"fixed costs per step: the model needs only {flops_per_step:.3g} FLOP a step "
-                f"({flop_share:.2g}% of the FLOP peak)")
-    return (f"neither arithmetic ({flop_share:.2g}% of the FLOP peak) nor memory "
-            f"({bandwidth_share:.2g}% of the copy rate): the work per entry (indirect stores, "
-            "branches, exp/log) does")
+                f"({percent_text(flop_share)} of the FLOP peak)")
+    return (f"neither arithmetic ({percent_text(flop_share)} of the FLOP peak) nor memory "
+            f"({percent_text(bandwidth_share)} of the copy rate): the work per entry "
+            "(indirect stores, branches, exp/log) does")
 
 
 def zoo_pair(state: RunState, model: str, L: int) -> None:

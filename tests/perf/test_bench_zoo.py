@@ -98,6 +98,9 @@ def test_zoo_stage_reports_each_model_against_the_strongest_peer() -> None:
     table = readme_table(results)
     assert "Per model" in table and "| epistemic-chain | 4 | 10 |" in table
     assert "pymdp 1.x jit(vmap), shared model" in table
+    dense = next(line for line in table.splitlines()
+                 if line.startswith("| agent-steps/s, 20,000 agents, dense-grid-10 policy_len 1"))
+    assert "(jit(vmap), one shared model)" in dense
     assert "Per model (the zoo):" in format_report(results)
     assert "Per model" in results_md_section(results)
 
