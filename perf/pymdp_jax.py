@@ -2,8 +2,9 @@
 
 It runs as a script in its own virtual environment (:data:`VENV`, made by :func:`ensure_venv`)
 and imports only the standard library, NumPy, JAX and pymdp, never the project. It answers JSON
-lines on stdin (``hello``, ``setup``, ``time``, ``quit``); the protocol and the step's settings
-are in docs/architecture.md.
+lines on stdin (``hello``, ``setup``, ``time``, ``quit``); ``setup`` builds a batched ``Agent``
+or (``"kernel": "vmap"``) the functional kernels under ``jax.jit(jax.vmap(...))`` with one
+shared model. The protocol and the step's settings are in docs/architecture.md and docs/zoo.md.
 """
 
 from __future__ import annotations
@@ -79,14 +80,20 @@ def _ok(cmd: list[str]) -> bool:
 
 
 def write_model(path: Path, A: list[Any], B: list[Any], C: list[Any], D: list[Any],
-                A_factor_list: list[list[int]], control_fac_idx: list[int]) -> None:
-    """Write a model for the child: ``A0.., B0.., C0.., D0..`` arrays and a ``meta`` JSON."""
+                A_factor_list: list[list[int]], control_fac_idx: list[int],
+                E: Any = None, policies: Any = None) -> None:
+    """Write a model for the child: ``A0.., B0.., C0.., D0..`` arrays and a ``meta`` JSON, and
+    optionally ``E`` and ``policies`` ``(P, L, F)`` (the functional kernels use them)."""
     import numpy as np
 
     arrays: dict[str, Any] = {}
     for name, items in (("A", A), ("B", B), ("C", C), ("D", D)):
         for i, a in enumerate(items):
             arrays[f"{name}{i}"] = np.asarray(a, dtype=np.float64)
+    if E is not None:
+        arrays["E"] = np.asarray(E, dtype=np.float64)
+    if policies is not None:
+        arrays["policies"] = np.asarray(policies, dtype=np.int64)
     meta = {"num_modalities": len(A), "num_factors": len(B), "A_factor_list": A_factor_list,
             "control_fac_idx": control_fac_idx}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -157,8 +164,75 @@ class _Batch:
         return time.perf_counter() - t0
 
 
+class _Vmapped:
+    """``n`` agents stepped by pymdp 1.x's functional kernels under ``jax.jit(jax.vmap(...))``:
+    ONE shared model (``in_axes=None`` for A, B, C, E), mapped over observations and beliefs."""
+
+    def __init__(self, model_path: str, policy_len: int, n: int, seed: int) -> None:
+        import jax
+        import jax.numpy as jnp
+        import numpy as np
+        from pymdp import control, inference
+
+        data = np.load(model_path)
+        meta = json.loads(bytes(data["meta"]).decode())
+        M, F = meta["num_modalities"], meta["num_factors"]
+        A = [jnp.asarray(data[f"A{m}"], dtype=jnp.float32) for m in range(M)]
+        B = [jnp.asarray(data[f"B{f}"], dtype=jnp.float32) for f in range(F)]
+        C = [jnp.asarray(data[f"C{m}"], dtype=jnp.float32) for m in range(M)]
+        D = [jnp.asarray(data[f"D{f}"], dtype=jnp.float32) for f in range(F)]
+        num_controls = [int(b.shape[-1]) for b in B]
+        if "policies" in data and int(data["policies"].shape[1]) == policy_len:
+            policies = jnp.asarray(data["policies"], dtype=jnp.int32)
+        else:
+            policies = control.construct_policies([int(b.shape[0]) for b in B], num_controls,
+                                                  policy_len, meta["control_fac_idx"])
+        P = int(policies.shape[0])
+        E = jnp.asarray(data["E"], dtype=jnp.float32) if "E" in data and \
+            int(data["E"].shape[0]) == P else jnp.full((P,), 1.0 / P, dtype=jnp.float32)
+        A_deps = [list(x) for x in meta["A_factor_list"]]
+        B_deps = [[f] for f in range(F)]
+        self.num_obs = [int(a.shape[0]) for a in A]
+        self.n = n
+        self.rng = np.random.default_rng(seed)
+        t0 = time.perf_counter()
+
+        def one(A: Any, B: Any, C: Any, E: Any, obs: list[Any], prior: list[Any]
+                ) -> tuple[Any, list[Any]]:
+            qs = inference.update_posterior_states(
+                A, B, obs, None, prior=prior, A_dependencies=A_deps, B_dependencies=B_deps,
+                num_iter=10, method="fpi", distr_obs=False)
+            qs = [q[-1] for q in qs]
+            q_pi, _neg_efe = control.update_posterior_policies(
+                policies, qs, A, B, C, E, None, None, A_deps, B_deps, gamma=16.0,
+                use_utility=True, use_states_info_gain=True, use_param_info_gain=False)
+            action = control.sample_action(policies, num_controls, q_pi,
+                                           action_selection="deterministic")
+            return action, control.compute_expected_state(qs, B, action, B_deps)
+
+        self._step = jax.jit(jax.vmap(one, in_axes=(None, None, None, None, 0, 0)))
+        self._jax, self._model = jax, (A, B, C, E)
+        self.prior = [jnp.tile(d, (n, 1)) for d in D]
+        jax.block_until_ready(self.prior)
+        self.create_s = time.perf_counter() - t0
+        self.bytes_per_agent = float(sum(int(q.nbytes) for q in self.prior)) / n
+        t0 = time.perf_counter()
+        self.step_once()
+        self.compile_s = time.perf_counter() - t0
+
+    def step_once(self) -> float:
+        """One step on fresh random observations; the seconds it took (observations excluded)."""
+        obs = [self._jax.numpy.asarray(self.rng.integers(0, o, size=self.n), dtype="int32")
+               for o in self.num_obs]
+        self._jax.block_until_ready(obs)
+        t0 = time.perf_counter()
+        action, self.prior = self._step(*self._model, obs, self.prior)
+        self._jax.block_until_ready((action, self.prior))
+        return time.perf_counter() - t0
+
+
 def _serve() -> int:
-    batch: _Batch | None = None
+    batch: _Batch | _Vmapped | None = None
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -179,8 +253,11 @@ def _serve() -> int:
                          "device": str(jax.devices()[0]), "pid": os.getpid()})
             elif op == "setup":
                 batch = None
-                batch = _Batch(req["model"], int(req["policy_len"]), int(req["n"]),
-                               int(req.get("seed", 0)))
+                kind = req.get("kernel", "agent")
+                if kind not in ("agent", "vmap"):
+                    raise ValueError(f"unknown kernel {kind!r} (agent or vmap)")
+                batch = (_Vmapped if kind == "vmap" else _Batch)(
+                    req["model"], int(req["policy_len"]), int(req["n"]), int(req.get("seed", 0)))
                 _answer({"ok": True, "create_s": batch.create_s, "compile_s": batch.compile_s,
                          "bytes_per_agent": batch.bytes_per_agent})
             elif op == "time":

@@ -64,8 +64,8 @@ EPILOG = ("exit codes: 0 done (no regression); 1 --compare found a figure more t
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true",
-                   help="grid-10 at policy_len 1, up to 10,000 agents, 2 repeats, shorter "
-                        "searches (under 2 minutes)")
+                   help="grid-10 at policy_len 1, up to 10,000 agents, the zoo's dense-grid-10 "
+                        "with 1,000 agents, 2 repeats, shorter searches (about 2 minutes)")
     p.add_argument("--compare", metavar="OLD.json", default=None,
                    help="after the run, flag every agentloop figure more than 10%% worse than "
                         "in OLD.json (in its ratio to pymdp 0.0.7.1 measured in the same run); "
@@ -78,10 +78,15 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=_positive_int, default=None,
                    help="alternating repeats of each measurement (default 3; --quick 2)")
     p.add_argument("--models", default=None,
-                   help="comma-separated models for the latency figures (perf.models; default "
-                        "grid-5,grid-10,grid-20,multi-3x3)")
+                   help="comma-separated models (perf.models) for the latency figures and the "
+                        "zoo stage (default: latency on grid-5,grid-10,grid-20,multi-3x3; the "
+                        "zoo on every zoo model)")
     p.add_argument("--policy-lens", type=_int_list, default=None,
-                   help="comma-separated policy lengths (default 1,3)")
+                   help="comma-separated policy lengths (default 1,3; in the zoo, each "
+                        "model's own: epistemic-chain 4)")
+    p.add_argument("--zoo-agents", type=_int_list, default=None, metavar="N[,M]",
+                   help="agents per zoo model: N, and M at policy_len >= 3 (default "
+                        "10000,1000)")
     p.add_argument("--sizes", type=_int_list, default=None,
                    help="comma-separated populations of the throughput curve "
                         "(default 1,100,10000,100000,1000000)")
@@ -137,10 +142,17 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
             raise ValueError(f"--models: unknown model {', '.join(unknown) or '(none)'}; "
                              f"known: {', '.join(MODELS)}")
         changes["latency_models"] = models
+        changes["zoo_models"] = models
     if args.policy_lens:
         if any(v < 1 for v in args.policy_lens):
             raise ValueError("--policy-lens: each must be at least 1")
         changes["policy_lens"] = args.policy_lens
+        changes["zoo_policy_lens"] = args.policy_lens
+    if args.zoo_agents:
+        if len(args.zoo_agents) > 2 or any(v < 1 for v in args.zoo_agents):
+            raise ValueError("--zoo-agents: one or two counts, each at least 1")
+        changes["zoo_agents"] = args.zoo_agents[0]
+        changes["zoo_agents_long"] = args.zoo_agents[-1]
     if args.sizes:
         if any(v < 1 for v in args.sizes):
             raise ValueError("--sizes: each must be at least 1")

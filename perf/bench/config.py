@@ -21,11 +21,22 @@ EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
 
 #: Implementation slugs (``impl`` of a figure) and their display names.
 AGENTLOOP, REFERENCE, PYMDP, PYMDP1 = "agentloop", "reference", "pymdp-0.0.7.1", "pymdp-1.x"
+#: agentloop's ``Agents`` on every thread, and pymdp 1.x's functional kernels under
+#: ``jax.jit(jax.vmap(...))`` with one shared model (the zoo's throughput figures).
+AGENTLOOP_MT, PYMDP1_VMAP = "agentloop-mt", "pymdp-1.x-vmap"
 IMPL_NAMES = {AGENTLOOP: "agentloop (Numba, 1 thread)", REFERENCE: "agentloop NumPy reference",
               PYMDP: "pymdp 0.0.7.1", PYMDP1: "pymdp 1.x (JAX)", "engine-w0": "engine w=0",
-              "engine-w1": "engine w=1", "engine-w2": "engine w=2"}
+              "engine-w1": "engine w=1", "engine-w2": "engine w=2",
+              AGENTLOOP_MT: "agentloop Agents (Numba, all threads)",
+              PYMDP1_VMAP: "pymdp 1.x jit(vmap), shared model"}
 #: The stages of a run, in order (``--stages`` picks some; peers and machine always run).
-STAGES = ("latency", "throughput", "held", "memory", "quantization")
+STAGES = ("latency", "throughput", "zoo", "held", "memory", "quantization")
+#: Every model of the zoo (perf.models.ZOO; a test keeps the two equal).
+ZOO_MODELS = ("grid-10", "grid-20", "dense-grid-10", "dense-grid-20", "tmaze", "multi-3x3",
+              "multi-modal-4", "epistemic-chain", "world-grid", "world-foraging")
+#: The policy lengths of each zoo model (perf.models.policy_lens_of; a test keeps them equal).
+ZOO_POLICY_LENS = {"epistemic-chain": (4,)}
+ZOO_DEFAULT_LENS = (1, 3)
 HELD_MODEL = "grid-10"          # perf.engine.held_rate / startup / memory_per_agent use grid-10
 
 
@@ -68,6 +79,11 @@ class BenchConfig:
     memory_agents: int = 100_000                # engine shared-memory arrays
     rss_agents: int = 1_000_000                 # in-process RSS growth
     pymdp_agents: int = 30                      # pymdp 0.0.7.1 agents for its RSS / create time
+    zoo_models: tuple[str, ...] = ZOO_MODELS
+    zoo_policy_lens: tuple[int, ...] | None = None  # None: each zoo model's own
+    zoo_agents: int = 10_000
+    zoo_agents_long: int = 1_000                # at policy_len >= 3
+    zoo_batched_agent: bool = True              # pymdp 1.x Agent(batch_size=N) too, if it fits
     quant_cases: tuple[str, ...] = ("grid-10", "random-a", "random-b")
     quant_agents: int = 200
     quant_ticks: int = 300
@@ -76,7 +92,7 @@ class BenchConfig:
     matmul_repeats: int = 3
     copy_mb: int = 256
     copy_repeats: int = 3
-    stages: tuple[str, ...] = ("latency", "throughput", "held", "memory", "quantization")
+    stages: tuple[str, ...] = STAGES
     pymdp: bool = True
     pymdp1: bool = True
     install_pymdp1: bool = True
@@ -84,10 +100,13 @@ class BenchConfig:
 
 
 FULL = BenchConfig()
-#: ``--quick``: grid-10 at policy_len 1 only, N up to 1,000 (10,000 for the engine), one
-#: shorter held-rate search per rate, smaller machine probes; under 2 minutes.
+#: ``--quick``: grid-10 at policy_len 1 only, N up to 1,000 (10,000 for the engine), the zoo's
+#: dense-grid-10 at policy_len 1 with 1,000 agents, one shorter held-rate search per rate,
+#: smaller machine probes; about 2 minutes.
 QUICK = BenchConfig(
     repeats=2, latency_models=("grid-10",), policy_lens=(1,), latency_steps=200,
+    zoo_models=("dense-grid-10",), zoo_policy_lens=(1,), zoo_agents=1000, zoo_agents_long=100,
+    zoo_batched_agent=False,
     latency_budget_s=0.4, sizes=(1, 100, 1000, 10_000), min_timed_seconds=0.1,
     row_budget_s=15.0, jax_memory_bytes=2e9, held_ticks=15, held_start=4000, held_growth=4,
     held_limit=262_144, held_tolerance=1.0, startup_agents=100_000, startup_repeats=1,
@@ -97,12 +116,29 @@ QUICK = BenchConfig(
 )
 
 
-def latency_pairs(cfg: BenchConfig) -> list[tuple[str, int]]:
-    """The (model, policy_len) pairs whose latency is measured: every latency model at every
-    policy length, and those the throughput, held-rate and start-up ratios need."""
+def zoo_pairs(cfg: BenchConfig) -> list[tuple[str, int]]:
+    """The (model, policy_len) pairs of the zoo stage: each zoo model at ``zoo_policy_lens``,
+    or at its own policy lengths."""
+    return [(m, L) for m in cfg.zoo_models
+            for L in (cfg.zoo_policy_lens or ZOO_POLICY_LENS.get(m, ZOO_DEFAULT_LENS))]
+
+
+def reference_pairs(cfg: BenchConfig) -> list[tuple[str, int]]:
+    """The pairs whose latency includes agentloop's NumPy reference backend: every latency
+    model at every policy length, and those the throughput, held-rate and start-up ratios
+    need."""
     pairs = [(m, L) for m in cfg.latency_models for L in cfg.policy_lens]
     pairs += [(m, L) for m in cfg.throughput_models for L in cfg.policy_lens]
     pairs.append((HELD_MODEL, cfg.held_policy_len))
+    return list(dict.fromkeys(pairs))
+
+
+def latency_pairs(cfg: BenchConfig) -> list[tuple[str, int]]:
+    """The (model, policy_len) pairs whose latency is measured: :func:`reference_pairs`, then
+    the zoo's pairs when the zoo stage runs (their pymdp 0.0.7.1 rate is ``1 / latency``)."""
+    pairs = reference_pairs(cfg)
+    if "zoo" in cfg.stages:
+        pairs += zoo_pairs(cfg)
     return list(dict.fromkeys(pairs))
 
 
@@ -112,6 +148,7 @@ def count_units(cfg: BenchConfig) -> int:
     lat = len(latency_pairs(cfg)) * cfg.repeats if "latency" in on else 0
     thr = len(cfg.throughput_models) * len(cfg.policy_lens) * len(cfg.sizes) \
         if "throughput" in on else 0
+    thr += len(zoo_pairs(cfg)) if "zoo" in on else 0
     threads = len({1, min(2, os.cpu_count() or 1)})
     return (1 + threads + lat + thr + (len(cfg.held_hz) if "held" in on else 0)
             + (3 if "memory" in on else 0)

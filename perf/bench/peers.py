@@ -65,18 +65,25 @@ class JaxPeer:
         except (OSError, ValueError, IndexError):
             return 0
 
-    def model_file(self, name: str) -> str:
-        """Write ``name``'s model for the child once; its path."""
-        if name not in self.models:
+    def model_file(self, name: str, policy_len: int | None = None) -> str:
+        """Write ``name``'s model for the child once (with agentloop's policies and E at
+        ``policy_len`` when given, for the functional kernels); its path."""
+        key = name if policy_len is None else f"{name}-L{policy_len}"
+        if key not in self.models:
             from perf.models import model_by_name
             from perf.pymdp_jax import write_model
 
             m = model_by_name(name)
-            path = str(Path(self._tmp.name) / f"{name}.npz")
+            extra = {}
+            if policy_len is not None:
+                policies = m.policies_for(policy_len)
+                extra = {"policies": policies,
+                         "E": m.prior_over_policies(policies.shape[0])}
+            path = str(Path(self._tmp.name) / f"{key}.npz")
             write_model(Path(path), list(m.A), list(m.B), list(m.C), list(m.D),
-                        [list(x) for x in m.A_factor_list], list(m.control_fac_idx))
-            self.models[name] = path
-        return self.models[name]
+                        [list(x) for x in m.A_factor_list], list(m.control_fac_idx), **extra)
+            self.models[key] = path
+        return self.models[key]
 
     def close(self) -> None:
         """Stop the child (politely, then by force) and remove its files."""

@@ -7,7 +7,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from perf.bench.config import HELD_MODEL, PYMDP, PYMDP1, REFERENCE, BenchConfig
+from perf.bench.config import (
+    AGENTLOOP_MT,
+    HELD_MODEL,
+    PYMDP,
+    PYMDP1,
+    PYMDP1_VMAP,
+    REFERENCE,
+    BenchConfig,
+)
 from perf.bench.peers import JaxPeer
 from perf.bench.progress import Progress
 
@@ -21,6 +29,8 @@ class PopulationHandle:
     step: Callable[[], float]
     close: Callable[[], None]
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: agentloop in process: the share of joint states its beliefs keep above e^-16
+    live_fraction: Callable[[], float] | None = None
 
 
 class Probes:
@@ -32,7 +42,7 @@ class Probes:
         self._latency: dict[tuple[str, int, str], Any] = {}
         self.jax: JaxPeer | None = None
         self.jax_reason = ""
-        self._jax_key: tuple[str, int, int] | None = None
+        self._jax_key: tuple[str, int, int, str] | None = None
         self.jax_setup_info: dict[str, Any] = {}
 
     # ---- availability
@@ -120,32 +130,39 @@ class Probes:
             world = ModelProcess(m, 1, np.random.default_rng(cfg.seed))
             self._latency[key] = (step, world)
         step, world = self._latency[key]
+        # pymdp 0.0.7.1 takes seconds a step on the larger zoo models: one timed step will do
         times, _first = timed_steps(step, world, cfg.latency_steps, cfg.latency_budget_s,
-                                    cfg.latency_min_steps)
+                                    1 if impl == PYMDP else cfg.latency_min_steps)
         return times
 
     def latency_done(self) -> None:
         """Drop the latency measurements' agents."""
         self._latency.clear()
 
-    def _jax_setup(self, model: str, policy_len: int, n: int) -> dict[str, Any]:
+    def _jax_setup(self, model: str, policy_len: int, n: int, kernel: str = "agent"
+                   ) -> dict[str, Any]:
         if self.jax is None:
             raise RuntimeError(self.jax_reason or "pymdp 1.x is not running")
-        key = (model, policy_len, n)
+        key = (model, policy_len, n, kernel)
+        name = f"{model}/L{policy_len}/N={n}" + ("" if kernel == "agent" else f"/{kernel}")
         if self._jax_key != key:
             self._jax_key = None
-            info = self.jax.ask({"op": "setup", "model": self.jax.model_file(model),
-                                 "policy_len": policy_len, "n": n, "seed": self.cfg.seed})
+            path = self.jax.model_file(model, policy_len if kernel == "vmap" else None)
+            info = self.jax.ask({"op": "setup", "model": path, "policy_len": policy_len,
+                                 "n": n, "seed": self.cfg.seed, "kernel": kernel})
             info["rss_bytes"] = self.jax.rss()
-            self.jax_setup_info[f"{model}/L{policy_len}/N={n}"] = info
+            self.jax_setup_info[name] = info
             self._jax_key = key
-        return self.jax_setup_info[f"{model}/L{policy_len}/N={n}"]
+        return self.jax_setup_info[name]
 
     # ---- throughput
     def open_population(self, model: str, policy_len: int, n: int, impl: str) -> PopulationHandle:
-        """Create ``n`` agents of ``impl`` ready to step (engine, reference or pymdp 1.x)."""
-        if impl == PYMDP1:
-            info = self._jax_setup(model, policy_len, n)
+        """Create ``n`` agents of ``impl`` ready to step: the engine, agentloop's ``Agents``
+        in process (reference backend, or Numba on every thread), pymdp 1.x batched or
+        vmapped."""
+        if impl in (PYMDP1, PYMDP1_VMAP):
+            info = self._jax_setup(model, policy_len, n, "vmap" if impl == PYMDP1_VMAP
+                                   else "agent")
             jax = self.jax
             assert jax is not None
 
@@ -155,21 +172,26 @@ class Probes:
         import numpy as np
 
         from engine import Agents, Engine, InferenceConfig
+        from perf.kernels.model_cost import live_joint_fraction
         from perf.models import model_by_name
         from world.process import ModelProcess
 
         m = model_by_name(model)
         config = InferenceConfig(policy_len=policy_len)
         world = ModelProcess(m, n, np.random.default_rng(self.cfg.seed))
-        if impl == REFERENCE:
-            agents = Agents(m, n, config, seed=self.cfg.seed, backend="reference")
+        if impl in (REFERENCE, AGENTLOOP_MT):
+            agents = Agents(m, n, config, seed=self.cfg.seed,
+                            backend="reference" if impl == REFERENCE else "numba")
             stepper: Callable[[Any], Any] = agents.step
             closer: Callable[[], None] = lambda: None  # noqa: E731
+            live: Callable[[], float] | None = lambda: live_joint_fraction(  # noqa: E731
+                agents.qs, np.random.default_rng(self.cfg.seed))
         else:
             workers = int(impl.removeprefix("engine-w"))
             eng = Engine(m, n, workers=workers, config=config, seed=self.cfg.seed, degrade=False)
             eng.start()
             stepper, closer = eng.step, eng.close
+            live = None
 
         def step() -> float:
             obs = world.observe()
@@ -178,7 +200,7 @@ class Probes:
             elapsed = time.perf_counter() - t0
             world.advance(actions)
             return elapsed
-        return PopulationHandle(impl, n, step, closer)
+        return PopulationHandle(impl, n, step, closer, live_fraction=live)
 
     def step_cost(self, model: str, policy_len: int) -> dict[str, Any] | None:
         """FLOPs and bytes of one step (perf.kernels.step_cost, support from 2,000 agents)."""
@@ -198,6 +220,15 @@ class Probes:
         for _ in range(10):
             world.advance(agents.step(world.observe()))
         return step_cost(agents, belief_support(agents, 2000, rng))
+
+    def zoo_cost(self, model: str, policy_len: int, live_fraction: float = 1.0
+                 ) -> dict[str, Any]:
+        """FLOPs and bytes of one step from the model's sizes (perf.kernels.model_cost), the
+        joint information gain over ``live_fraction`` of the joint states."""
+        from perf.kernels.model_cost import model_step_cost
+        from perf.models import model_by_name
+
+        return model_step_cost(model_by_name(model), policy_len, live_fraction=live_fraction)
 
     # ---- held rates, memory, start-up, quantization
     def held(self, n: int, hz: float, policy_len: int) -> dict[str, Any]:

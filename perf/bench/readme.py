@@ -8,14 +8,37 @@ from typing import Any
 
 from perf.bench.config import (
     AGENTLOOP,
+    AGENTLOOP_MT,
     HELD_MODEL,
     MARK_END,
     MARK_START,
     PERF_DIR,
     PYMDP1,
+    PYMDP1_VMAP,
     engine_impl,
 )
-from perf.bench.report import figure_rows, find_figure, md_table, ratio_text, value_text
+from perf.bench.report import (
+    ZOO_HEADERS,
+    figure_rows,
+    find_figure,
+    md_table,
+    ratio_text,
+    value_text,
+    zoo_rows,
+)
+
+#: The dense model whose figures stand beside the headline's sparse grid-10.
+DENSE_MODEL = "dense-grid-10"
+
+
+def zoo_table(results: dict[str, Any]) -> str:
+    """The per-model table of the zoo stage (Markdown; empty when the zoo did not run)."""
+    rows = zoo_rows(results)
+    if not rows:
+        return ""
+    return ("Per model (the zoo, `perf/models.py`; float32 state, agentloop's `Agents` on every "
+            "thread against the strongest peer measured in the same run):\n\n"
+            + md_table(list(ZOO_HEADERS), rows))
 
 
 def _largest(results: dict[str, Any], prefix: str, impl: str) -> dict[str, Any] | None:
@@ -64,6 +87,15 @@ def readme_table(results: dict[str, Any]) -> str:
             if jax:
                 rows[-1][4] = value_text(jax) + jn
     for f in results.get("figures", []):
+        parts = f["key"].split("/")
+        if f["group"] == "zoo" and f["impl"] == AGENTLOOP_MT and parts[1] == DENSE_MODEL \
+                and parts[3].startswith("N="):
+            vmap = find_figure(results, "/".join(parts[:4] + [PYMDP1_VMAP]))
+            row(f"agent-steps/s, {int(parts[3][2:]):,} agents, {DENSE_MODEL} "
+                f"{parts[2].replace('L', 'policy_len ')}, in process, every thread", f, vmap)
+            if vmap:
+                rows[-1][4] = value_text(vmap) + " (jit(vmap), one shared model)"
+    for f in results.get("figures", []):
         if f["group"] == "held rate" and f["impl"] == w2:
             hz = f["key"].split("/")[3]
             jax = find_figure(results, f["key"].rsplit("/", 1)[0] + f"/{PYMDP1}")
@@ -94,6 +126,9 @@ def readme_table(results: dict[str, Any]) -> str:
             lambda x: f"{x['median']:.2g}%")
     lines = [md_table(["figure", "agentloop", "pymdp 0.0.7.1", "vs pymdp 0.0.7.1",
                        "pymdp 1.x (JAX)"], rows)]
+    zoo = zoo_table(results)
+    if zoo:
+        lines += ["", zoo]
     cfg = results.get("config", {})
     git = results.get("git", {}) or {}
     lines.append("")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from perf.bench.config import IMPL_NAMES
+from perf.bench.config import AGENTLOOP, AGENTLOOP_MT, IMPL_NAMES
+from perf.bench.figures import median_of
 
 
 def number_text(x: float | None, digits: int = 3) -> str:
@@ -61,6 +62,41 @@ def figure_rows(results: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+ZOO_HEADERS = ("model", "policy_len", "agents", "agentloop steps/s", "strongest peer",
+               "peer steps/s", "agentloop / peer", "pymdp 0.0.7.1 steps/s (1 process)",
+               "one agent, agentloop", "% FLOP peak: agentloop", "% FLOP peak: peer",
+               "what bounds agentloop")
+
+
+def percent_text(x: float) -> str:
+    """A share in percent: two significant digits, whole numbers from 100 up."""
+    return f"{x:.2g}%" if x < 100 else f"{x:,.0f}%"
+
+
+def _percent(shares: dict[str, float], impl: str | None) -> str:
+    return percent_text(shares[impl]) if impl in shares else "-"
+
+
+def zoo_rows(results: dict[str, Any]) -> list[list[str]]:
+    """One row per zoo model and policy length (``raw.zoo``), in the order measured."""
+    rows = []
+    for z in (results.get("raw") or {}).get("zoo", []):
+        ours = z["steps_per_s_per_repeat"].get(AGENTLOOP_MT) or []
+        peer = z.get("strongest_peer")
+        shares = z.get("flop_share_percent") or {}
+        lat = (z.get("latency_us") or {}).get(AGENTLOOP)
+        rows.append([
+            z["model"], str(z["policy_len"]), f"{z['n']:,}",
+            number_text(median_of(ours)) if ours else "-",
+            IMPL_NAMES.get(peer, peer) if peer else "-",
+            number_text(z.get("strongest_peer_rate")),
+            ratio_text(z.get("ratio_vs_strongest")), number_text(z.get("pymdp_rate")),
+            f"{number_text(lat)} us" if lat else "-", _percent(shares, AGENTLOOP_MT),
+            _percent(shares, peer),
+            z.get("bound", "-")])
+    return rows
+
+
 def format_report(results: dict[str, Any]) -> str:
     """The printed report: every figure, median [min-max], pymdp 0.0.7.1 and the ratio."""
     git = results.get("git", {})
@@ -71,6 +107,9 @@ def format_report(results: dict[str, Any]) -> str:
            "implementations; ratio = times better than pymdp 0.0.7.1 in this run", ""]
     out.append(_table(["group", "figure", "implementation", "median [min-max]",
                        "pymdp 0.0.7.1", "vs pymdp"], figure_rows(results)))
+    zoo = zoo_rows(results)
+    if zoo:
+        out += ["", "Per model (the zoo):", _table(ZOO_HEADERS, zoo)]
     if results.get("not_measured"):
         out += ["", "Not measured:"]
         out += [f"  {nm['what']}: not measured: {nm['reason']}" for nm in results["not_measured"]]

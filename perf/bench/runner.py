@@ -18,6 +18,7 @@ from perf.bench.progress import Progress
 from perf.bench.stages import latency, machine, memory_and_startup, peers, quantization
 from perf.bench.state import RunState
 from perf.bench.throughput import throughput
+from perf.bench.zoo import zoo
 
 
 def _env_info(command: str, cfg: BenchConfig) -> dict[str, Any]:
@@ -70,7 +71,7 @@ def run(cfg: BenchConfig, command: str = "python -m perf", probes: Probes | None
     stages: list[dict[str, Any]] = []
     state.raw["stages"] = stages
     try:
-        wanted = {"latency": latency, "throughput": throughput, "held": held,
+        wanted = {"latency": latency, "throughput": throughput, "zoo": zoo, "held": held,
                   "memory": memory_and_startup, "quantization": quantization}
         for stage in [peers, machine] + [f for name, f in wanted.items() if name in cfg.stages]:
             began = time.perf_counter()

@@ -14,6 +14,7 @@ from perf.bench.config import (
     REFERENCE,
     engine_impl,
     latency_pairs,
+    reference_pairs,
 )
 from perf.bench.figures import make_figure, median_of
 from perf.bench.state import RunState
@@ -60,9 +61,11 @@ def machine(state: RunState) -> None:
 
 def latency(state: RunState) -> None:
     cfg = state.cfg
-    impls = [AGENTLOOP, REFERENCE] + ([PYMDP] if state.pymdp_ok else []) + \
+    all_impls = [AGENTLOOP, REFERENCE] + ([PYMDP] if state.pymdp_ok else []) + \
         ([PYMDP1] if state.pymdp1_ok else [])
+    with_reference = set(reference_pairs(cfg))
     for model, L in latency_pairs(cfg):
+        impls = [i for i in all_impls if i != REFERENCE or (model, L) in with_reference]
         per: dict[str, list[float]] = {i: [] for i in impls}
         steps: dict[str, int] = {i: 0 for i in impls}
         failed: dict[str, str] = {}

@@ -18,7 +18,7 @@ class RunState:
         self.figures: list[dict[str, Any]] = []
         self.not_measured: list[dict[str, str]] = []
         self.raw: dict[str, Any] = {"latency": [], "throughput": [], "held": [],
-                                    "step_cost": [], "jax_setup": {}}
+                                    "step_cost": [], "zoo": [], "jax_setup": {}}
         self.pymdp_ok = False
         self.pymdp1_ok = False
         self.peak: dict[str, Any] = {}

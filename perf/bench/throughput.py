@@ -51,7 +51,7 @@ def _throughput_curve(state: RunState, model: str, L: int) -> None:
                 why = f"estimated {est:.0f} s > row budget {cfg.row_budget_s:.0f} s"
             if impl == PYMDP1 and not why:
                 mem = jax_rss_per_agent * n * 1.5
-                limit = _jax_memory_limit(cfg.jax_memory_bytes)
+                limit = jax_memory_limit(cfg.jax_memory_bytes)
                 if mem > limit:
                     why = (f"estimated {mem / 1e9:.1f} GB > pymdp 1.x memory limit "
                            f"{limit / 1e9:.1f} GB")
@@ -157,7 +157,7 @@ def _peak_share(state: RunState, model: str, L: int, last_rows: dict[str, dict[s
                 f"(perf.kernels.step_cost) vs {threads}-thread peak"))
 
 
-def _jax_memory_limit(configured: float) -> float:
+def jax_memory_limit(configured: float) -> float:
     """pymdp 1.x batches may use at most this: ``configured``, and 60% of available memory."""
     try:
         import psutil

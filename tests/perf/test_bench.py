@@ -23,6 +23,7 @@ from perf.bench.config import (
     MARK_START,
     PYMDP,
     PYMDP1,
+    PYMDP1_VMAP,
     QUICK,
     REFERENCE,
     SCHEMA,
@@ -153,6 +154,7 @@ TINY = BenchConfig(
     max_agents_long_policy=10, reference_max_agents=10, warmup_steps=1, timed_steps=2,
     max_timed_steps=3, held_hz=(10.0, 60.0), held_start=100, held_limit=1_000_000,
     startup_agents=1000, startup_repeats=2, quant_cases=("grid-10",), install_pymdp1=False,
+    zoo_models=("dense-grid-10", "epistemic-chain"), zoo_agents=1000, zoo_agents_long=10,
 )
 
 
@@ -184,9 +186,9 @@ class FakeProbes(Probes):
     def open_population(self, model: str, policy_len: int, n: int, impl: str) -> PopulationHandle:
         if impl == PYMDP1 and n > 10:
             raise MemoryError("too big for the test")
-        per_agent = {REFERENCE: 5e-4, PYMDP1: 2e-4}.get(impl, 1e-6)
+        per_agent = {REFERENCE: 5e-4, PYMDP1: 2e-4, PYMDP1_VMAP: 4e-6}.get(impl, 1e-6)
         extra = {"bytes_per_agent": 1000.0, "rss_bytes": 1e8 + 1000.0 * n, "create_s": 0.1,
-                 "compile_s": 0.5} if impl == PYMDP1 else {}
+                 "compile_s": 0.5} if impl in (PYMDP1, PYMDP1_VMAP) else {}
         return PopulationHandle(impl, n, lambda: per_agent * n + 1e-5, lambda: None, extra)
 
     def step_cost(self, model: str, policy_len: int) -> dict[str, Any] | None:
