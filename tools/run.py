@@ -17,6 +17,7 @@ import time
 from typing import Any, TextIO
 
 from engine import Engine, GenerativeModel, InferenceConfig, TickInfo
+from engine.model.layout import layout_of
 from engine.runtime.engine import RunSummary
 from engine.ticklog.recorder import TickRecorder
 from world.base import World
@@ -126,6 +127,8 @@ def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
           f"worker process"
           f"{'' if workers == 1 else 'es'}{' per shard' if where else ''}, {n_ticks} ticks at "
           f"{options.hz:g} Hz{where}", file=out)
+    print(f"model: {layout_of(model, config).gain_path_reason()} (information gain)",
+          file=out)
     print("starting (the first run on a machine compiles the kernels, about 30-90 s) ...",
           file=out, flush=True)
     started = time.monotonic()

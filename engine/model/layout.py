@@ -96,6 +96,8 @@ class ModelLayout:
     num_controls: np.ndarray    # (F,)
     state_offset: np.ndarray    # (F+1,) offsets of each factor in a flat belief vector
     joint_stride: np.ndarray    # (F,) stride of each factor in the joint state index
+    joint_slot: np.ndarray      # (F, n_joint) where joint state j's factor-f state sits in a
+                                # flat belief vector
     n_joint: int
     A_flat: np.ndarray          # concatenated compact A_m, each (O_m, K_m) row-major
     A_offset: np.ndarray        # (M+1,)
@@ -171,7 +173,8 @@ class ModelLayout:
         """One line: the information gain's path and why it was chosen."""
         table = self.n_joint * self.n_joint_obs
         share = self.po_val.shape[0] / max(1, table)
-        what = f"{share:.0%} of the {self.n_joint} x {self.n_joint_obs} joint-outcome table"
+        percent = f"{share:.0%}" if share >= 0.01 else f"{share:.2%}"
+        what = f"{percent} of the {self.n_joint} x {self.n_joint_obs} joint-outcome table"
         if self.gain_path == "sparse":
             return f"sparse: {what} is non-zero"
         if self.gain_path == "dense":
@@ -353,7 +356,8 @@ class ModelLayout:
         return ModelLayout(
             dtype=dtype, num_states=ix(num_states), num_obs=ix(num_obs),
             num_controls=ix(np.array(model.num_controls)), state_offset=ix(state_offset),
-            joint_stride=ix(joint_stride), n_joint=n_joint,
+            joint_stride=ix(joint_stride), joint_slot=ix(joint_index + state_offset[:-1, None]),
+            n_joint=n_joint,
             A_flat=fl(A_flat), A_offset=ix(A_offset), A_cols=ix(A_cols), jidx=ix(jidx),
             Bt_flat=fl(Bt_flat), B_offset=ix(B_offset), B_sparse=np.array(B_sparse, dtype=bool),
             Bs_ptr=ix(Bs_ptr), Bs_rowptr=ix(Bs_rowptr), Bs_col=ix(Bs_col), Bs_val=fl(Bs_val),

@@ -40,13 +40,12 @@ __all__ = [
 KernelModel = namedtuple(
     "KernelModel",
     [
-        "num_states", "num_obs", "num_controls", "state_offset", "joint_stride", "A_flat",
-        "A_offset", "A_cols", "jidx", "Bt_flat", "B_offset", "B_sparse", "Bs_rowptr",
+        "num_states", "num_obs", "num_controls", "state_offset", "joint_stride", "joint_slot",
+        "A_flat", "A_offset", "A_cols", "jidx", "Bt_flat", "B_offset", "B_sparse", "Bs_rowptr",
         "Bs_col", "Bs_val", "B_det", "Bd_row", "Bd_val", "jidx_identity", "D_flat", "utility",
-        "ambiguity", "po_ptr", "po_idx", "po_val", "po_dense", "pf_const", "pf_ptr",
-        "pf_idx", "pf_val", "pf_rest", "lnE", "lnC", "obs_offset",
-        "obs_stride", "node_depth", "node_action", "leaf_of_policy", "first_action",
-        "Bc_colptr", "Bc_row", "utility_B",
+        "ambiguity", "po_ptr", "po_idx", "po_val", "po_dense", "pf_const", "pf_ptr", "pf_idx",
+        "pf_val", "pf_rest", "lnE", "lnC", "obs_offset", "obs_stride", "node_depth",
+        "node_action", "leaf_of_policy", "first_action", "Bc_colptr", "Bc_row", "utility_B",
     ],
 )
 
