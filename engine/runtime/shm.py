@@ -113,7 +113,9 @@ class Run:
         except posix_ipc.ExistentialError as exc:
             raise ShmError(f"{full[1:]}: {exc}") from None
         except (OSError, posix_ipc.Error) as exc:
-            raise _creation_error(full[1:], exc) from None
+            if create:
+                raise _creation_error(full[1:], exc) from None
+            raise ShmError(f"{full[1:]}: cannot open it ({exc})") from None
         try:
             if create:
                 try:
