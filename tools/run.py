@@ -18,12 +18,24 @@ from typing import Any, TextIO
 
 from engine import Engine, GenerativeModel, InferenceConfig, TickInfo
 from engine.runtime.engine import RunSummary
+from engine.runtime.sizing import Footprint, estimate_footprint
 from engine.ticklog.recorder import TickRecorder
 from world.base import World
-from world.registry import make_world
+from world.registry import make_world, model_shape
 
 #: populations at or above this size get worker processes when --workers is not given
 WORKERS_FROM = 20_000
+#: highest tick rate accepted (a 0.1 ms budget)
+MAX_HZ = 10_000.0
+#: most ticks in one run (tick numbers in a tick log stay below 2**32)
+MAX_TICKS = 2**32 - 1
+#: the engine's per-tick overhead with 0 agents, in process and with worker processes (p50,
+#: rounded up from perf/RESULTS.md: 10-12 us and 60-147 us)
+TICK_OVERHEAD_S = {"in process": 15e-6, "worker processes": 150e-6}
+#: what a world holds per agent, at its peak during a step (78-106 bytes measured)
+WORLD_BYTES_PER_AGENT = 128
+#: records ``TickLogWriter`` queues before the caller waits (its ``queue_size``)
+LOG_QUEUE = 32
 #: exit codes of ``agentloop run`` (also in ``--help``)
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
@@ -97,6 +109,39 @@ class StatusPrinter:
             self.out.flush()
 
 
+def footprint_of(options: RunOptions) -> Footprint:
+    """The memory the run will take: its world's model (built, then copied into the model),
+    the engine (:func:`engine.runtime.sizing.estimate_footprint`; remote on a cluster), the
+    world's per-agent state, the per-tick records of the fixed-rate loop and the tick log's
+    queue. ConfigError when the model or its policies are over the hard limits."""
+    shape = model_shape(options.world, options.size or _default_size(options.world))
+    config = InferenceConfig(policy_len=options.policy_len)
+    agents = options.agents if options.cluster is None else 0
+    footprint = estimate_footprint(shape, config, agents, options.n_workers)
+    per_tick = (len(shape.num_obs) + len(shape.num_states) + 1) * 8 * options.agents
+    footprint = footprint.plus("the world's agents", WORLD_BYTES_PER_AGENT * options.agents)
+    footprint = footprint.plus(f"{options.n_ticks:,} ticks' records", 16 * options.n_ticks)
+    if options.log:
+        footprint = footprint.plus("the tick log's queue", LOG_QUEUE * per_tick)
+    return footprint
+
+
+def run_warnings(options: RunOptions, cores: int) -> list[str]:
+    """What cannot work well in ``options`` on a machine of ``cores`` cores (the run goes on)."""
+    found = []
+    workers = options.n_workers
+    if workers > cores:
+        found.append(f"--workers {workers} on {cores} cores: more worker processes than cores "
+                     f"slows every tick down")
+    mode = "worker processes" if workers else "in process"
+    overhead = TICK_OVERHEAD_S[mode]
+    if 1.0 / options.hz < overhead:
+        found.append(f"--hz {options.hz:g} leaves {1e3 / options.hz:.3g} ms a tick, less than "
+                     f"the engine's own overhead ({1e6 * overhead:.0f} us a tick {mode}, "
+                     f"measured with 0 agents): most ticks will be missed")
+    return found
+
+
 def world_counts(world: World) -> str:
     """The world's headline figures for the status line (what the agents achieve)."""
     stats = getattr(world, "stats", None)
@@ -126,6 +171,7 @@ def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
           f"worker process"
           f"{'' if workers == 1 else 'es'}{' per shard' if where else ''}, {n_ticks} ticks at "
           f"{options.hz:g} Hz{where}", file=out)
+    print(footprint_of(options).line(), file=out)
     print("starting (the first run on a machine compiles the kernels, about 30-90 s) ...",
           file=out, flush=True)
     started = time.monotonic()
