@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import queue
+import stat
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -64,6 +65,27 @@ def _fast_mcap_zstd() -> None:
         mcap.writer.zstandard = _FastZstd  # type: ignore[attr-defined]
 
 
+def _open_regular(path: str) -> tuple[BinaryIO, bool]:
+    """``path`` opened for writing, and whether this call created it; TickLogError when it
+    cannot be written or is not a regular file (a device, a FIFO, a directory, a socket)."""
+    try:
+        try:
+            fd, created = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), True
+        except FileExistsError:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                raise TickLogError(f"cannot write tick log {path!r}: not a regular file"
+                                   ) from None
+            fd, created = os.open(path, os.O_WRONLY | os.O_NONBLOCK), False
+        if not stat.S_ISREG(os.fstat(fd).st_mode):        # replaced since the check
+            os.close(fd)
+            raise TickLogError(f"cannot write tick log {path!r}: not a regular file")
+        if not created:
+            os.ftruncate(fd, 0)
+    except OSError as exc:
+        raise TickLogError(f"cannot write tick log {path!r}: {exc.strerror or exc}") from exc
+    return os.fdopen(fd, "wb"), created
+
+
 class TickLogWriter:
     """Writes a tick log; :meth:`write_tick` only copies its arrays and queues them.
 
@@ -75,7 +97,9 @@ class TickLogWriter:
 
     ``snapshot_every`` is recorded for the caller's convenience: :meth:`snapshot_due` says
     whether a tick should have a belief snapshot (0: never); :meth:`write_beliefs` always
-    writes what it is given. An unwritable ``path`` raises :class:`TickLogError` here.
+    writes what it is given. An unwritable ``path``, or one that is not a regular file, raises
+    :class:`TickLogError` here; if the header cannot be written a file this writer created is
+    removed, one that was there before is left (emptied).
     """
 
     def __init__(self, path: str | os.PathLike[str], header: TickLogHeader, *,
@@ -104,11 +128,7 @@ class TickLogWriter:
         if header.created_unix is None:
             header = TickLogHeader(**{**header.to_dict(), "created_unix": time.time()})
         self.header = header
-        try:
-            self._stream: BinaryIO = open(self.path, "wb")  # noqa: SIM115 (closed by the thread)
-        except OSError as exc:
-            raise TickLogError(f"cannot write tick log {self.path!r}: {exc.strerror or exc}"
-                               ) from exc
+        self._stream, created = _open_regular(self.path)
         try:
             _fast_mcap_zstd()
             self._mcap = Writer(self._stream, chunk_size=chunk_size,
@@ -126,10 +146,11 @@ class TickLogWriter:
             self._mcap.flush()  # the header is on disk before the first tick
         except Exception as exc:
             self._stream.close()
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+            if created:      # a file that was there before is never removed (nor replaced)
+                try:
+                    os.unlink(self.path)
+                except OSError:
+                    pass
             if isinstance(exc, OSError):
                 raise TickLogError(f"cannot write tick log {self.path!r}: {exc}") from exc
             raise TickLogError(f"cannot write the header of tick log {self.path!r}: {exc}"
