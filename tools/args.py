@@ -8,9 +8,9 @@ import math
 import os
 from typing import Any, NoReturn
 
-from engine.model.limits import MAX_SEED
-
 EXIT_USAGE = 2
+MAX_SEED = 2**63 - 1
+"""``engine.model.limits.MAX_SEED`` (not imported: the parsers import no engine)."""
 EXIT_CODES = ("exit codes: 0 done; 1 the run failed; 2 bad command line; "
               "130 interrupted (SIGINT); 143 stopped (SIGTERM)")
 """The exit codes of ``agentloop`` and ``agentloop run`` (their ``--help`` epilog)."""

@@ -17,8 +17,9 @@ import time
 from typing import Any, TextIO
 
 from engine import Engine, GenerativeModel, InferenceConfig, TickInfo
+from engine.errors import AgentloopError
 from engine.runtime.engine import RunSummary
-from engine.runtime.sizing import Footprint, estimate_footprint
+from engine.runtime.sizing import Footprint, agents_footprint, check_fits, estimate_footprint
 from engine.ticklog.recorder import TickRecorder
 from world.base import World
 from world.registry import make_world, model_shape
@@ -109,21 +110,50 @@ class StatusPrinter:
             self.out.flush()
 
 
-def footprint_of(options: RunOptions) -> Footprint:
+def footprint_of(options: RunOptions, in_process: bool = False) -> Footprint:
     """The memory the run will take: its world's model (built, then copied into the model),
-    the engine (:func:`engine.runtime.sizing.estimate_footprint`; remote on a cluster), the
-    world's per-agent state, the per-tick records of the fixed-rate loop and the tick log's
-    queue. ConfigError when the model or its policies are over the hard limits."""
+    the engine (:func:`engine.runtime.sizing.estimate_footprint`; remote on a cluster; with
+    ``in_process``, :class:`Agents` stepped here, as ``demo`` does), the world's per-agent
+    state, the per-tick records of the fixed-rate loop and the tick log's queue. ConfigError
+    when the model or its policies are over the hard limits."""
     shape = model_shape(options.world, options.size or _default_size(options.world))
     config = InferenceConfig(policy_len=options.policy_len)
     agents = options.agents if options.cluster is None else 0
-    footprint = estimate_footprint(shape, config, agents, options.n_workers)
+    if in_process:
+        footprint = agents_footprint(shape, config, agents)
+    else:
+        footprint = estimate_footprint(shape, config, agents, options.n_workers)
     per_tick = (len(shape.num_obs) + len(shape.num_states) + 1) * 8 * options.agents
     footprint = footprint.plus("the world's agents", WORLD_BYTES_PER_AGENT * options.agents)
     footprint = footprint.plus(f"{options.n_ticks:,} ticks' records", 16 * options.n_ticks)
     if options.log:
         footprint = footprint.plus("the tick log's queue", LOG_QUEUE * per_tick)
     return footprint
+
+
+def request_problem(options: RunOptions, in_process: bool = False) -> str | None:
+    """Why ``options`` cannot run on this machine, in one line naming the option: a rate or a
+    tick count over the limits, too many policies, a model too large, or more memory than
+    there is (:func:`footprint_of`, :func:`engine.runtime.sizing.check_fits`); None if it
+    fits."""
+    if options.hz > MAX_HZ:
+        return (f"--hz {options.hz:g}: at most {MAX_HZ:g} ticks per second (a "
+                f"{1e3 / MAX_HZ:g} ms budget)")
+    if options.n_ticks > MAX_TICKS:
+        given = (f"--ticks {options.ticks}" if options.ticks is not None else
+                 f"--duration {options.duration:g} at --hz {options.hz:g} gives "
+                 f"{options.n_ticks:.3g} ticks")
+        return f"{given}: at most {MAX_TICKS:,} ticks in one run"
+    size = options.size or _default_size(options.world)
+    try:
+        check_fits(footprint_of(options, in_process), f"{options.agents:,} agents in the "
+                                          f"{options.world} world of size {size}")
+    except AgentloopError as exc:
+        text = str(exc)
+        named = (f"--policy-len {options.policy_len}: " if "polic" in text else
+                 f"--size {size}: " if "joint" in text else "")
+        return named + text
+    return None
 
 
 def run_warnings(options: RunOptions, cores: int) -> list[str]:

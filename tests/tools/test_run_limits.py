@@ -49,6 +49,22 @@ def test_oversized_requests_exit_2_in_one_line(args: list[str], message: str) ->
     assert rss < 300, f"{args}: {rss:.0f} MB before refusing"
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["demo", "--size", "1000"], "--size 1000: model too large"),
+    (["demo", "--agents", "2000000000"], "2,000,000,000 agents in the grid world of size 10 "
+                                         "need ~"),
+    (["demo", "--seed", str(2**64)], "--seed: must be at most 2**63 - 1"),
+    (["soak", "--policy-len", "12"], "--policy-len 12: policy_len 12 gives 244,140,625"),
+    (["soak", "--agents", "2000000000"], "2,000,000,000 agents in the grid world"),
+    (["soak", "--seed", str(2**70)], "--seed: must be at most 2**63 - 1"),
+])
+def test_demo_and_soak_refuse_the_same_in_one_line(args: list[str], message: str) -> None:
+    code, err, rss = _agentloop(*args)
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert message in err, err
+    assert rss < 300
+
+
 def test_memory_refusal_names_both_numbers(capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(["run", "--agents", "2000000000"])
     err = capsys.readouterr().err

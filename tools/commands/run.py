@@ -84,31 +84,6 @@ def _usage_error(message: str) -> int:
     return EXIT_USAGE
 
 
-def _oversized(options: RunOptions) -> str | None:
-    """Why the run cannot fit this machine (its policies or its memory), or None."""
-    from engine.errors import AgentloopError
-    from engine.runtime.sizing import check_fits
-    from tools.run import footprint_of
-
-    try:
-        footprint = footprint_of(options)
-        size = options.size or ("5" if options.world == "foraging" else "10")
-        check_fits(footprint, f"{options.agents:,} agents in the {options.world} world of "
-                              f"size {size}")
-    except AgentloopError as exc:
-        return f"{_option_named(str(exc), options)}{exc}"
-    return None
-
-
-def _option_named(message: str, options: RunOptions) -> str:
-    """The option a limit's message is about, as a prefix (``--policy-len 12: ``)."""
-    if "polic" in message:
-        return f"--policy-len {options.policy_len}: "
-    if "joint" in message:
-        return f"--size {options.size}: "
-    return ""
-
-
 def _cores() -> int:
     """The cores this process may run on."""
     if hasattr(os, "sched_getaffinity"):
@@ -148,23 +123,15 @@ def main_run(args: argparse.Namespace) -> int:
         return _usage_error(f"--xp-kernel {args.xp_kernel}: needs --backend cupy, xp-numpy or "
                             f"auto")
     from engine.errors import AgentloopError
-    from tools.run import MAX_HZ, MAX_TICKS, RunOptions, run
+    from tools.run import RunOptions, request_problem, run
 
-    if args.hz > MAX_HZ:
-        return _usage_error(f"--hz {args.hz:g}: at most {MAX_HZ:g} ticks per second (a "
-                            f"{1e3 / MAX_HZ:g} ms budget)")
     options = RunOptions(world=args.world, size=args.size, agents=args.agents, hz=args.hz,
                          ticks=args.ticks, duration=args.duration, workers=args.workers,
                          backend=args.backend, xp_kernel=args.xp_kernel,
                          policy_len=args.policy_len, seed=args.seed,
                          log=args.log, snapshot_every=args.snapshot_every,
                          cluster=args.cluster, shards=args.shards)
-    if options.n_ticks > MAX_TICKS:
-        given = (f"--ticks {options.ticks}" if options.ticks is not None else
-                 f"--duration {options.duration:g} at --hz {options.hz:g} gives "
-                 f"{options.n_ticks:.3g} ticks")
-        return _usage_error(f"{given}: at most {MAX_TICKS:,} ticks in one run")
-    problem = _oversized(options)
+    problem = request_problem(options)
     if problem:
         return _usage_error(problem)
     for warning in _warnings(options):
