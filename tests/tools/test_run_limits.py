@@ -20,6 +20,8 @@ from tools.run import RunOptions, footprint_of, run_warnings
 REPO = Path(__file__).resolve().parents[2]
 MEASURE = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
            "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+"""Runs ``sys.argv[1:]`` and prints its exit code and peak RSS (KiB): the only child it waits
+for, so ``RUSAGE_CHILDREN`` is that process's alone."""
 
 
 def _agentloop(*args: str, timeout: float = 60) -> tuple[int, str, float]:

@@ -3,8 +3,8 @@ the refusals it drives in Agents, Engine and the model, made before anything is 
 
 from __future__ import annotations
 
+import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +16,7 @@ from engine.model.layout import layout_of
 from engine.model.limits import MAX_POLICIES, policy_count
 from engine.runtime import sizing
 from engine.runtime.shared_state import SharedState
-from engine.runtime.shm import SHM_DIR, Run, entries_of
+from engine.runtime.shm import SHM_DIR, Run, entries_of, leftover_entries
 from engine.runtime.sizing import ModelShape, check_fits, estimate_footprint, population_sizes
 from world.foraging import ForagingWorld
 from world.grid import GridWorld
@@ -116,7 +116,11 @@ def test_policy_explosions_are_refused_before_enumeration() -> None:
 
 def test_oversized_populations_are_refused_before_anything_is_built() -> None:
     model = grid_model(3)
-    before = set(Path(SHM_DIR).iterdir())
+
+    def ours() -> list[str]:
+        return [run for run in leftover_entries() if run.startswith(f"{os.getpid()}x")]
+
+    before = ours()
     with pytest.raises(ConfigError, match=r"Agents: 2,000,000,000 agents need ~[\d,]+ MB of "
                                           r"memory \(per-agent state ~[\d,]+ MB\), more than "
                                           r"the [\d,]+ MB available"):
@@ -124,7 +128,7 @@ def test_oversized_populations_are_refused_before_anything_is_built() -> None:
     with pytest.raises(ConfigError, match=r"Engine: 2,000,000,000 agents need ~[\d,]+ MB of "
                                           r"(shared )?memory"):
         Engine(model, 2_000_000_000, workers=2)
-    assert set(Path(SHM_DIR).iterdir()) == before
+    assert ours() == before
 
 
 def test_check_fits_names_both_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
