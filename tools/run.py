@@ -21,6 +21,7 @@ from engine.errors import AgentloopError
 from engine.runtime.engine import RunSummary
 from engine.runtime.sizing import Footprint, agents_footprint, check_fits, estimate_footprint
 from engine.ticklog.recorder import TickRecorder
+from engine.ticklog.writer import MAX_HEADER_BYTES
 from world.base import World
 from world.registry import make_world, model_shape
 
@@ -145,6 +146,11 @@ def request_problem(options: RunOptions, in_process: bool = False) -> str | None
                  f"{options.n_ticks:.3g} ticks")
         return f"{given}: at most {MAX_TICKS:,} ticks in one run"
     size = options.size or _default_size(options.world)
+    header = model_shape(options.world, size).model_bytes() * 4 // 3      # base64 in the header
+    if options.log and header > MAX_HEADER_BYTES:
+        return (f"--log {options.log}: the {options.world} world of size {size} has a model of "
+                f"~{header / (1 << 20):,.1f} MB, more than a tick log carries "
+                f"({MAX_HEADER_BYTES / (1 << 20):.1f} MB); log a smaller world")
     try:
         check_fits(footprint_of(options, in_process), f"{options.agents:,} agents in the "
                                           f"{options.world} world of size {size}")

@@ -19,6 +19,7 @@ import zstandard
 from mcap.writer import CompressionType, Writer
 
 from engine.errors import TickLogError
+from engine.ticklog.scan import CHUNK_FLOOR_BYTES
 from engine.ticklog.schema import (
     _SCHEMAS,
     FORMAT_NAME,
@@ -36,6 +37,9 @@ from engine.ticklog.schema import (
     to_json,
 )
 
+MAX_HEADER_BYTES = CHUNK_FLOOR_BYTES
+"""Largest header message written: a reader reads a chunk this large however well it
+compresses (a model's arrays, mostly zeros, compress by thousands to one)."""
 _CLOSE = "close"
 _MAX_SEQUENCE = 2**32 - 1
 
@@ -140,9 +144,12 @@ class TickLogWriter:
                 sid = self._mcap.register_schema(schema["title"], "jsonschema",
                                                  orjson.dumps(schema))
                 self._channels[topic] = self._mcap.register_channel(topic, "json", sid)
-            doc = encode_header(header)
+            payload = to_json(encode_header(header))
+            if len(payload) > MAX_HEADER_BYTES:
+                raise TickLogError(f"the header is {len(payload):,} bytes (its model, mostly), "
+                                   f"more than a tick log carries ({MAX_HEADER_BYTES:,})")
             t_ns = int(header.created_unix * 1e9)  # type: ignore[operator]
-            self._mcap.add_message(self._channels[TOPIC_HEADER], t_ns, to_json(doc), t_ns, 0)
+            self._mcap.add_message(self._channels[TOPIC_HEADER], t_ns, payload, t_ns, 0)
             self._mcap.flush()  # the header is on disk before the first tick
         except Exception as exc:
             self._stream.close()

@@ -122,3 +122,15 @@ def test_banner_shows_the_memory_estimate() -> None:
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("agentloop run: 50 agents")
     assert lines[1].startswith("memory: ~") and lines[1].endswith(" MB shm"), lines[1]
+
+
+def test_a_world_too_large_to_log_is_refused_before_the_run(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]
+                                                            ) -> None:
+    """A tick log's header carries the model; one a reader would refuse is never written."""
+    log = tmp_path / "big.mcap"
+    assert cli.main(["run", "--size", "40", "--log", str(log)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"agentloop run: error: --log {log}: the grid world of size 40 has a "
+                          f"model of ~")
+    assert "more than a tick log carries (64.0 MB)" in err and not log.exists()

@@ -461,3 +461,14 @@ def test_chunks_that_declare_too_much_are_refused(tmp_path: Path,
     monkeypatch.setattr(scan, "MAX_CHUNK_RATIO", 1)
     with pytest.raises(TickLogError, match="past 100 bytes at most 1:1 is read"):
         TickLogReader(tmp_path / "t.mcap")
+
+
+def test_a_header_too_large_to_read_back_is_not_written(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.ticklog import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "MAX_HEADER_BYTES", 200)
+    with pytest.raises(TickLogError, match=r"the header is [\d,]+ bytes \(its model, mostly\), "
+                                           r"more than a tick log carries \(200\)"):
+        TickLogWriter(tmp_path / "h.mcap", header())
+    assert not (tmp_path / "h.mcap").exists()
