@@ -17,8 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-#: Where the pymdp 1.x virtual environment lives (gitignored).
-VENV = Path(__file__).resolve().parent / ".venv-pymdp1"
+#: Where the pymdp 1.x virtual environment lives: the user's cache folder
+#: (``$XDG_CACHE_HOME`` or ``~/.cache``), not the source tree (JAX takes about 850 MB).
+VENV = (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        / "agentloop" / "venv-pymdp1")
 #: What :func:`ensure_venv` installs there.
 REQUIREMENT = "inferactively-pymdp>=1.0"
 

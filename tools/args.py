@@ -9,6 +9,8 @@ import os
 from typing import Any, NoReturn
 
 EXIT_USAGE = 2
+MAX_SEED = 2**63 - 1
+"""``engine.model.limits.MAX_SEED`` (not imported: the parsers import no engine)."""
 EXIT_CODES = ("exit codes: 0 done; 1 the run failed; 2 bad command line; "
               "130 interrupted (SIGINT); 143 stopped (SIGTERM)")
 """The exit codes of ``agentloop`` and ``agentloop run`` (their ``--help`` epilog)."""
@@ -47,6 +49,14 @@ def non_negative_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     return number(text, float, 0.0, True)
+
+
+def seed(text: str) -> int:
+    """A random seed: a whole number in ``0..2**63 - 1`` (what the kernels take)."""
+    value = number(text, int, 0, False)
+    if value > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be at most 2**63 - 1, got {text}")
+    return value
 
 
 def non_negative_float(text: str) -> float:

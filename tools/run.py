@@ -17,14 +17,28 @@ import time
 from typing import Any, TextIO
 
 from engine import Engine, GenerativeModel, InferenceConfig, TickInfo
+from engine.errors import AgentloopError
 from engine.model.layout import layout_of
 from engine.runtime.engine import RunSummary
+from engine.runtime.sizing import Footprint, agents_footprint, check_fits, estimate_footprint
 from engine.ticklog.recorder import TickRecorder
+from engine.ticklog.writer import MAX_HEADER_BYTES
 from world.base import World
-from world.registry import make_world
+from world.registry import make_world, model_shape
 
 #: populations at or above this size get worker processes when --workers is not given
 WORKERS_FROM = 20_000
+#: highest tick rate accepted (a 0.1 ms budget)
+MAX_HZ = 10_000.0
+#: most ticks in one run (tick numbers in a tick log stay below 2**32)
+MAX_TICKS = 2**32 - 1
+#: the engine's per-tick overhead with 0 agents, in process and with worker processes (p50,
+#: rounded up from perf/RESULTS.md: 10-12 us and 60-147 us)
+TICK_OVERHEAD_S = {"in process": 15e-6, "worker processes": 150e-6}
+#: what a world holds per agent, at its peak during a step (78-106 bytes measured)
+WORLD_BYTES_PER_AGENT = 128
+#: records ``TickLogWriter`` queues before the caller waits (its ``queue_size``)
+LOG_QUEUE = 32
 #: exit codes of ``agentloop run`` (also in ``--help``)
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
@@ -98,6 +112,73 @@ class StatusPrinter:
             self.out.flush()
 
 
+def footprint_of(options: RunOptions, in_process: bool = False) -> Footprint:
+    """The memory the run will take: its world's model (built, then copied into the model),
+    the engine (:func:`engine.runtime.sizing.estimate_footprint`; remote on a cluster; with
+    ``in_process``, :class:`Agents` stepped here, as ``demo`` does), the world's per-agent
+    state, the per-tick records of the fixed-rate loop and the tick log's queue. ConfigError
+    when the model or its policies are over the hard limits."""
+    shape = model_shape(options.world, options.size or _default_size(options.world))
+    config = InferenceConfig(policy_len=options.policy_len)
+    agents = options.agents if options.cluster is None else 0
+    if in_process:
+        footprint = agents_footprint(shape, config, agents)
+    else:
+        footprint = estimate_footprint(shape, config, agents, options.n_workers)
+    per_tick = (len(shape.num_obs) + len(shape.num_states) + 1) * 8 * options.agents
+    footprint = footprint.plus("the world's agents", WORLD_BYTES_PER_AGENT * options.agents)
+    footprint = footprint.plus(f"{options.n_ticks:,} ticks' records", 16 * options.n_ticks)
+    if options.log:
+        footprint = footprint.plus("the tick log's queue", LOG_QUEUE * per_tick)
+    return footprint
+
+
+def request_problem(options: RunOptions, in_process: bool = False) -> str | None:
+    """Why ``options`` cannot run on this machine, in one line naming the option: a rate or a
+    tick count over the limits, too many policies, a model too large, or more memory than
+    there is (:func:`footprint_of`, :func:`engine.runtime.sizing.check_fits`); None if it
+    fits."""
+    if options.hz > MAX_HZ:
+        return (f"--hz {options.hz:g}: at most {MAX_HZ:g} ticks per second (a "
+                f"{1e3 / MAX_HZ:g} ms budget)")
+    if options.n_ticks > MAX_TICKS:
+        given = (f"--ticks {options.ticks}" if options.ticks is not None else
+                 f"--duration {options.duration:g} at --hz {options.hz:g} gives "
+                 f"{options.n_ticks:.3g} ticks")
+        return f"{given}: at most {MAX_TICKS:,} ticks in one run"
+    size = options.size or _default_size(options.world)
+    header = model_shape(options.world, size).model_bytes() * 4 // 3      # base64 in the header
+    if options.log and header > MAX_HEADER_BYTES:
+        return (f"--log {options.log}: the {options.world} world of size {size} has a model of "
+                f"~{header / (1 << 20):,.1f} MB, more than a tick log carries "
+                f"({MAX_HEADER_BYTES / (1 << 20):.1f} MB); log a smaller world")
+    try:
+        check_fits(footprint_of(options, in_process), f"{options.agents:,} agents in the "
+                                          f"{options.world} world of size {size}")
+    except AgentloopError as exc:
+        text = str(exc)
+        named = (f"--policy-len {options.policy_len}: " if "polic" in text else
+                 f"--size {size}: " if "joint" in text else "")
+        return named + text
+    return None
+
+
+def run_warnings(options: RunOptions, cores: int) -> list[str]:
+    """What cannot work well in ``options`` on a machine of ``cores`` cores (the run goes on)."""
+    found = []
+    workers = options.n_workers
+    if workers > cores:
+        found.append(f"--workers {workers} on {cores} cores: more worker processes than cores "
+                     f"slows every tick down")
+    mode = "worker processes" if workers else "in process"
+    overhead = TICK_OVERHEAD_S[mode]
+    if 1.0 / options.hz < overhead:
+        found.append(f"--hz {options.hz:g} leaves {1e3 / options.hz:.3g} ms a tick, less than "
+                     f"the engine's own overhead ({1e6 * overhead:.0f} us a tick {mode}, "
+                     f"measured with 0 agents): most ticks will be missed")
+    return found
+
+
 def world_counts(world: World) -> str:
     """The world's headline figures for the status line (what the agents achieve)."""
     stats = getattr(world, "stats", None)
@@ -129,6 +210,7 @@ def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
           f"{options.hz:g} Hz{where}", file=out)
     print(f"model: {layout_of(model, config).gain_path_reason()} (information gain)",
           file=out)
+    print(footprint_of(options).line(), file=out)
     print("starting (the first run on a machine compiles the kernels, about 30-90 s) ...",
           file=out, flush=True)
     started = time.monotonic()

@@ -34,6 +34,8 @@ def project_modules(root: Path = ROOT) -> dict[str, Module]:
     for package in PACKAGES:
         for path in sorted((root / package).rglob("*.py")):
             parts = list(path.relative_to(root).with_suffix("").parts)
+            if any(part.startswith(".") for part in parts):     # virtual environments, caches
+                continue
             is_package = parts[-1] == "__init__"
             if is_package:
                 parts = parts[:-1]

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from engine.model.generative_model import GenerativeModel
+from engine.runtime.sizing import ModelShape
 from world.base import check_actions
 from world.grid import AgentCells, check_param, move_table
 from world.models import MOVES, grid_position_likelihood, grid_transitions
@@ -110,6 +111,15 @@ class ForagingWorld(AgentCells):
         self._model = self._build_model()
         self._samplers = [ModeFirstSampler(a.reshape(a.shape[0], -1)) for a in self._model.A]
         self.reset(int(seed))
+
+    @staticmethod
+    def model_shape(size: int, n_patches: int = 2, near_radius: int = 3) -> ModelShape:
+        """The sizes of the model :meth:`_build_model` gives, without building it."""
+        cells, levels = int(size) * int(size), int(near_radius) + 2
+        return ModelShape((cells, n_patches), (cells, levels, n_patches), (len(MOVES), 1),
+                          ((0,), (0, 1), (0, 1)), (0,),
+                          B_nonzeros=cells * len(MOVES) + n_patches * n_patches,
+                          po_nonzeros=cells * n_patches * 5 * levels * n_patches, built=False)
 
     def _build_model(self) -> GenerativeModel:
         p = self._params

@@ -18,6 +18,7 @@ import numpy as np
 
 from engine.errors import WorldError
 from engine.model.generative_model import GenerativeModel
+from engine.runtime.sizing import ModelShape
 from world.base import check_actions
 from world.models import (
     CUE_NEAR,
@@ -310,6 +311,15 @@ class GridWorld(AgentCells):
         self._model = layout_model(np.asarray(self.kinds), float(noise), float(cue_reliability))
         self._samplers = [ModeFirstSampler(a) for a in self._model.A]
         self.reset(int(seed))
+
+    @staticmethod
+    def model_shape(size: int) -> ModelShape:
+        """The sizes of the model a grid of side ``size`` gives its agents (:func:`layout_model`),
+        without building it: one factor of ``size**2`` cells, five moves, the position (at most
+        five cells per column) and cue modalities."""
+        cells = int(size) * int(size)
+        return ModelShape((cells,), (cells, 3), (len(MOVES),), ((0,), (0,)), (0,),
+                          B_nonzeros=cells * len(MOVES), po_nonzeros=cells * 5 * 3, built=False)
 
     # ------------------------------------------------------------------------ construction
     def _build_tables(self) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.errors import WorldError
+from engine.runtime.sizing import ModelShape
 from world.base import World
 from world.foraging import ForagingWorld
 from world.grid import GridWorld
@@ -26,6 +27,12 @@ def _constructor(name: str) -> Callable[..., World]:
 def make_world(name: str, size: int, n_agents: int, **params: Any) -> World:
     """A world by name (``"grid"``, ``"foraging"``); ``params`` are its keyword parameters."""
     return _constructor(name)(size=size, n_agents=n_agents, **params)
+
+
+def model_shape(name: str, size: int) -> ModelShape:
+    """The sizes of the model the world ``name`` of side ``size`` (default parameters) gives
+    its agents, without building the world (to refuse one too large for the machine first)."""
+    return _constructor(name).model_shape(size)  # type: ignore[attr-defined]
 
 
 def world_from_config(config: dict[str, Any], n_agents: int | None = None) -> World:

@@ -21,6 +21,7 @@ import numpy as np
 
 from engine.errors import ModelError
 from engine.model.config import InferenceConfig
+from engine.model.limits import check_policies
 from engine.model.npz_io import MODEL_FORMAT, load_npz, npz_bytes
 from engine.model.pymdp_convert import pymdp_agent, pymdp_model_arguments
 from engine.model.validation import (
@@ -188,7 +189,9 @@ class GenerativeModel:
 
     def policies_for(self, policy_len: int, control_fac_idx: Sequence[int] | None = None
                      ) -> np.ndarray:
-        """The policy set for a horizon: the explicit one, or all sequences of joint actions.
+        """The policy set for a horizon: the explicit one, or all sequences of joint actions
+        (ConfigError, before any is enumerated, when there would be more than
+        ``engine.model.limits.MAX_POLICIES``).
 
         Ordering matches pymdp's ``construct_policies``: ``itertools.product`` over
         (step 0 factor 0, step 0 factor 1, ..., step 1 factor 0, ...), last fastest.
@@ -199,6 +202,7 @@ class GenerativeModel:
                                  f"config asks for policy_len={policy_len}")
             return self.policies
         control = self.control_fac_idx if control_fac_idx is None else tuple(control_fac_idx)
+        check_policies(self.num_controls, control, policy_len)     # before enumerating them
         per_factor = [range(self.num_controls[f]) if f in control else range(1)
                       for f in range(self.num_factors)]
         combos = list(itertools.product(*(per_factor * policy_len)))

@@ -12,6 +12,7 @@ import numpy as np
 from engine.errors import ConfigError
 from engine.model.config import InferenceConfig
 from engine.model.constants import EPS, EXP_M16
+from engine.model.limits import check_policies
 
 if TYPE_CHECKING:
     from engine.model.generative_model import GenerativeModel
@@ -198,6 +199,9 @@ class ModelLayout:
     def build(model: GenerativeModel, config: InferenceConfig) -> ModelLayout:
         dtype = np.dtype(config.dtype)
         n_factors, n_mod = model.num_factors, model.num_modalities
+        check_policies(model.num_controls, model.control_fac_idx if config.control_fac_idx
+                       is None else config.control_fac_idx, config.policy_len,
+                       None if model.policies is None else model.policies.shape[0])
         num_states = np.array(model.num_states, dtype=np.int64)
         num_obs = np.array(model.num_obs, dtype=np.int64)
         n_joint = int(np.prod(num_states))

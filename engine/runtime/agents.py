@@ -18,6 +18,7 @@ from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
 from engine.model.layout import ModelLayout, layout_of
 from engine.runtime.arguments import checked_seed
+from engine.runtime.sizing import agents_footprint, check_fits
 
 Backend = Literal["numba", "reference", "cupy", "xp-numpy", "auto"]
 
@@ -93,6 +94,8 @@ class Agents:
             raise ConfigError("Agents: learn_A needs a model with pA")
         if self.config.learn_B and model.pB is None:
             raise ConfigError("Agents: learn_B needs a model with pB")
+        check_fits(agents_footprint(model, self.config, self.n, max_threads),
+                   f"Agents: {self.n:,} agents")
 
         cfg = self.config
         self._uses_params = (cfg.learn_A or cfg.learn_B or (cfg.use_param_info_gain and (

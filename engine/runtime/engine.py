@@ -42,6 +42,7 @@ from engine.runtime.population import (
 )
 from engine.runtime.shared_state import ControlBlock, SharedState
 from engine.runtime.shm import Run, sweep_stale
+from engine.runtime.sizing import check_fits, engine_footprint
 from engine.runtime.tick import RunSummary, TickInfo
 from engine.runtime.worker import process_forced, process_tick, scratch_pool, warm_up
 from engine.runtime.worker_group import WorkerGroup
@@ -86,6 +87,9 @@ class Engine(EngineBase, PopulationReads):
         self.populations: list[Population] = _checked_populations(
             model, n_agents, populations, self.config, workers, chunk, beliefs, cluster)
         configs = check_populations(self.populations, self.config)
+        check_fits(engine_footprint([(p.model, c, p.n_agents) for p, c in zip(
+            self.populations, configs, strict=True)], int(workers), beliefs=beliefs,
+            chunk=chunk), f"Engine: {sum(int(p.n_agents) for p in self.populations):,} agents")
         #: each population's first agent id (the random stream's key): numbered on from
         #: ``id_offset`` in population order, or given one per population (a cluster shard)
         self.id_offsets = _population_id_offsets(id_offset, self.populations)

@@ -25,6 +25,8 @@ from engine.ticklog.schema import (
 )
 
 _CACHED_CHUNKS = 4
+_CACHED_BYTES = 64 << 20
+"""Chunks are evicted (oldest first, the newest kept) while the cache holds more than this."""
 
 
 class TickLogReader:
@@ -133,6 +135,7 @@ class TickLogReader:
         framing = scan_records(self._f, self.path, size)
         self._chunks: list[Chunk] = framing.chunks
         self._cache: OrderedDict[int, list[Message]] = OrderedDict()
+        self._cached_bytes: dict[int, int] = {}
         self._spans: dict[int, tuple[int, int] | None] = {}
         self._topics: dict[int, str] = {}
         self.truncated = framing.truncated
@@ -155,8 +158,10 @@ class TickLogReader:
             return cached
         messages = read_chunk(self._f, self._chunks[i], self._topics, self.path)
         self._cache[i] = messages
-        if len(self._cache) > _CACHED_CHUNKS:
-            self._cache.popitem(last=False)
+        self._cached_bytes[i] = sum(len(m.data) for m in messages)
+        while len(self._cache) > 1 and (len(self._cache) > _CACHED_CHUNKS or sum(
+                self._cached_bytes[k] for k in self._cache) > _CACHED_BYTES):
+            self._cached_bytes.pop(self._cache.popitem(last=False)[0])
         seqs = [m.sequence for m in messages if m.topic in (TOPIC_TICK, TOPIC_BELIEFS)]
         self._spans[i] = (min(seqs), max(seqs)) if seqs else None
         return messages

@@ -92,6 +92,10 @@ def engine_from_log(reader: TickLogReader, threads: int | None = None) -> Engine
     except (TypeError, ValueError, OverflowError) as exc:
         raise TickLogError(f"{reader.path}: the header's seed and chunk must be whole numbers "
                            f"({exc})") from None
+    if not 1 <= chunk <= MAX_CHUNK:
+        raise TickLogError(f"{reader.path}: the header's chunk must be in 1..{MAX_CHUNK:,}, "
+                           f"got {chunk:,}")
+    _check_agent_count(reader)
     backend = str(extra.get("backend", "numba"))
     if backend == "cupy" and not cupy_available()[0]:
         backend = "xp-numpy"                     # the same code on the CPU (last-bit twin)
@@ -99,6 +103,20 @@ def engine_from_log(reader: TickLogReader, threads: int | None = None) -> Engine
                   chunk=chunk, threads=threads, degrade=False,
                   beliefs=str(extra.get("beliefs", "uint16")), backend=backend,
                   xp_kernel=str(extra.get("xp_kernel", "array")))
+
+
+MAX_CHUNK = 1 << 20
+"""Largest ``chunk`` (agents a worker steps between deadline checks) a header may give."""
+
+
+def _check_agent_count(reader: TickLogReader) -> None:
+    """The header's ``n_agents`` is what the first tick records (checked before an engine of
+    that many agents is built)."""
+    first = next(reader.ticks(), None)
+    n = reader.header.n_agents
+    if first is not None and first.observations.shape[0] != n:
+        raise TickLogError(f"{reader.path}: the header says {n:,} agents, tick {first.tick} "
+                           f"records observations of {first.observations.shape[0]:,}")
 
 
 def replay(path: str, from_tick: int | None = None,

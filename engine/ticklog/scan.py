@@ -24,6 +24,15 @@ _REC = struct.Struct("<BQ")  # opcode, content length
 _CHUNK_HEAD = struct.Struct("<QQQII")  # start, end, uncompressed size, crc, compression length
 _MSG_HEAD = struct.Struct("<HIQQ")  # channel id, sequence, log time, publish time
 
+MAX_CHUNK_BYTES = 1 << 30
+"""Most bytes a chunk may hold uncompressed (the writer's chunks are about 1 MiB; a tick of
+ten million agents or a header with a large model makes one of tens of MB)."""
+CHUNK_FLOOR_BYTES = 64 << 20
+"""Chunks up to this size may compress by any ratio; larger ones by at most
+``MAX_CHUNK_RATIO`` (so that a small file cannot declare gigabytes)."""
+MAX_CHUNK_RATIO = 64
+_READ_STEP = 1 << 20
+
 
 @dataclass(frozen=True)
 class Chunk:
@@ -118,6 +127,35 @@ def read_chunk(f: BinaryIO, chunk: Chunk, topics: dict[int, str], path: str) -> 
                       f"({type(exc).__name__}: {exc})") from None
 
 
+def _inflate(data: bytes, usize: int, path: str, offset: int) -> bytearray:
+    """The zstd ``data`` of a chunk that declares ``usize`` bytes, decompressed as a stream
+    that stops one byte past ``usize``: a chunk that declares too much is refused before
+    anything is decompressed, one that inflates past its declared size before the excess is
+    held."""
+    if usize > MAX_CHUNK_BYTES:
+        raise corrupt(path, offset, f"chunk declares {usize:,} bytes uncompressed, more than "
+                      f"a tick log chunk may hold ({MAX_CHUNK_BYTES:,})")
+    if usize > CHUNK_FLOOR_BYTES and usize > MAX_CHUNK_RATIO * len(data):
+        raise corrupt(path, offset, f"chunk declares {usize:,} bytes from {len(data):,} "
+                      f"compressed ({usize // max(len(data), 1):,}:1); past "
+                      f"{CHUNK_FLOOR_BYTES:,} bytes at most {MAX_CHUNK_RATIO}:1 is read")
+    buf = bytearray(usize + 1)
+    view = memoryview(buf)
+    got = 0
+    with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+        while got <= usize:
+            n = reader.readinto(view[got:got + _READ_STEP])
+            if not n:
+                break
+            got += n
+    view.release()
+    if got > usize:
+        raise corrupt(path, offset, f"chunk decompresses to more than the {usize:,} bytes its "
+                      f"header says")
+    del buf[got:]
+    return buf
+
+
 def _parse_chunk(chunk: Chunk, content: bytes, topics: dict[int, str], path: str
                  ) -> list[Message]:
     _start, _end, usize, crc, clen = _CHUNK_HEAD.unpack_from(content, 0)
@@ -131,7 +169,7 @@ def _parse_chunk(chunk: Chunk, content: bytes, topics: dict[int, str], path: str
                       f"record ({len(content) - pos} bytes)")
     data = content[pos:]
     if compression == "zstd":
-        raw = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        raw = _inflate(data, usize, path, chunk.offset)
     elif compression == "":
         raw = data
     else:

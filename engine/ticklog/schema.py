@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 
 from engine.errors import TickLogError
+from engine.model.limits import MAX_AGENTS, MAX_SEED
 
 FORMAT_VERSION = 1
 """Version of the message layout; readers refuse files with a newer one."""
@@ -109,11 +110,68 @@ def decode_header(data: bytes | memoryview, path: str, where: str) -> TickLogHea
         raise TickLogError(f"{path}: tick log format version {fv!r} (header {where})"
                            f" is newer than this reader's ({FORMAT_VERSION})")
     try:
+        _check_header(doc)
         npz = doc.get("model_npz")
         doc["model_npz"] = None if npz is None else base64.b64decode(npz, validate=True)
         return TickLogHeader.from_dict(doc)
     except (TypeError, ValueError, binascii.Error) as exc:
         raise _corrupt(path, where, "header", exc) from None
+
+
+MAX_NESTING = 32
+"""Deepest nesting of lists and objects accepted in a header's config, world and extra."""
+_HEADER_INTS = {"n_agents": (0, MAX_AGENTS), "seed": (0, MAX_SEED), "workers": (0, 1 << 16)}
+
+
+def _check_header(doc: dict[str, Any]) -> None:
+    """Every field a reader or replay uses has its type and range (TypeError / ValueError)."""
+    for key, (low, high) in _HEADER_INTS.items():
+        value = doc.get(key, 0)
+        if not _whole(value) or not low <= value <= high:
+            raise ValueError(f"{key} must be a whole number in {low}..{high:,}, got "
+                             f"{_short(value)}")
+    for key in ("hz", "created_unix"):
+        value = doc.get(key)
+        if value is not None and (not _number(value) or not math.isfinite(value)
+                                  or (key == "hz" and value <= 0)):
+            raise ValueError(f"{key} must be {'a number > 0' if key == 'hz' else 'a number'} "
+                             f"or null, got {_short(value)}")
+    for key in ("config", "world", "extra"):
+        value = doc.get(key, {})
+        if not isinstance(value, dict):
+            raise TypeError(f"{key} must be a JSON object, got {type(value).__name__}")
+        if _depth(value) > MAX_NESTING:
+            raise ValueError(f"{key} nests lists and objects more than {MAX_NESTING} deep")
+    for key in ("model_hash", "engine_version", "model_npz"):
+        value = doc.get(key, "")
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{key} must be a string, got {type(value).__name__}")
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in ``value`` (iteratively: no recursion limit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_NESTING:
+                stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict)
+                                                      else item))
+    return deepest
 
 
 # -------------------------------------------------------------------------------------- tick
@@ -148,8 +206,9 @@ def decode_tick(data: bytes | memoryview, path: str, where: str) -> TickRecord:
     doc = _loads(data, path, where, TOPIC_TICK)
     try:
         return TickRecord(
-            tick=int(doc["tick"]), wall_time=float(doc["wall_time"]),
-            duration_s=float(doc["duration_s"]), level=int(doc["level"]),
+            tick=_bounded(doc["tick"], "tick", MAX_TICK), wall_time=float(doc["wall_time"]),
+            duration_s=float(doc["duration_s"]), level=_bounded(doc["level"], "level",
+                                                                MAX_LEVEL_VALUE),
             observations=_decode_array(doc["observations"]),
             actions=_decode_array(doc["actions"]),
             stale_agents=_decode_array(doc["stale_agents"]),
@@ -158,6 +217,19 @@ def decode_tick(data: bytes | memoryview, path: str, where: str) -> TickRecord:
             failover=_optional_str(doc.get("failover")))
     except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
         raise _corrupt(path, where, "tick", exc) from None
+
+
+MAX_TICK = 2**32 - 1
+"""Tick numbers are MCAP message sequence numbers (uint32)."""
+MAX_LEVEL_VALUE = 255
+"""Degradation levels are small numbers (the engine's ladder stops at 4)."""
+
+
+def _bounded(value: Any, name: str, high: int) -> int:
+    """``value`` as a whole number in ``0..high`` (ValueError otherwise)."""
+    if not _whole(value) or not 0 <= value <= high:
+        raise ValueError(f"{name} must be a whole number in 0..{high:,}, got {_short(value)}")
+    return int(value)
 
 
 def _optional_str(value: Any) -> str | None:
@@ -201,7 +273,7 @@ def decode_snapshot(parts: Sequence[tuple[bytes | memoryview, str]], path: str,
     where = parts[0][1]
     try:
         docs = [_loads(data, path, part_where, TOPIC_BELIEFS) for data, part_where in parts]
-        n_parts = int(docs[0]["parts"])
+        n_parts = _bounded(docs[0]["parts"], "parts", MAX_TICK)
         if [int(d["part"]) for d in docs] != list(range(len(docs))) or len(docs) > n_parts:
             raise ValueError(f"parts {[d.get('part') for d in docs]} of {n_parts} found")
         if len(docs) < n_parts:
@@ -215,7 +287,8 @@ def decode_snapshot(parts: Sequence[tuple[bytes | memoryview, str]], path: str,
             arr = decoded[0] if n_parts == 1 else np.concatenate(decoded, axis=0)
             arr.flags.writeable = False
             arrays.append(arr)
-        return BeliefSnapshot(tick=int(docs[0]["tick"]), arrays=tuple(arrays),
+        return BeliefSnapshot(tick=_bounded(docs[0]["tick"], "tick", MAX_TICK),
+                              arrays=tuple(arrays),
                               meta=dict(docs[0]["meta"]))
     except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
         raise _corrupt(path, where, "beliefs", exc) from None

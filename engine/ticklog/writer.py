@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import queue
+import stat
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -18,6 +19,7 @@ import zstandard
 from mcap.writer import CompressionType, Writer
 
 from engine.errors import TickLogError
+from engine.ticklog.scan import CHUNK_FLOOR_BYTES
 from engine.ticklog.schema import (
     _SCHEMAS,
     FORMAT_NAME,
@@ -35,6 +37,9 @@ from engine.ticklog.schema import (
     to_json,
 )
 
+MAX_HEADER_BYTES = CHUNK_FLOOR_BYTES
+"""Largest header message written: a reader reads a chunk this large however well it
+compresses (a model's arrays, mostly zeros, compress by thousands to one)."""
 _CLOSE = "close"
 _MAX_SEQUENCE = 2**32 - 1
 
@@ -64,6 +69,27 @@ def _fast_mcap_zstd() -> None:
         mcap.writer.zstandard = _FastZstd  # type: ignore[attr-defined]
 
 
+def _open_regular(path: str) -> tuple[BinaryIO, bool]:
+    """``path`` opened for writing, and whether this call created it; TickLogError when it
+    cannot be written or is not a regular file (a device, a FIFO, a directory, a socket)."""
+    try:
+        try:
+            fd, created = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), True
+        except FileExistsError:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                raise TickLogError(f"cannot write tick log {path!r}: not a regular file"
+                                   ) from None
+            fd, created = os.open(path, os.O_WRONLY | os.O_NONBLOCK), False
+        if not stat.S_ISREG(os.fstat(fd).st_mode):        # replaced since the check
+            os.close(fd)
+            raise TickLogError(f"cannot write tick log {path!r}: not a regular file")
+        if not created:
+            os.ftruncate(fd, 0)
+    except OSError as exc:
+        raise TickLogError(f"cannot write tick log {path!r}: {exc.strerror or exc}") from exc
+    return os.fdopen(fd, "wb"), created
+
+
 class TickLogWriter:
     """Writes a tick log; :meth:`write_tick` only copies its arrays and queues them.
 
@@ -75,7 +101,9 @@ class TickLogWriter:
 
     ``snapshot_every`` is recorded for the caller's convenience: :meth:`snapshot_due` says
     whether a tick should have a belief snapshot (0: never); :meth:`write_beliefs` always
-    writes what it is given. An unwritable ``path`` raises :class:`TickLogError` here.
+    writes what it is given. An unwritable ``path``, or one that is not a regular file, raises
+    :class:`TickLogError` here; if the header cannot be written a file this writer created is
+    removed, one that was there before is left (emptied).
     """
 
     def __init__(self, path: str | os.PathLike[str], header: TickLogHeader, *,
@@ -104,11 +132,7 @@ class TickLogWriter:
         if header.created_unix is None:
             header = TickLogHeader(**{**header.to_dict(), "created_unix": time.time()})
         self.header = header
-        try:
-            self._stream: BinaryIO = open(self.path, "wb")  # noqa: SIM115 (closed by the thread)
-        except OSError as exc:
-            raise TickLogError(f"cannot write tick log {self.path!r}: {exc.strerror or exc}"
-                               ) from exc
+        self._stream, created = _open_regular(self.path)
         try:
             _fast_mcap_zstd()
             self._mcap = Writer(self._stream, chunk_size=chunk_size,
@@ -120,16 +144,20 @@ class TickLogWriter:
                 sid = self._mcap.register_schema(schema["title"], "jsonschema",
                                                  orjson.dumps(schema))
                 self._channels[topic] = self._mcap.register_channel(topic, "json", sid)
-            doc = encode_header(header)
+            payload = to_json(encode_header(header))
+            if len(payload) > MAX_HEADER_BYTES:
+                raise TickLogError(f"the header is {len(payload):,} bytes (its model, mostly), "
+                                   f"more than a tick log carries ({MAX_HEADER_BYTES:,})")
             t_ns = int(header.created_unix * 1e9)  # type: ignore[operator]
-            self._mcap.add_message(self._channels[TOPIC_HEADER], t_ns, to_json(doc), t_ns, 0)
+            self._mcap.add_message(self._channels[TOPIC_HEADER], t_ns, payload, t_ns, 0)
             self._mcap.flush()  # the header is on disk before the first tick
         except Exception as exc:
             self._stream.close()
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+            if created:      # a file that was there before is never removed (nor replaced)
+                try:
+                    os.unlink(self.path)
+                except OSError:
+                    pass
             if isinstance(exc, OSError):
                 raise TickLogError(f"cannot write tick log {self.path!r}: {exc}") from exc
             raise TickLogError(f"cannot write the header of tick log {self.path!r}: {exc}"

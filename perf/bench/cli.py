@@ -98,7 +98,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-pymdp", action="store_true", help="skip pymdp 0.0.7.1 (no ratios)")
     p.add_argument("--no-pymdp1", action="store_true", help="skip pymdp 1.x (JAX)")
     p.add_argument("--no-install", action="store_true",
-                   help="do not create perf/.venv-pymdp1 when it is missing")
+                   help="do not create pymdp 1.x's venv (in ~/.cache/agentloop) when it is missing")
     p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     p.add_argument("--update-md", action=argparse.BooleanOptionalAction, default=None,
                    help="regenerate the bench section of perf/RESULTS.md (default: on for a "

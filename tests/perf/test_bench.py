@@ -379,7 +379,7 @@ def test_missing_pymdp1_venv_is_a_reason_not_an_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_pymdp1_child_steps_a_batch() -> None:
-    """The real pymdp 1.x child (skipped unless perf/.venv-pymdp1 works): a batch of 3 agents."""
+    """The real pymdp 1.x child (skipped unless the pymdp 1.x venv works): a batch of 3 agents."""
     from perf.pymdp_jax import ensure_venv
 
     python, reason = ensure_venv(install=False)

@@ -240,7 +240,7 @@ def test_agentloop_population_reports_its_live_fraction() -> None:
 
 @pytest.mark.slow
 def test_pymdp1_vmap_kernel_steps_zoo_models() -> None:
-    """The real pymdp 1.x child's functional kernels (skipped unless perf/.venv-pymdp1 works)."""
+    """The real pymdp 1.x child's functional kernels (skipped unless the pymdp 1.x venv works)."""
     from perf.bench.peers import JaxPeer
     from perf.pymdp_jax import ensure_venv
 

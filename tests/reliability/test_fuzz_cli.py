@@ -66,7 +66,7 @@ RUN_GOOD = {
     "--workers": st.integers(0, 4).map(str),
     "--backend": st.sampled_from(["numba", "auto"]),
     "--policy-len": st.integers(1, 3).map(str),
-    "--seed": st.integers(-10**30, 10**30).map(str),
+    "--seed": st.integers(0, 2**63 - 1).map(str),
     "--snapshot-every": st.integers(0, 10**6).map(str),
 }
 
@@ -90,7 +90,12 @@ def run_argv(draw: st.DrawFn, tmp: Path) -> list[str]:
         "--policy-len": _bad_int(1).map(lambda v: ["--policy-len", v]),
         "--workers": _bad_int(0).map(lambda v: ["--workers", v]),
         "--snapshot-every": _bad_int(0).map(lambda v: ["--snapshot-every", v]),
-        "--seed": st.sampled_from(["x", "1.0", "", "٣x"]).map(lambda v: ["--seed", v]),
+        "--seed": (st.sampled_from(["x", "1.0", "", "٣x"])
+                   | st.integers(-10**30, -1).map(str)
+                   | st.integers(2**63, 10**30).map(str)).map(lambda v: ["--seed", v]),
+        "oversized": st.sampled_from([["--hz", "100000"], ["--policy-len", "12"],
+                                      ["--policy-len", "50"], ["--agents", "2000000000"],
+                                      ["--size", "1000"], ["--duration", "1e300"]]),
         "--hz": _bad_float().map(lambda v: ["--hz", v]),
         "--duration": _bad_float().map(lambda v: ["--duration", v]),
         "--world": junk_text.filter(lambda w: w not in ("grid", "foraging")).map(
@@ -108,9 +113,10 @@ def run_argv(draw: st.DrawFn, tmp: Path) -> list[str]:
     }
     bad_key = draw(st.sampled_from(sorted(bad_units)))
     bad = draw(bad_units[bad_key])
+    taken = {bad_key, "--ticks", bad[0]}     # a filler repeating the option would override it
     if draw(st.booleans()) and len(bad) == 2 and bad[0].startswith("--"):
         bad = [f"{bad[0]}={bad[1]}"]
-    fillers = draw(st.lists(st.sampled_from(sorted(set(RUN_GOOD) - {bad_key, "--ticks"})),
+    fillers = draw(st.lists(st.sampled_from(sorted(set(RUN_GOOD) - taken)),
                             unique=True, max_size=4))
     units = [[opt, draw(RUN_GOOD[opt])] for opt in fillers]
     if bad_key == "missing":            # an option without its value: only at the end

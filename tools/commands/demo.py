@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tools.args import EXIT_USAGE, positive_int
+from tools.args import EXIT_USAGE, positive_int, seed
 
 EXIT_FAILURE = 1
 
@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="planning horizon (policy length); default 1")
     demo.add_argument("--threads", type=positive_int, default=None,
                       help="Numba threads; default all cores")
-    demo.add_argument("--seed", type=int, default=0, help="random seed; default 0")
+    demo.add_argument("--seed", type=seed, default=0,
+                      help="random seed, 0 to 2**63 - 1; default 0")
     demo.set_defaults(handler=main)
 
 
@@ -43,6 +44,15 @@ def main(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads > numba.config.NUMBA_NUM_THREADS:
         print(f"agentloop: error: --threads must be at most "
               f"{numba.config.NUMBA_NUM_THREADS}", file=sys.stderr)
+        return EXIT_USAGE
+    from tools.run import RunOptions, request_problem
+
+    problem = request_problem(RunOptions(
+        world="grid", size=args.size, agents=args.agents, hz=1.0, ticks=args.ticks,
+        duration=None, workers=0, backend="numba", policy_len=args.policy_len, seed=args.seed),
+        in_process=True)
+    if problem:
+        print(f"agentloop: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     try:
         return run_demo(args.size, args.agents, args.ticks, args.policy_len, args.threads,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from typing import TYPE_CHECKING
 
 from tools.args import (
     EXIT_CODES,
@@ -11,8 +13,12 @@ from tools.args import (
     non_negative_int,
     positive_float,
     positive_int,
+    seed,
     unwritable,
 )
+
+if TYPE_CHECKING:
+    from tools.run import RunOptions
 
 EXIT_FAILURE = 1
 WORLD_NAMES = ("grid", "foraging")
@@ -55,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "($AGENTLOOP_XP_KERNEL, else array)")
     run.add_argument("--policy-len", type=positive_int, default=1,
                      help="planning horizon (policy length); default 1")
-    run.add_argument("--seed", type=int, default=0, help="random seed; default 0")
+    run.add_argument("--seed", type=seed, default=0,
+                     help="random seed, 0 to 2**63 - 1; default 0")
     run.add_argument("--log", default=None, metavar="PATH",
                      help="write a tick log (MCAP: header, every tick's observations, actions, "
                           "level and stale agents, belief snapshots) to PATH, for "
@@ -75,6 +82,19 @@ def _usage_error(message: str) -> int:
     message = " ".join(message.split())  # one line, even if a path holds newlines
     print(f"agentloop run: error: {message}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _warnings(options: RunOptions) -> list[str]:
+    from tools.run import run_warnings
+
+    return run_warnings(options, _cores())
 
 
 def main_run(args: argparse.Namespace) -> int:
@@ -103,7 +123,7 @@ def main_run(args: argparse.Namespace) -> int:
         return _usage_error(f"--xp-kernel {args.xp_kernel}: needs --backend cupy, xp-numpy or "
                             f"auto")
     from engine.errors import AgentloopError
-    from tools.run import RunOptions, run
+    from tools.run import RunOptions, request_problem, run
 
     options = RunOptions(world=args.world, size=args.size, agents=args.agents, hz=args.hz,
                          ticks=args.ticks, duration=args.duration, workers=args.workers,
@@ -111,6 +131,11 @@ def main_run(args: argparse.Namespace) -> int:
                          policy_len=args.policy_len, seed=args.seed,
                          log=args.log, snapshot_every=args.snapshot_every,
                          cluster=args.cluster, shards=args.shards)
+    problem = request_problem(options)
+    if problem:
+        return _usage_error(problem)
+    for warning in _warnings(options):
+        print(f"agentloop run: warning: {warning}", file=sys.stderr)
     try:
         return run(options)
     except (AgentloopError, ValueError, OSError) as exc:

@@ -14,6 +14,7 @@ from tools.args import (
     non_negative_int,
     positive_float,
     positive_int,
+    seed,
     unwritable,
 )
 from tools.soak.options import DEFAULT_AGENTS, DEFAULT_DURATION_S, WORLD_NAMES, SoakOptions
@@ -58,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="worker processes (0: step agents in this process); default 2")
     p.add_argument("--policy-len", type=positive_int, default=1,
                    help="planning horizon (policy length); default 1")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed; default 0")
+    p.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**63 - 1; "
+                                                        "default 0")
     p.add_argument("--sample-every", type=positive_float, default=10.0, metavar="S",
                    help="seconds between samples (status lines); default 10")
     p.add_argument("--warmup", type=non_negative_float, default=None, metavar="S",
@@ -97,6 +99,14 @@ def main_soak(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if problem is None and path is not None:
             reason = unwritable(path)
             problem = f"{flag} {path}: {reason}" if reason else None
+    if problem is None:
+        from tools.run import RunOptions, request_problem
+
+        problem = request_problem(RunOptions(
+            world=options.world, size=options.size, agents=options.agents, hz=options.hz,
+            ticks=None, duration=options.duration_s, workers=options.workers,
+            backend="numba", policy_len=options.policy_len, seed=options.seed,
+            log=options.log))
     if problem:
         _error(problem)
         return EXIT_USAGE

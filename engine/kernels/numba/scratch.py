@@ -83,18 +83,29 @@ def scratch_int_size(layout: ModelLayout) -> int:
     """Int64 scratch of one thread: touched outcomes, then (one sparse factor) the seen marks,
     a stamp, the above-threshold state lists and counts per tree level and the information-gain
     memo keys; the row ends with the first-step memo (:func:`first_memo_ints`)."""
-    s = layout.state_size
-    return (scratch_sizes(layout)[6] + s + 1 + layout.policy_len * s + layout.policy_len + s
-            + MEMO_SLOTS * (1 + MEMO_KEY) + first_memo_ints(layout))
+    return scratch_int_size_of(scratch_sizes(layout), len(layout.num_obs))
+
+
+def scratch_int_size_of(sizes: tuple[int, ...], n_modalities: int) -> int:
+    """:func:`scratch_int_size` from :func:`scratch_sizes` and the number of modalities
+    (memory estimates use it before any layout is built)."""
+    s, n_jo, horizon, n_pol = sizes[0], sizes[6], sizes[3], sizes[5]
+    return (n_jo + s + 1 + horizon * s + horizon + s + MEMO_SLOTS * (1 + MEMO_KEY)
+            + 1 + first_slots.py_func(s, n_pol) * (1 + n_modalities))
 
 
 def scratch_float_size(layout: ModelLayout) -> int:
     """Float64 scratch of one thread: ``scratch_views``' regions, the first-step memo's
     results, then (from the row's end) the sparse path's utilities, values and memo."""
-    s = scratch_sizes(layout)
+    return scratch_float_size_of(scratch_sizes(layout)) + dense_children_floats(layout)
+
+
+def scratch_float_size_of(s: tuple[int, ...]) -> int:
+    """:func:`scratch_float_size` from :func:`scratch_sizes`, without the dense children's
+    regions (:func:`dense_children_floats`)."""
     return (5 * s[0] + 2 * s[1] + s[2] + s[3] + s[4] + 2 * s[5] + s[6] + max(s[7], s[5])
-            + first_slots(s[0], s[5]) * (s[0] + 2 * s[5]) + s[3] * s[7] + s[0]
-            + MEMO_SLOTS * (MEMO_KEY + 1) + dense_children_floats(layout))
+            + first_slots.py_func(s[0], s[5]) * (s[0] + 2 * s[5]) + s[3] * s[7] + s[0]
+            + MEMO_SLOTS * (MEMO_KEY + 1))
 
 
 def dense_children_floats(layout: ModelLayout) -> int:

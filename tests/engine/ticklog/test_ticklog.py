@@ -402,3 +402,73 @@ def test_a_failover_mark_round_trips(tmp_path) -> None:  # noqa: ANN001
         writer.write_tick(1, obs, actions, failover="DeviceFault: injected")
     with TickLogReader(path) as reader:
         assert [r.failover for r in reader.ticks()] == [None, "DeviceFault: injected"]
+
+
+def test_a_failed_header_leaves_a_file_that_was_there(tmp_path: Path) -> None:
+    """Only a file the writer created is removed when its header cannot be written; paths
+    that are not regular files (a device, a FIFO, a directory) are refused untouched."""
+    existing = tmp_path / "kept.mcap"
+    existing.write_bytes(b"an earlier log")
+    with pytest.raises(TickLogError, match="header"):
+        TickLogWriter(existing, header(config={"x": object()}))
+    assert existing.exists()
+    link = tmp_path / "link.mcap"
+    link.symlink_to(existing)
+    with pytest.raises(TickLogError, match="header"):
+        TickLogWriter(link, header(config={"x": object()}))
+    assert link.is_symlink() and existing.exists()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for target in (fifo, Path(os.devnull), tmp_path):
+        with pytest.raises(TickLogError, match="not a regular file"):
+            TickLogWriter(target, header())
+    assert fifo.exists() and Path(os.devnull).exists()
+
+
+def test_header_fields_are_checked_on_reading(tmp_path: Path) -> None:
+    for fields, message in (({"n_agents": -1}, "n_agents must be a whole number"),
+                            ({"hz": 0.0}, "hz must be a number > 0"),
+                            ({"workers": True}, "workers must be a whole number"),
+                            ({"extra": [1]}, "extra must be a JSON object")):
+        path = tmp_path / "h.mcap"
+        TickLogWriter(path, header(**fields)).close()
+        with pytest.raises(TickLogError, match=message):
+            TickLogReader(path)
+
+
+def test_chunk_cache_is_bounded_in_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    from engine.ticklog import reader as reader_module
+
+    monkeypatch.setattr(reader_module, "_CACHED_BYTES", 4096)
+    write_log(tmp_path / "t.mcap", 40, n=40, chunk_size=2048)
+    with TickLogReader(tmp_path / "t.mcap") as r:
+        assert [rec.tick for rec in r.ticks()] == list(range(40))
+        assert sum(r._cached_bytes[k] for k in r._cache) <= 4096 or len(r._cache) == 1
+
+
+def test_chunks_that_declare_too_much_are_refused(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.ticklog import scan
+
+    write_log(tmp_path / "t.mcap", 3)
+    monkeypatch.setattr(scan, "MAX_CHUNK_BYTES", 100)
+    with pytest.raises(TickLogError, match="chunk declares [\\d,]+ bytes uncompressed, more "
+                                           "than a tick log chunk may hold \\(100\\)"):
+        TickLogReader(tmp_path / "t.mcap")
+    monkeypatch.setattr(scan, "MAX_CHUNK_BYTES", 1 << 30)
+    monkeypatch.setattr(scan, "CHUNK_FLOOR_BYTES", 100)
+    monkeypatch.setattr(scan, "MAX_CHUNK_RATIO", 1)
+    with pytest.raises(TickLogError, match="past 100 bytes at most 1:1 is read"):
+        TickLogReader(tmp_path / "t.mcap")
+
+
+def test_a_header_too_large_to_read_back_is_not_written(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.ticklog import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "MAX_HEADER_BYTES", 200)
+    with pytest.raises(TickLogError, match=r"the header is [\d,]+ bytes \(its model, mostly\), "
+                                           r"more than a tick log carries \(200\)"):
+        TickLogWriter(tmp_path / "h.mcap", header())
+    assert not (tmp_path / "h.mcap").exists()
