@@ -26,7 +26,8 @@ from engine.errors import ClusterError, ConfigError, EngineStateError
 from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
 from engine.runtime.agents import Agents, select_agents
-from engine.runtime.degrade import FULL, MAX_LEVEL, DegradeController, controller_for
+from engine.runtime.arguments import checked_budget, checked_level
+from engine.runtime.degrade import DegradeController, controller_for
 from engine.runtime.engine import Engine
 from engine.runtime.engine_base import EngineBase
 from engine.runtime.metrics import TickMetrics
@@ -290,13 +291,12 @@ class ClusterEngine(EngineBase):
         if not self._started:
             raise EngineStateError("ClusterEngine.step: call start() first (or use `with`)")
         ray = _ray()
+        budget_s = checked_budget(budget_s, "ClusterEngine.step")
+        level = checked_level(level, "ClusterEngine.step")
         split = self.split_observations(obs)
         parts = [np.asarray(part) for part in split]
         if level is None:
             level = self.controller.level if (self.controller and budget_s is not None) else 0
-        if not FULL <= level <= MAX_LEVEL:
-            raise ConfigError(f"ClusterEngine.step: level must be in 0..{MAX_LEVEL}, "
-                              f"got {level}")
         started = time.monotonic()
         deadline = None if budget_s is None else started + float(budget_s)
         supervisor = self._supervisor

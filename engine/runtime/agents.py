@@ -17,6 +17,7 @@ from engine.kernels.observations import check_observations
 from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
 from engine.model.layout import ModelLayout, layout_of
+from engine.runtime.arguments import checked_seed
 
 Backend = Literal["numba", "reference", "cupy", "xp-numpy", "auto"]
 
@@ -78,11 +79,11 @@ class Agents:
                  agent_id_offset: int = 0, xp_kernel: str = "auto") -> None:
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
             raise ConfigError(f"Agents: n must be a positive int, got {n!r}")
+        self.seed = checked_seed(seed, "Agents")
         backend = resolve_backend(backend, config)
         self.model = model
         self.n = int(n)
         self.config = config or InferenceConfig()
-        self.seed = int(seed)
         self.backend: Backend = backend
         max_threads = numba.config.NUMBA_NUM_THREADS
         self.threads = max_threads if threads is None else int(threads)

@@ -21,10 +21,9 @@ from engine.kernels.array_step import resolve_kernel
 from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
 from engine.runtime.agents import Agents, select_agents
+from engine.runtime.arguments import checked_budget, checked_level, checked_seed, checked_tick
 from engine.runtime.claims import ChunkClaims
 from engine.runtime.degrade import (
-    FULL,
-    MAX_LEVEL,
     ROTATING_BUDGET,
     ROTATING_FRACTION,
     DegradeController,
@@ -35,6 +34,7 @@ from engine.runtime.engine_base import EngineBase
 from engine.runtime.metrics import TickMetrics
 from engine.runtime.population import (
     Population,
+    PopulationReads,
     PopulationState,
     check_populations,
     population_backends,
@@ -54,7 +54,7 @@ OVERRUN_GRACE_S = 5.0
 NO_BUDGET_TIMEOUT_S = 120.0
 
 
-class Engine(EngineBase):
+class Engine(EngineBase, PopulationReads):
     """Populations in shared memory stepped by ``workers`` processes (0: in this process).
 
     ``Engine(model, n_agents)`` runs one population; ``Engine(populations=[Population(...),
@@ -82,6 +82,7 @@ class Engine(EngineBase):
                  refresh_every: int = REFRESH_EVERY, xp_kernel: str = "auto") -> None:
         self.config = config or InferenceConfig()
         self.beliefs = beliefs
+        seed = checked_seed(seed, "Engine")
         self.populations: list[Population] = _checked_populations(
             model, n_agents, populations, self.config, workers, chunk, beliefs, cluster)
         configs = check_populations(self.populations, self.config)
@@ -116,6 +117,8 @@ class Engine(EngineBase):
             (c.layout.n_factors, config.num_iter, config.policy_len)
             for c, config in zip(self.checkers, configs, strict=True)])
         self._shm: Run | None = None
+        #: the process that started the engine: the only one that may step or clean it up
+        self._pid = os.getpid()
         self.stop_requested = None
         self._in_run = False
         #: worker w's slice of each population, ``(lo, hi)`` per population
@@ -129,16 +132,18 @@ class Engine(EngineBase):
     # ------------------------------------------------------------------------- lifetime
     def start(self) -> Engine:
         """Create the shared state, spawn and warm up the workers."""
-        if self._shm is not None:
-            return self
-        sweep_stale()
-        self._install_signal_handlers()
-        self._shm = Run()
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
+        with self._guard.exclusive():
+            if self._shm is not None:
+                return self
+            sweep_stale()
+            self._pid = os.getpid()
+            self._install_signal_handlers()
+            self._shm = Run()
+            try:
+                self._start()
+            except BaseException:
+                self.close()
+                raise
         return self
 
     def _start(self) -> None:
@@ -182,11 +187,7 @@ class Engine(EngineBase):
                 warm_up(state, *self._scratch)
             self.metrics.watch([os.getpid()])
             return
-        bounds = [np.linspace(0, 0 if i in self.devices else int(p.n_agents),
-                              self.workers + 1).astype(int)
-                  for i, p in enumerate(self.populations)]
-        self.slices = [tuple((int(b[w]), int(b[w + 1])) for b in bounds)
-                       for w in range(self.workers)]
+        self.slices = _worker_slices(self.populations, self.devices, self.workers)
         metrics = self.metrics
         self.worker_group = WorkerGroup(
             self._shm, self.states, self.workers, self.slices, self.chunk,
@@ -195,11 +196,20 @@ class Engine(EngineBase):
         self.worker_group.start()
 
     def close(self) -> None:
-        """Stop the workers and remove every segment and semaphore of this run."""
+        """Stop the workers and remove every segment and semaphore of this run. Safe from any
+        thread and more than once; waits for a call in progress in another thread. In a
+        forked child it only lets go of the engine: the run and its workers are the parent's."""
+        if os.getpid() != self._pid:
+            self._release(stop_workers=False)
+            return
+        with self._guard.exclusive():
+            self._release(stop_workers=True)
+
+    def _release(self, stop_workers: bool) -> None:
         if self._shm is None:
             return
         try:
-            if self.worker_group is not None:
+            if self.worker_group is not None and stop_workers:
                 self.worker_group.stop(self.control)
         finally:
             self.worker_group = None      # its semaphores and journals close with it
@@ -232,15 +242,29 @@ class Engine(EngineBase):
         degradation controller picks the next tick's level from this tick's utilisation.
         ``level`` forces a degradation level for this tick and ``stale`` (agent indices) the
         set of agents that keep their last action (replay; one population, ``workers=0``).
-        Invalid observations raise :class:`ObservationError` before any state changes.
+        Invalid observations and arguments raise :class:`ObservationError` or
+        :class:`ConfigError` before any state changes; a step while another thread is inside
+        the engine raises :class:`EngineStateError`.
         """
+        self._require_started("Engine.step")
+        with self._guard.call("Engine.step"):
+            return self._step(obs, checked_budget(budget_s, "Engine.step"),
+                              checked_level(level, "Engine.step"), stale)
+
+    def _require_started(self, what: str) -> None:
+        if os.getpid() != self._pid:
+            raise EngineStateError(
+                f"{what}: this engine belongs to process {self._pid}; a forked child (pid "
+                f"{os.getpid()}) cannot use it: start an engine in the child instead")
         if self._shm is None:
-            raise EngineStateError("Engine.step: call start() first (or use `with Engine(...)`)")
+            raise EngineStateError(f"{what}: call start() first (or use `with Engine(...)`)")
+
+    def _step(self, obs: Any, budget_s: float | None, level: int | None,
+              stale: np.ndarray | None) -> Any:
+        self._require_started("Engine.step")       # closed by another thread meanwhile?
         per_population = self.split_observations(obs)
         if level is None:
             level = self.controller.level if (self.controller and budget_s is not None) else 0
-        if not FULL <= level <= MAX_LEVEL:
-            raise ConfigError(f"Engine.step: level must be in 0..{MAX_LEVEL}, got {level}")
         if stale is not None:
             stale = _forced_stale(stale, self.workers, len(self.populations), self.n_agents)
         started = time.monotonic()
@@ -291,18 +315,15 @@ class Engine(EngineBase):
     def reset(self, agents: np.ndarray | None = None, population: str | int = 0) -> None:
         """Start a new episode for ``agents`` (indices; default all) of a population: beliefs
         back to uniform and the next tick's prior is D again (as ``Agents.reset``)."""
+        self._require_started("Engine.reset")
+        with self._guard.call("Engine.reset"):
+            self._reset(agents, population)
+
+    def _reset(self, agents: np.ndarray | None, population: str | int) -> None:
         index = population_index(self.populations, population)
         pop = self.population(index)
         idx = select_agents(agents, pop.n_agents)
-        state = pop.state
-        if state.codec_instance is not None:
-            state.qs[idx] = 0                        # a log code of 0 everywhere is uniform
-        else:
-            offsets = pop.checker.layout.state_offset
-            for f in range(len(offsets) - 1):
-                state.qs[idx, offsets[f]:offsets[f + 1]] = 1.0 / (offsets[f + 1] - offsets[f])
-        state.started[idx] = 0
-        state.prev_action[idx] = 0
+        _reset_agents(pop, idx)
         if index in self.devices:
             self.devices[index].load_from_shared(idx)
 
@@ -311,23 +332,28 @@ class Engine(EngineBase):
         """Copies of every agent's state between ticks (beliefs as stored: codes when
         quantized), enough to continue a run with :meth:`load_agent_state`; of the one
         population, or of ``population`` (name or position) when there are several."""
-        state = self.population(self._chosen_index(population, "agent_state")).state
-        self.sync()
-        return {name: np.array(getattr(state, name)) for name in self.STATE_ARRAYS}
+        self._require_started("Engine.agent_state")
+        with self._guard.call("Engine.agent_state"):
+            state = self.population(self._chosen_index(population, "agent_state")).state
+            self.sync()
+            return {name: np.array(getattr(state, name)) for name in self.STATE_ARRAYS}
 
     def load_agent_state(self, arrays: Mapping[str, np.ndarray], tick: int,
                          population: str | int | None = None) -> None:
         """Restore :meth:`agent_state` output (of ``population`` when there are several);
         the next step is tick ``tick``. All arrays are checked before any is written."""
-        index = self._chosen_index(population, "load_agent_state")
-        state = self.population(index).state
-        _check_state_arrays(arrays, state, self.STATE_ARRAYS)
-        for name in self.STATE_ARRAYS:
-            getattr(state, name)[...] = arrays[name]
-        state.stale[:] = 0
-        self.tick = int(tick)
-        if index in self.devices:
-            self.devices[index].load_from_shared()
+        self._require_started("Engine.load_agent_state")
+        tick = checked_tick(tick, "load_agent_state")
+        with self._guard.call("Engine.load_agent_state"):
+            index = self._chosen_index(population, "load_agent_state")
+            state = self.population(index).state
+            _check_state_arrays(arrays, state, self.STATE_ARRAYS)
+            for name in self.STATE_ARRAYS:
+                getattr(state, name)[...] = arrays[name]
+            state.stale[:] = 0
+            self.tick = tick
+            if index in self.devices:
+                self.devices[index].load_from_shared()
 
     def sync(self) -> None:
         """Copy every device-resident population's state into shared memory now (it is also
@@ -354,43 +380,6 @@ class Engine(EngineBase):
     def recovered_commits(self) -> int:
         """Commits finished by the master from the journal of a worker that died in them."""
         return 0 if self.worker_group is None else self.worker_group.recovered_commits
-
-    def population(self, name: str | int = 0) -> PopulationState:
-        """A population's state (``qs``, ``q_pi``, ``G``, ``actions``, ``stale``) by name or
-        position; the engine must be started."""
-        if self._shm is None:
-            raise EngineStateError("Engine.population: call start() first")
-        return self.population_states[
-            self.populations[population_index(self.populations, name)].name]
-
-    def _chosen_index(self, population: str | int | None, what: str) -> int:
-        if population is None:
-            self._only_population(what)
-            return 0
-        return population_index(self.populations, population)
-
-    def _only_population(self, what: str) -> PopulationState:
-        if not self._single:
-            raise EngineStateError(f"Engine.{what}: this engine has {len(self.populations)} "
-                                   f"populations; use engine.population(name).{what}")
-        return self.population(0)
-
-    @property
-    def qs(self) -> list[np.ndarray]:
-        """Posterior over each factor, ``(n, S_f)``: views of shared memory, or (quantized
-        beliefs) a decoded copy. One population only (else ``population(name).qs``)."""
-        return self._only_population("qs").qs
-
-    @property
-    def q_pi(self) -> np.ndarray:
-        """Posterior over policies after the last tick (one population only)."""
-        return self._only_population("q_pi").q_pi
-
-    @property
-    def G(self) -> np.ndarray:
-        """Expected free energy per policy after the last tick (one population only)."""
-        return self._only_population("G").G
-
 
 
 def _population_id_offsets(id_offset: int | Sequence[int],
@@ -422,10 +411,10 @@ def _checked_populations(model: GenerativeModel | None, n_agents: int,
     if cluster is not None:
         raise ConfigError("Engine: cluster=... is make_engine(..., cluster=...) now "
                           "(from engine import make_engine)")
-    if workers < 0:
-        raise ConfigError(f"Engine: workers must be >= 0, got {workers}")
-    if chunk < 1:
-        raise ConfigError(f"Engine: chunk must be >= 1, got {chunk}")
+    if not _is_int(workers) or workers < 0:
+        raise ConfigError(f"Engine: workers must be an int >= 0, got {workers!r}")
+    if not _is_int(chunk) or chunk < 1:
+        raise ConfigError(f"Engine: chunk must be an int >= 1, got {chunk!r}")
     if beliefs not in ("float", "uint16", "uint8"):
         raise ConfigError(f"Engine: beliefs must be 'uint16', 'uint8' or 'float', "
                           f"got {beliefs!r}")
@@ -436,6 +425,31 @@ def _checked_populations(model: GenerativeModel | None, n_agents: int,
             raise ConfigError(f"Engine: n_agents must be an int >= 0, got {n_agents!r}")
         populations = [Population("main", model, int(n_agents), config)]
     return list(populations)
+
+
+def _reset_agents(pop: PopulationState, idx: np.ndarray | slice) -> None:
+    """Beliefs back to uniform and the next tick's prior D, for agents ``idx`` of ``pop``."""
+    state = pop.state
+    if state.codec_instance is not None:
+        state.qs[idx] = 0                            # a log code of 0 everywhere is uniform
+    else:
+        offsets = pop.checker.layout.state_offset
+        for f in range(len(offsets) - 1):
+            state.qs[idx, offsets[f]:offsets[f + 1]] = 1.0 / (offsets[f + 1] - offsets[f])
+    state.started[idx] = 0
+    state.prev_action[idx] = 0
+
+
+def _worker_slices(populations: Sequence[Population], on_device: Any,
+                   workers: int) -> list[tuple[tuple[int, int], ...]]:
+    """Worker ``w``'s ``(lo, hi)`` of each population (none of a device population)."""
+    bounds = [np.linspace(0, 0 if i in on_device else int(p.n_agents), workers + 1).astype(int)
+              for i, p in enumerate(populations)]
+    return [tuple((int(b[w]), int(b[w + 1])) for b in bounds) for w in range(workers)]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _check_state_arrays(arrays: Mapping[str, np.ndarray], state: SharedState,

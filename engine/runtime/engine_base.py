@@ -9,8 +9,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from engine.errors import ConfigError, ObservationError
+from engine.errors import ObservationError
 from engine.runtime.agents import Agents
+from engine.runtime.arguments import checked_rate
+from engine.runtime.call_guard import CallGuard
 from engine.runtime.contracts import WorldLike
 from engine.runtime.degrade import DegradeController
 from engine.runtime.fixed_rate import run_fixed_rate
@@ -73,6 +75,15 @@ class EngineBase(StopOnSignal, abc.ABC):
         self.close()
 
     @property
+    def _guard(self) -> CallGuard:
+        """Keeps a second thread out of the engine while one is inside (created on first use;
+        ``dict.setdefault`` makes two first uses agree)."""
+        guard = self.__dict__.get("_call_guard")
+        if guard is None:
+            guard = self.__dict__.setdefault("_call_guard", CallGuard())
+        return guard
+
+    @property
     def _single(self) -> bool:
         return len(self.populations) == 1
 
@@ -123,14 +134,15 @@ class EngineBase(StopOnSignal, abc.ABC):
         returns the summary (``interrupted=True``, :attr:`stop_requested` holds the signal)
         and leaves closing to the caller.
         """
-        if hz <= 0:
-            raise ConfigError(f"{type(self).__name__}.run: hz must be > 0, got {hz}")
-        obs = world.reset(self.seed)
-        self._in_run = True
-        try:
-            summary = run_fixed_rate(self, world, hz, ticks, on_tick, obs)
-        finally:
-            self._in_run = False
+        where = f"{type(self).__name__}.run"
+        hz, ticks = checked_rate(hz, ticks, on_tick, where)
+        with self._guard.call(where):
+            obs = world.reset(self.seed)
+            self._in_run = True
+            try:
+                summary = run_fixed_rate(self, world, hz, ticks, on_tick, obs)
+            finally:
+                self._in_run = False
         if raise_on_signal:
             self._honour_stop()
         return summary

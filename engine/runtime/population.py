@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, EngineStateError
 from engine.kernels.backends import resolve_backend
 from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
@@ -143,3 +143,49 @@ def check_populations(populations: list[Population], engine_config: InferenceCon
                               f"run yet; use Agents for it")
         configs.append(config)
     return configs
+
+
+class PopulationReads:
+    """An engine's reads of its populations' state (``population(name)``, and ``qs``,
+    ``q_pi``, ``G`` when it has one population); the state exists while it is started."""
+
+    populations: list[Population]
+    population_states: dict[str, PopulationState]
+    _single: bool
+
+    def population(self, name: str | int = 0) -> PopulationState:
+        """A population's state (``qs``, ``q_pi``, ``G``, ``actions``, ``stale``) by name or
+        position; the engine must be started."""
+        if "population_states" not in self.__dict__:
+            raise EngineStateError(f"{type(self).__name__}.population: call start() first")
+        return self.population_states[
+            self.populations[population_index(self.populations, name)].name]
+
+    def _chosen_index(self, population: str | int | None, what: str) -> int:
+        if population is None:
+            self._only_population(what)
+            return 0
+        return population_index(self.populations, population)
+
+    def _only_population(self, what: str) -> PopulationState:
+        if not self._single:
+            raise EngineStateError(f"{type(self).__name__}.{what}: this engine has "
+                                   f"{len(self.populations)} populations; use "
+                                   f"engine.population(name).{what}")
+        return self.population(0)
+
+    @property
+    def qs(self) -> list[np.ndarray]:
+        """Posterior over each factor, ``(n, S_f)``: views of shared memory, or (quantized
+        beliefs) a decoded copy. One population only (else ``population(name).qs``)."""
+        return self._only_population("qs").qs
+
+    @property
+    def q_pi(self) -> np.ndarray:
+        """Posterior over policies after the last tick (one population only)."""
+        return self._only_population("q_pi").q_pi
+
+    @property
+    def G(self) -> np.ndarray:
+        """Expected free energy per policy after the last tick (one population only)."""
+        return self._only_population("G").G

@@ -4,10 +4,15 @@ The reasoning behind it is in docs/architecture.md."""
 
 from __future__ import annotations
 
+import errno
 import json
 import mmap
 import os
 import secrets
+import stat
+import time
+import warnings
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,11 +21,19 @@ import posix_ipc
 import psutil
 
 from engine.errors import ShmError
+from engine.runtime import run_lock
 
 PREFIX = "agentloop-"
 SHM_DIR = Path("/dev/shm")
 MANIFEST = "manifest"
 MANIFEST_BYTES = 1 << 16
+#: the manifest field that says its owner holds the run lock (runs of older versions lack it)
+LOCKED = "flock"
+#: an empty manifest younger than this is a run being created, not a leftover (seconds)
+CREATING_S = 60.0
+
+#: runs this process owns, so that a forked child lets go of their lock (see _after_fork)
+_OWNED: weakref.WeakSet[Run] = weakref.WeakSet()
 
 
 def _process_start(pid: int) -> float | None:
@@ -46,9 +59,12 @@ class Run:
         self._segments: list[str] = []
         self._semaphores: dict[str, posix_ipc.Semaphore] = {}
         self._closed = False
+        #: the process that created this object: only it unlinks (a forked child does not)
+        self._pid = os.getpid()
+        self._lock_fd: int | None = None
         if owner:
-            self._manifest = self._map(MANIFEST, MANIFEST_BYTES, create=True, readonly=False)
-            self._write_manifest()
+            self._manifest = self._create_manifest()
+            _OWNED.add(self)
 
     # ------------------------------------------------------------------------- naming
     def name(self, short: str) -> str:
@@ -57,22 +73,37 @@ class Run:
             raise ShmError(f"invalid shared-memory name {short!r}")
         return self.prefix + short
 
-    def _write_manifest(self) -> None:
+    def _create_manifest(self) -> mmap.mmap:
+        """The manifest, created first, locked for the run's life, removed last."""
+        manifest = self._map(MANIFEST, MANIFEST_BYTES, create=True, readonly=False,
+                             keep_fd=True)
+        assert self._lock_fd is not None
+        if not run_lock.hold(self._lock_fd):
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise ShmError(f"{self.name(MANIFEST)}: removed by another process's sweep while "
+                           "being created; try again")
+        self._write_manifest(manifest)
+        return manifest
+
+    def _write_manifest(self, buf: mmap.mmap | None = None) -> None:
         record = {
             "owner_pid": os.getpid(),
             "owner_start": _process_start(os.getpid()),
+            "lock": LOCKED,
             "segments": [self.name(s) for s in self._segments],
             "semaphores": [self.name(s) for s in self._semaphores],
         }
         data = json.dumps(record).encode()
         if len(data) + 8 > MANIFEST_BYTES:
             raise ShmError(f"{self.name(MANIFEST)}: manifest full ({len(data)} bytes)")
-        buf = self._manifest
+        buf = buf if buf is not None else self._manifest
         buf[0:8] = len(data).to_bytes(8, "little")
         buf[8:8 + len(data)] = data
 
     # ------------------------------------------------------------------------- segments
-    def _map(self, short: str, size: int, create: bool, readonly: bool) -> mmap.mmap:
+    def _map(self, short: str, size: int, create: bool, readonly: bool,
+             keep_fd: bool = False) -> mmap.mmap:
         full = "/" + self.name(short)
         try:
             if create:
@@ -81,6 +112,10 @@ class Run:
                 shm = posix_ipc.SharedMemory(full, flags=posix_ipc.O_RDONLY if readonly else 0)
         except posix_ipc.ExistentialError as exc:
             raise ShmError(f"{full[1:]}: {exc}") from None
+        except (OSError, posix_ipc.Error) as exc:
+            if create:
+                raise _creation_error(full[1:], exc) from None
+            raise ShmError(f"{full[1:]}: cannot open it ({exc})") from None
         try:
             if create:
                 try:
@@ -96,6 +131,8 @@ class Run:
                 raise ShmError(f"{full[1:]}: holds {shm.size} bytes, expected at least {size}")
             prot = mmap.PROT_READ if readonly else mmap.PROT_READ | mmap.PROT_WRITE
             mapped = mmap.mmap(shm.fd, max(size, 1), prot=prot)
+            if keep_fd:
+                self._lock_fd = os.dup(shm.fd)
         finally:
             shm.close_fd()
         self._maps[short] = mapped
@@ -135,6 +172,8 @@ class Run:
                                       mode=0o600, initial_value=initial)
         except posix_ipc.ExistentialError as exc:
             raise ShmError(f"{self.name(short)}: {exc}") from None
+        except (OSError, posix_ipc.Error) as exc:
+            raise _creation_error(self.name(short), exc) from None
         self._semaphores[short] = sem
         self._write_manifest()
         return sem
@@ -155,18 +194,23 @@ class Run:
             raise ShmError(f"{what}: run {self.run_id} is closed")
 
     def close(self) -> None:
-        """Release this process's maps; the owner also unlinks every name, manifest last."""
+        """Release this process's maps; the owner also unlinks every name, manifest last, and
+        then gives up the run lock. In a forked child nothing is unlinked."""
         if self._closed:
             return
         self._closed = True
+        unlink = self.owner and os.getpid() == self._pid
         for sem in self._semaphores.values():
-            if self.owner:
+            if unlink:
                 _ignore_missing(sem.unlink)
             sem.close()
-        if self.owner:
+        if unlink:
             for short in self._segments:
                 _ignore_missing(posix_ipc.unlink_shared_memory, "/" + self.name(short))
             _ignore_missing(posix_ipc.unlink_shared_memory, "/" + self.name(MANIFEST))
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
         for mapped in self._maps.values():
             try:
                 mapped.close()
@@ -190,10 +234,38 @@ def _ignore_missing(fn, *args) -> None:  # noqa: ANN001
 
 def _shm_free_bytes() -> int:
     try:
-        stat = os.statvfs(SHM_DIR)
+        vfs = os.statvfs(SHM_DIR)
     except OSError:
         return 0
-    return stat.f_bavail * stat.f_frsize
+    return vfs.f_bavail * vfs.f_frsize
+
+
+def _creation_error(name: str, exc: BaseException) -> ShmError:
+    """A name that could not be created (no inode left, no permission, ...), as ShmError."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        try:
+            vfs = os.statvfs(SHM_DIR)
+            room = (f"; {vfs.f_bavail * vfs.f_frsize:,} bytes and {vfs.f_favail:,} inodes "
+                    f"free in {SHM_DIR}")
+        except OSError:
+            room = ""
+        return ShmError(f"{name}: cannot create it ({reason}{room}). Remove leftovers "
+                        "(agentloop shm clean) or enlarge /dev/shm (docker run --shm-size).")
+    return ShmError(f"{name}: cannot create it in {SHM_DIR} ({reason})")
+
+
+def _after_fork_in_child() -> None:
+    """A forked child shares its parent's runs but does not own them: it drops its copy of
+    each run lock (the parent's lock stays held) and will not unlink anything."""
+    for run in list(_OWNED):
+        if run._lock_fd is not None:
+            os.close(run._lock_fd)
+            run._lock_fd = None
+    _OWNED.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # ------------------------------------------------------------------------- stale runs
@@ -211,39 +283,134 @@ def leftover_entries(directory: Path = SHM_DIR) -> dict[str, list[str]]:
     return runs
 
 
+#: what a sweep makes of a run in /dev/shm
+LIVE, STALE, FOREIGN = "live", "stale", "another user's"
+
+
+def run_state(run_id: str, directory: Path = SHM_DIR) -> str:
+    """``"live"`` while the run's owner holds its lock, ``"stale"`` once nobody does,
+    ``"another user's"`` when this user may not look (nor remove it)."""
+    state, fd = _claim(run_id, directory)
+    if fd is not None:
+        os.close(fd)
+    return state
+
+
 def run_is_alive(run_id: str, directory: Path = SHM_DIR) -> bool:
-    """Whether the run's owner still runs (the pid in its id, with the start time recorded)."""
+    """Whether the run may be in use (its owner holds its lock, or it is not this user's)."""
+    return run_state(run_id, directory) != STALE
+
+
+def _claim(run_id: str, directory: Path) -> tuple[str, int | None]:
+    """The run's state; when stale, also the manifest's descriptor, whose lock this process
+    now holds (so no other sweep works on the run at the same time) until it is closed."""
+    path = directory / f"{PREFIX}{run_id}-{MANIFEST}"
+    try:
+        # O_NONBLOCK: a FIFO planted under a manifest's name must not hang the sweep
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return STALE, None        # the manifest goes last: what is left is a closed run's
+    except OSError:
+        return FOREIGN, None      # not this user's to read (or not a file agentloop made)
+    state = FOREIGN
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            pass
+        elif run_lock.try_take(fd):
+            state = _unlocked_state(run_id, fd)
+        else:
+            state = LIVE
+    finally:
+        if state != STALE:
+            os.close(fd)
+    return state, fd if state == STALE else None
+
+
+def _unlocked_state(run_id: str, fd: int) -> str:
+    """The state of a run whose manifest lock was free (this process holds it now)."""
+    info = os.fstat(fd)
+    if info.st_nlink == 0:
+        return LIVE               # another sweep removed it meanwhile: nothing left to do
+    raw = os.pread(fd, MANIFEST_BYTES, 0)
+    length = int.from_bytes(raw[:8], "little")
+    try:
+        record = json.loads(raw[8:8 + length]) if 0 < length <= len(raw) - 8 else None
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):    # not written yet: its owner may be creating it
+        return STALE if time.time() - info.st_ctime > CREATING_S else LIVE
+    if record.get("lock") == LOCKED:
+        return STALE
+    return LIVE if _old_owner_lives(run_id, record) else STALE
+
+
+def _old_owner_lives(run_id: str, record: dict) -> bool:
+    """A run of an older version (no lock): its owner's pid and start time, as they did."""
     try:
         pid = int(run_id.split("x", 1)[0])
     except ValueError:
         return False
     start = _process_start(pid)
-    if start is None:
-        return False
-    manifest = directory / f"{PREFIX}{run_id}-{MANIFEST}"
-    try:
-        raw = manifest.read_bytes()
-        length = int.from_bytes(raw[:8], "little")
-        record = json.loads(raw[8:8 + length])
-    except (OSError, ValueError):
-        return True      # the owner lives and is still writing its manifest: leave it alone
     recorded = record.get("owner_start")
-    return recorded is None or abs(float(recorded) - start) < 1.0
+    return start is not None and (recorded is None or abs(float(recorded) - start) < 1.0)
 
 
 def sweep_stale(directory: Path = SHM_DIR) -> list[str]:
-    """Remove every segment and semaphore of runs whose owner is dead; return their names."""
+    """Remove every segment and semaphore of runs whose owner is dead (nobody holds their
+    lock), manifest last; return their names. Another user's leftovers are skipped with a
+    ``RuntimeWarning``."""
     removed: list[str] = []
     for run_id, entries in leftover_entries(directory).items():
-        if run_is_alive(run_id, directory):
+        state, fd = _claim(run_id, directory)
+        if state == FOREIGN:
+            _warn_foreign(run_id, entries, directory)
+        if state != STALE:
             continue
-        for entry in sorted(entries, key=lambda e: e.endswith(MANIFEST)):
-            if entry.startswith("sem."):
-                _ignore_missing(posix_ipc.unlink_semaphore, "/" + entry[4:])
-            else:
-                _ignore_missing(posix_ipc.unlink_shared_memory, "/" + entry)
-            removed.append(entry)
+        refused = []
+        try:
+            for entry in sorted(entries, key=lambda e: e.endswith(MANIFEST)):
+                outcome = _unlink_entry(entry)
+                if outcome == "removed":
+                    removed.append(entry)
+                elif outcome == "refused":
+                    refused.append(entry)
+        finally:
+            if fd is not None:
+                os.close(fd)
+        if refused:
+            _warn_foreign(run_id, refused, directory)
     return removed
+
+
+def _unlink_entry(entry: str) -> str:
+    try:
+        if entry.startswith("sem."):
+            posix_ipc.unlink_semaphore("/" + entry[4:])
+        else:
+            posix_ipc.unlink_shared_memory("/" + entry)
+    except posix_ipc.ExistentialError:
+        return "missing"
+    except (posix_ipc.PermissionsError, PermissionError):
+        return "refused"
+    return "removed"
+
+
+def owner_uid(entries: list[str], directory: Path = SHM_DIR) -> int | None:
+    """The user id that owns the first of ``entries`` that still exists."""
+    for entry in entries:
+        try:
+            return os.lstat(directory / entry).st_uid
+        except OSError:
+            continue
+    return None
+
+
+def _warn_foreign(run_id: str, entries: list[str], directory: Path) -> None:
+    uid = owner_uid(entries, directory)
+    warnings.warn(f"{directory}: left run {run_id} alone ({len(entries)} entries): they "
+                  f"belong to another user (uid {uid}) or were not made by agentloop; their "
+                  "owner or root can remove them (`agentloop shm clean`)", RuntimeWarning,
+                  stacklevel=3)
 
 
 def entries_of(run_ids: Iterable[str], directory: Path = SHM_DIR) -> list[str]:

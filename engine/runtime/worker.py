@@ -226,7 +226,8 @@ def warm_up(state: SharedState, fscratch: np.ndarray, iscratch: np.ndarray,
 def worker_main(specs: tuple[StateSpec, ...], n_workers: int, index: int,
                 slices: tuple[tuple[tuple[int, int], ...], ...], chunk: int,
                 respawned: bool = False) -> None:
-    """Entry point of a spawned worker process (one Numba thread; the workers are the cores).
+    """The loop of a worker process (one Numba thread; the workers are the cores), started by
+    :mod:`engine.runtime.worker_main`.
 
     ``slices[w][p]`` is worker ``w``'s ``(lo, hi)`` range of population ``p``; this worker
     steps ``slices[index]`` and helps with the next worker's. ``respawned``: it replaces a

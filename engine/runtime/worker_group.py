@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import time
 from collections.abc import Callable, Sequence
 
@@ -12,21 +11,21 @@ from engine.errors import WorkerError
 from engine.runtime.journal import Journal
 from engine.runtime.shared_state import ControlBlock, SharedState
 from engine.runtime.shm import Run
-from engine.runtime.worker import worker_main
+from engine.runtime.worker_process import WorkerProcess
 
 #: how long start() waits for workers to attach and compile their kernels
 START_TIMEOUT_S = 300.0
 
 
 class WorkerGroup:
-    """``count`` spawned worker processes, worker ``w`` owning ``slices[w]`` (one ``(lo, hi)``
+    """``count`` worker processes, worker ``w`` owning ``slices[w]`` (one ``(lo, hi)``
     per population), released each tick by a ``go`` semaphore and answering on ``done``.
 
     A worker that dies or hangs is replaced on the same slice; a commit it died in is first
     finished from its journal, so every agent is wholly at its old or its new state.
     """
 
-    processes: list[mp.process.BaseProcess]
+    processes: list[WorkerProcess]
     slices: list[tuple[tuple[int, int], ...]]
     #: workers replaced since start, and commits finished from a dead worker's journal
     respawns: int
@@ -66,13 +65,9 @@ class WorkerGroup:
             self._ready[w] = True
         self._on_pids_changed(self.pids)
 
-    def _spawn(self, w: int, respawned: bool = False) -> mp.process.BaseProcess:
-        proc = mp.get_context("spawn").Process(
-            target=worker_main, name=f"agentloop-worker-{w}",
-            args=(self._specs, self.count, w, tuple(self.slices), self.chunk, respawned),
-            daemon=True)
-        proc.start()
-        return proc
+    def _spawn(self, w: int, respawned: bool = False) -> WorkerProcess:
+        return WorkerProcess((self._specs, self.count, w, tuple(self.slices), self.chunk,
+                              respawned), name=f"agentloop-worker-{w}")
 
     def _wait(self, w: int, until: float) -> bool:
         """Wait for worker ``w``'s done signal; False if it died or ``until`` passed."""

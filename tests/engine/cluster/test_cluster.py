@@ -141,6 +141,10 @@ def test_shards_on_two_nodes_match_a_single_engine(cluster: Cluster) -> None:
             actions = engine.step(obs, budget_s=budget, level=levels[k])
             np.testing.assert_array_equal(actions, expected[k])
             np.testing.assert_array_equal(engine.stale, expected_stale[k])
+        for bad in ({"budget_s": "0.1"}, {"budget_s": float("nan")}, {"level": 2.5}):
+            with pytest.raises(ConfigError, match="ClusterEngine.step: (budget_s|level) must"):
+                engine.step(obs, **bad)             # refused before any shard is asked
+        assert engine.tick == 10
         state = engine.agent_state()
         for name in Engine.STATE_ARRAYS:
             np.testing.assert_array_equal(state[name], final[name])
