@@ -65,7 +65,7 @@ class Journal:
             size = state.spec.state_size
             qs = beliefs[:rows * size].reshape(rows, size)
             codec.decode(state.qs[lo:hi], qs)
-        numba_step.step_agents(state.km, kc, state.agent_ids[lo:hi], state.obs[lo:hi], qs,
+        numba_step.step_agents(state.kref, kc, state.agent_ids[lo:hi], state.obs[lo:hi], qs,
                                prev_action, started, staged["q_pi"][:rows], staged["G"][:rows],
                                staged["actions"][:rows], state.spec.seed, tick, fscratch,
                                iscratch, state.spec.scratch_sizes, kc.num_iter, token)

@@ -76,6 +76,7 @@ class SharedState:
                  km: numba_step.KernelModel) -> None:
         self.spec = spec
         self.km = km
+        self.kref = numba_step.kernel_model_ref(km)
         self.codec_instance = (BeliefCodec(spec.beliefs, np.array(spec.state_offset))
                                if spec.quantized else None)
         config = InferenceConfig.from_dict(spec.config)

@@ -209,7 +209,7 @@ def run_chunk(state: SharedState, kc: numba_step.KernelConfig, start: int, end: 
         size = state.spec.state_size
         qs = beliefs[:(end - start) * size].reshape(end - start, size)
         codec.decode(state.qs[chunk], qs)
-    numba_step.step_agents(state.km, kc, state.agent_ids[chunk], state.obs[chunk], qs,
+    numba_step.step_agents(state.kref, kc, state.agent_ids[chunk], state.obs[chunk], qs,
                            state.prev_action[chunk], state.started[chunk], state.q_pi[chunk],
                            state.G[chunk], state.actions[chunk], state.spec.seed, tick,
                            fscratch, iscratch, state.spec.scratch_sizes, kc.num_iter, token)

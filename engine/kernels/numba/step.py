@@ -14,6 +14,12 @@ import numpy as np
 from numba import njit, prange
 
 from engine.kernels.numba.expected_free_energy import expected_free_energy_one
+from engine.kernels.numba.kernel_model import (
+    KernelModel,
+    KernelModelRef,
+    kernel_model_ref,
+    unpack,
+)
 from engine.kernels.numba.scratch import (
     first_memo,
     first_step_slot,
@@ -32,22 +38,10 @@ from engine.kernels.numba.stages import (
 from engine.model.layout import ModelLayout
 
 __all__ = [
-    "KernelConfig", "KernelModel", "first_bad_observation", "kernel_config", "kernel_model",
-    "kernel_model_from", "scratch_float_size", "scratch_int_size", "scratch_sizes",
-    "step_agents",
+    "KernelConfig", "KernelModel", "KernelModelRef", "first_bad_observation", "kernel_config",
+    "kernel_model", "kernel_model_from", "kernel_model_ref", "scratch_float_size",
+    "scratch_int_size", "scratch_sizes", "step_agents",
 ]
-
-KernelModel = namedtuple(
-    "KernelModel",
-    [
-        "num_states", "num_obs", "num_controls", "state_offset", "joint_stride", "joint_slot",
-        "A_flat", "A_offset", "A_cols", "jidx", "Bt_flat", "B_offset", "B_sparse", "Bs_rowptr",
-        "Bs_col", "Bs_val", "B_det", "Bd_row", "Bd_val", "jidx_identity", "D_flat", "utility",
-        "ambiguity", "po_ptr", "po_idx", "po_val", "po_dense", "pf_const", "pf_ptr", "pf_idx",
-        "pf_val", "pf_rest", "lnE", "lnC", "obs_offset", "obs_stride", "node_depth",
-        "node_action", "leaf_of_policy", "first_action", "Bc_colptr", "Bc_row", "utility_B",
-    ],
-)
 
 KernelConfig = namedtuple(
     "KernelConfig",
@@ -168,9 +162,10 @@ def _finish_step(km, kc, i, agent_id, qs, prev_action, started, q_pi_out, G_out,
 
 
 @njit(cache=True, parallel=True)
-def step_agents(km, kc, agent_ids, obs, qs, prev_action, started, q_pi_out, G_out,
+def step_agents(kref, kc, agent_ids, obs, qs, prev_action, started, q_pi_out, G_out,
                 actions_out, seed, tick, fscratch, iscratch, sizes, num_iter, memo_token):
-    """One full step for every agent ``i`` (rows of the per-agent arrays), in parallel.
+    """One full step for every agent ``i`` (rows of the per-agent arrays), in parallel;
+    ``kref`` is the model's :class:`KernelModelRef`.
 
     ``agent_ids[i]`` keys the random stream; scratch rows are taken by thread id. Agents at
     their episode's first step reuse the results of an earlier agent that started on the same
@@ -181,6 +176,7 @@ def step_agents(km, kc, agent_ids, obs, qs, prev_action, started, q_pi_out, G_ou
     ``numba.set_num_threads(1)`` for one thread too: a plain loop over the same body ran 2x
     slower (Numba reference-counts the model arrays per agent there, not in a parallel body).
     """
+    km = unpack(kref)
     n = obs.shape[0]
     last = iscratch.shape[1] - 1
     for t in range(iscratch.shape[0]):
