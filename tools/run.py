@@ -208,9 +208,9 @@ def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
           f"worker process"
           f"{'' if workers == 1 else 'es'}{' per shard' if where else ''}, {n_ticks} ticks at "
           f"{options.hz:g} Hz{where}", file=out)
+    print(footprint_of(options).line(), file=out)
     print(f"model: {layout_of(model, config).gain_path_reason()} (information gain)",
           file=out)
-    print(footprint_of(options).line(), file=out)
     print("starting (the first run on a machine compiles the kernels, about 30-90 s) ...",
           file=out, flush=True)
     started = time.monotonic()
