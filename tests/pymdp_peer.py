@@ -153,8 +153,8 @@ class MemoPeer:
         self.agent: Any = None
 
     def step(self, obs: np.ndarray, handed: np.ndarray) -> PeerTick:
-        """The tick on ``obs``, after which the agent is handed ``handed`` (agentloop's action:
-        pymdp's own where they agree, the tie-break's where they differ only at a tie)."""
+        """The tick on ``obs``, after which the agent holds ``handed``, agentloop's action
+        (its own where the two agree; a different one counts as a tie or a mismatch)."""
         obs_key = tuple(int(o) for o in obs)
         key = (obs_key, tuple(int(a) for a in self.history[-1][1]) if self.history else None)
         entry = self.node.get(key)
