@@ -2,13 +2,15 @@
 minutes: the float64 step, the learning step (float64 and float32) and the stage entry points
 ``test_stages.py`` calls.
 
-``tests/conftest.py`` runs this in a background process when a session starts, so these cold
-compiles take the second core while the first runs the early tests; a test that needs a kernel
-then loads it from the cache (or, if it comes first, compiles it as it would have anyway).
+``tests/conftest.py`` runs this in a background process when a session starts, at the lowest
+priority, so these cold compiles take the core the early tests leave idle; a test that needs a
+kernel then loads it from the cache (or, if it comes first, compiles it as it would have).
 Nothing here is asserted: the tests that use these kernels check them.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -21,7 +23,9 @@ def _step_once(agents: Agents) -> None:
 
 
 def main() -> None:
-    """Run each kernel once on two agents (the signatures the tests compile)."""
+    """Run each kernel once on two agents (the signatures the tests compile), at the lowest
+    priority: only on CPU time the tests leave idle."""
+    os.nice(19)
     _step_once(Agents(grid_model(3), 2, InferenceConfig(dtype="float64")))
     learner = random_model(np.random.default_rng(0), [3, 4], [3, 2], [2, 2], with_pA=True,
                            with_pB=True)
