@@ -3,11 +3,19 @@
 Each pymdp agent is an ``Agent`` built by ``GenerativeModel.to_pymdp``; per tick it does what
 ``Agents.step`` does: ``infer_states`` (then ``update_A``/``update_B`` when learning),
 ``infer_policies`` and ``sample_action``.
+
+A pymdp agent's tick is a deterministic function of its model, its config and its history (the
+observations it was given and the actions it was handed), so its results are remembered per
+history (:class:`PeerMemo`): a test that gives pymdp a history another test already gave it
+(the float32 twin of a float64 test, another backend on the same model and observations)
+reads the same numbers instead of computing them again. A history not seen before is computed
+by a real ``Agent``, rebuilt by replaying the history's earlier ticks.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 from pymdp import control as pymdp_control
@@ -65,7 +73,7 @@ def run_side_by_side(model: GenerativeModel, config: InferenceConfig, n_agents: 
     agentloop's action so both keep the same history; any other action difference counts.
     """
     ours = Agents(model, n_agents, config, seed=7, backend=backend)  # type: ignore[arg-type]
-    peers = [model.to_pymdp(config.replace(dtype="float64")) for _ in range(n_agents)]
+    peers = [MemoPeer(model, config) for _ in range(n_agents)]
     policies = ours.policies
     out = Mismatch()
     actions = np.zeros((n_agents, model.num_factors), dtype=np.int64)
@@ -76,20 +84,10 @@ def run_side_by_side(model: GenerativeModel, config: InferenceConfig, n_agents: 
             obs = observe(t, actions)
         actions = np.array(ours.step(obs))
         for i, peer in enumerate(peers):
-            qs_prev = peer.qs
-            qs = peer.infer_states([int(o) for o in obs[i]])
-            if config.learn_A:
-                peer.update_A([int(o) for o in obs[i]])
-            if config.learn_B and t > 0:
-                peer.update_B(qs_prev)
-            q_pi, G = peer.infer_policies()
+            tick = peer.step(obs[i], actions[i])
+            qs, q_pi, G = tick.qs, tick.q_pi, tick.G
             marg = marginals(q_pi, policies, model.num_controls)
-            if config.action_selection == "deterministic":
-                action = peer.sample_action().astype(np.int64)
-            else:
-                action = actions[i].copy()
-                peer.action = action.astype(np.float64)
-                peer.step_time()
+            action = tick.action if tick.action is not None else actions[i].copy()
             for f in range(model.num_factors):
                 out.worst_qs = max(out.worst_qs, float(np.abs(ours.qs[f][i] - qs[f]).max()))
             out.worst_G = max(out.worst_G, float(np.abs(ours.G[i] - G).max()))
@@ -100,10 +98,10 @@ def run_side_by_side(model: GenerativeModel, config: InferenceConfig, n_agents: 
                                          float(np.abs(ours_marg[f] - marg[f]).max()))
             if config.learn_A:
                 for m, p in enumerate(ours.pA):  # type: ignore[arg-type]
-                    out.worst_pA = max(out.worst_pA, float(np.abs(p[i] - peer.pA[m]).max()))
+                    out.worst_pA = max(out.worst_pA, float(np.abs(p[i] - tick.pA[m]).max()))
             if config.learn_B:
                 for f, p in enumerate(ours.pB):  # type: ignore[arg-type]
-                    out.worst_pB = max(out.worst_pB, float(np.abs(p[i] - peer.pB[f]).max()))
+                    out.worst_pB = max(out.worst_pB, float(np.abs(p[i] - tick.pB[f]).max()))
             if not np.array_equal(action, actions[i]):
                 tie = all(_is_near_tie(marg[f], action[f], actions[i, f])
                           for f in range(model.num_factors) if action[f] != actions[i, f])
@@ -111,9 +109,90 @@ def run_side_by_side(model: GenerativeModel, config: InferenceConfig, n_agents: 
                     out.tie_mismatches += 1
                 else:
                     out.action_mismatches += 1
-                peer.action = actions[i].astype(np.float64)
     return out
 
 
 def _is_near_tie(marginal: np.ndarray, a: int, b: int) -> bool:
     return abs(float(marginal[a]) - float(marginal[b])) < TIE_GAP
+
+
+@dataclasses.dataclass(frozen=True)
+class PeerTick:
+    """What one pymdp agent's tick gave: its posterior, q(pi), G, the action it chose
+    (None where the config's selection is stochastic: it is handed agentloop's) and, when
+    learning, its pA / pB after the tick (read-only copies)."""
+
+    qs: tuple[np.ndarray, ...]
+    q_pi: np.ndarray
+    G: np.ndarray
+    action: np.ndarray | None
+    pA: tuple[np.ndarray, ...] | None
+    pB: tuple[np.ndarray, ...] | None
+
+
+class PeerMemo:
+    """The ticks pymdp computed, per (model, config): a tree whose edges are one tick's
+    inputs, the observation and the action the agent was handed at the tick before."""
+
+    _roots: dict[tuple[str, str], dict] = {}
+
+    @classmethod
+    def root(cls, model: GenerativeModel, config: InferenceConfig) -> dict:
+        return cls._roots.setdefault((model.content_hash(), repr(config)), {})
+
+
+class MemoPeer:
+    """One pymdp agent that reads its ticks from :class:`PeerMemo` while its history is one
+    computed before, and computes them with a real ``Agent`` (rebuilt by replaying the
+    history) from the first tick that is new."""
+
+    def __init__(self, model: GenerativeModel, config: InferenceConfig) -> None:
+        self.model, self.config = model, config.replace(dtype="float64")
+        self.node = PeerMemo.root(model, self.config)
+        self.history: list[tuple[tuple[int, ...], np.ndarray]] = []   # (obs, action handed)
+        self.agent: Any = None
+
+    def step(self, obs: np.ndarray, handed: np.ndarray) -> PeerTick:
+        """The tick on ``obs``, after which the agent holds ``handed``, agentloop's action
+        (its own where the two agree; a different one counts as a tie or a mismatch)."""
+        obs_key = tuple(int(o) for o in obs)
+        key = (obs_key, tuple(int(a) for a in self.history[-1][1]) if self.history else None)
+        entry = self.node.get(key)
+        if entry is None:
+            if self.agent is None:
+                self.agent = self.model.to_pymdp(self.config)
+                for t, (past_obs, past_handed) in enumerate(self.history):
+                    self._tick(t, past_obs, past_handed)
+            entry = self.node[key] = (self._tick(len(self.history), obs_key, handed), {})
+        else:
+            self.agent = None             # behind the memo now; rebuilt if a new tick comes
+        self.history.append((obs_key, handed.copy()))
+        self.node = entry[1]
+        return entry[0]
+
+    def _tick(self, t: int, obs: tuple[int, ...], handed: np.ndarray) -> PeerTick:
+        peer, config = self.agent, self.config
+        qs_prev = peer.qs
+        qs = peer.infer_states(list(obs))
+        if config.learn_A:
+            peer.update_A(list(obs))
+        if config.learn_B and t > 0:
+            peer.update_B(qs_prev)
+        q_pi, G = peer.infer_policies()
+        if config.action_selection == "deterministic":
+            action = _frozen(peer.sample_action().astype(np.int64))
+        else:
+            action = None
+            peer.action = handed.astype(np.float64)
+            peer.step_time()
+        if action is not None and not np.array_equal(action, handed):
+            peer.action = handed.astype(np.float64)
+        return PeerTick(tuple(_frozen(q) for q in qs), _frozen(q_pi), _frozen(G), action,
+                        tuple(_frozen(p) for p in peer.pA) if config.learn_A else None,
+                        tuple(_frozen(p) for p in peer.pB) if config.learn_B else None)
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    out = np.array(array)
+    out.setflags(write=False)
+    return out

@@ -253,6 +253,8 @@ def step_agents_params(km, kc, kp, agent_ids, obs, qs, prev_action, started, q_p
     """One full step (with learning / parameter information gain) for every agent, in parallel."""
     for i in prange(obs.shape[0]):
         tid = numba.get_thread_id()
-        _step_agent_params(km, kc, kp, i, agent_ids[i], obs, qs, prev_action, started,
+        # np.int64(i): Numba types the prange index int64 when it types this loop and uint64
+        # in the parallel body it builds; one type compiles _step_agent_params once, not twice
+        _step_agent_params(km, kc, kp, np.int64(i), agent_ids[i], obs, qs, prev_action, started,
                            q_pi_out, G_out, actions_out, seed, tick, fscratch[tid],
                            iscratch[tid], sizes, num_iter)

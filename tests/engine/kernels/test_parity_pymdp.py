@@ -8,7 +8,7 @@ import pytest
 from engine import InferenceConfig
 from engine.kernels.array_step import KERNEL_ENV
 from engine.kernels.fused import host_compiler
-from tests.pymdp_peer import run_side_by_side
+from tests.pymdp_peer import MemoPeer, PeerMemo, run_side_by_side
 from world.models import grid_model, grid_transitions, random_model
 
 pytest.importorskip("pymdp")
@@ -123,3 +123,27 @@ def test_learning_matches_pymdp(backend: str, learn_A: bool, learn_B: bool, para
     gaps = run_side_by_side(model, config, 2, 10, rng, backend=backend)
     assert gaps.worst() < tol, gaps
     assert gaps.action_mismatches == 0
+
+
+def test_remembered_pymdp_ticks_equal_a_fresh_agents(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tests/pymdp_peer.py`` remembers pymdp's ticks per history: a peer that repeats a
+    history reads them, one whose history branches off (another action handed at tick 2) is
+    computed by an Agent rebuilt from its history; both equal an Agent stepped from scratch."""
+    monkeypatch.setattr(PeerMemo, "_roots", {})
+    model = random_model(np.random.default_rng(21), [3, 4], [3, 2], [2, 2])
+    config = InferenceConfig(policy_len=2, dtype="float64")
+    obs = [np.array([t % 3, (2 * t + 1) % 4]) for t in range(6)]
+    first = [np.array([t % 2, (t // 2) % 2]) for t in range(6)]
+    branch = [*first[:2], 1 - first[2], *first[3:]]
+    for handed, computed in ((first, True), (first, False), (branch, True)):
+        peer, fresh = MemoPeer(model, config), model.to_pymdp(config)
+        for o, a in zip(obs, handed, strict=True):
+            tick = peer.step(o, a)
+            qs = fresh.infer_states([int(x) for x in o])
+            q_pi, G = fresh.infer_policies()
+            action = fresh.sample_action().astype(np.int64)
+            fresh.action = a.astype(np.float64)
+            for got, want in [*zip(tick.qs, qs, strict=True), (tick.q_pi, q_pi), (tick.G, G),
+                              (tick.action, action)]:
+                np.testing.assert_array_equal(got, want)
+        assert (peer.agent is not None) == computed   # a live Agent only where computed
