@@ -61,6 +61,7 @@ class RunOptions:
     xp_kernel: str = "auto"
     log: str | None = None
     snapshot_every: int = 100
+    overwrite: bool = False
     cluster: str | None = None
     shards: int | None = None
     status_every_s: float = 1.0
@@ -222,7 +223,8 @@ def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
     if options.log:
         recorder_class = TickRecorder if options.cluster is None else cluster_recorder()
         recorder = recorder_class(engine, options.log, hz=options.hz, world=world.config(),
-                                  snapshot_every=options.snapshot_every)
+                                  snapshot_every=options.snapshot_every,
+                                  overwrite=options.overwrite)
     summary, error = None, None
     try:
         with engine:
@@ -246,7 +248,10 @@ def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
     finally:
         if recorder is not None:
             recorder.close(summary, error=error)
-    if recorder is not None:
+    if recorder is not None and not recorder.writer.still_at_path():
+        print(f"agentloop run: warning: tick log {options.log} was removed or replaced during "
+              f"the run", file=err)
+    elif recorder is not None:
         print(f"tick log: {options.log} ({recorder.writer.stats['ticks_written']:.0f} ticks; "
               f"replay with: agentloop replay {options.log})", file=out)
     if signum == signal.SIGINT:

@@ -21,11 +21,11 @@ class ClusterRecorder(TickRecorder):
     def __init__(self, engine: ClusterEngine, path: str, *, hz: float | None = None,
                  world: Mapping[str, Any] | None = None,
                  snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
-                 extra: Mapping[str, Any] | None = None) -> None:
+                 extra: Mapping[str, Any] | None = None, overwrite: bool = False) -> None:
         extra = {"cluster": {"shards": engine.shards, "bounds": getattr(engine, "bounds", None),
                              "workers_per_shard": engine.workers}, **dict(extra or {})}
         super().__init__(engine, path, hz=hz, world=world,  # type: ignore[arg-type]
-                         snapshot_every=snapshot_every, extra=extra)
+                         snapshot_every=snapshot_every, extra=extra, overwrite=overwrite)
         self._last_snapshot = -1
 
     def record(self, info: TickInfo | None = None) -> None:

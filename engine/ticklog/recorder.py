@@ -20,12 +20,13 @@ DEFAULT_SNAPSHOT_EVERY = 100
 
 
 class TickRecorder:
-    """Writes one engine's ticks to the tick log at ``path`` (one population)."""
+    """Writes one engine's ticks to the tick log at ``path`` (one population); an existing
+    ``path`` is refused unless ``overwrite`` (:class:`~engine.ticklog.writer.TickLogWriter`)."""
 
     def __init__(self, engine: EngineBase, path: str, *, hz: float | None = None,
                  world: Mapping[str, Any] | None = None,
                  snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
-                 extra: Mapping[str, Any] | None = None) -> None:
+                 extra: Mapping[str, Any] | None = None, overwrite: bool = False) -> None:
         if len(engine.populations) != 1:
             raise ConfigError("TickRecorder: a tick log records an engine with one population")
         if snapshot_every < 0:
@@ -43,7 +44,8 @@ class TickRecorder:
                    "backend": self._backend(),
                    "xp_kernel": getattr(engine, "xp_kernel", "array"),
                    **dict(extra or {})})
-        self.writer = TickLogWriter(path, header, snapshot_every=snapshot_every)
+        self.writer = TickLogWriter(path, header, snapshot_every=snapshot_every,
+                                    overwrite=overwrite)
 
     def _backend(self) -> str:
         """The population's backend now (``"numba"`` after a failover; a cluster's shards

@@ -3,6 +3,7 @@ a background thread, so a tick only pays for copying its arrays."""
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import os
 import queue
@@ -69,9 +70,38 @@ def _fast_mcap_zstd() -> None:
         mcap.writer.zstandard = _FastZstd  # type: ignore[attr-defined]
 
 
-def _open_regular(path: str) -> tuple[BinaryIO, bool]:
-    """``path`` opened for writing, and whether this call created it; TickLogError when it
-    cannot be written or is not a regular file (a device, a FIFO, a directory, a socket)."""
+def _lock(fd: int, path: str) -> None:
+    """Hold an exclusive advisory lock on ``fd`` (released when it is closed); TickLogError
+    naming ``path`` when another writer holds one. Readers take no lock."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise TickLogError(f"tick log {path!r} is in use by another writer") from None
+
+
+def log_in_use(path: str | os.PathLike[str]) -> bool:
+    """Whether a :class:`TickLogWriter` (in any process) is writing the file at ``path``; a
+    check before a long start-up, the writer itself refuses such a file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
+
+
+def _open_regular(path: str, overwrite: bool) -> tuple[BinaryIO, bool]:
+    """``path`` opened for writing and locked, and whether this call created it; TickLogError
+    when it cannot be written, is not a regular file (a device, a FIFO, a directory, a
+    socket), is in use by another writer, or exists and ``overwrite`` is false."""
     try:
         try:
             fd, created = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), True
@@ -79,12 +109,19 @@ def _open_regular(path: str) -> tuple[BinaryIO, bool]:
             if not stat.S_ISREG(os.stat(path).st_mode):
                 raise TickLogError(f"cannot write tick log {path!r}: not a regular file"
                                    ) from None
+            if not overwrite:
+                if log_in_use(path):
+                    raise TickLogError(f"tick log {path!r} is in use by another writer"
+                                       ) from None
+                raise TickLogError(f"tick log {path!r} already exists (overwrite=True, or "
+                                   f"agentloop run --overwrite, replaces it)") from None
             fd, created = os.open(path, os.O_WRONLY | os.O_NONBLOCK), False
         if not stat.S_ISREG(os.fstat(fd).st_mode):        # replaced since the check
             os.close(fd)
             raise TickLogError(f"cannot write tick log {path!r}: not a regular file")
+        _lock(fd, path)
         if not created:
-            os.ftruncate(fd, 0)
+            os.ftruncate(fd, 0)             # only once locked: never another writer's file
     except OSError as exc:
         raise TickLogError(f"cannot write tick log {path!r}: {exc.strerror or exc}") from exc
     return os.fdopen(fd, "wb"), created
@@ -101,14 +138,16 @@ class TickLogWriter:
 
     ``snapshot_every`` is recorded for the caller's convenience: :meth:`snapshot_due` says
     whether a tick should have a belief snapshot (0: never); :meth:`write_beliefs` always
-    writes what it is given. An unwritable ``path``, or one that is not a regular file, raises
-    :class:`TickLogError` here; if the header cannot be written a file this writer created is
-    removed, one that was there before is left (emptied).
+    writes what it is given. An unwritable ``path``, one that is not a regular file, one that
+    exists (unless ``overwrite``) or one another writer holds raises :class:`TickLogError`
+    here; if the header cannot be written a file this writer created is removed, one that was
+    there before is left (emptied). The file is locked (``flock``, exclusive, advisory) until
+    the writer closes it; :meth:`still_at_path` says whether ``path`` still names it.
     """
 
     def __init__(self, path: str | os.PathLike[str], header: TickLogHeader, *,
                  flush_every_s: float = 0.5, snapshot_every: int = 0, queue_size: int = 32,
-                 chunk_size: int = 1 << 20) -> None:
+                 chunk_size: int = 1 << 20, overwrite: bool = False) -> None:
         if not flush_every_s > 0:
             raise TickLogError(f"flush_every_s must be > 0, got {flush_every_s}")
         if snapshot_every < 0:
@@ -132,7 +171,10 @@ class TickLogWriter:
         if header.created_unix is None:
             header = TickLogHeader(**{**header.to_dict(), "created_unix": time.time()})
         self.header = header
-        self._stream, created = _open_regular(self.path)
+        self._stream, created = _open_regular(self.path, overwrite)
+        st = os.fstat(self._stream.fileno())
+        self._identity = (st.st_dev, st.st_ino)
+        self._at_path_when_closed: bool | None = None
         try:
             _fast_mcap_zstd()
             self._mcap = Writer(self._stream, chunk_size=chunk_size,
@@ -254,6 +296,21 @@ class TickLogWriter:
                 "queue_full_waits": self._queue_full_waits, "queue_wait_s": self._queue_wait_s,
                 "background_s": self._background_s}
 
+    def still_at_path(self) -> bool:
+        """Whether ``path`` still names the file this writer wrote (False when it was removed
+        or replaced while being written); after :meth:`close`, as it was when the file was
+        closed."""
+        if self._at_path_when_closed is not None:
+            return self._at_path_when_closed
+        return self._same_file()
+
+    def _same_file(self) -> bool:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self._identity
+
     def _check_open(self) -> None:
         self._raise_pending()
         if self._closed:
@@ -314,6 +371,7 @@ class TickLogWriter:
                                      to_json(encode_footer(footer)), t_ns,
                                      min(self._last_tick + 1, _MAX_SEQUENCE))
                     mcap.finish()
+                    self._at_path_when_closed = self._same_file()  # before the inode is freed
                     self._stream.close()
                     self._background_s += time.perf_counter() - t0
                     return
@@ -337,6 +395,7 @@ class TickLogWriter:
         except BaseException as exc:  # noqa: BLE001 (handed to the caller's thread)
             self._error = exc
             try:
+                self._at_path_when_closed = self._same_file()
                 self._stream.close()
             except Exception:  # noqa: BLE001
                 pass

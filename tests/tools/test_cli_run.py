@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,7 @@ def test_run_on_the_array_backend(kernel: str) -> None:
     (["--xp-kernel", "fused"], "--xp-kernel fused: needs --backend cupy, xp-numpy or auto"),
     (["--backend", "xp-numpy", "--xp-kernel", "warp"], "--xp-kernel: invalid choice"),
     (["--frobnicate"], "unrecognized arguments"),
+    (["--overwrite"], "--overwrite needs --log"),
 ])
 def test_bad_command_lines_get_one_line_and_exit_2(args: list[str], message: str) -> None:
     done = _agentloop("run", *args, timeout=60)
@@ -104,3 +106,56 @@ def test_signal_finishes_the_tick_prints_the_summary_and_cleans_up(signum: int,
     assert "(interrupted)" in out and "summary:" in out
     assert "Traceback" not in err
     assert _runs_of(proc.pid) == []
+
+
+def test_an_existing_log_is_replaced_only_with_overwrite(tmp_path: Path) -> None:
+    path = tmp_path / "run.mcap"
+    path.write_bytes(b"an earlier log")
+    done = _agentloop("run", "--agents", "50", "--ticks", "3", "--hz", "50", "--log", str(path))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == (f"agentloop run: error: --log {path}: already exists; "
+                                   f"pass --overwrite to replace it")
+    assert path.read_bytes() == b"an earlier log"
+    done = _agentloop("run", "--agents", "50", "--ticks", "3", "--hz", "50", "--log", str(path),
+                      "--overwrite")
+    assert done.returncode == 0, done.stderr
+    assert f"replay with: agentloop replay {path}" in done.stdout
+    assert _agentloop("replay", str(path), timeout=120).returncode == 0
+
+
+def test_a_log_being_written_is_refused_even_with_overwrite(tmp_path: Path) -> None:
+    from engine.ticklog.reader import TickLogReader
+    from engine.ticklog.schema import TickLogHeader
+    from engine.ticklog.writer import TickLogWriter
+
+    path = tmp_path / "busy.mcap"
+    writer = TickLogWriter(path, TickLogHeader(n_agents=2))
+    writer.write_tick(0, [[0], [1]], [[0], [1]])
+    done = _agentloop("run", "--agents", "50", "--ticks", "3", "--hz", "50", "--log", str(path),
+                      "--overwrite")
+    writer.close()
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == f"agentloop run: error: --log {path}: in use by another writer"
+    with TickLogReader(path) as reader:
+        assert [t.tick for t in reader.ticks()] == [0] and reader.footer is not None
+
+
+def test_a_log_removed_during_the_run_is_not_reported_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "doomed.mcap"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "tools", "run", "--agents", "50", "--ticks",
+                             "60", "--hz", "20", "--log", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 120
+        while not path.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+            time.sleep(0.01)
+        path.unlink()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "replay with" not in out
+    assert err.strip() == (f"agentloop run: warning: tick log {path} was removed or replaced "
+                           f"during the run")

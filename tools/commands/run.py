@@ -66,7 +66,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--log", default=None, metavar="PATH",
                      help="write a tick log (MCAP: header, every tick's observations, actions, "
                           "level and stale agents, belief snapshots) to PATH, for "
-                          "`agentloop replay` and `agentloop inspect`")
+                          "`agentloop replay` and `agentloop inspect`; an existing PATH is "
+                          "refused unless --overwrite")
+    run.add_argument("--overwrite", action="store_true",
+                     help="with --log: replace PATH if it exists (never one another run is "
+                          "writing)")
     run.add_argument("--cluster", default=None, metavar="ADDRESS",
                      help="spread the agents over a Ray cluster: ray://host:port, host:6379, "
                           "auto, or local (starts Ray here); needs the [cluster] extra")
@@ -82,6 +86,18 @@ def _usage_error(message: str) -> int:
     message = " ".join(message.split())  # one line, even if a path holds newlines
     print(f"agentloop run: error: {message}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def _log_taken(path: str, overwrite: bool) -> str | None:
+    """Why the tick log at ``path`` must not be written (None when it may): another run is
+    writing it, or it exists and ``overwrite`` is false. The writer checks again itself."""
+    from engine.ticklog.writer import log_in_use
+
+    if log_in_use(path):
+        return "in use by another writer"
+    if not overwrite and os.path.lexists(path):
+        return "already exists; pass --overwrite to replace it"
+    return None
 
 
 def _cores() -> int:
@@ -110,6 +126,11 @@ def main_run(args: argparse.Namespace) -> int:
         problem = unwritable(args.log)
         if problem:
             return _usage_error(f"--log {args.log}: {problem}")
+        problem = _log_taken(args.log, args.overwrite)
+        if problem:
+            return _usage_error(f"--log {args.log}: {problem}")
+    elif args.overwrite:
+        return _usage_error("--overwrite needs --log")
     if args.backend == "cupy":
         from engine.errors import ConfigError
         from engine.kernels.backends import resolve_backend
@@ -130,6 +151,7 @@ def main_run(args: argparse.Namespace) -> int:
                          backend=args.backend, xp_kernel=args.xp_kernel,
                          policy_len=args.policy_len, seed=args.seed,
                          log=args.log, snapshot_every=args.snapshot_every,
+                         overwrite=args.overwrite,
                          cluster=args.cluster, shards=args.shards)
     problem = request_problem(options)
     if problem:

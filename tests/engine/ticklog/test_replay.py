@@ -113,6 +113,20 @@ def test_replay_from_a_snapshot(tmp_path: Path) -> None:
     assert (result.first_tick, result.last_tick, result.ticks) == (17, 29, 13)
 
 
+def test_recorder_refuses_an_existing_log_unless_overwrite(tmp_path: Path) -> None:
+    from engine.errors import TickLogError
+    world = GridWorld(5, 10)
+    path = tmp_path / "kept.mcap"
+    path.write_bytes(b"an earlier log")
+    with Engine(world.model(), 10, workers=0) as engine:
+        with pytest.raises(TickLogError, match="already exists"):
+            TickRecorder(engine, str(path))
+        assert path.read_bytes() == b"an earlier log"
+        recorder = TickRecorder(engine, str(path), snapshot_every=0, overwrite=True)
+        recorder.close(engine.run(world, hz=100, ticks=3, on_tick=recorder))
+    assert replay(str(path)).ticks == 3
+
+
 def test_recorder_refuses_what_it_cannot_replay(tmp_path: Path) -> None:
     from engine import Population
     world = GridWorld(5, 10)

@@ -17,7 +17,7 @@ from engine.errors import AgentloopError, TickLogError
 from engine.ticklog import schema as ticklog
 from engine.ticklog.reader import TickLogReader
 from engine.ticklog.schema import INLINE_MAX, BeliefSnapshot, TickLogHeader, TickRecord
-from engine.ticklog.writer import TickLogWriter
+from engine.ticklog.writer import TickLogWriter, log_in_use
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -410,12 +410,12 @@ def test_a_failed_header_leaves_a_file_that_was_there(tmp_path: Path) -> None:
     existing = tmp_path / "kept.mcap"
     existing.write_bytes(b"an earlier log")
     with pytest.raises(TickLogError, match="header"):
-        TickLogWriter(existing, header(config={"x": object()}))
+        TickLogWriter(existing, header(config={"x": object()}), overwrite=True)
     assert existing.exists()
     link = tmp_path / "link.mcap"
     link.symlink_to(existing)
     with pytest.raises(TickLogError, match="header"):
-        TickLogWriter(link, header(config={"x": object()}))
+        TickLogWriter(link, header(config={"x": object()}), overwrite=True)
     assert link.is_symlink() and existing.exists()
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
@@ -430,7 +430,7 @@ def test_header_fields_are_checked_on_reading(tmp_path: Path) -> None:
                             ({"hz": 0.0}, "hz must be a number > 0"),
                             ({"workers": True}, "workers must be a whole number"),
                             ({"extra": [1]}, "extra must be a JSON object")):
-        path = tmp_path / "h.mcap"
+        path = tmp_path / f"h-{message.split()[0]}.mcap"
         TickLogWriter(path, header(**fields)).close()
         with pytest.raises(TickLogError, match=message):
             TickLogReader(path)
@@ -472,3 +472,66 @@ def test_a_header_too_large_to_read_back_is_not_written(tmp_path: Path,
                                            r"more than a tick log carries \(200\)"):
         TickLogWriter(tmp_path / "h.mcap", header())
     assert not (tmp_path / "h.mcap").exists()
+
+
+def test_an_existing_log_is_refused_unless_overwrite(tmp_path: Path) -> None:
+    path = tmp_path / "old.mcap"
+    path.write_bytes(b"an earlier log")
+    with pytest.raises(TickLogError, match=r"old.mcap' already exists \(overwrite=True"):
+        TickLogWriter(path, header())
+    assert path.read_bytes() == b"an earlier log"          # untouched
+    link = tmp_path / "dangling.mcap"
+    link.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(TickLogError, match="dangling.mcap"):
+        TickLogWriter(link, header())
+    assert not (tmp_path / "nowhere").exists()
+    with TickLogWriter(path, header(), overwrite=True) as w:
+        w.write_tick(0, obs_for(0, 6), act_for(0, 6))
+    with TickLogReader(path) as r:
+        assert [t.tick for t in r.ticks()] == [0]
+
+
+def test_a_second_writer_on_the_same_path_fails_at_once(tmp_path: Path) -> None:
+    """The first writer's lock refuses a second one, with overwrite or not, in one line;
+    the first's file stays valid, and readable while it is being written."""
+    path = tmp_path / "shared.mcap"
+    first = TickLogWriter(path, header(), flush_every_s=0.05)
+    first.write_tick(0, obs_for(0, 6), act_for(0, 6))
+    for overwrite in (False, True):
+        with pytest.raises(TickLogError) as caught:
+            TickLogWriter(path, header(), overwrite=overwrite)
+        message = str(caught.value)
+        assert message == f"tick log {str(path)!r} is in use by another writer"
+    assert log_in_use(path)
+    deadline = time.monotonic() + 5
+    while True:                                  # readers take no lock
+        try:
+            with TickLogReader(path) as r:
+                if [t.tick for t in r.ticks()] == [0]:
+                    break
+        except TickLogError:
+            pass
+        assert time.monotonic() < deadline, "the first writer's tick never became readable"
+        time.sleep(0.02)
+    first.write_tick(1, obs_for(1, 6), act_for(1, 6))
+    first.close({"ticks": 2})
+    assert not log_in_use(path) and first.still_at_path()
+    with TickLogReader(path) as r:
+        assert [t.tick for t in r.ticks()] == [0, 1] and r.footer is not None
+    with TickLogWriter(path, header(), overwrite=True):  # the lock went with the writer
+        pass
+
+
+def test_a_log_removed_or_replaced_while_written_is_noticed(tmp_path: Path) -> None:
+    path = tmp_path / "gone.mcap"
+    with TickLogWriter(path, header()) as w:
+        assert w.still_at_path()
+        w.write_tick(0, obs_for(0, 6), act_for(0, 6))
+        path.unlink()
+        assert not w.still_at_path()
+    assert not w.still_at_path()
+    with TickLogWriter(path, header()) as w:
+        path.unlink()
+        path.write_bytes(b"someone else's file")
+    assert not w.still_at_path()
+    assert path.read_bytes() == b"someone else's file"
