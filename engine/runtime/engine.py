@@ -330,6 +330,8 @@ class Engine(EngineBase, PopulationReads):
         index = population_index(self.populations, population)
         pop = self.population(index)
         idx = select_agents(agents, pop.n_agents)
+        if index in self.devices:
+            self.devices[index].sync()      # the last actions kept are the device's
         _reset_agents(pop, idx, keep_action)
         if index in self.devices:
             self.devices[index].load_from_shared(idx)
