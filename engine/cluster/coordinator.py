@@ -401,9 +401,10 @@ class ClusterEngine(EngineBase):
         state.stale[:] = 0
         self.tick = int(tick)
 
-    def reset(self, agents: np.ndarray | None = None, population: str | int = 0) -> None:
+    def reset(self, agents: np.ndarray | None = None, population: str | int = 0,
+              keep_action: bool = True) -> None:
         """Start a new episode for ``agents`` (indices within the population; default all)
-        of a population (name or position)."""
+        of a population (name or position); ``keep_action`` as in ``Engine.reset``."""
         index = self._population_index(population, "reset")
         idx = select_agents(agents, int(self.populations[index].n_agents))
         refs = []
@@ -411,7 +412,7 @@ class ClusterEngine(EngineBase):
             lo, hi = self.slices[s][index]
             local = idx[(idx >= lo) & (idx < hi)] - lo
             if local.size and self.shard_status[s] == "ok":
-                refs.append(self._supervisor.call(s, "reset", index, local))
+                refs.append(self._supervisor.call(s, "reset", index, local, keep_action))
         _gather(refs, "reset")
         self.states[index].actions[idx] = 0
 

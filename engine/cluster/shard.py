@@ -133,10 +133,11 @@ class _Shard:
         self.ready = True
         return self._state()
 
-    def reset(self, population: int, agents: np.ndarray, discard: int | None) -> None:
+    def reset(self, population: int, agents: np.ndarray, keep_action: bool,
+              discard: int | None) -> None:
         """A new episode for local agent indices ``agents`` of population ``population``."""
         self._discard(discard)
-        self.engine.reset(agents, population=population)
+        self.engine.reset(agents, population=population, keep_action=keep_action)
 
     def set_delay(self, seconds: float) -> None:
         """Test hook: make the next step sleep ``seconds`` before stepping."""

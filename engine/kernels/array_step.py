@@ -223,8 +223,10 @@ class XpStepper:
         """Agents per chunk of a step (bounded by ``scratch_bytes``)."""
         return self._chunk
 
-    def reset(self, agents: Any = None) -> None:
-        """A new episode for ``agents`` (indices; default all): uniform beliefs, prior D next.
+    def reset(self, agents: Any = None, keep_action: bool = True) -> None:
+        """A new episode for ``agents`` (indices; default all): uniform beliefs; the next
+        prior is ``B[last action] @ uniform`` (pymdp's ``Agent.reset()``), or D with
+        ``keep_action=False`` (or for an agent that never stepped).
 
         Resetting every agent also restarts the tick count (the random stream's key).
         """
@@ -233,8 +235,9 @@ class XpStepper:
             self.tick = 0
         for f, v in enumerate(self._qs_views):
             v[idx] = 1.0 / int(self.layout.num_states[f])
-        self._started[idx] = 0
-        self._prev_action[idx] = 0
+        if not keep_action:
+            self._started[idx] = 0
+            self._prev_action[idx] = 0
 
     def load_state(self, qs_flat: np.ndarray, prev_action: np.ndarray, started: np.ndarray,
                    rows: Any = None) -> None:

@@ -128,8 +128,20 @@ class InferenceConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
     @classmethod
-    def from_pymdp(cls, agent: Any, dtype: Dtype = "float64") -> InferenceConfig:
-        """The configuration of a pymdp 0.0.7.1 ``Agent``."""
+    def from_pymdp(cls, agent: Any, dtype: Dtype = "float64", *, learn_A: bool = False,
+                   learn_B: bool = False) -> InferenceConfig:
+        """The configuration of a pymdp 0.0.7.1 ``Agent``.
+
+        Learning is off unless asked for: a pymdp ``Agent`` learns only when its caller calls
+        ``update_A`` / ``update_B``, which the agent cannot tell, so holding ``pA`` / ``pB``
+        (for example only for ``use_param_info_gain``, which is kept) does not turn it on.
+        ``learn_A`` / ``learn_B`` turn it on and need the agent's ``pA`` / ``pB``.
+        """
+        for name, wanted, counts in (("learn_A", learn_A, agent.pA),
+                                     ("learn_B", learn_B, agent.pB)):
+            if wanted and counts is None:
+                raise ConfigError(f"InferenceConfig.from_pymdp: {name}=True needs a pymdp "
+                                  f"agent with p{name[-1]}, and this one has none")
         params = agent.inference_params or {}
         learn_modalities = agent.modalities_to_learn
         learn_factors = agent.factors_to_learn
@@ -146,8 +158,8 @@ class InferenceConfig:
             num_iter=int(params.get("num_iter", 10)),
             dF=float(params.get("dF", 1.0)),
             dF_tol=float(params.get("dF_tol", 0.001)),
-            learn_A=agent.pA is not None,
-            learn_B=agent.pB is not None,
+            learn_A=bool(learn_A),
+            learn_B=bool(learn_B),
             lr_pA=float(agent.lr_pA),
             lr_pB=float(agent.lr_pB),
             modalities_to_learn=learn_modalities,

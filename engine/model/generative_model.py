@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.errors import ModelError
 from engine.model.config import InferenceConfig
-from engine.model.limits import check_policies
+from engine.model.limits import check_policies, refuse_idle_actions
 from engine.model.npz_io import MODEL_FORMAT, load_npz, npz_bytes
 from engine.model.pymdp_convert import pymdp_agent, pymdp_model_arguments
 from engine.model.validation import (
@@ -202,6 +202,8 @@ class GenerativeModel:
                                  f"config asks for policy_len={policy_len}")
             return self.policies
         control = self.control_fac_idx if control_fac_idx is None else tuple(control_fac_idx)
+        if control_fac_idx is not None:
+            refuse_idle_actions(self.num_controls, control)
         check_policies(self.num_controls, control, policy_len)     # before enumerating them
         per_factor = [range(self.num_controls[f]) if f in control else range(1)
                       for f in range(self.num_factors)]

@@ -50,3 +50,15 @@ def check_policies(num_controls: Sequence[int], control: Sequence[int], policy_l
                 f"{policy_len})")
     raise ConfigError(f"{what}, more than agentloop's limit of {MAX_POLICIES:,}; shorten "
                       f"the horizon or give an explicit policy set")
+
+
+def refuse_idle_actions(num_controls: Sequence[int], control: Sequence[int]) -> None:
+    """ConfigError when ``InferenceConfig.control_fac_idx`` leaves out a factor with several
+    actions: pymdp 0.0.7.1 would still enumerate that factor's actions in its policies."""
+    idle = [f for f, u in enumerate(num_controls) if u > 1 and f not in control]
+    if idle:
+        raise ConfigError(
+            f"InferenceConfig.control_fac_idx={list(control)} leaves out factor(s) {idle} "
+            f"with several actions ({[int(num_controls[f]) for f in idle]}), whose actions "
+            f"pymdp 0.0.7.1 would still enumerate in its policies: list them in "
+            f"control_fac_idx, or give the model an explicit policy set")

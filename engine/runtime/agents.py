@@ -176,10 +176,15 @@ class Agents:
         """Actions chosen by the last step, ``(n, n_factors)``, read-only."""
         return self._actions_view
 
-    def reset(self, agents: np.ndarray | None = None) -> None:
-        """Start a new episode for ``agents`` (indices; default all): beliefs back to uniform,
-        the next step's prior is D again (as pymdp's ``Agent.reset``); learnt parameters stay.
-        Resetting every agent also restarts the tick count (the random stream's key)."""
+    def reset(self, agents: np.ndarray | None = None, keep_action: bool = True) -> None:
+        """Start a new episode for ``agents`` (indices; default all): beliefs back to uniform;
+        learnt parameters stay. Resetting every agent also restarts the tick count (the
+        random stream's key).
+
+        ``keep_action=True`` is pymdp 0.0.7.1's ``Agent.reset()``: the last action is kept, so
+        the next step's prior is ``B[:, :, last action] @ uniform`` (D only for an agent that
+        never stepped). ``keep_action=False`` makes a fresh agent: the next prior is D.
+        """
         idx = select_agents(agents, self.n)
         if agents is None:
             self.tick = 0
@@ -187,10 +192,11 @@ class Agents:
         for f in range(self.layout.n_factors):
             lo, hi = offsets[f], offsets[f + 1]
             self._qs[idx, lo:hi] = 1.0 / (hi - lo)
-        self._started[idx] = 0
-        self._prev_action[idx] = 0
+        if not keep_action:
+            self._started[idx] = 0
+            self._prev_action[idx] = 0
         if self._xp is not None:
-            self._xp.reset(agents if agents is None else idx)
+            self._xp.reset(agents if agents is None else idx, keep_action=keep_action)
 
     def memory(self) -> MemoryUse:
         """Bytes per agent (state and learnt parameters), shared model bytes, scratch bytes."""

@@ -316,18 +316,23 @@ class Engine(EngineBase, PopulationReads):
             return dict(zip(self.population_states, actions, strict=True))
         return actions
 
-    def reset(self, agents: np.ndarray | None = None, population: str | int = 0) -> None:
+    def reset(self, agents: np.ndarray | None = None, population: str | int = 0,
+              keep_action: bool = True) -> None:
         """Start a new episode for ``agents`` (indices; default all) of a population: beliefs
-        back to uniform and the next tick's prior is D again (as ``Agents.reset``)."""
+        back to uniform; the next tick's prior is ``B[last action] @ uniform`` (pymdp's
+        ``Agent.reset()``), or D with ``keep_action=False`` (as ``Agents.reset``)."""
         self._require_started("Engine.reset")
         with self._guard.call("Engine.reset"):
-            self._reset(agents, population)
+            self._reset(agents, population, keep_action)
 
-    def _reset(self, agents: np.ndarray | None, population: str | int) -> None:
+    def _reset(self, agents: np.ndarray | None, population: str | int,
+               keep_action: bool) -> None:
         index = population_index(self.populations, population)
         pop = self.population(index)
         idx = select_agents(agents, pop.n_agents)
-        _reset_agents(pop, idx)
+        if index in self.devices:
+            self.devices[index].sync()      # the last actions kept are the device's
+        _reset_agents(pop, idx, keep_action)
         if index in self.devices:
             self.devices[index].load_from_shared(idx)
 
@@ -431,8 +436,9 @@ def _checked_populations(model: GenerativeModel | None, n_agents: int,
     return list(populations)
 
 
-def _reset_agents(pop: PopulationState, idx: np.ndarray | slice) -> None:
-    """Beliefs back to uniform and the next tick's prior D, for agents ``idx`` of ``pop``."""
+def _reset_agents(pop: PopulationState, idx: np.ndarray | slice, keep_action: bool) -> None:
+    """Beliefs back to uniform for agents ``idx`` of ``pop``; unless ``keep_action``, the
+    next tick's prior is D."""
     state = pop.state
     if state.codec_instance is not None:
         state.qs[idx] = 0                            # a log code of 0 everywhere is uniform
@@ -440,8 +446,9 @@ def _reset_agents(pop: PopulationState, idx: np.ndarray | slice) -> None:
         offsets = pop.checker.layout.state_offset
         for f in range(len(offsets) - 1):
             state.qs[idx, offsets[f]:offsets[f + 1]] = 1.0 / (offsets[f + 1] - offsets[f])
-    state.started[idx] = 0
-    state.prev_action[idx] = 0
+    if not keep_action:
+        state.started[idx] = 0
+        state.prev_action[idx] = 0
 
 
 def _worker_slices(populations: Sequence[Population], on_device: Any,

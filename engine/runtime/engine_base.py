@@ -55,8 +55,10 @@ class EngineBase(StopOnSignal, abc.ABC):
         """Advance every agent one tick: observations in, actions out."""
 
     @abc.abstractmethod
-    def reset(self, agents: np.ndarray | None = None, population: str | int = 0) -> None:
-        """Start a new episode for ``agents`` of a population."""
+    def reset(self, agents: np.ndarray | None = None, population: str | int = 0,
+              keep_action: bool = True) -> None:
+        """Start a new episode for ``agents`` of a population (``keep_action``: pymdp's
+        ``Agent.reset()``, the next prior is ``B[last action] @ uniform``; else D)."""
 
     @abc.abstractmethod
     def agent_state(self, population: str | int | None = None) -> dict[str, np.ndarray]:

@@ -135,9 +135,9 @@ def test_first_steps_shared_by_observation_equal_their_own(model_name: str) -> N
     for k in range(3):
         obs = distinct[rng.integers(0, 3, size=n)]
         if k == 2:                                   # half the agents start a new episode
-            together.reset(np.arange(0, n, 2))
+            together.reset(np.arange(0, n, 2), keep_action=False)
             for i in range(0, n, 2):
-                alone[i].reset(np.array([0]))
+                alone[i].reset(np.array([0]), keep_action=False)
         actions = np.array(together.step(obs))
         for i, agent in enumerate(alone):
             np.testing.assert_array_equal(actions[i], agent.step(obs[i:i + 1])[0])
