@@ -220,6 +220,19 @@ def test_bad_combinations_exit_2_before_starting(argv: list[str], message: str,
     assert "Traceback" not in err
 
 
+def test_an_existing_log_is_refused_unless_overwrite(tmp_path,  # noqa: ANN001
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "old.mcap"
+    log.write_bytes(b"keep me")
+    assert main_soak(_args("--log", str(log))) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already exists; pass --overwrite" in err, err
+    assert log.read_bytes() == b"keep me"
+    assert main_soak(_args("--overwrite")) == EXIT_USAGE
+    assert "--overwrite needs --log" in capsys.readouterr().err
+    assert options_from_args(_args("--log", str(log), "--overwrite")).overwrite_log
+
+
 def test_help_names_the_checks_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         _args("--help")

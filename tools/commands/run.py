@@ -88,7 +88,7 @@ def _usage_error(message: str) -> int:
     return EXIT_USAGE
 
 
-def _log_taken(path: str, overwrite: bool) -> str | None:
+def log_taken(path: str, overwrite: bool) -> str | None:
     """Why the tick log at ``path`` must not be written (None when it may): another run is
     writing it, or it exists and ``overwrite`` is false. The writer checks again itself."""
     from engine.ticklog.writer import log_in_use
@@ -126,7 +126,7 @@ def main_run(args: argparse.Namespace) -> int:
         problem = unwritable(args.log)
         if problem:
             return _usage_error(f"--log {args.log}: {problem}")
-        problem = _log_taken(args.log, args.overwrite)
+        problem = log_taken(args.log, args.overwrite)
         if problem:
             return _usage_error(f"--log {args.log}: {problem}")
     elif args.overwrite:

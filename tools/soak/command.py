@@ -70,7 +70,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="most RSS (master + workers) may grow after the warm-up, in percent; "
                         "default 1.0")
     p.add_argument("--log", default=None, metavar="PATH",
-                   help="also write a tick log (as agentloop run --log) to PATH")
+                   help="also write a tick log (as agentloop run --log) to PATH; an existing "
+                        "file is refused unless --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let --log replace an existing file (never one another run is writing)")
     p.add_argument("--report", default=None, metavar="PATH",
                    help="write the report (samples, verdict, failures, summary) as JSON to PATH")
     p.set_defaults(handler=main_soak)
@@ -82,7 +85,8 @@ def options_from_args(args: argparse.Namespace) -> SoakOptions:
                        duration_s=args.duration, workers=args.workers,
                        policy_len=args.policy_len, seed=args.seed,
                        sample_every_s=args.sample_every, warmup_s=args.warmup,
-                       max_rss_growth_pct=args.max_rss_growth, log=args.log)
+                       max_rss_growth_pct=args.max_rss_growth, log=args.log,
+                       overwrite_log=args.overwrite)
 
 
 def _error(message: object) -> None:
@@ -99,6 +103,13 @@ def main_soak(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if problem is None and path is not None:
             reason = unwritable(path)
             problem = f"{flag} {path}: {reason}" if reason else None
+    if problem is None and options.log is not None:
+        from tools.commands.run import log_taken
+
+        reason = log_taken(options.log, options.overwrite_log)
+        problem = f"--log {options.log}: {reason}" if reason else None
+    elif problem is None and options.overwrite_log:
+        problem = "--overwrite needs --log"
     if problem is None:
         from tools.run import RunOptions, request_problem
 

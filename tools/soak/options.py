@@ -28,6 +28,7 @@ class SoakOptions:
     warmup_s: float | None = None
     max_rss_growth_pct: float = 1.0
     log: str | None = None
+    overwrite_log: bool = False
     snapshot_every: int = 100
 
     @property

@@ -61,7 +61,7 @@ def soak(options: SoakOptions, out: TextIO = sys.stdout) -> SoakReport:
         if options.log:
             recorder = TickRecorder(engine, options.log, hz=options.hz,
                                     world=world.config(), snapshot_every=options.snapshot_every,
-                                    extra={"soak": True})
+                                    extra={"soak": True}, overwrite=options.overwrite_log)
         with engine:
             run_id = engine.run_id or ""
             print(f"ready in {time.monotonic() - started:.1f} s (run {run_id})", file=out,
