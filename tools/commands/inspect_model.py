@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from tools.args import EXIT_CODES, EXIT_USAGE, positive_int
+from tools.commands.run import WORLD_NAMES
 
 EXIT_OK = 0
-WORLD_NAMES = ("grid", "foraging")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

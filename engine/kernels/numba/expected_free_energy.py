@@ -57,25 +57,6 @@ def drain_entropy(qo, touched, n_touched):
 
 # ------------------------------------------------------------- dense joint-outcome tables
 @njit(cache=True, fastmath={"contract"})
-def dense_outcomes(po, rows, vals, count, qo):
-    """qo += sum_i vals[i] * po[rows[i], :], four states per pass over ``qo``."""
-    n = qo.shape[0]
-    i = 0
-    while i + 4 <= count:
-        r0, r1, r2, r3 = po[rows[i]], po[rows[i + 1]], po[rows[i + 2]], po[rows[i + 3]]
-        v0, v1, v2, v3 = vals[i], vals[i + 1], vals[i + 2], vals[i + 3]
-        for o in range(n):
-            qo[o] += (v0 * r0[o] + v1 * r1[o]) + (v2 * r2[o] + v3 * r3[o])
-        i += 4
-    while i < count:
-        r0 = po[rows[i]]
-        v0 = vals[i]
-        for o in range(n):
-            qo[o] += v0 * r0[o]
-        i += 1
-
-
-@njit(cache=True, fastmath={"contract"})
 def dense_outcomes_masked(po, q, qo):
     """qo += sum_j q[j] * po[j, :] over the states above e^-16, four states per pass."""
     n = qo.shape[0]
@@ -293,11 +274,6 @@ def big_states(q, q_off, n, tau, big, big_off):
 def gain_from_states(km, rows, vals, count, qo, touched):
     """spm_MDP_G from the predicted states above e^-16 (``rows``, ``vals``), in list order."""
     ambiguity = 0.0
-    if km.po_dense.shape[0]:
-        for i in range(count):
-            ambiguity += vals[i] * km.ambiguity[rows[i]]
-        dense_outcomes(km.po_dense, rows, vals, count, qo)
-        return ambiguity - dense_entropy(qo)
     n_touched = 0
     for i in range(count):
         r = rows[i]
