@@ -104,24 +104,34 @@ def write_model(path: Path, A: list[Any], B: list[Any], C: list[Any], D: list[An
 
 
 # ------------------------------------------------------------------------------------ child
+def _load_model(model_path: str) -> tuple[Any, dict[str, Any], list[Any], list[Any], list[Any],
+                                          list[Any]]:
+    """The model file's arrays, its metadata, and A, B, C, D as float32 JAX arrays."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    data = np.load(model_path)
+    meta = json.loads(bytes(data["meta"]).decode())
+    M, F = meta["num_modalities"], meta["num_factors"]
+
+    def arrays(name: str, count: int) -> list[Any]:
+        return [jnp.asarray(data[f"{name}{i}"], dtype=jnp.float32) for i in range(count)]
+
+    return data, meta, arrays("A", M), arrays("B", F), arrays("C", M), arrays("D", F)
+
+
 class _Batch:
     """One batch of pymdp 1.x agents and its jitted step."""
 
     def __init__(self, model_path: str, policy_len: int, n: int, seed: int) -> None:
         import equinox as eqx
         import jax
-        import jax.numpy as jnp
         import jax.random as jr
         import numpy as np
         from pymdp.agent import Agent
 
-        data = np.load(model_path)
-        meta = json.loads(bytes(data["meta"]).decode())
-        M, F = meta["num_modalities"], meta["num_factors"]
-        A = [jnp.asarray(data[f"A{m}"], dtype=jnp.float32) for m in range(M)]
-        B = [jnp.asarray(data[f"B{f}"], dtype=jnp.float32) for f in range(F)]
-        C = [jnp.asarray(data[f"C{m}"], dtype=jnp.float32) for m in range(M)]
-        D = [jnp.asarray(data[f"D{f}"], dtype=jnp.float32) for f in range(F)]
+        data, meta, A, B, C, D = _load_model(model_path)
+        F = meta["num_factors"]
         self.num_obs = [int(a.shape[0]) for a in A]
         self.n = n
         self.rng = np.random.default_rng(seed)
@@ -176,13 +186,8 @@ class _Vmapped:
         import numpy as np
         from pymdp import control, inference
 
-        data = np.load(model_path)
-        meta = json.loads(bytes(data["meta"]).decode())
-        M, F = meta["num_modalities"], meta["num_factors"]
-        A = [jnp.asarray(data[f"A{m}"], dtype=jnp.float32) for m in range(M)]
-        B = [jnp.asarray(data[f"B{f}"], dtype=jnp.float32) for f in range(F)]
-        C = [jnp.asarray(data[f"C{m}"], dtype=jnp.float32) for m in range(M)]
-        D = [jnp.asarray(data[f"D{f}"], dtype=jnp.float32) for f in range(F)]
+        data, meta, A, B, C, D = _load_model(model_path)
+        F = meta["num_factors"]
         num_controls = [int(b.shape[-1]) for b in B]
         if "policies" in data and int(data["policies"].shape[1]) == policy_len:
             policies = jnp.asarray(data["policies"], dtype=jnp.int32)
