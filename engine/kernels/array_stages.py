@@ -13,7 +13,7 @@ import numpy as np
 from engine.errors import ObservationError
 from engine.kernels.observations import check_array
 from engine.model.config import InferenceConfig
-from engine.model.constants import EPS
+from engine.model.constants import EPS, PYMDP1_MINVAL, TIE_TOL
 from engine.model.layout import ModelLayout
 
 _MASK64 = (1 << 64) - 1
@@ -161,15 +161,23 @@ def check_device_observations(xp: ModuleType, obs: Any, n: int, num_obs: np.ndar
 def infer_states(xp: ModuleType, lay: ModelLayout, cfg: InferenceConfig, like: Any,
                  prior: list[Any], num_iter: int, cdt: np.dtype) -> list[Any]:
     """pymdp's run_vanilla_fpi for every row (closed form for one factor), from the
-    likelihood of each row's observation over the joint states."""
+    likelihood of each row's observation over the joint states. Under pymdp 1.x's semantics
+    ``like`` is its logarithm (floored per modality), the prior is floored too, and every one
+    of ``num_iter`` sweeps runs."""
+    pymdp1 = lay.semantics == "pymdp1"
+    if pymdp1:
+        ln_prior = [xp.log(xp.maximum(p, PYMDP1_MINVAL)) for p in prior]
+        if lay.n_factors == 1:
+            return [softmax(xp, like + ln_prior[0])]
     if lay.n_factors == 1:
         post = (like + EPS) * (prior[0] + EPS)
         return [post * (1.0 / post.sum(axis=1, keepdims=True))]     # as the Numba step rounds
     m, n_factors = like.shape[0], lay.n_factors
     sizes = [int(s) for s in lay.num_states]
-    lnL = xp.log(like + EPS)
+    lnL = like if pymdp1 else xp.log(like + EPS)
     lnL_t = lnL.reshape(m, *sizes)
-    ln_prior = [xp.log(p + EPS) for p in prior]
+    if not pymdp1:
+        ln_prior = [xp.log(p + EPS) for p in prior]
     qs = [xp.full((m, s), 1.0 / s, dtype=cdt) for s in sizes]
 
     def entropy_terms(q: list[Any]) -> Any:
@@ -185,7 +193,7 @@ def infer_states(xp: ModuleType, lay: ModelLayout, cfg: InferenceConfig, like: A
     delta = xp.full(m, float(cfg.dF), dtype=cdt)
     active = xp.ones(m, dtype=bool)
     for _ in range(num_iter):
-        active &= delta >= cfg.dF_tol
+        active &= delta >= (-1.0 if pymdp1 else cfg.dF_tol)
         if not bool(active.any()):
             break
         new_qs = []
@@ -213,7 +221,7 @@ def select_actions(xp: ModuleType, lay: ModelLayout, cfg: InferenceConfig, q_pi:
             p = softmax(xp, xp.log(q_pi + EPS) * cfg.alpha)
             best = draw(xp, p, uniforms_from_keys(xp, keys, tick, 0))
         else:
-            best = xp.argmax(q_pi, axis=1)
+            best = first_max(xp, q_pi)
         return first_action[best]
     out = xp.empty((q_pi.shape[0], lay.n_factors), dtype=xp.int64)
     for f in range(lay.n_factors):
@@ -223,8 +231,13 @@ def select_actions(xp: ModuleType, lay: ModelLayout, cfg: InferenceConfig, q_pi:
             p = softmax(xp, xp.log(marg + EPS) * cfg.alpha)
             out[:, f] = draw(xp, p, uniforms_from_keys(xp, keys, tick, f))
         else:
-            out[:, f] = xp.argmax(marg, axis=1)
+            out[:, f] = first_max(xp, marg)
     return out
+
+
+def first_max(xp: ModuleType, p: Any) -> Any:
+    """Per row, the lowest index whose value is within ``TIE_TOL`` of the row's largest."""
+    return xp.argmax(p >= p.max(axis=1, keepdims=True) - TIE_TOL, axis=1)
 
 
 def draw(xp: ModuleType, p: Any, u: Any) -> Any:

@@ -30,7 +30,7 @@ from engine.kernels.array_stages import (
 )
 from engine.kernels.observations import check_observations
 from engine.model.config import InferenceConfig
-from engine.model.constants import EPS, EXP_M16
+from engine.model.constants import EPS, PYMDP1_MINVAL
 from engine.model.generative_model import GenerativeModel
 from engine.model.layout import ModelLayout, layout_of
 
@@ -46,11 +46,11 @@ KERNELS = ("array", "fused")
 KERNEL_ENV = "AGENTLOOP_XP_KERNEL"
 
 
-def resolve_kernel(kernel: str, learns: bool = False) -> str:
+def resolve_kernel(kernel: str, learns: bool = False, semantics: str = "pymdp0") -> str:
     """``"array"`` or ``"fused"`` for a requested kernel. ``"auto"`` takes
     ``$AGENTLOOP_XP_KERNEL``, else ``"array"`` (the path measured on a GPU so far), and
-    ``"array"`` for a population that ``learns`` (the fused kernel does not); ConfigError for
-    an unknown name."""
+    ``"array"`` for a population that ``learns`` or has pymdp 1.x's ``semantics`` (the fused
+    kernel does neither); ConfigError for an unknown name."""
     chosen = (os.environ.get(KERNEL_ENV) or "array") if kernel == "auto" else kernel
     if chosen not in KERNELS:
         source = f"${KERNEL_ENV}" if kernel == "auto" else "kernel"
@@ -61,6 +61,11 @@ def resolve_kernel(kernel: str, learns: bool = False) -> str:
             return "array"
         raise ConfigError("kernel 'fused' does not run Dirichlet learning or the parameter "
                           "information gain; use kernel='array'")
+    if chosen == "fused" and semantics == "pymdp1":
+        if kernel == "auto":
+            return "array"
+        raise ConfigError("kernel 'fused' computes pymdp 0.0.7.1's quantities only; use "
+                          "kernel='array' for semantics='pymdp1'")
     return chosen
 
 # ------------------------------------------------------------------------------ the stepper
@@ -102,7 +107,7 @@ class XpStepper:
         if compute_dtype not in ("float32", "float64"):
             raise ConfigError(f"XpStepper: compute_dtype must be 'float32' or 'float64', "
                               f"got {compute_dtype!r}")
-        self.kernel = resolve_kernel(kernel, self.learns)
+        self.kernel = resolve_kernel(kernel, self.learns, cfg.semantics)
         self.xp = xp
         self.model = model
         self.n = int(n)
@@ -148,11 +153,15 @@ class XpStepper:
 
         n_joint = lay.n_joint
         # A of each modality over the joint state: (O_m, J), so the likelihood is one gather
-        self._A_joint = []
+        # (pymdp 1.x sums the logarithms of each modality's likelihood floored at its MINVAL)
+        self._A_joint, self._A_like = [], []
         for m in range(lay.n_modalities):
             lo, hi = lay.A_offset[m], lay.A_offset[m + 1]
             compact = np.asarray(lay.A_flat[lo:hi]).reshape(int(lay.num_obs[m]), -1)
             self._A_joint.append(up(compact[:, lay.jidx[m]]))
+            self._A_like.append(up(np.log(np.maximum(compact[:, lay.jidx[m]], PYMDP1_MINVAL)))
+                                if lay.semantics == "pymdp1" else self._A_joint[m])
+        self._gain_cut = float(lay.gain_cut[0])
         # B transposed so that q_next = q @ BT[u]: (U, S_prev, S_next), multiplied densely
         # (docs/architecture.md says why)
         self._BT = [up(np.transpose(b, (2, 1, 0))) for b in model.B]
@@ -351,10 +360,14 @@ class XpStepper:
         return every[self._prev_action[rows, f], ar]
 
     def _likelihood(self, obs: Any, rows: slice) -> Any:
-        """``prod_m A_m[o_m, j]`` over the joint states, ``(rows, J)``."""
-        like = self._A_joint[0][obs[:, 0]]
+        """``prod_m A_m[o_m, j]`` over the joint states, ``(rows, J)``; under pymdp 1.x's
+        semantics ``sum_m ln max(A_m[o_m, j], MINVAL)``."""
+        like = self._A_like[0][obs[:, 0]]
         for mod in range(1, self.layout.n_modalities):
-            like = like * self._A_joint[mod][obs[:, mod]]
+            if self.layout.semantics == "pymdp1":
+                like = like + self._A_like[mod][obs[:, mod]]
+            else:
+                like = like * self._A_like[mod][obs[:, mod]]
         return like
 
     def _learn(self, obs: Any, rows: slice, q_prev: list[Any], post: list[Any]) -> None:
@@ -386,7 +399,7 @@ class XpStepper:
             if cfg.use_utility:
                 value = value + qj @ self._utility[d]
             if cfg.use_states_info_gain:
-                q_thr = xp.where(qj > EXP_M16, qj, 0.0)
+                q_thr = xp.where(qj > self._gain_cut, qj, 0.0)
                 qo = q_thr @ self._po
                 value = value + q_thr @ self._ambiguity - (qo * xp.log(qo + EPS)).sum(axis=-1)
             cum = cum[level.parent] + value

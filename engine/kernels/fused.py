@@ -22,7 +22,7 @@ import numpy as np
 from engine.errors import ConfigError
 from engine.kernels.numba.step import kernel_model
 from engine.model.config import InferenceConfig
-from engine.model.constants import EPS, EXP_M16
+from engine.model.constants import EPS, EXP_M16, TIE_TOL
 from engine.model.layout import ModelLayout
 
 #: The kernel's CUDA C source, shipped beside this module.
@@ -116,7 +116,8 @@ def build_source(layout: ModelLayout, state_dtype: np.dtype, compute_dtype: np.d
     lines = [f"#define BLOCK {BLOCK}", f"#define MIN_BLOCKS {int(min_blocks)}",
              f"#define REAL {_C_TYPES[compute_dtype]}",
              f"#define STATE_T {_C_TYPES[state_dtype]}",
-             f"#define AL_EPS {EPS!r}", f"#define AL_EXP_M16 {EXP_M16!r}"]
+             f"#define AL_EPS {EPS!r}", f"#define AL_EXP_M16 {EXP_M16!r}",
+             f"#define AL_TIE_TOL {TIE_TOL!r}"]
     lines += [f"#define {k} {v}" for k, v in kernel_sizes(layout).items()]
     lines += [f"#define OFF_{k} {v}LL" for k, v in offsets.items()]
     return "\n".join(lines) + "\n" + SOURCE_PATH.read_text()

@@ -376,6 +376,15 @@ __device__ __forceinline__ int draw(const REAL* p, int n, double u) {
 }
 
 // marginal (or full-policy) action selection (cpu.select_action_one)
+// lowest index within AL_TIE_TOL of the largest (engine.model.constants.TIE_TOL)
+__device__ __forceinline__ int first_max(const REAL* p, int n) {
+    REAL top = p[0];
+    for (int k = 1; k < n; ++k) top = p[k] > top ? p[k] : top;
+    for (int k = 0; k < n; ++k)
+        if (p[k] >= top - (REAL)AL_TIE_TOL) return k;
+    return 0;
+}
+
 __device__ __forceinline__ void select_action(const i64* __restrict__ mi, const REAL* qpi,
                                               REAL alpha, i64 flags, u64 key, i64 tick,
                                               i64* out_row) {
@@ -387,8 +396,7 @@ __device__ __forceinline__ void select_action(const i64* __restrict__ mi, const 
             softmax_into(marg, marg, 0, NPOL);
             best = draw(marg, NPOL, uniform_from_key(key, tick, 0));
         } else {
-            for (int p = 1; p < NPOL; ++p)
-                if (qpi[p] > qpi[best]) best = p;
+            best = first_max(qpi, NPOL);
         }
         for (int f = 0; f < NF; ++f) out_row[f] = MI(first_action)[(i64)best * NF + f];
         return;
@@ -405,10 +413,7 @@ __device__ __forceinline__ void select_action(const i64* __restrict__ mi, const 
             softmax_into(marg, marg, 0, n_u);
             out_row[f] = draw(marg, n_u, uniform_from_key(key, tick, f));
         } else {
-            int best = 0;
-            for (int u = 1; u < n_u; ++u)
-                if (marg[u] > marg[best]) best = u;
-            out_row[f] = best;
+            out_row[f] = first_max(marg, n_u);
         }
     }
 }

@@ -13,6 +13,7 @@ import numpy as np
 
 from engine.kernels.rng import uniform
 from engine.model.config import InferenceConfig
+from engine.model.constants import PYMDP1_MINVAL, TIE_TOL
 from engine.model.generative_model import GenerativeModel
 
 EPS = 1e-16
@@ -49,13 +50,25 @@ def initial_prior(model: GenerativeModel, n: int) -> Beliefs:
     return [np.tile(d, (n, 1)) for d in model.D]
 
 
-def log_likelihood(model: GenerativeModel, obs: np.ndarray) -> np.ndarray:
-    """``ln(prod_m A_m[o_m, ...] + 1e-16)`` over the joint state: ``(n, S_1, ..., S_F)``."""
+def log_likelihood(model: GenerativeModel, obs: np.ndarray, semantics: str = "pymdp0"
+                   ) -> np.ndarray:
+    """ln p(o | joint state), ``(n, S_1, ..., S_F)``: ``ln(prod_m A_m[o_m, ...] + 1e-16)``
+    (pymdp 0.0.7.1) or ``sum_m ln max(A_m[o_m, ...], MINVAL)`` (pymdp 1.x)."""
     full_A = model.full_A()
+    if semantics == "pymdp1":
+        total = np.zeros((obs.shape[0], *model.num_states))
+        for m, a in enumerate(full_A):
+            total = total + log_floor(a[obs[:, m]])
+        return total
     like = np.ones((obs.shape[0], *model.num_states))
     for m, a in enumerate(full_A):
         like = like * a[obs[:, m]]
     return spm_log(like)
+
+
+def log_floor(x: np.ndarray) -> np.ndarray:
+    """pymdp 1.x's ``log_stable``: ``ln max(x, MINVAL)``."""
+    return np.log(np.maximum(x, PYMDP1_MINVAL))
 
 
 def free_energy(qs: Beliefs, ln_prior: Beliefs, lnL: np.ndarray | None) -> np.ndarray:
@@ -69,11 +82,15 @@ def free_energy(qs: Beliefs, ln_prior: Beliefs, lnL: np.ndarray | None) -> np.nd
 
 
 def infer_states(model: GenerativeModel, obs: np.ndarray, prior: Beliefs,
-                 num_iter: int = 10, dF: float = 1.0, dF_tol: float = 0.001) -> Beliefs:
-    """pymdp's ``run_vanilla_fpi`` for every agent (each stops on its own convergence)."""
+                 num_iter: int = 10, dF: float = 1.0, dF_tol: float = 0.001,
+                 semantics: str = "pymdp0") -> Beliefs:
+    """pymdp's ``run_vanilla_fpi`` for every agent: 0.0.7.1's stops on each agent's own
+    convergence, 1.x's (``run_factorized_fpi``) runs every one of ``num_iter`` sweeps."""
     n, n_factors = obs.shape[0], model.num_factors
-    lnL = log_likelihood(model, obs)
-    ln_prior = [spm_log(p) for p in prior]
+    if semantics == "pymdp1":
+        dF_tol = -1.0
+    lnL = log_likelihood(model, obs, semantics)
+    ln_prior = [log_floor(p) if semantics == "pymdp1" else spm_log(p) for p in prior]
     if n_factors == 1:
         return [softmax(lnL + ln_prior[0], axis=1)]
     qs = [np.full((n, s), 1.0 / s) for s in model.num_states]
@@ -108,6 +125,20 @@ def joint_outcome_probabilities(model: GenerativeModel) -> np.ndarray:
     return po
 
 
+def states_info_gain_per_modality(A_full: list[np.ndarray], qs_joint: np.ndarray
+                                  ) -> np.ndarray:
+    """pymdp 1.x's ``compute_info_gain`` per agent: the sum over modalities of the outcome
+    entropy less the expected entropy of A's columns (no cut of small states)."""
+    q = qs_joint.reshape(qs_joint.shape[0], -1)
+    gain = np.zeros(q.shape[0])
+    for a in A_full:
+        a2 = a.reshape(a.shape[0], -1)                                  # (O_m, J)
+        h_a = -(a2 * log_floor(a2)).sum(axis=0)
+        qo = q @ a2.T
+        gain += -(qo * log_floor(qo)).sum(axis=1) - q @ h_a
+    return gain
+
+
 def states_info_gain(po: np.ndarray, qs_joint: np.ndarray) -> np.ndarray:
     """pymdp's ``spm_MDP_G`` per agent: mutual information of states and joint outcomes."""
     q = qs_joint.reshape(qs_joint.shape[0], -1)
@@ -122,7 +153,9 @@ def expected_free_energy(model: GenerativeModel, qs: Beliefs, policies: np.ndarr
                          pB: list[np.ndarray] | None = None,
                          A: list[np.ndarray] | None = None,
                          B: list[np.ndarray] | None = None) -> np.ndarray:
-    """pymdp's negative expected free energy ``G`` for every agent and policy: ``(n, P)``.
+    """pymdp's negative expected free energy ``G`` for every agent and policy: ``(n, P)``;
+    ``config.semantics`` picks pymdp 0.0.7.1's or 1.x's (utility of ``C`` as given, gain per
+    modality).
 
     ``A``/``B``/``pA``/``pB`` may be per agent (leading agent axis) when agents learn; by
     default the model's arrays are shared.
@@ -133,8 +166,9 @@ def expected_free_energy(model: GenerativeModel, qs: Beliefs, policies: np.ndarr
     A_full = A if per_agent_A else [a[None] for a in model.full_A()]
     B_used = B if B is not None else [b[None] for b in model.B]
     C = [c[:, None] if c.ndim == 1 else c for c in model.C]
-    ln_pref = [spm_log(softmax(c, axis=0)) for c in C]
-    po_shared = None if per_agent_A else joint_outcome_probabilities(model)
+    per_modality = config.semantics == "pymdp1"
+    ln_pref = C if per_modality else [spm_log(softmax(c, axis=0)) for c in C]
+    po_shared = None if per_agent_A or per_modality else joint_outcome_probabilities(model)
     for p, policy in enumerate(policies):
         qs_pi = qs
         for t in range(policy.shape[0]):
@@ -147,7 +181,9 @@ def expected_free_energy(model: GenerativeModel, qs: Beliefs, policies: np.ndarr
             if config.use_utility:
                 add_utility(G[:, p], qo, ln_pref, t)
             if config.use_states_info_gain:
-                if po_shared is not None:
+                if per_modality:
+                    G[:, p] += states_info_gain_per_modality(model.full_A(), qj)
+                elif po_shared is not None:
                     G[:, p] += states_info_gain(po_shared, qj)
                 else:
                     for i in range(n):
@@ -216,7 +252,8 @@ def action_marginals(q_pi: np.ndarray, policies: np.ndarray, num_controls: tuple
 def select_actions(q_pi: np.ndarray, policies: np.ndarray, num_controls: tuple[int, ...],
                    config: InferenceConfig, seed: int, agent_ids: np.ndarray, tick: int
                    ) -> np.ndarray:
-    """Deterministic argmax (lowest index on ties) or a draw from ``softmax(alpha ln P)``.
+    """Deterministic argmax (lowest index on ties within ``TIE_TOL``) or a draw from
+    ``softmax(alpha ln P)``.
 
     Random draws come from :func:`engine.rng.uniform` keyed by (seed, agent id, tick, factor);
     ``sampling_mode="full"`` picks (or draws) a policy and returns its first action.
@@ -225,7 +262,7 @@ def select_actions(q_pi: np.ndarray, policies: np.ndarray, num_controls: tuple[i
     actions = np.zeros((n, n_factors), dtype=np.int64)
     if config.sampling_mode == "full":
         if config.action_selection == "deterministic":
-            best = np.argmax(q_pi, axis=1)
+            best = first_max(q_pi)
         else:
             p = softmax(spm_log(q_pi) * config.alpha, axis=1)
             best = np.array([_draw(p[i], uniform(seed, int(agent_ids[i]), tick, 0))
@@ -233,12 +270,17 @@ def select_actions(q_pi: np.ndarray, policies: np.ndarray, num_controls: tuple[i
         return policies[best, 0, :].astype(np.int64)
     for f, marg in enumerate(action_marginals(q_pi, policies, num_controls)):
         if config.action_selection == "deterministic":
-            actions[:, f] = np.argmax(marg, axis=1)
+            actions[:, f] = first_max(marg)
         else:
             p = softmax(spm_log(marg) * config.alpha, axis=1)
             actions[:, f] = [_draw(p[i], uniform(seed, int(agent_ids[i]), tick, f))
                              for i in range(n)]
     return actions
+
+
+def first_max(p: np.ndarray) -> np.ndarray:
+    """Per row, the lowest index whose value is within ``TIE_TOL`` of the row's largest."""
+    return np.argmax(p >= p.max(axis=1, keepdims=True) - TIE_TOL, axis=1)
 
 
 def _draw(p: np.ndarray, u: float) -> int:

@@ -7,19 +7,37 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from engine.errors import ConfigError
+from engine.model.pymdp1_convert import is_pymdp1_agent, pymdp1_config_fields
 
 ActionSelection = Literal["deterministic", "stochastic"]
 SamplingMode = Literal["marginal", "full"]
 Dtype = Literal["float32", "float64"]
+Semantics = Literal["pymdp0", "pymdp1"]
+
+#: The defaults each pymdp generation chose for the fields left unset (``None``).
+GENERATION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "pymdp0": {"gamma": 16.0, "alpha": 16.0, "num_iter": 10, "sampling_mode": "marginal"},
+    "pymdp1": {"gamma": 1.0, "alpha": 1.0, "num_iter": 16, "sampling_mode": "full"},
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class InferenceConfig:
     """Inference parameters shared by every agent of a population.
 
-    Names and defaults are those of ``pymdp.agent.Agent`` in pymdp 0.0.7.1 (see
-    ``PYMDP_NOTES.md``). pymdp 1.x changed several defaults; :meth:`pymdp_v1_defaults` gives them.
-    The mathematics stays that of 0.0.7.1 whichever preset is used.
+    Names are those of ``pymdp.agent.Agent``. ``semantics`` picks the pymdp generation whose
+    numbers the agents reproduce (``docs/pymdp1.md``):
+
+    - ``"pymdp0"`` (default): pymdp 0.0.7.1 (see ``PYMDP_NOTES.md``): the state information
+      gain over the joint outcome of all modalities, preferences ``ln softmax(C)``, fixed-point
+      iteration that stops when the free energy settles.
+    - ``"pymdp1"``: pymdp 1.x: the information gain summed per modality (its cost grows with
+      the sum of the outcome counts, not their product), preferences ``C`` as given, exactly
+      ``num_iter`` fixed-point sweeps, and no e^-16 cut of predicted states.
+
+    ``gamma``, ``alpha``, ``num_iter`` and ``sampling_mode`` left unset take the chosen
+    generation's defaults (0.0.7.1: 16, 16, 10, "marginal"; 1.x: 1, 1, 16, "full").
+    :meth:`pymdp_v1_defaults` gives 1.x's defaults with 0.0.7.1's mathematics.
 
     Attributes:
         policy_len: planning horizon; policies are all action sequences of this length.
@@ -36,18 +54,19 @@ class InferenceConfig:
         modalities_to_learn, factors_to_learn: ``"all"`` or a list of indices.
         control_fac_idx: overrides the model's controllable factors when given.
         dtype: ``"float32"`` (production default) or ``"float64"`` (bit-for-bit-ish with pymdp).
+        semantics: ``"pymdp0"`` or ``"pymdp1"``, as above.
     """
 
     policy_len: int = 1
-    gamma: float = 16.0
-    alpha: float = 16.0
+    gamma: float = None  # type: ignore[assignment]  # None: the generation's default
+    alpha: float = None  # type: ignore[assignment]
     action_selection: ActionSelection = "deterministic"
-    sampling_mode: SamplingMode = "marginal"
+    sampling_mode: SamplingMode = None  # type: ignore[assignment]
     use_utility: bool = True
     use_states_info_gain: bool = True
     use_param_info_gain: bool = False
     inference_algo: str = "VANILLA"
-    num_iter: int = 10
+    num_iter: int = None  # type: ignore[assignment]
     dF: float = 1.0
     dF_tol: float = 0.001
     learn_A: bool = False
@@ -58,10 +77,18 @@ class InferenceConfig:
     factors_to_learn: str | tuple[int, ...] = "all"
     control_fac_idx: tuple[int, ...] | None = None
     dtype: Dtype = "float32"
+    semantics: Semantics = "pymdp0"
 
     def __post_init__(self) -> None:
         def fail(name: str, problem: str) -> None:
             raise ConfigError(f"InferenceConfig.{name}: {problem}")
+
+        if self.semantics not in GENERATION_DEFAULTS:
+            fail("semantics", f"must be 'pymdp0' (pymdp 0.0.7.1) or 'pymdp1' (pymdp 1.x), "
+                 f"got {self.semantics!r}")
+        for name, value in GENERATION_DEFAULTS[self.semantics].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
 
         if not isinstance(self.policy_len, int) or isinstance(self.policy_len, bool):
             fail("policy_len", f"must be an int, got {type(self.policy_len).__name__}")
@@ -97,10 +124,22 @@ class InferenceConfig:
             object.__setattr__(
                 self, "control_fac_idx", _int_tuple("control_fac_idx", self.control_fac_idx)
             )
+        if self.semantics == "pymdp1":
+            for name in ("learn_A", "learn_B", "use_param_info_gain"):
+                if getattr(self, name):
+                    fail(name, "is not supported with semantics='pymdp1' yet (pymdp 1.x's "
+                         "learning and parameter information gain are not built); use "
+                         "semantics='pymdp0'")
+
+    @classmethod
+    def pymdp1(cls, **fields: Any) -> InferenceConfig:
+        """pymdp 1.x's mathematics and defaults: ``InferenceConfig(semantics="pymdp1", ...)``."""
+        return cls(semantics="pymdp1", **fields)
 
     @classmethod
     def pymdp_v1_defaults(cls, **overrides: Any) -> InferenceConfig:
-        """The defaults pymdp 1.x chose: gamma=1, alpha=1, num_iter=16, sampling_mode='full'."""
+        """The defaults pymdp 1.x chose (gamma=1, alpha=1, num_iter=16, sampling_mode='full'),
+        with pymdp 0.0.7.1's mathematics; :meth:`pymdp1` gives 1.x's mathematics too."""
         values: dict[str, Any] = {"gamma": 1.0, "alpha": 1.0, "num_iter": 16,
                                   "sampling_mode": "full"}
         values.update(overrides)
@@ -130,13 +169,19 @@ class InferenceConfig:
     @classmethod
     def from_pymdp(cls, agent: Any, dtype: Dtype = "float64", *, learn_A: bool = False,
                    learn_B: bool = False) -> InferenceConfig:
-        """The configuration of a pymdp 0.0.7.1 ``Agent``.
+        """The configuration of a pymdp ``Agent``: 0.0.7.1's, or 1.x's (``semantics="pymdp1"``,
+        whose options agentloop does not run raise a ConfigError naming them).
 
         Learning is off unless asked for: a pymdp ``Agent`` learns only when its caller calls
         ``update_A`` / ``update_B``, which the agent cannot tell, so holding ``pA`` / ``pB``
         (for example only for ``use_param_info_gain``, which is kept) does not turn it on.
         ``learn_A`` / ``learn_B`` turn it on and need the agent's ``pA`` / ``pB``.
         """
+        if is_pymdp1_agent(agent):
+            if learn_A or learn_B:
+                raise ConfigError("InferenceConfig.from_pymdp: learning is not supported with "
+                                  "semantics='pymdp1'")
+            return cls(dtype=dtype, **pymdp1_config_fields(agent))
         for name, wanted, counts in (("learn_A", learn_A, agent.pA),
                                      ("learn_B", learn_B, agent.pB)):
             if wanted and counts is None:

@@ -8,3 +8,10 @@ import numpy as np
 EPS = 1e-16
 #: pymdp's spm_MDP_G threshold and offset.
 EXP_M16 = float(np.exp(-16.0))
+#: pymdp 1.x's ``MINVAL`` (``jnp.finfo(float).eps``): the floor of every probability it takes
+#: a logarithm of.
+PYMDP1_MINVAL = float(np.finfo(np.float64).eps)
+#: Deterministic selection treats probabilities this close to the largest as tied and takes
+#: the lowest index: mirror-image policies tie exactly in exact arithmetic, and rounding
+#: (which differs between NumPy, Numba and a GPU) must not pick among them.
+TIE_TOL = 1e-12

@@ -23,6 +23,7 @@ from engine.errors import ModelError
 from engine.model.config import InferenceConfig
 from engine.model.limits import check_policies, refuse_idle_actions
 from engine.model.npz_io import MODEL_FORMAT, load_npz, npz_bytes
+from engine.model.pymdp1_convert import is_pymdp1_agent, pymdp1_agent, pymdp1_model_arguments
 from engine.model.pymdp_convert import pymdp_agent, pymdp_model_arguments
 from engine.model.validation import (
     NORMALISATION_TOL,
@@ -78,6 +79,15 @@ class GenerativeModel:
         B_list = [as_float_array(f"B[{f}]", b) for f, b in enumerate(as_list("B", B))]
         if not B_list:
             raise ModelError("B", "is empty: a model needs at least one hidden-state factor")
+        if B_factor_list is not None:
+            if len(B_factor_list) != len(B_list):
+                raise ModelError("B_factor_list", f"has {len(B_factor_list)} entries for "
+                                 f"{len(B_list)} factors")
+            for f, deps in enumerate(B_factor_list):
+                deps = factor_list(f"B_factor_list[{f}]", deps, len(B_list))
+                if deps != [f]:
+                    raise ModelError(f"B_factor_list[{f}]", f"transitions that depend on other "
+                                     f"factors ({deps}) are not supported; use [{f}]")
         for f, b in enumerate(B_list):
             if b.ndim != 3:
                 raise ModelError(f"B[{f}]",
@@ -111,15 +121,6 @@ class GenerativeModel:
         self.A: tuple[np.ndarray, ...] = tuple(A_list)
         self.num_obs: tuple[int, ...] = tuple(a.shape[0] for a in A_list)
 
-        if B_factor_list is not None:
-            if len(B_factor_list) != n_factors:
-                raise ModelError("B_factor_list", f"has {len(B_factor_list)} entries for "
-                                 f"{n_factors} factors")
-            for f, deps in enumerate(B_factor_list):
-                deps = factor_list(f"B_factor_list[{f}]", deps, n_factors)
-                if deps != [f]:
-                    raise ModelError(f"B_factor_list[{f}]", f"transitions that depend on other "
-                                     f"factors ({deps}) are not supported; use [{f}]")
         self.B_factor_list: tuple[tuple[int, ...], ...] = tuple((f,) for f in range(n_factors))
 
         if C is None:
@@ -235,7 +236,11 @@ class GenerativeModel:
     # ----------------------------------------------------------------------------- pymdp
     @classmethod
     def from_pymdp(cls, agent: Any) -> GenerativeModel:
-        """The model of a pymdp 0.0.7.1 ``Agent`` (its A, B, C, D, E, pA, pB and policies)."""
+        """The model of a pymdp ``Agent``: 0.0.7.1's (A, B, C, D, E, pA, pB and policies) or
+        1.x's (batch element 0 of its arrays, which must equal every other element, with
+        ``A_dependencies``, ``B_dependencies`` and its policies)."""
+        if is_pymdp1_agent(agent):
+            return cls(**pymdp1_model_arguments(agent))
         return cls(**pymdp_model_arguments(agent))
 
     def full_A(self) -> list[np.ndarray]:
@@ -267,6 +272,11 @@ class GenerativeModel:
     def to_pymdp(self, config: InferenceConfig | None = None) -> Any:
         """A pymdp 0.0.7.1 ``Agent`` with this model and config (pymdp must be installed)."""
         return pymdp_agent(self, config)
+
+    def to_pymdp1(self, config: InferenceConfig | None = None) -> Any:
+        """A pymdp 1.x ``Agent`` (batch size 1) with this model and config (default:
+        ``InferenceConfig.pymdp1()``); pymdp 1.x and JAX must be installed."""
+        return pymdp1_agent(self, config or InferenceConfig.pymdp1(dtype="float64"))
 
     # ----------------------------------------------------------------------------- files
     def _meta(self) -> dict[str, Any]:

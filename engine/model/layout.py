@@ -11,24 +11,14 @@ import numpy as np
 
 from engine.errors import ConfigError
 from engine.model.config import InferenceConfig
-from engine.model.constants import EPS, EXP_M16
+from engine.model.constants import EPS, EXP_M16, PYMDP1_MINVAL
 from engine.model.limits import check_policies
+from engine.model.outcome_tables import outcome_tables
 
 if TYPE_CHECKING:
     from engine.model.generative_model import GenerativeModel
 #: B factors whose share of non-zeros is below this are multiplied sparsely.
 SPARSE_B_DENSITY = 0.25
-#: Joint (state x outcome) tables larger than this are refused with a clear error.
-MAX_JOINT_TABLE = 50_000_000
-#: The information gain reads a dense joint-outcome table when at least this share of its
-#: entries is non-zero (a scattered entry costs about ten times a dense one) ...
-DENSE_GAIN_SHARE = 0.25
-#: ... and the table has at most this many entries (32 MiB of float64).
-MAX_DENSE_GAIN_TABLE = 4_000_000
-#: A modality whose columns are a constant plus at most this share of other entries is
-#: "sparse plus a constant": the information gain adds the constant once per joint state.
-MAX_RESIDUAL_SHARE = 0.25
-
 
 @dataclasses.dataclass(frozen=True)
 class PolicyTree:
@@ -125,7 +115,7 @@ class ModelLayout:
     po_ptr: np.ndarray          # (n_joint+1,)
     po_idx: np.ndarray          # joint outcome index
     po_val: np.ndarray
-    po_dense: np.ndarray        # (n_joint, n_joint_obs) p(joint outcome | joint state), or
+    po_dense: np.ndarray        # (n_joint, n_joint_obs) p(outcome | joint state), or
                                 # (0, 0) when the information gain takes another path
     pf_const: np.ndarray        # (n_joint,) the constant of modality pf_modality's column, or
                                 # (0,) when the gain does not split that modality off
@@ -133,7 +123,7 @@ class ModelLayout:
     pf_idx: np.ndarray          # value minus the constant
     pf_val: np.ndarray
     pf_rest: np.ndarray         # (n_joint, O_rest) joint outcome of the other modalities
-    n_joint_obs: int
+    n_joint_obs: int            # outcomes of the gain (outcome_tables.gain_outcome_count)
     lnC: np.ndarray             # (policy_len, sum O_m) ln(softmax(C)+eps) per step
     lnE: np.ndarray             # (P,)
     obs_offset: np.ndarray      # (M+1,) offsets of each modality in lnC's outcome axis
@@ -141,6 +131,11 @@ class ModelLayout:
     tree: PolicyTree
     first_action: np.ndarray    # (P, F)
     control_mask: np.ndarray    # (F,) bool
+    semantics: str              # "pymdp0" or "pymdp1" (InferenceConfig.semantics)
+    gain_cut: np.ndarray        # (1,) predicted joint states at or below it add no gain
+                                # (pymdp 0.0.7.1's e^-16; 0 for pymdp 1.x)
+    ln_floor: np.ndarray        # (1,) 0: state inference takes ln(prod_m A + 1e-16) (0.0.7.1);
+                                # else sum_m max(ln A_m, ln_floor) (1.x: ln of its MINVAL)
 
     @property
     def n_factors(self) -> int:
@@ -175,7 +170,8 @@ class ModelLayout:
         table = self.n_joint * self.n_joint_obs
         share = self.po_val.shape[0] / max(1, table)
         percent = f"{share:.0%}" if share >= 0.01 else f"{share:.2%}"
-        what = f"{percent} of the {self.n_joint} x {self.n_joint_obs} joint-outcome table"
+        kind = "per-modality outcome" if self.semantics == "pymdp1" else "joint-outcome"
+        what = f"{percent} of the {self.n_joint} x {self.n_joint_obs} {kind} table"
         if self.gain_path == "sparse":
             return f"sparse: {what} is non-zero"
         if self.gain_path == "dense":
@@ -198,6 +194,7 @@ class ModelLayout:
     @staticmethod
     def build(model: GenerativeModel, config: InferenceConfig) -> ModelLayout:
         dtype = np.dtype(config.dtype)
+        per_modality = config.semantics == "pymdp1"
         n_factors, n_mod = model.num_factors, model.num_modalities
         check_policies(model.num_controls, model.control_fac_idx if config.control_fac_idx
                        is None else config.control_fac_idx, config.policy_len,
@@ -205,12 +202,6 @@ class ModelLayout:
         num_states = np.array(model.num_states, dtype=np.int64)
         num_obs = np.array(model.num_obs, dtype=np.int64)
         n_joint = int(np.prod(num_states))
-        n_joint_obs = int(np.prod(num_obs))
-        if n_joint * n_joint_obs > MAX_JOINT_TABLE:
-            raise ConfigError(
-                f"model too large for joint-outcome information gain: {n_joint} joint states x "
-                f"{n_joint_obs} joint outcomes > {MAX_JOINT_TABLE} (pymdp's spm_MDP_G has the "
-                "same cost per policy step)")
         state_offset = np.concatenate([[0], np.cumsum(num_states)]).astype(np.int64)
         joint_stride = np.ones(n_factors, dtype=np.int64)
         for f in range(n_factors - 2, -1, -1):
@@ -267,7 +258,8 @@ class ModelLayout:
         jidx_identity = np.array([np.array_equal(jidx[m], np.arange(n_joint))
                                   for m in range(n_mod)], dtype=bool)
 
-        # preferences: ln(softmax(C[:, t]) + eps) for every planning step
+        # preferences for every planning step: ln(softmax(C[:, t]) + eps) (pymdp 0.0.7.1) or
+        # C[:, t] as given (pymdp 1.x)
         horizon = config.policy_len
         lnC = np.zeros((horizon, int(num_obs.sum())))
         obs_offset = np.concatenate([[0], np.cumsum(num_obs)])
@@ -277,11 +269,14 @@ class ModelLayout:
                                   f"{horizon}")
             for t in range(horizon):
                 col = c if c.ndim == 1 else c[:, t]
+                if config.semantics == "pymdp1":
+                    lnC[t, obs_offset[m]:obs_offset[m + 1]] = col
+                    continue
                 p = np.exp(col - col.max())
                 p = p / p.sum()
                 lnC[t, obs_offset[m]:obs_offset[m + 1]] = np.log(p + EPS)
 
-        # joint-state tables: utility, ambiguity and the non-zero joint outcome probabilities
+        # joint-state tables: utility here, ambiguity and outcome probabilities below
         utility = np.zeros((horizon, n_joint))
         for m in range(n_mod):
             a = model.A[m].reshape(num_obs[m], -1)[:, jidx[m]]           # (O_m, n_joint)
@@ -306,31 +301,8 @@ class ModelLayout:
             Bc_colptr = np.zeros((0, 1), dtype=np.int64)
             Bc_row = np.zeros(0, dtype=np.int64)
             utility_B = np.zeros((0, 0, 0))
-        ambiguity = np.zeros(n_joint)
-        po_ptr = np.zeros(n_joint + 1, dtype=np.int64)
-        po_idx_parts, po_val_parts = [], []
-        chunk = max(1, 4_000_000 // max(1, n_joint_obs))
-        for j0 in range(0, n_joint, chunk):
-            js = np.arange(j0, min(n_joint, j0 + chunk))
-            po = np.ones((js.size, 1))
-            for m in range(n_mod):
-                col = model.A[m].reshape(num_obs[m], -1)[:, jidx[m, js]].T  # (chunk, O_m)
-                po = (po[:, :, None] * col[:, None, :]).reshape(js.size, -1)
-            ambiguity[js] = (po * np.log(po + EXP_M16)).sum(axis=1)
-            nz_j, nz_o = np.nonzero(po)
-            counts = np.bincount(nz_j, minlength=js.size)
-            po_ptr[js + 1] = counts
-            po_idx_parts.append(nz_o.astype(np.int64))
-            po_val_parts.append(po[nz_j, nz_o])
-        po_ptr = np.cumsum(po_ptr).astype(np.int64)
-        po_idx = np.concatenate(po_idx_parts)
-        po_val = np.concatenate(po_val_parts)
-        gain_path, split = choose_gain_path(model, jidx, po_val.size, n_joint, n_joint_obs)
-        po_dense = np.zeros((0, 0))
-        if gain_path == "dense":
-            po_dense = np.zeros((n_joint, n_joint_obs))
-            po_dense[np.repeat(np.arange(n_joint), np.diff(po_ptr)), po_idx] = po_val
-        pf = split_tables(model, jidx, split) if gain_path == "split" else None
+        tables = outcome_tables(model, jidx, n_joint, config.semantics)
+        pf = tables.split
 
         obs_stride = np.ones(n_mod, dtype=np.int64)
         for m in range(n_mod - 2, -1, -1):
@@ -368,87 +340,27 @@ class ModelLayout:
             B_det=B_det, Bd_row=ix(Bd_row), Bd_val=fl(Bd_val),
             jidx_identity=jidx_identity, Bc_colptr=ix(Bc_colptr), Bc_row=ix(Bc_row),
             utility_B=fl(utility_B),
-            D_flat=fl(np.concatenate(model.D)), utility=fl(utility), ambiguity=fl(ambiguity),
-            po_ptr=ix(po_ptr), po_idx=ix(po_idx), po_val=fl(po_val), po_dense=fl(po_dense),
+            D_flat=fl(np.concatenate(model.D)), utility=fl(utility),
+            ambiguity=fl(tables.ambiguity), po_ptr=ix(tables.ptr), po_idx=ix(tables.idx),
+            po_val=fl(tables.val), po_dense=fl(tables.dense),
             pf_const=fl(pf.const if pf else np.zeros(0)),
             pf_ptr=ix(pf.ptr if pf else np.zeros(1)), pf_idx=ix(pf.idx if pf else np.zeros(0)),
             pf_val=fl(pf.val if pf else np.zeros(0)),
             pf_rest=fl(pf.rest if pf else np.zeros((0, 0))),
-            n_joint_obs=n_joint_obs, lnC=fl(lnC),
+            n_joint_obs=tables.n_outcomes, lnC=fl(lnC),
             lnE=fl(np.log(E + EPS)), obs_offset=ix(obs_offset), obs_stride=ix(obs_stride),
             tree=tree, first_action=ix(policies[:, 0, :]),
             control_mask=np.array([f in control for f in range(n_factors)], dtype=bool),
+            semantics=config.semantics,
+            gain_cut=fl(np.array([0.0 if per_modality else EXP_M16])),
+            ln_floor=fl(np.array([np.log(PYMDP1_MINVAL) if per_modality else 0.0])),
         )
-
-
-@dataclasses.dataclass(frozen=True)
-class SplitTables:
-    """One modality's columns as a constant plus other entries, over joint states, and the
-    joint outcome of the other modalities."""
-
-    const: np.ndarray
-    ptr: np.ndarray
-    idx: np.ndarray
-    val: np.ndarray
-    rest: np.ndarray
-
-
-def column_constants(a: np.ndarray) -> np.ndarray:
-    """Each column's most frequent value (ties: the smallest), for ``a`` of shape (O, K)."""
-    ordered = np.sort(a, axis=0)
-    const = np.empty(a.shape[1])
-    for k in range(a.shape[1]):
-        values, counts = np.unique(ordered[:, k], return_counts=True)
-        const[k] = values[int(np.argmax(counts))]
-    return const
-
-
-def choose_gain_path(model: GenerativeModel, jidx: np.ndarray, nnz: int, n_joint: int,
-                     n_joint_obs: int) -> tuple[str, int]:
-    """The information gain's path from the joint-outcome table's structure, and the modality
-    a ``split`` path splits off (-1 otherwise). Costs are per tree node with every state live,
-    in cycles measured on one core (docs/architecture.md, "Information gain paths")."""
-    table = n_joint * n_joint_obs
-    if nnz < DENSE_GAIN_SHARE * table:
-        return "sparse", -1
-    best, best_cost = -1, np.inf
-    for m, a in enumerate(model.A):
-        a2 = a.reshape(a.shape[0], -1)
-        const = column_constants(a2)
-        residual = np.count_nonzero(a2 != const[None, :]) / a2.size
-        if residual > MAX_RESIDUAL_SHARE or not np.any(const):
-            continue
-        rest = n_joint_obs // a.shape[0]
-        cost = 1.5 * n_joint * rest * (2.0 + residual * a.shape[0])
-        if cost < best_cost:
-            best, best_cost = m, cost
-    dense_cost = 0.25 * table if table <= MAX_DENSE_GAIN_TABLE else np.inf
-    if best >= 0 and best_cost <= dense_cost:
-        return "split", best
-    return ("dense", -1) if np.isfinite(dense_cost) else ("sparse", -1)
-
-
-def split_tables(model: GenerativeModel, jidx: np.ndarray, m: int) -> SplitTables:
-    """:class:`SplitTables` for modality ``m`` over the joint states ``jidx`` index."""
-    a2 = model.A[m].reshape(model.A[m].shape[0], -1)
-    const_k = column_constants(a2)
-    cols = jidx[m]
-    const = const_k[cols]
-    residual = a2[:, cols] - const[None, :]                     # (O_m, n_joint)
-    nz_j, nz_o = np.nonzero(residual.T != 0.0)
-    ptr = np.concatenate([[0], np.cumsum(np.bincount(nz_j, minlength=cols.size))])
-    rest = np.ones((cols.size, 1))
-    for g, a in enumerate(model.A):
-        if g != m:
-            col = a.reshape(a.shape[0], -1)[:, jidx[g]].T             # (n_joint, O_g)
-            rest = (rest[:, :, None] * col[:, None, :]).reshape(cols.size, -1)
-    return SplitTables(const=const, ptr=ptr, idx=nz_o, val=residual[nz_o, nz_j], rest=rest)
 
 
 def layout_of(model: GenerativeModel, config: InferenceConfig) -> ModelLayout:
     """Kernel-ready derived arrays of ``model`` for ``config`` (computed once, cached on the
     model)."""
-    key = (config.policy_len, config.control_fac_idx, config.dtype)
+    key = (config.policy_len, config.control_fac_idx, config.dtype, config.semantics)
     found = model.derived_layouts.get(key)
     if found is None:
         found = ModelLayout.build(model, config)

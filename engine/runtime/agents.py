@@ -312,7 +312,8 @@ class Agents:
         if self._ref_A is not None:
             qs = _infer_states_per_agent_A(model, self._ref_A, obs, prior, cfg)
         else:
-            qs = ref.infer_states(model, obs, prior, cfg.num_iter, cfg.dF, cfg.dF_tol)
+            qs = ref.infer_states(model, obs, prior, cfg.num_iter, cfg.dF, cfg.dF_tol,
+                                  cfg.semantics)
         if cfg.learn_A:
             self._ref_pA, self._ref_A = ref.update_A(self._ref_pA, self._ref_A, obs, qs,
                                                      cfg.lr_pA, cfg.modalities_to_learn)

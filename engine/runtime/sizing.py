@@ -19,8 +19,13 @@ from engine.errors import ConfigError
 from engine.kernels.numba.scratch import scratch_float_size_of, scratch_int_size_of
 from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
-from engine.model.layout import MAX_DENSE_GAIN_TABLE, MAX_JOINT_TABLE, MAX_RESIDUAL_SHARE
 from engine.model.limits import MAX_AGENTS, check_policies
+from engine.model.outcome_tables import (
+    MAX_DENSE_GAIN_TABLE,
+    MAX_JOINT_TABLE,
+    MAX_RESIDUAL_SHARE,
+    gain_outcome_count,
+)
 
 MB = 1 << 20
 #: a worker process after its warm-up, less its kernel scratch (USS 79-80 MB measured)
@@ -138,10 +143,10 @@ def population_sizes(model: Model, config: InferenceConfig, beliefs: str = "uint
     """The bytes of one population's parts; ConfigError when the model's joint table or its
     policies are over the hard limits (the same checks the layout makes, made first)."""
     shape = model if isinstance(model, ModelShape) else ModelShape.of(model)
-    nj, njo = shape.n_joint, shape.n_joint_obs
+    nj, njo = shape.n_joint, gain_outcome_count(shape.num_obs, config.semantics)
     if nj * njo > MAX_JOINT_TABLE:
-        raise ConfigError(f"model too large for joint-outcome information gain: {nj} joint "
-                          f"states x {njo} joint outcomes > {MAX_JOINT_TABLE}")
+        raise ConfigError(f"model too large for the state information gain: {nj} joint "
+                          f"states x {njo} outcomes > {MAX_JOINT_TABLE}")
     control = (shape.control_fac_idx if config.control_fac_idx is None
                else config.control_fac_idx)
     horizon = config.policy_len
@@ -156,7 +161,8 @@ def population_sizes(model: Model, config: InferenceConfig, beliefs: str = "uint
     a_flat = sum(o * k for o, k in zip(shape.num_obs, cols, strict=True))
     bt = sum(s * s * u for s, u in zip(shape.num_states, shape.num_controls, strict=True))
     b_nnz = bt if shape.B_nonzeros is None else shape.B_nonzeros
-    po_nnz = nj * njo if shape.po_nonzeros is None else shape.po_nonzeros
+    po_nnz = (nj * njo if shape.po_nonzeros is None or config.semantics == "pymdp1"
+              else shape.po_nonzeros)
     floats = (a_flat + bt + n_m * nj + n_f * (max_u + 1) + n_f * max_u * (max_s + 1)
               + 2 * b_nnz + 3 * n_f * max_u * max_s + s_tot + (horizon + 2) * nj
               + 2 * po_nnz + horizon * sum(shape.num_obs) + nodes * (1 + n_f)

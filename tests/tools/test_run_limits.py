@@ -37,7 +37,7 @@ def _agentloop(*args: str, timeout: float = 60) -> tuple[int, str, float]:
     (["--policy-len", "50"], "--policy-len 50: policy_len 50 gives about 10^35 policies"),
     (["--policy-len", "12"], "--policy-len 12: policy_len 12 gives 244,140,625 policies"),
     (["--agents", "2000000000"], "2,000,000,000 agents in the grid world of size 10 need ~"),
-    (["--size", "1000"], "--size 1000: model too large for joint-outcome information gain"),
+    (["--size", "1000"], "--size 1000: model too large for the state information gain"),
     (["--hz", "100000"], "--hz 100000: at most 10000 ticks per second (a 0.1 ms budget)"),
     (["--seed", str(2**70)], "--seed: must be at most 2**63 - 1"),
     (["--seed", "-1"], "--seed: must be at least 0, got -1"),

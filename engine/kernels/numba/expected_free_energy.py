@@ -2,10 +2,11 @@
 the negative expected free energy G of every policy for one agent.
 
 Policies are walked as a prefix tree, so a prefix shared by many policies is predicted and
-valued once. A node's value is its expected utility plus pymdp's ``spm_MDP_G`` (ambiguity minus
-outcome entropy) of its predicted joint state. Models with one factor whose B is sparse take a
-walk that values a node from its parent's belief (``policy_values_single``); every other model
-takes the generic walk (``policy_values_one``).
+valued once. A node's value is its expected utility plus the state information gain of its
+predicted joint state (ambiguity minus outcome entropy: pymdp 0.0.7.1's ``spm_MDP_G`` over the
+joint outcome, or pymdp 1.x's sum over modalities; the layout's tables pick which). Models
+with one factor whose B is sparse take a walk that values a node from its parent's belief
+(``policy_values_single``); every other model takes the generic walk (``policy_values_one``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from numba import njit
 from engine.kernels.numba.scratch import MEMO_KEY, MEMO_PROBES, MEMO_SLOTS
 from engine.kernels.numba.stages import apply_B, joint_into, predict_states
 from engine.kernels.numba.vector_log import vlog
-from engine.model.constants import EPS, EXP_M16
+from engine.model.constants import EPS
 
 
 # ------------------------------------------------------------------------ one node's value
@@ -57,23 +58,23 @@ def drain_entropy(qo, touched, n_touched):
 
 # ------------------------------------------------------------- dense joint-outcome tables
 @njit(cache=True, fastmath={"contract"})
-def dense_outcomes_masked(po, q, qo):
-    """qo += sum_j q[j] * po[j, :] over the states above e^-16, four states per pass."""
+def dense_outcomes_masked(po, q, qo, cut):
+    """qo += sum_j q[j] * po[j, :] over the states above ``cut``, four states per pass."""
     n = qo.shape[0]
     n_joint = q.shape[0]
     j = 0
     while j + 4 <= n_joint:
-        v0 = q[j] if q[j] > EXP_M16 else 0.0
-        v1 = q[j + 1] if q[j + 1] > EXP_M16 else 0.0
-        v2 = q[j + 2] if q[j + 2] > EXP_M16 else 0.0
-        v3 = q[j + 3] if q[j + 3] > EXP_M16 else 0.0
+        v0 = q[j] if q[j] > cut else 0.0
+        v1 = q[j + 1] if q[j + 1] > cut else 0.0
+        v2 = q[j + 2] if q[j + 2] > cut else 0.0
+        v3 = q[j + 3] if q[j + 3] > cut else 0.0
         if v0 != 0.0 or v1 != 0.0 or v2 != 0.0 or v3 != 0.0:
             r0, r1, r2, r3 = po[j], po[j + 1], po[j + 2], po[j + 3]
             for o in range(n):
                 qo[o] += (v0 * r0[o] + v1 * r1[o]) + (v2 * r2[o] + v3 * r3[o])
         j += 4
     while j < n_joint:
-        if q[j] > EXP_M16:
+        if q[j] > cut:
             v0 = q[j]
             r0 = po[j]
             for o in range(n):
@@ -136,15 +137,16 @@ def dense_entropy(qo):
 # ------------------------------------------- one modality split into a constant plus entries
 @njit(cache=True, fastmath={"contract"})
 def split_outcomes(km, q, q_off, n, base, qo):
-    """The joint outcome of ``q[q_off:q_off + n]`` (states at or below e^-16 skipped) on the
+    """The joint outcome of ``q[q_off:q_off + n]`` (states at or below the cut skipped) on the
     split path: the split modality's constant collected per outcome of the other modalities in
     ``base``, its other entries scattered into ``qo``. Returns the ambiguity."""
     n_rest = km.pf_rest.shape[1]
     n_big = qo.shape[0] // n_rest
     ambiguity = 0.0
+    cut = km.gain_cut[0]
     for j in range(n):
         qj = q[q_off + j]
-        if qj <= EXP_M16:
+        if qj <= cut:
             continue
         ambiguity += qj * km.ambiguity[j]
         c = km.pf_const[j]
@@ -185,25 +187,28 @@ def split_gain(km, q, q_off, n, qo):
 
 @njit(cache=True, inline="always")
 def states_info_gain(km, q, qo, touched):
-    """Twin of reference.states_info_gain: pymdp's spm_MDP_G of a predicted joint state ``q``.
+    """Twin of reference.states_info_gain and reference.states_info_gain_per_modality: the
+    state information gain of a predicted joint state ``q`` (pymdp 0.0.7.1's spm_MDP_G over
+    the joint outcome, or pymdp 1.x's sum over modalities, as the layout's tables say).
 
-    One pass over the joint states: ambiguity from the layout's table, the predicted joint
-    outcome accumulated over the non-zero outcomes of states above e^-16; then the outcome
+    One pass over the joint states: ambiguity from the layout's table, the predicted outcomes
+    accumulated over the non-zero outcomes of states above the layout's cut; then the outcome
     entropy over the touched entries, which are reset to zero.
     """
     if km.pf_const.shape[0]:
         return split_gain(km, q, 0, q.shape[0], qo)
     ambiguity = 0.0
+    cut = km.gain_cut[0]
     if km.po_dense.shape[0]:
         for j in range(q.shape[0]):
-            if q[j] > EXP_M16:
+            if q[j] > cut:
                 ambiguity += q[j] * km.ambiguity[j]
-        dense_outcomes_masked(km.po_dense, q, qo)
+        dense_outcomes_masked(km.po_dense, q, qo, cut)
         return ambiguity - dense_entropy(qo)
     n_touched = 0
     for j in range(q.shape[0]):
         qj = q[j]
-        if qj > EXP_M16:
+        if qj > cut:
             ambiguity += qj * km.ambiguity[j]
             n_touched = add_outcomes(km, j, qj, qo, touched, n_touched)
     return ambiguity - drain_entropy(qo, touched, n_touched)
@@ -272,7 +277,7 @@ def big_states(q, q_off, n, tau, big, big_off):
 
 @njit(cache=True, inline="always")
 def gain_from_states(km, rows, vals, count, qo, touched):
-    """spm_MDP_G from the predicted states above e^-16 (``rows``, ``vals``), in list order."""
+    """The gain from the predicted states above the cut (``rows``, ``vals``), in list order."""
     ambiguity = 0.0
     n_touched = 0
     for i in range(count):
@@ -286,10 +291,10 @@ def gain_from_states(km, rows, vals, count, qo, touched):
 @njit(cache=True, inline="always")
 def sparse_info_gain(km, u, parent, p_off, big, big_off, n_big, seen, stamp, qo, touched,
                      rows, vals, memo_key, memo_val):
-    """spm_MDP_G of ``B[0][:, :, u] @ parent`` visiting only states that can pass e^-16.
+    """The gain of ``B[0][:, :, u] @ parent`` visiting only states that can pass the cut.
 
-    A predicted state above e^-16 must receive mass from a parent state above
-    e^-16 / (2 S): the others hold at most e^-16 / 2 together. Each candidate's prediction is
+    A predicted state above the cut must receive mass from a parent state above cut / (2 S):
+    the others hold at most cut / 2 together. Each candidate's prediction is
     the same row sum ``apply_B`` computes, so the states kept are exactly pymdp's.
 
     Deterministic moves make many policies predict the same belief (up-left = left-up): a
@@ -297,6 +302,7 @@ def sparse_info_gain(km, u, parent, p_off, big, big_off, n_big, seen, stamp, qo,
     gain is always computed from the sorted list, so a hit returns the very same number.
     """
     count = 0
+    cut = km.gain_cut[0]
     for b in range(n_big):
         c = big[big_off + b]
         for k in range(km.Bc_colptr[u, c], km.Bc_colptr[u, c + 1]):
@@ -307,7 +313,7 @@ def sparse_info_gain(km, u, parent, p_off, big, big_off, n_big, seen, stamp, qo,
             v = 0.0
             for kk in range(km.Bs_rowptr[0, u, r], km.Bs_rowptr[0, u, r + 1]):
                 v += km.Bs_val[kk] * parent[p_off + km.Bs_col[kk]]
-            if v > EXP_M16:
+            if v > cut:
                 rows[count] = r
                 vals[count] = v
                 count += 1
@@ -348,9 +354,9 @@ def sparse_info_gain(km, u, parent, p_off, big, big_off, n_big, seen, stamp, qo,
 
 @njit(cache=True)
 def children_gains(km, parent, p_off, dq, dqo, gain, g_off):
-    """spm_MDP_G of ``B[0][:, :, u] @ parent`` for every action ``u`` into ``gain[g_off + u]``,
-    from the dense outcome table: the predictions are made, cut at e^-16 and multiplied
-    against the table together."""
+    """The gain of ``B[0][:, :, u] @ parent`` for every action ``u`` into ``gain[g_off + u]``,
+    from the dense outcome table: the predictions are made, cut and multiplied against the
+    table together."""
     S = km.num_states[0]
     U = km.num_controls[0]
     n = dqo.shape[0] // U
@@ -359,10 +365,11 @@ def children_gains(km, parent, p_off, dq, dqo, gain, g_off):
             apply_B(km, 0, u, parent, p_off, dq, u * S)
             gain[g_off + u] = split_gain(km, dq, u * S, S, dqo[:n])
         return
+    cut = km.gain_cut[0]
     for u in range(U):
         apply_B(km, 0, u, parent, p_off, dq, u * S)
         for j in range(S):
-            if dq[u * S + j] <= EXP_M16:
+            if dq[u * S + j] <= cut:
                 dq[u * S + j] = 0.0
     dense_outcomes_rows(km.po_dense, dq, U, dqo)
     for u in range(U):
@@ -382,13 +389,13 @@ def policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, s
 
     Utility is the parent's belief against the utility pulled back through the action,
     computed for every action at once when the parent's belief is known (``util[d, u]``); the
-    information gain visits only predicted states that can pass pymdp's e^-16 cut. Only
+    information gain visits only predicted states that can pass the layout's cut. Only
     internal nodes materialise their prediction (for their children).
     """
     S = km.num_states[0]
     U = km.num_controls[0]
     horizon = km.utility.shape[0]
-    tau = EXP_M16 / (2.0 * S)
+    tau = km.gain_cut[0] / (2.0 * S)
     dense = km.po_dense.shape[0] > 0 or km.pf_const.shape[0] > 0
     if kc.use_states_info_gain and dense:
         children_gains(km, post, 0, dq, dqo, gain, 0)

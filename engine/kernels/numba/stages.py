@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit
 
 from engine.kernels.rng import uniform
-from engine.model.constants import EPS
+from engine.model.constants import EPS, TIE_TOL
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -50,6 +50,26 @@ def likelihood(km, A_flat, obs_row, j):
     for m in range(km.num_obs.shape[0]):
         like *= A_flat[km.A_offset[m] + obs_row[m] * km.A_cols[m] + km.jidx[m, j]]
     return like
+
+
+@njit(cache=True, inline="always")
+def log_likelihood(km, A_flat, obs_row, j):
+    """ln p(o | joint state j): ``ln(prod_m A_m + 1e-16)`` (pymdp 0.0.7.1), or
+    ``sum_m max(ln A_m, ln_floor)`` when the layout sets a floor (pymdp 1.x)."""
+    floor = km.ln_floor[0]
+    if floor == 0.0:
+        return np.log(likelihood(km, A_flat, obs_row, j) + EPS)
+    total = 0.0
+    for m in range(km.num_obs.shape[0]):
+        total += log_floored(A_flat[km.A_offset[m] + obs_row[m] * km.A_cols[m] + km.jidx[m, j]],
+                             floor)
+    return total
+
+
+@njit(cache=True, inline="always")
+def log_floored(x, floor):
+    """pymdp 1.x's ``log_stable``: ``max(ln x, floor)`` (``floor`` = ln MINVAL)."""
+    return max(np.log(x), floor) if x > 0.0 else floor
 
 
 @njit(cache=True)
@@ -111,6 +131,14 @@ def infer_states_one(km, kc, A_flat, obs_row, prior, post, lnprior, qL, qtmp, ln
     ``A_flat`` is the model's compact A (``km.A_flat``) or one agent's learnt copy.
     """
     n_factors = km.num_states.shape[0]
+    floor = km.ln_floor[0]
+    if n_factors == 1 and floor != 0.0:
+        # pymdp 1.x: softmax(sum_m ln max(A_m, MINVAL) + ln max(prior, MINVAL))
+        S = km.num_states[0]
+        for s in range(S):
+            lnL[s] = log_floored(prior[s], floor) + log_likelihood(km, A_flat, obs_row, s)
+        softmax_into(lnL, post, 0, S)
+        return
     if n_factors == 1:
         # lnL doubles as the likelihood buffer: L[s] = prod_m A_m[o_m, s]
         S = km.num_states[0]
@@ -151,13 +179,13 @@ def infer_states_one(km, kc, A_flat, obs_row, prior, post, lnprior, qL, qtmp, ln
         return
     n_joint = lnL.shape[0]
     for j in range(n_joint):
-        lnL[j] = np.log(likelihood(km, A_flat, obs_row, j) + EPS)
+        lnL[j] = log_likelihood(km, A_flat, obs_row, j)
     s_tot = km.state_offset[-1]
     for f in range(n_factors):
         for s in range(km.state_offset[f], km.state_offset[f + 1]):
             post[s] = 1.0 / km.num_states[f]
     for s in range(s_tot):
-        lnprior[s] = np.log(prior[s] + EPS)
+        lnprior[s] = np.log(prior[s] + EPS) if floor == 0.0 else log_floored(prior[s], floor)
     prev_vfe = factor_entropy_terms(km, post, lnprior)
     dF = kc.dF
     it = 0
@@ -224,6 +252,18 @@ def action_marginal(km, qpi, f, marg):
 
 
 @njit(cache=True, inline="always")
+def first_max(p, n):
+    """The lowest index of ``p[:n]`` whose value is within ``TIE_TOL`` of the largest."""
+    top = p[0]
+    for k in range(1, n):
+        top = max(top, p[k])
+    for k in range(n):
+        if p[k] >= top - TIE_TOL:
+            return k
+    return 0
+
+
+@njit(cache=True, inline="always")
 def select_action_one(km, kc, qpi, marg, seed, agent_id, tick, out_row):
     """Twin of reference.select_actions: marginal (or full-policy) action selection,
     deterministic or stochastic."""
@@ -236,10 +276,7 @@ def select_action_one(km, kc, qpi, marg, seed, agent_id, tick, out_row):
             softmax_into(marg, marg, 0, n_pol)
             best = draw(marg, n_pol, uniform(seed, agent_id, tick, 0))
         else:
-            best = 0
-            for p in range(1, n_pol):
-                if qpi[p] > qpi[best]:
-                    best = p
+            best = first_max(qpi, n_pol)
         for f in range(n_factors):
             out_row[f] = km.first_action[best, f]
         return
@@ -252,8 +289,4 @@ def select_action_one(km, kc, qpi, marg, seed, agent_id, tick, out_row):
             softmax_into(marg, marg, 0, n_u)
             out_row[f] = draw(marg, n_u, uniform(seed, agent_id, tick, f))
         else:
-            best = 0
-            for u in range(1, n_u):
-                if marg[u] > marg[best]:
-                    best = u
-            out_row[f] = best
+            out_row[f] = first_max(marg, n_u)

@@ -81,13 +81,14 @@ def kernel_config(config, num_iter: int | None = None,  # noqa: ANN001
     """Scalars of an InferenceConfig for the kernels; ``num_iter``/``max_depth`` degrade it.
 
     ``max_depth`` < policy_len values every policy by its first ``max_depth`` steps only
-    (the degradation ladder's shorter horizon: deeper tree nodes are skipped).
+    (the degradation ladder's shorter horizon: deeper tree nodes are skipped). pymdp 1.x
+    runs every fixed-point sweep: its ``dF_tol`` is -1, which no free-energy change is under.
     """
     return KernelConfig(
         float(config.gamma), float(config.alpha), bool(config.use_utility),
         bool(config.use_states_info_gain), config.action_selection == "stochastic",
         config.sampling_mode == "full", int(config.num_iter if num_iter is None else num_iter),
-        float(config.dF), float(config.dF_tol),
+        float(config.dF), -1.0 if config.semantics == "pymdp1" else float(config.dF_tol),
         int(config.policy_len if max_depth is None else max_depth),
     )
 

@@ -3,11 +3,14 @@
 One table (:data:`STAGES`) pairs each compiled stage with its reference stage and a runner that
 feeds both the same random inputs on one model; one parametrised test runs every row on every
 model of :data:`MODELS` (single- and multi-factor, sparse and dense B, A on factor subsets).
-Both sides compute in float64, so they agree to rounding.
+Both sides compute in float64, so they agree to rounding. Every row runs under both pymdp
+generations' semantics (``InferenceConfig.semantics``); the information gain has one
+reference per generation.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -98,9 +101,10 @@ class Case:
         return scratch_views(fs, sizes), sparse_views(self.km, fs, its, sizes), its
 
 
-def _case(build: Callable[[], GenerativeModel], seed: int) -> Case:
+def _case(build: Callable[[], GenerativeModel], seed: int, semantics: str = "pymdp0") -> Case:
     model = build()
-    config = InferenceConfig(policy_len=3, dtype="float64", num_iter=16, dF_tol=1e-6)
+    config = InferenceConfig(policy_len=3, dtype="float64", num_iter=16, dF_tol=1e-6,
+                             semantics=semantics)
     layout = layout_of(model, config)
     return Case(model, config, layout, kernel_model(layout), kernel_config(config),
                 np.random.default_rng(seed))
@@ -120,7 +124,7 @@ def run_infer_states(compiled, reference, case: Case) -> tuple[Any, Any]:  # noq
                  qtmp, lnL, qj, case.kc.num_iter)
         got.append(post.copy())
     cfg = case.config
-    want = reference(case.model, obs, prior, cfg.num_iter, cfg.dF, cfg.dF_tol)
+    want = reference(case.model, obs, prior, cfg.num_iter, cfg.dF, cfg.dF_tol, cfg.semantics)
     return np.array(got), np.concatenate(want, axis=1)
 
 
@@ -142,7 +146,10 @@ def run_states_info_gain(compiled, reference, case: Case) -> tuple[Any, Any]:  #
     qo = views[12]
     got = [compiled(case.km, case.joint(qs, i), qo, touched) for i in range(N_AGENTS)]
     assert not qo.any(), "the stage leaves the joint outcome buffer zeroed"
-    want = reference(ref.joint_outcome_probabilities(case.model), ref.joint(qs))
+    if case.config.semantics == "pymdp1":
+        want = reference(case.model.full_A(), ref.joint(qs))
+    else:
+        want = reference(ref.joint_outcome_probabilities(case.model), ref.joint(qs))
     return np.array(got), want
 
 
@@ -151,8 +158,9 @@ def run_utility(compiled, reference, case: Case) -> tuple[Any, Any]:  # noqa: AN
     qj = ref.joint(qs)
     qo = [ref.contract_states(np.broadcast_to(a, (N_AGENTS, *a.shape)), qj)
           for a in case.model.full_A()]
-    ln_pref = [ref.spm_log(ref.softmax(c[:, None] if c.ndim == 1 else c, axis=0))
-               for c in case.model.C]
+    C = [c[:, None] if c.ndim == 1 else c for c in case.model.C]
+    ln_pref = C if case.config.semantics == "pymdp1" else [ref.spm_log(ref.softmax(c, axis=0))
+                                                          for c in C]
     got, want = [], []
     for t in range(case.layout.policy_len):
         got.append([compiled(case.km, case.joint(qs, i), t) for i in range(N_AGENTS)])
@@ -201,26 +209,33 @@ def run_action_marginal(compiled, reference, case: Case) -> tuple[Any, Any]:  # 
     return np.concatenate(got), np.concatenate(want)
 
 
-#: (compiled stage, reference stage, runner): the Numba step's stages and their twins.
+#: (compiled stage, reference stage, runner, semantics): the Numba step's stages and their
+#: twins, and the pymdp generations each row holds for.
+BOTH = ("pymdp0", "pymdp1")
 STAGES = [
-    (stages.infer_states_one, ref.infer_states, run_infer_states),
-    (stages.predict_states, ref.transition_prior, run_predict_states),
-    (efe.states_info_gain, ref.states_info_gain, run_states_info_gain),
-    (efe.expected_utility, ref.add_utility, run_utility),
-    (efe.expected_free_energy_one, ref.expected_free_energy, run_expected_free_energy),
-    (stages.policy_posterior, ref.policy_posterior, run_policy_posterior),
-    (stages.action_marginal, ref.action_marginals, run_action_marginal),
+    (stages.infer_states_one, ref.infer_states, run_infer_states, BOTH),
+    (stages.predict_states, ref.transition_prior, run_predict_states, BOTH),
+    (efe.states_info_gain, ref.states_info_gain, run_states_info_gain, ("pymdp0",)),
+    (efe.states_info_gain, ref.states_info_gain_per_modality, run_states_info_gain,
+     ("pymdp1",)),
+    (efe.expected_utility, ref.add_utility, run_utility, BOTH),
+    (efe.expected_free_energy_one, ref.expected_free_energy, run_expected_free_energy, BOTH),
+    (stages.policy_posterior, ref.policy_posterior, run_policy_posterior, BOTH),
+    (stages.action_marginal, ref.action_marginals, run_action_marginal, BOTH),
 ]
+ROWS = [(compiled, reference, run, semantics) for compiled, reference, run, generations
+        in STAGES for semantics in generations]
 
 
 @pytest.mark.parametrize("model_index", range(len(MODELS)), ids=[m[0] for m in MODELS])
-@pytest.mark.parametrize("compiled,reference,run", STAGES,
-                         ids=[row[0].py_func.__name__ for row in STAGES])
+@pytest.mark.parametrize("compiled,reference,run,semantics", ROWS,
+                         ids=[f"{row[1].__name__}-{row[3]}" for row in ROWS])
 def test_compiled_stage_matches_reference(compiled, reference, run,  # noqa: ANN001
-                                          model_index: int) -> None:
+                                          semantics: str, model_index: int) -> None:
     first_line = compiled.py_func.__doc__.splitlines()[0]
-    assert first_line.startswith(f"Twin of reference.{reference.__name__}"), first_line
-    case = _case(MODELS[model_index][1], seed=1000 + model_index)
+    assert first_line.startswith("Twin of reference."), first_line
+    assert re.search(rf"\breference\.{reference.__name__}\b", first_line), first_line
+    case = _case(MODELS[model_index][1], seed=1000 + model_index, semantics=semantics)
     got, want = run(compiled, reference, case)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL)
