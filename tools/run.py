@@ -65,6 +65,11 @@ class RunOptions:
     cluster: str | None = None
     shards: int | None = None
     status_every_s: float = 1.0
+    semantics: str = "pymdp0"
+
+    def inference_config(self) -> InferenceConfig:
+        """The agents' :class:`InferenceConfig` (its generation's defaults otherwise)."""
+        return InferenceConfig(policy_len=self.policy_len, semantics=self.semantics)  # type: ignore[arg-type]
 
     @property
     def n_ticks(self) -> int:
@@ -120,7 +125,7 @@ def footprint_of(options: RunOptions, in_process: bool = False) -> Footprint:
     state, the per-tick records of the fixed-rate loop and the tick log's queue. ConfigError
     when the model or its policies are over the hard limits."""
     shape = model_shape(options.world, options.size or _default_size(options.world))
-    config = InferenceConfig(policy_len=options.policy_len)
+    config = options.inference_config()
     agents = options.agents if options.cluster is None else 0
     if in_process:
         footprint = agents_footprint(shape, config, agents)
@@ -199,13 +204,14 @@ def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
     world = make_world(options.world, options.size or _default_size(options.world),
                        options.agents)
     model = world.model()
-    config = InferenceConfig(policy_len=options.policy_len)
+    config = options.inference_config()
     workers = options.n_workers
     n_ticks = options.n_ticks
     size = world.config().get("size")
     where = "" if options.cluster is None else f" on the Ray cluster {options.cluster}"
     print(f"agentloop run: {options.agents:,} agents in the {options.world} world (size {size}), "
-          f"policy_len {options.policy_len}, backend {options.backend}, {workers or 'no'} "
+          f"policy_len {options.policy_len}, {_generation(options.semantics)}, backend "
+          f"{options.backend}, {workers or 'no'} "
           f"worker process"
           f"{'' if workers == 1 else 'es'}{' per shard' if where else ''}, {n_ticks} ticks at "
           f"{options.hz:g} Hz{where}", file=out)
@@ -296,3 +302,7 @@ def print_summary(summary: RunSummary, engine: Engine, world: World, out: TextIO
     counts = world_counts(world).strip()
     if counts:
         print(f"world: {counts}", file=out)
+
+
+def _generation(semantics: str) -> str:
+    return "pymdp 1.x semantics" if semantics == "pymdp1" else "pymdp 0.0.7.1 semantics"

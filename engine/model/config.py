@@ -182,6 +182,10 @@ class InferenceConfig:
                 raise ConfigError("InferenceConfig.from_pymdp: learning is not supported with "
                                   "semantics='pymdp1'")
             return cls(dtype=dtype, **pymdp1_config_fields(agent))
+        if getattr(agent, "pD", None) is not None:
+            raise ConfigError("InferenceConfig.from_pymdp: the pymdp agent holds pD (D "
+                              "learning), which agentloop does not run; set agent.pD = None "
+                              "to convert it without D learning")
         for name, wanted, counts in (("learn_A", learn_A, agent.pA),
                                      ("learn_B", learn_B, agent.pB)):
             if wanted and counts is None:

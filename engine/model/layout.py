@@ -174,6 +174,8 @@ class ModelLayout:
         what = f"{percent} of the {self.n_joint} x {self.n_joint_obs} {kind} table"
         if self.gain_path == "sparse":
             return f"sparse: {what} is non-zero"
+        if self.gain_path == "dense" and self.semantics == "pymdp1":
+            return f"dense: {what} is non-zero"
         if self.gain_path == "dense":
             return (f"dense: {what} is non-zero; no modality splits into a constant plus "
                     "entries for less")

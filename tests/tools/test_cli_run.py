@@ -49,6 +49,20 @@ def test_run_foraging_with_a_worker_process() -> None:
     assert "on food" in done.stdout
 
 
+def test_run_with_pymdp1_semantics_says_so_and_logs_it(tmp_path: Path) -> None:
+    log = tmp_path / "run.mcap"
+    done = _agentloop("run", "--world", "foraging", "--agents", "200", "--ticks", "5",
+                      "--hz", "20", "--semantics", "pymdp1", "--log", str(log))
+    assert done.returncode == 0, done.stderr
+    assert "pymdp 1.x semantics" in done.stdout
+    assert "per-modality outcome table" in done.stdout
+    from engine.ticklog.reader import TickLogReader
+
+    with TickLogReader(str(log)) as reader:
+        assert reader.header.config["semantics"] == "pymdp1"
+    assert _agentloop("replay", str(log)).returncode == 0
+
+
 @pytest.mark.parametrize("kernel", ["auto", "fused"])
 def test_run_on_the_array_backend(kernel: str) -> None:
     """--backend xp-numpy keeps the population on the array backend's device (NumPy here);

@@ -22,6 +22,12 @@ def test_prints_the_gain_path(args: list[str], path: str,
     assert "prefix-tree nodes" in out
 
 
+def test_names_the_per_modality_table_under_pymdp1_semantics(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect-model", "--bench", "multi-modal-4", "--semantics", "pymdp1"]) == 0
+    assert "per-modality outcome table" in capsys.readouterr().out
+
+
 def test_reads_a_saved_model(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
     path = tmp_path / "m.npz"
     grid_model(8, dense=True).save(path)

@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cmd.add_argument("--size", type=positive_int, default=10, help="world size; default 10")
     cmd.add_argument("--policy-len", type=positive_int, default=1,
                      help="planning horizon; default 1")
+    cmd.add_argument("--semantics", default="pymdp0", choices=("pymdp0", "pymdp1"),
+                     help="pymdp 0.0.7.1's joint-outcome information gain (default) or "
+                          "pymdp 1.x's per-modality one")
     cmd.set_defaults(handler=main)
 
 
@@ -47,7 +50,8 @@ def main(args: argparse.Namespace) -> int:
     from engine.model.layout import layout_of
 
     try:
-        layout = layout_of(model, InferenceConfig(policy_len=args.policy_len))
+        layout = layout_of(model, InferenceConfig(policy_len=args.policy_len,
+                                                  semantics=args.semantics))
     except AgentloopError as exc:
         print(f"agentloop inspect-model: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -61,6 +61,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "($AGENTLOOP_XP_KERNEL, else array)")
     run.add_argument("--policy-len", type=positive_int, default=1,
                      help="planning horizon (policy length); default 1")
+    run.add_argument("--semantics", default="pymdp0", choices=("pymdp0", "pymdp1"),
+                     help="whose numbers the agents reproduce: pymdp0 (pymdp 0.0.7.1, "
+                          "default) or pymdp1 (pymdp 1.x: information gain per modality, C "
+                          "as given, 1.x's defaults); docs/pymdp1.md")
     run.add_argument("--seed", type=seed, default=0,
                      help="random seed, 0 to 2**63 - 1; default 0")
     run.add_argument("--log", default=None, metavar="PATH",
@@ -152,7 +156,8 @@ def main_run(args: argparse.Namespace) -> int:
                          policy_len=args.policy_len, seed=args.seed,
                          log=args.log, snapshot_every=args.snapshot_every,
                          overwrite=args.overwrite,
-                         cluster=args.cluster, shards=args.shards)
+                         cluster=args.cluster, shards=args.shards,
+                         semantics=args.semantics)
     problem = request_problem(options)
     if problem:
         return _usage_error(problem)

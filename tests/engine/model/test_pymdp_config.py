@@ -75,6 +75,28 @@ def test_from_pymdp_does_not_learn_unless_asked() -> None:
         InferenceConfig.from_pymdp(agent, learn_B=True)
 
 
+def test_from_pymdp_refuses_d_learning_instead_of_dropping_it() -> None:
+    agent = _pymdp_with_counts(param_gain=False)
+    agent.pD = [np.ones(s) for s in agent.num_states]
+    with pytest.raises(ConfigError, match="holds pD \\(D learning\\)"):
+        InferenceConfig.from_pymdp(agent)
+    agent.pD = None
+    assert InferenceConfig.from_pymdp(agent).semantics == "pymdp0"
+
+
+def test_pymdp1_defaults_apply_to_fields_left_unset() -> None:
+    v1 = InferenceConfig(semantics="pymdp1")
+    assert (v1.gamma, v1.alpha, v1.num_iter, v1.sampling_mode) == (1.0, 1.0, 16, "full")
+    v0 = InferenceConfig()
+    assert (v0.gamma, v0.alpha, v0.num_iter, v0.sampling_mode) == (16.0, 16.0, 10, "marginal")
+    assert InferenceConfig.pymdp1(gamma=4.0).gamma == 4.0
+    assert InferenceConfig.from_dict(v1.to_dict()) == v1
+    with pytest.raises(ConfigError, match="semantics: must be 'pymdp0'"):
+        InferenceConfig(semantics="pymdp2")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="learn_A: is not supported with semantics='pymdp1'"):
+        InferenceConfig.pymdp1(learn_A=True)
+
+
 @pytest.mark.parametrize("backend", ["numba", "reference"])
 def test_param_info_gain_from_pymdp_without_learning_matches_pymdp(backend: str) -> None:
     """pA / pB held for the parameter information gain only: agentloop keeps the gain and,

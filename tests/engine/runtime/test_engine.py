@@ -24,16 +24,19 @@ def _observations(model, n: int, ticks: int, seed: int) -> list[np.ndarray]:  # 
 
 
 @pytest.mark.parametrize("workers", [0, 1, 2])
-@pytest.mark.parametrize("model_name", ["grid-5", "random-2-factors"])
+@pytest.mark.parametrize("model_name", ["grid-5", "random-2-factors", "pymdp1-3-modalities"])
 @pytest.mark.parametrize("beliefs", ["float", "uint16"])
 def test_engine_matches_agents_for_any_worker_count(workers: int, model_name: str,
                                                     beliefs: str) -> None:
     """Bit-identical to in-process Agents (whose beliefs take the same codec round trip)."""
     if model_name == "grid-5":
         model, config = grid_model(5), InferenceConfig(policy_len=2)
-    else:
+    elif model_name == "random-2-factors":
         model = random_model(np.random.default_rng(1), [3, 4], [3, 2], [2, 2])
         config = InferenceConfig(action_selection="stochastic", alpha=3.0)
+    else:
+        model = random_model(np.random.default_rng(1), [3, 4, 2], [3, 2], [2, 2])
+        config = InferenceConfig.pymdp1(policy_len=2)
     n = 700
     reference = Agents(model, n, config, seed=9)
     codec = None

@@ -45,6 +45,20 @@ def test_fixed_rate_runs_replay_exactly_for_any_worker_count(tmp_path: Path,
         assert reader.header.world["name"] == "grid"
 
 
+def test_a_pymdp1_population_replays_exactly(tmp_path: Path) -> None:
+    world = GridWorld(5, 300, seed=2)
+    path = str(tmp_path / "run.mcap")
+    config = InferenceConfig.pymdp1(policy_len=2, action_selection="stochastic")
+    with Engine(world.model(), 300, workers=1, config=config, seed=3, chunk=64) as engine:
+        recorder = TickRecorder(engine, path, hz=200, world=world.config(), snapshot_every=5)
+        summary = engine.run(world, hz=200, ticks=12, on_tick=recorder)
+        recorder.close(summary)
+    with TickLogReader(path) as reader:
+        assert InferenceConfig.from_dict(reader.header.config) == config
+    result = replay(path)
+    assert result.ok and result.ticks == 12
+
+
 def test_forced_degradation_and_deadline_stale_sets_replay(tmp_path: Path) -> None:
     """Levels and stale sets that came from timing are applied as recorded."""
     world = ForagingWorld(5, 900, seed=2)
