@@ -2,7 +2,8 @@
 
 Each pymdp agent is an ``Agent`` built by ``GenerativeModel.to_pymdp``; per tick it does what
 ``Agents.step`` does: ``infer_states`` (then ``update_A``/``update_B`` when learning),
-``infer_policies`` and ``sample_action``.
+``infer_policies`` and ``sample_action``; with ``learn_before_policies=False``, ``update_B``
+after ``infer_policies`` and ``update_A`` after ``sample_action``.
 
 A pymdp agent's tick is a deterministic function of its model, its config and its history (the
 observations it was given and the actions it was handed), so its results are remembered per
@@ -174,11 +175,14 @@ class MemoPeer:
         peer, config = self.agent, self.config
         qs_prev = peer.qs
         qs = peer.infer_states(list(obs))
-        if config.learn_A:
+        first = config.learn_before_policies
+        if config.learn_A and first:
             peer.update_A(list(obs))
-        if config.learn_B and t > 0:
+        if config.learn_B and t > 0 and first:
             peer.update_B(qs_prev)
         q_pi, G = peer.infer_policies()
+        if config.learn_B and t > 0 and not first:
+            peer.update_B(qs_prev)        # before sample_action replaces the action it reads
         if config.action_selection == "deterministic":
             action = _frozen(peer.sample_action().astype(np.int64))
         else:
@@ -187,6 +191,8 @@ class MemoPeer:
             peer.step_time()
         if action is not None and not np.array_equal(action, handed):
             peer.action = handed.astype(np.float64)
+        if config.learn_A and not first:
+            peer.update_A(list(obs))      # pymdp's T-maze learning demo: after the action
         return PeerTick(tuple(_frozen(q) for q in qs), _frozen(q_pi), _frozen(G), action,
                         tuple(_frozen(p) for p in peer.pA) if config.learn_A else None,
                         tuple(_frozen(p) for p in peer.pB) if config.learn_B else None)

@@ -329,10 +329,14 @@ class XpStepper:
         q_prev = [v[rows].astype(c) for v in self._qs_views]
         prior = self._prior(q_prev, rows)
         post = self._infer_states(self._likelihood(obs[rows], rows), prior)
-        self._learn(obs[rows], rows, q_prev, post)
+        learn_first = self.config.learn_before_policies
+        if learn_first:
+            self._learn(obs[rows], rows, q_prev, post)
         G = self._policy_values(post, rows)
         q_pi = softmax(xp, G * self.config.gamma + self._lnE[None, :])
         actions = self._select(q_pi, lo, hi, tick)
+        if not learn_first:
+            self._learn(obs[rows], rows, q_prev, post)
         for f, v in enumerate(self._qs_views):
             v[rows] = post[f]
         self._G[rows] = G

@@ -27,7 +27,7 @@ KernelParams = namedtuple(
     "KernelParams",
     [
         "A", "pA", "Bt", "pBt", "learn_A", "learn_B", "lr_pA", "lr_pB", "learn_modality",
-        "learn_factor", "pA_gain", "pB_gain",
+        "learn_factor", "pA_gain", "pB_gain", "learn_first",
     ],
 )
 
@@ -169,6 +169,17 @@ def _pB_gain(km, pBt, f, u, q_next, next_off, q_prev, prev_off):
     return out
 
 
+@njit(cache=True, inline="always")
+def _learn(km, kp, i, ai, pai, bi, pbi, obs, prev_action, started, post, qs, qj):
+    """pymdp's ``update_A`` / ``update_B`` for agent ``i`` from its new posterior ``post``
+    (``qs[i]`` still holds the previous one)."""
+    if kp.learn_A:
+        joint_into(km, post, 0, qj)
+        _learn_A(km, kp, ai, pai, obs[i], qj)
+    if kp.learn_B and started[i]:
+        _learn_B(km, kp, bi, pbi, prev_action[i], post, qs[i])
+
+
 @njit(cache=True)
 def _step_agent_params(km, kc, kp, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_out,
                        actions_out, seed, tick, fs, touched, sizes, num_iter):
@@ -197,11 +208,8 @@ def _step_agent_params(km, kc, kp, i, agent_id, obs, qs, prev_action, started, q
         for s in range(s_tot):
             prior[s] = km.D_flat[s]
     infer_states_one(km, kc, A, obs[i], prior, post, lnprior, qL, qtmp, lnL, qj, num_iter)
-    if kp.learn_A:
-        joint_into(km, post, 0, qj)
-        _learn_A(km, kp, ai, pai, obs[i], qj)
-    if kp.learn_B and started[i]:
-        _learn_B(km, kp, bi, pbi, prev_action[i], post, qs[i])
+    if kp.learn_first:
+        _learn(km, kp, i, ai, pai, bi, pbi, obs, prev_action, started, post, qs, qj)
 
     pA, pBt = kp.pA[pai], kp.pBt[pbi]
     for k in range(n_nodes):
@@ -231,6 +239,8 @@ def _step_agent_params(km, kc, kp, i, agent_id, obs, qs, prev_action, started, q
         G[p] = gnode[km.leaf_of_policy[p]]
     policy_posterior(km, kc, G, qpi)
     select_action_one(km, kc, qpi, marg, seed, agent_id, tick, actions_out[i])
+    if not kp.learn_first:
+        _learn(km, kp, i, ai, pai, bi, pbi, obs, prev_action, started, post, qs, qj)
     for s in range(s_tot):
         qs[i, s] = post[s]
     for p in range(n_pol):

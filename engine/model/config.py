@@ -51,6 +51,11 @@ class InferenceConfig:
         num_iter, dF, dF_tol: VANILLA iteration count, initial free-energy change and tolerance.
         learn_A, learn_B: Dirichlet learning of pA / pB (each agent then owns its A / B).
         lr_pA, lr_pB: learning rates.
+        learn_before_policies: where learning sits in the step. True (default): after state
+            inference, before G, like calling pymdp's ``infer_states``, ``update_A`` /
+            ``update_B``, ``infer_policies``, ``sample_action``. False: after the action,
+            like pymdp's T-maze learning demo (``infer_states``, ``infer_policies``,
+            ``sample_action``, ``update_A``): G uses the parameters before this step's update.
         modalities_to_learn, factors_to_learn: ``"all"`` or a list of indices.
         control_fac_idx: overrides the model's controllable factors when given.
         dtype: ``"float32"`` (production default) or ``"float64"`` (bit-for-bit-ish with pymdp).
@@ -73,6 +78,7 @@ class InferenceConfig:
     learn_B: bool = False
     lr_pA: float = 1.0
     lr_pB: float = 1.0
+    learn_before_policies: bool = True
     modalities_to_learn: str | tuple[int, ...] = "all"
     factors_to_learn: str | tuple[int, ...] = "all"
     control_fac_idx: tuple[int, ...] | None = None

@@ -314,17 +314,8 @@ class Agents:
         else:
             qs = ref.infer_states(model, obs, prior, cfg.num_iter, cfg.dF, cfg.dF_tol,
                                   cfg.semantics)
-        if cfg.learn_A:
-            self._ref_pA, self._ref_A = ref.update_A(self._ref_pA, self._ref_A, obs, qs,
-                                                     cfg.lr_pA, cfg.modalities_to_learn)
-        if cfg.learn_B:
-            started = self._started.astype(bool)
-            if started.any():
-                new_pB, new_B = ref.update_B(self._ref_pB, self._ref_B, self._prev_action, qs,
-                                             qs_prev, cfg.lr_pB, cfg.factors_to_learn)
-                for f in range(model.num_factors):
-                    self._ref_pB[f][started] = new_pB[f][started]
-                    self._ref_B[f][started] = new_B[f][started]
+        if cfg.learn_before_policies:
+            _learn_reference_into(self, obs, qs, qs_prev)
         G = ref.expected_free_energy(
             model, qs, self._policies, cfg,
             pA=self._ref_pA if cfg.use_param_info_gain else None,
@@ -333,6 +324,8 @@ class Agents:
         q_pi = ref.policy_posterior(G, cfg.gamma, model.prior_over_policies(len(self._policies)))
         actions = ref.select_actions(q_pi, self._policies, model.num_controls, cfg, self.seed,
                                      self._agent_ids, self.tick)
+        if not cfg.learn_before_policies:
+            _learn_reference_into(self, obs, qs, qs_prev)
         for f in range(model.num_factors):
             self._qs_views[f][:] = qs[f]
         self._G[:] = G
@@ -340,6 +333,23 @@ class Agents:
         self._actions[:] = actions
         self._prev_action[:] = actions
         self._started[:] = 1
+
+
+def _learn_reference_into(agents: Agents, obs: np.ndarray, qs: list[np.ndarray],
+                          qs_prev: list[np.ndarray]) -> None:
+    """pymdp's ``update_A`` / ``update_B`` on the reference path's per-agent parameters."""
+    cfg = agents.config
+    if cfg.learn_A:
+        agents._ref_pA, agents._ref_A = ref.update_A(agents._ref_pA, agents._ref_A, obs, qs,
+                                                     cfg.lr_pA, cfg.modalities_to_learn)
+    if cfg.learn_B:
+        started = agents._started.astype(bool)
+        if started.any():
+            new_pB, new_B = ref.update_B(agents._ref_pB, agents._ref_B, agents._prev_action,
+                                         qs, qs_prev, cfg.lr_pB, cfg.factors_to_learn)
+            for f in range(agents.model.num_factors):
+                agents._ref_pB[f][started] = new_pB[f][started]
+                agents._ref_B[f][started] = new_B[f][started]
 
 
 def _infer_states_per_agent_A(model: GenerativeModel, A: list[np.ndarray], obs: np.ndarray,
@@ -394,7 +404,8 @@ def _kernel_params(model: GenerativeModel, config: InferenceConfig, n: int
         float(config.lr_pB), mask(config.modalities_to_learn, layout.n_modalities),
         mask(config.factors_to_learn, layout.n_factors),
         bool(config.use_param_info_gain and model.pA is not None),
-        bool(config.use_param_info_gain and model.pB is not None))
+        bool(config.use_param_info_gain and model.pB is not None),
+        bool(config.learn_before_policies))
 
 
 def _per_agent_A(layout: ModelLayout, flat: np.ndarray) -> list[np.ndarray]:

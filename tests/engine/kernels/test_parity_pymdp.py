@@ -125,6 +125,22 @@ def test_learning_matches_pymdp(backend: str, learn_A: bool, learn_B: bool, para
     assert gaps.action_mismatches == 0
 
 
+@pytest.mark.parametrize("backend", ["numba", "reference", "xp-numpy"])
+def test_learning_after_the_action_matches_pymdps_demo_order(backend: str) -> None:
+    """``learn_before_policies=False``: G and q(pi) use the parameters from before the
+    step's update, as in pymdp's T-maze learning demo (update_A after sample_action)."""
+    rng = np.random.default_rng(12)
+    model = random_model(rng, [3, 4], [3, 2], [2, 2], with_pA=True, with_pB=True)
+    config = InferenceConfig(learn_A=True, learn_B=True, lr_pA=0.7, lr_pB=1.3,
+                             dtype="float64", policy_len=2, learn_before_policies=False)
+    gaps = run_side_by_side(model, config, 2, 10, rng, backend=backend)
+    assert gaps.worst() < 1e-10, gaps
+    assert gaps.action_mismatches == 0
+    before = run_side_by_side(model, config.replace(learn_before_policies=True), 2, 10,
+                              np.random.default_rng(12), backend=backend)
+    assert before.worst() < 1e-10
+
+
 def test_remembered_pymdp_ticks_equal_a_fresh_agents(monkeypatch: pytest.MonkeyPatch) -> None:
     """``tests/pymdp_peer.py`` remembers pymdp's ticks per history: a peer that repeats a
     history reads them, one whose history branches off (another action handed at tick 2) is
