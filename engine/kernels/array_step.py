@@ -46,11 +46,13 @@ KERNELS = ("array", "fused")
 KERNEL_ENV = "AGENTLOOP_XP_KERNEL"
 
 
-def resolve_kernel(kernel: str, learns: bool = False, semantics: str = "pymdp0") -> str:
+def resolve_kernel(kernel: str, learns: bool = False, semantics: str = "pymdp0",
+                   dependent_B: bool = False) -> str:
     """``"array"`` or ``"fused"`` for a requested kernel. ``"auto"`` takes
     ``$AGENTLOOP_XP_KERNEL``, else ``"array"`` (the path measured on a GPU so far), and
-    ``"array"`` for a population that ``learns`` or has pymdp 1.x's ``semantics`` (the fused
-    kernel does neither); ConfigError for an unknown name."""
+    ``"array"`` for a population that ``learns``, has pymdp 1.x's ``semantics`` or a model
+    with ``dependent_B`` transitions (the fused kernel does none of them); ConfigError for an
+    unknown name."""
     chosen = (os.environ.get(KERNEL_ENV) or "array") if kernel == "auto" else kernel
     if chosen not in KERNELS:
         source = f"${KERNEL_ENV}" if kernel == "auto" else "kernel"
@@ -66,6 +68,11 @@ def resolve_kernel(kernel: str, learns: bool = False, semantics: str = "pymdp0")
             return "array"
         raise ConfigError("kernel 'fused' computes pymdp 0.0.7.1's quantities only; use "
                           "kernel='array' for semantics='pymdp1'")
+    if chosen == "fused" and dependent_B:
+        if kernel == "auto":
+            return "array"
+        raise ConfigError("kernel 'fused' does not run transitions that depend on other "
+                          "factors (B_factor_list); use kernel='array'")
     return chosen
 
 # ------------------------------------------------------------------------------ the stepper
@@ -107,7 +114,8 @@ class XpStepper:
         if compute_dtype not in ("float32", "float64"):
             raise ConfigError(f"XpStepper: compute_dtype must be 'float32' or 'float64', "
                               f"got {compute_dtype!r}")
-        self.kernel = resolve_kernel(kernel, self.learns, cfg.semantics)
+        self.kernel = resolve_kernel(kernel, self.learns, cfg.semantics,
+                                     model.has_B_dependencies)
         self.xp = xp
         self.model = model
         self.n = int(n)
@@ -164,7 +172,9 @@ class XpStepper:
         self._gain_cut = float(lay.gain_cut[0])
         # B transposed so that q_next = q @ BT[u]: (U, S_prev, S_next), multiplied densely
         # (docs/architecture.md says why)
-        self._BT = [up(np.transpose(b, (2, 1, 0))) for b in model.B]
+        self._BT = [up(np.transpose(b.reshape(b.shape[0], -1, b.shape[-1]), (2, 1, 0)))
+                    for b in model.B]                                   # (U, K_f, S_f)
+        self._B_deps = [tuple(d) for d in model.B_factor_list]
         self._D = [up(d) for d in model.D]
         self._utility = up(lay.utility)                    # (T, J)
         self._ambiguity = up(lay.ambiguity)                # (J,)
@@ -353,9 +363,18 @@ class XpStepper:
         ar = xp.arange(m)
         prior = []
         for f in range(self.layout.n_factors):
-            pushed = self._pushed(f, q_prev[f], rows, ar)
+            pushed = self._pushed(f, self._B_input(f, q_prev), rows, ar)
             prior.append(xp.where(started, pushed, self._D[f][None, :]))
         return prior
+
+    def _B_input(self, f: int, qs: list[Any]) -> Any:
+        """What ``B[f]`` multiplies: ``qs[f]``, or the outer product of the marginals of the
+        factors in ``B_factor_list[f]``, flat over their joint states (last axis)."""
+        deps = self._B_deps[f]
+        out = qs[deps[0]]
+        for d in deps[1:]:
+            out = (out[..., :, None] * qs[d][..., None, :]).reshape(*out.shape[:-1], -1)
+        return out
 
     def _pushed(self, f: int, q: Any, rows: slice, ar: Any) -> Any:
         """``B[f][:, :, a] @ q`` with ``a`` each row's previous action: every action at once
@@ -395,8 +414,9 @@ class XpStepper:
             pred = []
             for f in range(lay.n_factors):
                 out = xp.empty((level.n_nodes, m, int(lay.num_states[f])), dtype=self._cdt)
+                src = self._B_input(f, parent_q)
                 for u, idx, uniq, inv in level.groups[f]:
-                    out[idx] = xp.matmul(parent_q[f][uniq], self._BT[f][u])[inv]
+                    out[idx] = xp.matmul(src[uniq], self._BT[f][u])[inv]
                 pred.append(out)
             qj = pred[0] if lay.n_factors == 1 else outer_joint(pred)     # (K, m, J)
             value = xp.zeros((level.n_nodes, m), dtype=self._cdt)

@@ -41,9 +41,29 @@ def joint(qs: Beliefs) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- state inference
 def transition_prior(model: GenerativeModel, qs: Beliefs, actions: np.ndarray) -> Beliefs:
-    """``B[f][:, :, a_f] @ qs[f]`` for every agent (pymdp's ``get_expected_states``)."""
-    return [np.einsum("nij,nj->ni", np.transpose(b, (2, 0, 1))[actions[:, f]], qs[f])
+    """``B[f][:, :, a_f] @ qs[f]`` for every agent (pymdp's ``get_expected_states``); a factor
+    with ``B_factor_list[f]`` contracts ``B[f][..., a_f]`` with the marginals of those
+    factors (pymdp 1.x's ``compute_expected_state``)."""
+    return [predict_factor(b[None], model.B_factor_list[f], qs, actions[:, f])
             for f, b in enumerate(model.B)]
+
+
+def predict_factor(b: np.ndarray, deps: tuple[int, ...], qs: Beliefs, u: np.ndarray | int
+                   ) -> np.ndarray:
+    """Factor f's predicted marginal per agent: ``b`` is ``(n | 1, S_f, S_d..., U_f)`` over the
+    factors ``deps``, ``u`` the action (per agent or one for all), ``qs`` the marginals."""
+    n = qs[0].shape[0]
+    weights = qs[deps[0]]
+    for d in deps[1:]:
+        weights = (weights[:, :, None] * qs[d][:, None, :]).reshape(n, -1)
+    flat = b.reshape(b.shape[0], b.shape[1], -1, b.shape[-1])          # (n | 1, S_f, K, U)
+    chosen = np.moveaxis(flat, -1, 1)                                   # (n | 1, U, S_f, K)
+    if np.ndim(u) == 0:
+        per_agent = np.broadcast_to(chosen[:, int(u)], (n, *chosen.shape[2:]))
+    else:
+        rows = np.arange(n) if chosen.shape[0] == n else np.zeros(n, dtype=np.int64)
+        per_agent = chosen[rows, np.asarray(u)]
+    return np.einsum("nik,nk->ni", per_agent, weights)
 
 
 def initial_prior(model: GenerativeModel, n: int) -> Beliefs:
@@ -173,9 +193,8 @@ def expected_free_energy(model: GenerativeModel, qs: Beliefs, policies: np.ndarr
         qs_pi = qs
         for t in range(policy.shape[0]):
             qs_prev = qs_pi
-            qs_pi = [np.einsum("nij,nj->ni", np.broadcast_to(
-                B_used[f][..., policy[t, f]], (n, *model.B[f].shape[:2])), qs_pi[f])
-                for f in range(model.num_factors)]
+            qs_pi = [predict_factor(B_used[f], model.B_factor_list[f], qs_pi, policy[t, f])
+                     for f in range(model.num_factors)]
             qj = joint(qs_pi)
             qo = [contract_states(np.broadcast_to(a, (n, *a.shape[1:])), qj) for a in A_full]
             if config.use_utility:

@@ -2,7 +2,8 @@
 
 Layout follows pymdp: ``A[m]`` has shape ``(O_m, S_f1, S_f2, ...)`` over the factors listed in
 ``A_factor_list[m]`` (all factors by default, as in pymdp 0.0.7.1), ``B[f]`` has shape
-``(S_f, S_f, U_f)``, ``C[m]`` is ``(O_m,)`` or ``(O_m, T)`` (log-preferences), ``D[f]`` is
+``(S_f, S_f, U_f)`` (or ``(S_f, S_d..., U_f)`` over ``B_factor_list[f]``), ``C[m]`` is
+``(O_m,)`` or ``(O_m, T)`` (log-preferences), ``D[f]`` is
 ``(S_f,)`` and ``E`` is ``(n_policies,)``. Arrays are copied, made read-only and never
 renormalised: a model that does not validate raises :class:`ModelError`.
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import ModelError
+from engine.errors import ConfigError, ModelError
 from engine.model.config import InferenceConfig
 from engine.model.limits import check_policies, refuse_idle_actions
 from engine.model.npz_io import MODEL_FORMAT, load_npz, npz_bytes
@@ -48,14 +49,16 @@ class GenerativeModel:
 
     Args:
         A: likelihood arrays, one per modality.
-        B: transition arrays, one per factor, ``(S_f, S_f, U_f)``.
+        B: transition arrays, one per factor, ``(S_f, S_f, U_f)`` (see ``B_factor_list``).
         C: log-preferences per modality (default zeros).
         D: initial state prior per factor (default uniform).
         E: prior over policies (default uniform); its length must match the policy set.
         pA, pB: optional Dirichlet parameters, same shapes as A and B.
         A_factor_list: for each modality, the factors its A depends on (default: all).
-        B_factor_list: for each factor, the factors its transition depends on; only
-            ``[[0], [1], ...]`` (each factor on itself, pymdp 0.0.7.1's model) is supported.
+        B_factor_list: for each factor, the factors its transition depends on (default: each
+            factor on itself, pymdp 0.0.7.1's model); ``B[f]`` is then
+            ``(S_f, S_d1, ..., S_dk, U_f)`` over them (pymdp 1.x's ``B_dependencies``), and the
+            prediction is mean-field: ``B[f]`` contracted with the marginals of those factors.
         control_fac_idx: controllable factors (default: those with more than one action).
             Policies give uncontrolled factors action 0.
         policies: explicit policy set, integer array ``(n_policies, policy_len, n_factors)``;
@@ -79,25 +82,32 @@ class GenerativeModel:
         B_list = [as_float_array(f"B[{f}]", b) for f, b in enumerate(as_list("B", B))]
         if not B_list:
             raise ModelError("B", "is empty: a model needs at least one hidden-state factor")
-        if B_factor_list is not None:
-            if len(B_factor_list) != len(B_list):
-                raise ModelError("B_factor_list", f"has {len(B_factor_list)} entries for "
-                                 f"{len(B_list)} factors")
-            for f, deps in enumerate(B_factor_list):
-                deps = factor_list(f"B_factor_list[{f}]", deps, len(B_list))
-                if deps != [f]:
-                    raise ModelError(f"B_factor_list[{f}]", f"transitions that depend on other "
-                                     f"factors ({deps}) are not supported; use [{f}]")
+        n_b = len(B_list)
+        if B_factor_list is None:
+            B_factor_list = [[f] for f in range(n_b)]
+        if len(B_factor_list) != n_b:
+            raise ModelError("B_factor_list", f"has {len(B_factor_list)} entries for {n_b} "
+                             "factors")
+        self.B_factor_list: tuple[tuple[int, ...], ...] = tuple(
+            tuple(factor_list(f"B_factor_list[{f}]", deps, n_b))
+            for f, deps in enumerate(B_factor_list))
         for f, b in enumerate(B_list):
-            if b.ndim != 3:
-                raise ModelError(f"B[{f}]",
-                                 f"must have 3 dimensions (S, S, U), got shape {b.shape}")
-            if b.shape[0] != b.shape[1]:
-                raise ModelError(f"B[{f}]", f"must be square over states, got shape {b.shape}")
+            deps = self.B_factor_list[f]
+            if b.ndim != 2 + len(deps):
+                shape = "(S, S, U)" if deps == (f,) else f"(S_{f}, " + ", ".join(
+                    f"S_{d}" for d in deps) + ", U)"
+                raise ModelError(f"B[{f}]", f"must have {2 + len(deps)} dimensions {shape}, "
+                                 f"got shape {b.shape}")
+        self.num_states: tuple[int, ...] = tuple(b.shape[0] for b in B_list)
+        for f, b in enumerate(B_list):
+            expected = tuple(self.num_states[d] for d in self.B_factor_list[f])
+            if b.shape[1:-1] != expected:
+                what = ("square over states" if self.B_factor_list[f] == (f,) else
+                        f"over the states of factors {list(self.B_factor_list[f])} {expected}")
+                raise ModelError(f"B[{f}]", f"must be {what}, got shape {b.shape}")
             check_columns_normalised(f"B[{f}]", b)
         self.B: tuple[np.ndarray, ...] = tuple(B_list)
-        self.num_states: tuple[int, ...] = tuple(b.shape[0] for b in B_list)
-        self.num_controls: tuple[int, ...] = tuple(b.shape[2] for b in B_list)
+        self.num_controls: tuple[int, ...] = tuple(b.shape[-1] for b in B_list)
         n_factors = len(B_list)
 
         A_raw = as_list("A", A)
@@ -121,7 +131,6 @@ class GenerativeModel:
         self.A: tuple[np.ndarray, ...] = tuple(A_list)
         self.num_obs: tuple[int, ...] = tuple(a.shape[0] for a in A_list)
 
-        self.B_factor_list: tuple[tuple[int, ...], ...] = tuple((f,) for f in range(n_factors))
 
         if C is None:
             C_list = [np.zeros(o) for o in self.num_obs]
@@ -255,7 +264,8 @@ class GenerativeModel:
         if self.pA is not None:
             pA = [self._expand_over_factors(p, m) for m, p in enumerate(self.pA)]
         return GenerativeModel(A=self.full_A(), B=self.B, C=self.C, D=self.D, E=self.E, pA=pA,
-                               pB=self.pB, control_fac_idx=self.control_fac_idx,
+                               pB=self.pB, B_factor_list=self.B_factor_list,
+                               control_fac_idx=self.control_fac_idx,
                                policies=self.policies)
 
     def _expand_over_factors(self, arr: np.ndarray, m: int) -> np.ndarray:
@@ -270,7 +280,11 @@ class GenerativeModel:
         return np.array(np.broadcast_to(moved.reshape(shape), full))
 
     def to_pymdp(self, config: InferenceConfig | None = None) -> Any:
-        """A pymdp 0.0.7.1 ``Agent`` with this model and config (pymdp must be installed)."""
+        """A pymdp 0.0.7.1 ``Agent`` with this model and config (pymdp must be installed);
+        ConfigError for transitions that depend on other factors, which 0.0.7.1 lacks."""
+        if self.has_B_dependencies:
+            raise ConfigError("to_pymdp: pymdp 0.0.7.1 has no transitions that depend on other "
+                              "factors (B_factor_list); use to_pymdp1")
         return pymdp_agent(self, config)
 
     def to_pymdp1(self, config: InferenceConfig | None = None) -> Any:
@@ -285,6 +299,7 @@ class GenerativeModel:
             "num_modalities": self.num_modalities,
             "num_factors": self.num_factors,
             "A_factor_list": [list(fl) for fl in self.A_factor_list],
+            "B_factor_list": [list(fl) for fl in self.B_factor_list],
             "control_fac_idx": list(self.control_fac_idx),
             "has_E": self.E is not None,
             "has_pA": self.pA is not None,
@@ -329,4 +344,11 @@ class GenerativeModel:
         return (f"GenerativeModel(num_obs={list(self.num_obs)}, "
                 f"num_states={list(self.num_states)}, "
                 f"num_controls={list(self.num_controls)}, "
-                f"A_factor_list={[list(f) for f in self.A_factor_list]})")
+                f"A_factor_list={[list(f) for f in self.A_factor_list]}"
+                + ("" if not self.has_B_dependencies else
+                   f", B_factor_list={[list(f) for f in self.B_factor_list]}") + ")")
+
+    @property
+    def has_B_dependencies(self) -> bool:
+        """Whether some factor's transition depends on factors other than itself."""
+        return any(deps != (f,) for f, deps in enumerate(self.B_factor_list))

@@ -94,7 +94,9 @@ class ModelLayout:
     A_offset: np.ndarray        # (M+1,)
     A_cols: np.ndarray          # (M,) K_m
     jidx: np.ndarray            # (M, n_joint) compact column of each joint state
-    Bt_flat: np.ndarray         # concatenated B_f transposed to (U, S, S)
+    Bt_flat: np.ndarray         # concatenated B_f transposed to (U, S_f, K_f), K_f the joint
+                                # states of B_factor_list[f] (S_f when f depends on itself)
+    B_deps: np.ndarray          # (F, max deps) B_factor_list, padded with -1
     B_offset: np.ndarray        # (F+1,)
     B_sparse: np.ndarray        # (F,) bool
     Bs_ptr: np.ndarray          # (F, max_U + 1) start of each (f, u) run in Bs_*
@@ -197,6 +199,11 @@ class ModelLayout:
     def build(model: GenerativeModel, config: InferenceConfig) -> ModelLayout:
         dtype = np.dtype(config.dtype)
         per_modality = config.semantics == "pymdp1"
+        if model.has_B_dependencies and (config.learn_A or config.learn_B
+                                         or config.use_param_info_gain):
+            raise ConfigError("learning and the parameter information gain are not supported "
+                              "for a model whose transitions depend on other factors "
+                              "(B_factor_list)")
         n_factors, n_mod = model.num_factors, model.num_modalities
         check_policies(model.num_controls, model.control_fac_idx if config.control_fac_idx
                        is None else config.control_fac_idx, config.policy_len,
@@ -222,10 +229,17 @@ class ModelLayout:
             jidx[m] = col
 
         # B, transposed, and sparse coordinate lists where B is sparse
-        Bt = [np.ascontiguousarray(np.transpose(b, (2, 0, 1))) for b in model.B]
+        Bt = [np.ascontiguousarray(np.transpose(b.reshape(b.shape[0], -1, b.shape[-1]),
+                                                (2, 0, 1))) for b in model.B]
         Bt_flat = np.concatenate([b.ravel() for b in Bt])
         B_offset = np.concatenate([[0], np.cumsum([b.size for b in Bt])]).astype(np.int64)
-        B_sparse = np.array([np.count_nonzero(b) / b.size < SPARSE_B_DENSITY for b in model.B])
+        dependent = [deps != (f,) for f, deps in enumerate(model.B_factor_list)]
+        B_sparse = np.array([not dependent[f] and np.count_nonzero(b) / b.size
+                             < SPARSE_B_DENSITY for f, b in enumerate(model.B)])
+        B_deps = np.full((n_factors, max(len(d) for d in model.B_factor_list)), -1,
+                         dtype=np.int64)
+        for f, deps in enumerate(model.B_factor_list):
+            B_deps[f, :len(deps)] = deps
         max_u = int(max(model.num_controls))
         max_s = int(max(model.num_states))
         Bs_ptr = np.zeros((n_factors, max_u + 1), dtype=np.int64)
@@ -338,7 +352,8 @@ class ModelLayout:
             n_joint=n_joint,
             A_flat=fl(A_flat), A_offset=ix(A_offset), A_cols=ix(A_cols), jidx=ix(jidx),
             Bt_flat=fl(Bt_flat), B_offset=ix(B_offset), B_sparse=np.array(B_sparse, dtype=bool),
-            Bs_ptr=ix(Bs_ptr), Bs_rowptr=ix(Bs_rowptr), Bs_col=ix(Bs_col), Bs_val=fl(Bs_val),
+            B_deps=ix(B_deps), Bs_ptr=ix(Bs_ptr), Bs_rowptr=ix(Bs_rowptr), Bs_col=ix(Bs_col),
+            Bs_val=fl(Bs_val),
             B_det=B_det, Bd_row=ix(Bd_row), Bd_val=fl(Bd_val),
             jidx_identity=jidx_identity, Bc_colptr=ix(Bc_colptr), Bc_row=ix(Bc_row),
             utility_B=fl(utility_B),

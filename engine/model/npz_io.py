@@ -77,6 +77,7 @@ def load_npz(source: str | io.BytesIO, name: str, build: Callable[..., Model]) -
         pA=[take(f"pA_{m}") for m in range(n_m)] if meta["has_pA"] else None,
         pB=[take(f"pB_{f}") for f in range(n_f)] if meta["has_pB"] else None,
         A_factor_list=meta["A_factor_list"],
+        B_factor_list=meta.get("B_factor_list"),
         control_fac_idx=meta["control_fac_idx"],
         policies=take("policies") if meta["has_policies"] else None,
     )

@@ -296,16 +296,14 @@ class Agents:
             self._ref_pB = [np.repeat(p[None], n, axis=0) for p in model.pB]
 
     def _step_reference(self, obs: np.ndarray) -> None:
-        model, cfg, n = self.model, self.config, self.n
+        model, cfg = self.model, self.config
         obs = obs.astype(np.int64)
         qs_prev = [q.astype(np.float64) for q in self._qs_views]
         B_now = self._ref_B if self._ref_B is not None else [b[None] for b in model.B]
         prior = []
         for f in range(model.num_factors):
-            Bt = np.transpose(B_now[f], (0, 3, 1, 2))               # (n|1, U, S, S)
-            Bt = np.broadcast_to(Bt, (n, *Bt.shape[1:]))
-            pushed = np.einsum("nij,nj->ni", Bt[np.arange(n), self._prev_action[:, f]],
-                               qs_prev[f])
+            pushed = ref.predict_factor(B_now[f], model.B_factor_list[f], qs_prev,
+                                        self._prev_action[:, f])
             first = self._started == 0
             pushed[first] = model.D[f]
             prior.append(pushed)

@@ -33,6 +33,8 @@ def apply_B(km, f, u, src, src_off, dst, dst_off):
             for k in range(km.Bs_rowptr[f, u, r], km.Bs_rowptr[f, u, r + 1]):
                 acc += km.Bs_val[k] * src[src_off + km.Bs_col[k]]
             dst[dst_off + r] = acc
+    elif km.B_deps[f, 0] != f or (km.B_deps.shape[1] > 1 and km.B_deps[f, 1] >= 0):
+        apply_B_dependent(km, f, u, src, src_off - km.state_offset[f], dst, dst_off)
     else:
         base = km.B_offset[f] + u * S * S
         for r in range(S):
@@ -41,6 +43,32 @@ def apply_B(km, f, u, src, src_off, dst, dst_off):
             for c in range(S):
                 acc += km.Bt_flat[row + c] * src[src_off + c]
             dst[dst_off + r] = acc
+
+
+@njit(cache=True, inline="always")
+def apply_B_dependent(km, f, u, src, src_base, dst, dst_off):
+    """dst[dst_off:...] = B[f][..., u] contracted with the marginals, in ``src[src_base:]``
+    (beliefs flat over factors), of the factors in ``B_factor_list[f]`` (pymdp 1.x's
+    mean-field ``B_dependencies``)."""
+    S = km.num_states[f]
+    K = (km.B_offset[f + 1] - km.B_offset[f]) // (km.num_controls[f] * S)
+    base = km.B_offset[f] + u * S * K
+    for r in range(S):
+        dst[dst_off + r] = 0.0
+    n_deps = 0
+    while n_deps < km.B_deps.shape[1] and km.B_deps[f, n_deps] >= 0:
+        n_deps += 1
+    for c in range(K):
+        rem = c
+        w = 1.0
+        for k in range(n_deps - 1, -1, -1):
+            d = km.B_deps[f, k]
+            digit = rem % km.num_states[d]
+            rem //= km.num_states[d]
+            w *= src[src_base + km.state_offset[d] + digit]
+        if w != 0.0:
+            for r in range(S):
+                dst[dst_off + r] += km.Bt_flat[base + r * K + c] * w
 
 
 @njit(cache=True)

@@ -18,13 +18,12 @@ import numpy as np
 import pytest
 
 from engine import Agents, GenerativeModel, InferenceConfig
-from engine.errors import ModelError
+from engine.errors import ConfigError, ModelError
 from engine.kernels import reference as ref
+from engine.model.layout import layout_of
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "pymdp1"
 CASES = sorted(p.stem for p in FIXTURES.glob("*.npz"))
-#: cases whose transitions depend on other factors (B_dependencies), refused for now
-NEEDS_B_DEPENDENCIES = {"b_dependencies_L2"}
 
 
 def load(case: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -56,7 +55,7 @@ def standin_agent(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Simple
                                                ("reference", "float64", 1e-9),
                                                ("xp-numpy", "float64", 1e-9),
                                                ("numba", "float32", 1e-4)])
-@pytest.mark.parametrize("case", sorted(set(CASES) - NEEDS_B_DEPENDENCIES))
+@pytest.mark.parametrize("case", CASES)
 def test_episode_matches_pymdp1(case: str, backend: str, dtype: str, tol: float) -> None:
     meta, arrays = load(case)
     agent = standin_agent(meta, arrays)
@@ -83,11 +82,22 @@ def test_episode_matches_pymdp1(case: str, backend: str, dtype: str, tol: float)
         np.testing.assert_array_equal(actions[0], arrays["action"][t], err_msg=where)
 
 
-@pytest.mark.parametrize("case", sorted(NEEDS_B_DEPENDENCIES))
-def test_b_dependencies_are_refused_in_one_sentence(case: str) -> None:
-    meta, arrays = load(case)
-    with pytest.raises(ModelError, match="B_factor_list"):
-        GenerativeModel.from_pymdp(standin_agent(meta, arrays))
+def test_a_model_with_b_dependencies_saves_loads_and_refuses_pymdp0_export(
+        tmp_path: Path) -> None:
+    meta, arrays = load("b_dependencies_L2")
+    model = GenerativeModel.from_pymdp(standin_agent(meta, arrays))
+    assert model.has_B_dependencies and model.B_factor_list == ((0,), (0, 1))
+    model.save(tmp_path / "deps.npz")
+    again = GenerativeModel.load(tmp_path / "deps.npz")
+    assert again.B_factor_list == model.B_factor_list
+    assert again.content_hash() == model.content_hash()
+    with pytest.raises(ConfigError, match="pymdp 0.0.7.1 has no transitions that depend"):
+        model.to_pymdp()
+    with pytest.raises(ConfigError, match="learning and the parameter information gain"):
+        layout_of(model, InferenceConfig(learn_A=True))
+    with pytest.raises(ModelError, match=r"B\[1\]: must be over the states of factors"):
+        GenerativeModel(A=list(model.A), B=[model.B[0], model.B[1][:, :2]],
+                        B_factor_list=[[0], [0, 1]])
 
 
 def test_agent_arguments_round_trip_the_fixture() -> None:
@@ -115,8 +125,6 @@ def test_agent_arguments_round_trip_the_fixture() -> None:
 ])
 def test_unsupported_pymdp1_options_are_refused_by_name(name: str, value: Any,
                                                         message: str) -> None:
-    from engine.errors import ConfigError
-
     meta, arrays = load("one_factor_L1")
     agent = standin_agent(meta, arrays)
     setattr(agent, name, value)
@@ -125,8 +133,6 @@ def test_unsupported_pymdp1_options_are_refused_by_name(name: str, value: Any,
 
 
 def test_batch_with_different_models_is_refused() -> None:
-    from engine.errors import ConfigError
-
     meta, arrays = load("one_factor_L1")
     agent = standin_agent(meta, arrays)
     agent.A = [np.concatenate([a, a[:, ::-1]]) for a in agent.A]

@@ -45,6 +45,22 @@ def _time_dependent_preferences() -> GenerativeModel:
                            C=[rng.normal(size=(o, 3)) for o in base.num_obs], D=list(base.D))
 
 
+def _b_dependencies() -> GenerativeModel:
+    """Three factors; factor 1's transitions depend on factors 0 and 1, factor 2's on 0 alone
+    (pymdp 1.x's B_dependencies)."""
+    rng = np.random.default_rng(33)
+
+    def columns(*shape: int) -> np.ndarray:
+        a = rng.gamma(0.5, size=shape) + 1e-3
+        return a / a.sum(axis=0, keepdims=True)
+
+    return GenerativeModel(A=[columns(3, 3, 4, 2), columns(4, 4)],
+                           B=[columns(3, 3, 2), columns(4, 3, 4, 3), columns(2, 3, 2)],
+                           C=[rng.normal(size=3), rng.normal(size=4)],
+                           A_factor_list=[[0, 1, 2], [1]],
+                           B_factor_list=[[0], [0, 1], [0]])
+
+
 #: (name, build) of the models every stage runs on: the shapes of test_parity_pymdp.py.
 MODELS: list[tuple[str, Callable[[], GenerativeModel]]] = [
     ("grid-5", lambda: grid_model(5)),
@@ -61,6 +77,7 @@ MODELS: list[tuple[str, Callable[[], GenerativeModel]]] = [
     ("3f-flat", lambda: random_model(np.random.default_rng(6), [2, 3, 2], [2, 3, 2],
                                      [2, 2, 2], sharpness=5.0)),
     ("2f-time-dependent-C", _time_dependent_preferences),
+    ("3f-B-dependencies", _b_dependencies),
 ]
 
 
