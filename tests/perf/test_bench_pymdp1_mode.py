@@ -219,3 +219,32 @@ def test_pymdp1_child_runs_the_settings_it_is_given() -> None:
                       "n": 1, "kernel": "vmap", "params": {"beta": 2}})
     finally:
         peer.close()
+
+
+# ------------------------------------------------------------------- perf.stage_split
+def test_stage_split_names_each_part() -> None:
+    from perf.stage_split import VARIANTS, format_split
+
+    us = dict(zip(VARIANTS, (5.0, 10.0, 6.0, 5.5, 2.0), strict=True))
+    text = format_split("tmaze", 3, 1000, us)
+    assert "tmaze policy_len 3, 1,000 agents" in text
+    assert "information gain 4.00, utility 0.50, sweeps 2..num_iter 3.50" in text
+    assert "selection) 2.00" in text
+
+
+@pytest.mark.parametrize("case", ["tmaze:1", "nope:1:10"])
+def test_stage_split_bad_case_exits_2(case: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from perf.stage_split import main as split_main
+
+    with pytest.raises(SystemExit) as exc:
+        split_main([case])
+    assert exc.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_stage_split_runs_every_variant() -> None:
+    """The real populations (compiles the kernel when the cache is cold)."""
+    from perf.stage_split import VARIANTS, split
+
+    us = split("tmaze", 1, 20, repeats=1, seconds=0.01)
+    assert set(us) == set(VARIANTS) and all(v > 0 for v in us.values())
