@@ -4,7 +4,8 @@ It runs as a script in its own virtual environment (:data:`VENV`, made by :func:
 and imports only the standard library, NumPy, JAX and pymdp, never the project. It answers JSON
 lines on stdin (``hello``, ``setup``, ``time``, ``quit``); ``setup`` builds a batched ``Agent``
 or (``"kernel": "vmap"``) the functional kernels under ``jax.jit(jax.vmap(...))`` with one
-shared model. The protocol and the step's settings are in docs/architecture.md and docs/zoo.md.
+shared model, with the step's settings from its ``params`` (:data:`DEFAULT_PARAMS` fill the
+rest). The protocol and the settings are in docs/architecture.md and docs/zoo.md.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ VENV = (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         / "agentloop" / "venv-pymdp1")
 #: What :func:`ensure_venv` installs there.
 REQUIREMENT = "inferactively-pymdp>=1.0"
+#: The step's settings when ``setup`` names none (pymdp 0.0.7.1's defaults, deterministic).
+DEFAULT_PARAMS: dict[str, Any] = {"gamma": 16.0, "alpha": 16.0, "num_iter": 10,
+                                  "sampling_mode": "marginal",
+                                  "action_selection": "deterministic"}
 
 
 def venv_python(venv: Path = VENV) -> Path:
@@ -120,10 +125,31 @@ def _load_model(model_path: str) -> tuple[Any, dict[str, Any], list[Any], list[A
     return data, meta, arrays("A", M), arrays("B", F), arrays("C", M), arrays("D", F)
 
 
+def step_params(given: dict[str, Any] | None) -> dict[str, Any]:
+    """:data:`DEFAULT_PARAMS` updated by ``given`` (``ValueError`` naming a bad one)."""
+    out = dict(DEFAULT_PARAMS)
+    unknown = sorted(set(given or {}) - set(out))
+    if unknown:
+        raise ValueError(f"unknown step params {unknown}; known: {sorted(out)}")
+    out.update(given or {})
+    out["gamma"], out["alpha"] = float(out["gamma"]), float(out["alpha"])
+    out["num_iter"] = int(out["num_iter"])
+    if out["num_iter"] < 1:
+        raise ValueError(f"num_iter must be >= 1, got {out['num_iter']}")
+    if out["sampling_mode"] not in ("marginal", "full"):
+        raise ValueError(f"sampling_mode must be 'marginal' or 'full', got "
+                         f"{out['sampling_mode']!r}")
+    if out["action_selection"] not in ("deterministic", "stochastic"):
+        raise ValueError(f"action_selection must be 'deterministic' or 'stochastic', got "
+                         f"{out['action_selection']!r}")
+    return out
+
+
 class _Batch:
     """One batch of pymdp 1.x agents and its jitted step."""
 
-    def __init__(self, model_path: str, policy_len: int, n: int, seed: int) -> None:
+    def __init__(self, model_path: str, policy_len: int, n: int, seed: int,
+                 params: dict[str, Any]) -> None:
         import equinox as eqx
         import jax
         import jax.random as jr
@@ -139,8 +165,10 @@ class _Batch:
         agent = Agent(A=A, B=B, C=C, D=D, A_dependencies=meta["A_factor_list"],
                       B_dependencies=[[f] for f in range(F)],
                       control_fac_idx=meta["control_fac_idx"], policy_len=policy_len,
-                      gamma=16.0, alpha=16.0, num_iter=10, batch_size=n,
-                      action_selection="deterministic", sampling_mode="marginal",
+                      gamma=params["gamma"], alpha=params["alpha"],
+                      num_iter=params["num_iter"], batch_size=n,
+                      action_selection=params["action_selection"],
+                      sampling_mode=params["sampling_mode"],
                       use_utility=True, use_states_info_gain=True, inference_algo="fpi")
         jax.block_until_ready(jax.tree_util.tree_leaves(eqx.filter(agent, eqx.is_array)))
         self.create_s = time.perf_counter() - t0
@@ -180,9 +208,11 @@ class _Vmapped:
     """``n`` agents stepped by pymdp 1.x's functional kernels under ``jax.jit(jax.vmap(...))``:
     ONE shared model (``in_axes=None`` for A, B, C, E), mapped over observations and beliefs."""
 
-    def __init__(self, model_path: str, policy_len: int, n: int, seed: int) -> None:
+    def __init__(self, model_path: str, policy_len: int, n: int, seed: int,
+                 params: dict[str, Any]) -> None:
         import jax
         import jax.numpy as jnp
+        import jax.random as jr
         import numpy as np
         from pymdp import control, inference
 
@@ -204,21 +234,40 @@ class _Vmapped:
         self.rng = np.random.default_rng(seed)
         t0 = time.perf_counter()
 
-        def one(A: Any, B: Any, C: Any, E: Any, obs: list[Any], prior: list[Any]
+        select, how, alpha = params["action_selection"], params["sampling_mode"], params["alpha"]
+
+        def one(A: Any, B: Any, C: Any, E: Any, obs: list[Any], prior: list[Any], key: Any
                 ) -> tuple[Any, list[Any]]:
             qs = inference.update_posterior_states(
                 A, B, obs, None, prior=prior, A_dependencies=A_deps, B_dependencies=B_deps,
-                num_iter=10, method="fpi", distr_obs=False)
+                num_iter=params["num_iter"], method="fpi", distr_obs=False)
             qs = [q[-1] for q in qs]
             q_pi, _neg_efe = control.update_posterior_policies(
-                policies, qs, A, B, C, E, None, None, A_deps, B_deps, gamma=16.0,
+                policies, qs, A, B, C, E, None, None, A_deps, B_deps, gamma=params["gamma"],
                 use_utility=True, use_states_info_gain=True, use_param_info_gain=False)
-            action = control.sample_action(policies, num_controls, q_pi,
-                                           action_selection="deterministic")
+            if how == "marginal":
+                action = control.sample_action(policies, num_controls, q_pi,
+                                               action_selection=select, alpha=alpha,
+                                               rng_key=key)
+            else:
+                action = control.sample_policy(policies, q_pi, action_selection=select,
+                                               alpha=alpha, rng_key=key)
             return action, control.compute_expected_state(qs, B, action, B_deps)
 
-        self._step = jax.jit(jax.vmap(one, in_axes=(None, None, None, None, 0, 0)))
-        self._jax, self._model = jax, (A, B, C, E)
+        sampled = select == "stochastic"      # deterministic steps split no keys
+        mapped = jax.vmap(one, in_axes=(None, None, None, None, 0, 0, 0 if sampled else None))
+
+        def step(A: Any, B: Any, C: Any, E: Any, obs: list[Any], prior: list[Any], key: Any
+                 ) -> tuple[Any, list[Any], Any]:
+            if not sampled:
+                action, prior = mapped(A, B, C, E, obs, prior, None)
+                return action, prior, key
+            keys = jr.split(key, n + 1)
+            action, prior = mapped(A, B, C, E, obs, prior, keys[1:])
+            return action, prior, keys[0]
+
+        self._step = jax.jit(step)
+        self._jax, self._model, self.key = jax, (A, B, C, E), jr.PRNGKey(seed)
         self.prior = [jnp.tile(d, (n, 1)) for d in D]
         jax.block_until_ready(self.prior)
         self.create_s = time.perf_counter() - t0
@@ -233,7 +282,7 @@ class _Vmapped:
                for o in self.num_obs]
         self._jax.block_until_ready(obs)
         t0 = time.perf_counter()
-        action, self.prior = self._step(*self._model, obs, self.prior)
+        action, self.prior, self.key = self._step(*self._model, obs, self.prior, self.key)
         self._jax.block_until_ready((action, self.prior))
         return time.perf_counter() - t0
 
@@ -263,10 +312,12 @@ def _serve() -> int:
                 kind = req.get("kernel", "agent")
                 if kind not in ("agent", "vmap"):
                     raise ValueError(f"unknown kernel {kind!r} (agent or vmap)")
+                params = step_params(req.get("params"))
                 batch = (_Vmapped if kind == "vmap" else _Batch)(
-                    req["model"], int(req["policy_len"]), int(req["n"]), int(req.get("seed", 0)))
+                    req["model"], int(req["policy_len"]), int(req["n"]), int(req.get("seed", 0)),
+                    params)
                 _answer({"ok": True, "create_s": batch.create_s, "compile_s": batch.compile_s,
-                         "bytes_per_agent": batch.bytes_per_agent})
+                         "bytes_per_agent": batch.bytes_per_agent, "params": params})
             elif op == "time":
                 if batch is None:
                     raise RuntimeError("time before setup")

@@ -81,6 +81,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated models (perf.models) for the latency figures and the "
                         "zoo stage (default: latency on grid-5,grid-10,grid-20,multi-3x3; the "
                         "zoo on every zoo model)")
+    p.add_argument("--zoo-models", default=None,
+                   help="comma-separated models for the zoo stage only (overrides --models "
+                        "there; default every zoo model)")
     p.add_argument("--policy-lens", type=_int_list, default=None,
                    help="comma-separated policy lengths (default 1,3; in the zoo, each "
                         "model's own: epistemic-chain 4)")
@@ -127,22 +130,30 @@ def build_parser(prog: str = "python -m perf") -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> BenchConfig:
-    """The :class:`BenchConfig` the arguments ask for (``ValueError`` with a one-line reason)."""
+def _models(option: str, text: str) -> tuple[str, ...]:
+    """The model names of ``option`` (``ValueError`` naming an unknown one)."""
     from perf.models import MODELS
 
+    models = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise ValueError(f"{option}: unknown model {', '.join(unknown) or '(none)'}; "
+                         f"known: {', '.join(MODELS)}")
+    return models
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    """The :class:`BenchConfig` the arguments ask for (``ValueError`` with a one-line reason)."""
     cfg = QUICK if args.quick else FULL
     changes: dict[str, Any] = {}
     if args.repeats is not None:
         changes["repeats"] = args.repeats
     if args.models:
-        models = tuple(m.strip() for m in args.models.split(",") if m.strip())
-        unknown = [m for m in models if m not in MODELS]
-        if unknown or not models:
-            raise ValueError(f"--models: unknown model {', '.join(unknown) or '(none)'}; "
-                             f"known: {', '.join(MODELS)}")
+        models = _models("--models", args.models)
         changes["latency_models"] = models
         changes["zoo_models"] = models
+    if args.zoo_models:
+        changes["zoo_models"] = _models("--zoo-models", args.zoo_models)
     if args.policy_lens:
         if any(v < 1 for v in args.policy_lens):
             raise ValueError("--policy-lens: each must be at least 1")

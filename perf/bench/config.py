@@ -24,11 +24,21 @@ AGENTLOOP, REFERENCE, PYMDP, PYMDP1 = "agentloop", "reference", "pymdp-0.0.7.1",
 #: agentloop's ``Agents`` on every thread, and pymdp 1.x's functional kernels under
 #: ``jax.jit(jax.vmap(...))`` with one shared model (the zoo's throughput figures).
 AGENTLOOP_MT, PYMDP1_VMAP = "agentloop-mt", "pymdp-1.x-vmap"
+#: agentloop's ``Agents`` on every thread in its pymdp 1.x mode (``InferenceConfig.pymdp1``:
+#: the information gain summed per modality), held against the pymdp 1.x peers.
+AGENTLOOP_MT1 = "agentloop-mt-pymdp1"
 IMPL_NAMES = {AGENTLOOP: "agentloop (Numba, 1 thread)", REFERENCE: "agentloop NumPy reference",
               PYMDP: "pymdp 0.0.7.1", PYMDP1: "pymdp 1.x (JAX)", "engine-w0": "engine w=0",
               "engine-w1": "engine w=1", "engine-w2": "engine w=2",
               AGENTLOOP_MT: "agentloop Agents (Numba, all threads)",
-              PYMDP1_VMAP: "pymdp 1.x jit(vmap), shared model"}
+              PYMDP1_VMAP: "pymdp 1.x jit(vmap), shared model",
+              AGENTLOOP_MT1: "agentloop Agents, pymdp 1.x mode (Numba, all threads)"}
+#: The step's settings every implementation of the zoo runs with, agentloop (both modes) and
+#: the pymdp 1.x child alike (pymdp 0.0.7.1's defaults; deterministic, so no sampling noise).
+#: The pymdp 1.x mode runs all ``num_iter`` sweeps, as pymdp 1.x does.
+STEP_PARAMS: dict[str, object] = {"gamma": 16.0, "alpha": 16.0, "num_iter": 10,
+                                  "sampling_mode": "marginal",
+                                  "action_selection": "deterministic"}
 #: The stages of a run, in order (``--stages`` picks some; peers and machine always run).
 STAGES = ("latency", "throughput", "zoo", "held", "memory", "quantization")
 #: Every model of the zoo (perf.models.ZOO; a test keeps the two equal).
@@ -84,6 +94,7 @@ class BenchConfig:
     zoo_agents: int = 10_000
     zoo_agents_long: int = 1_000                # at policy_len >= 3
     zoo_batched_agent: bool = True              # pymdp 1.x Agent(batch_size=N) too, if it fits
+    zoo_pymdp1_mode: bool = True                # agentloop's pymdp 1.x mode, 2+ modalities
     quant_cases: tuple[str, ...] = ("grid-10", "random-a", "random-b")
     quant_agents: int = 200
     quant_ticks: int = 300

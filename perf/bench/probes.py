@@ -9,11 +9,13 @@ from typing import Any
 
 from perf.bench.config import (
     AGENTLOOP_MT,
+    AGENTLOOP_MT1,
     HELD_MODEL,
     PYMDP,
     PYMDP1,
     PYMDP1_VMAP,
     REFERENCE,
+    STEP_PARAMS,
     BenchConfig,
 )
 from perf.bench.peers import JaxPeer
@@ -149,7 +151,8 @@ class Probes:
             self._jax_key = None
             path = self.jax.model_file(model, policy_len if kernel == "vmap" else None)
             info = self.jax.ask({"op": "setup", "model": path, "policy_len": policy_len,
-                                 "n": n, "seed": self.cfg.seed, "kernel": kernel})
+                                 "n": n, "seed": self.cfg.seed, "kernel": kernel,
+                                 "params": STEP_PARAMS})
             info["rss_bytes"] = self.jax.rss()
             self.jax_setup_info[name] = info
             self._jax_key = key
@@ -158,8 +161,9 @@ class Probes:
     # ---- throughput
     def open_population(self, model: str, policy_len: int, n: int, impl: str) -> PopulationHandle:
         """Create ``n`` agents of ``impl`` ready to step: the engine, agentloop's ``Agents``
-        in process (reference backend, or Numba on every thread), pymdp 1.x batched or
-        vmapped."""
+        in process (reference backend, or Numba on every thread in either pymdp mode), pymdp
+        1.x batched or vmapped. The zoo's populations (agentloop on every thread, pymdp 1.x)
+        step with :data:`STEP_PARAMS`."""
         if impl in (PYMDP1, PYMDP1_VMAP):
             info = self._jax_setup(model, policy_len, n, "vmap" if impl == PYMDP1_VMAP
                                    else "agent")
@@ -178,20 +182,25 @@ class Probes:
 
         m = model_by_name(model)
         config = InferenceConfig(policy_len=policy_len)
+        if impl in (AGENTLOOP_MT, AGENTLOOP_MT1):
+            config = config.replace(semantics="pymdp1" if impl == AGENTLOOP_MT1 else "pymdp0",
+                                    **STEP_PARAMS)
         world = ModelProcess(m, n, np.random.default_rng(self.cfg.seed))
-        if impl in (REFERENCE, AGENTLOOP_MT):
+        if impl in (REFERENCE, AGENTLOOP_MT, AGENTLOOP_MT1):
             agents = Agents(m, n, config, seed=self.cfg.seed,
                             backend="reference" if impl == REFERENCE else "numba")
             stepper: Callable[[Any], Any] = agents.step
             closer: Callable[[], None] = lambda: None  # noqa: E731
             live: Callable[[], float] | None = lambda: live_joint_fraction(  # noqa: E731
                 agents.qs, np.random.default_rng(self.cfg.seed))
+            extra = {"config": agents.config.to_dict()}
         else:
             workers = int(impl.removeprefix("engine-w"))
             eng = Engine(m, n, workers=workers, config=config, seed=self.cfg.seed, degrade=False)
             eng.start()
             stepper, closer = eng.step, eng.close
             live = None
+            extra = {"config": config.to_dict()}
 
         def step() -> float:
             obs = world.observe()
@@ -200,7 +209,7 @@ class Probes:
             elapsed = time.perf_counter() - t0
             world.advance(actions)
             return elapsed
-        return PopulationHandle(impl, n, step, closer, live_fraction=live)
+        return PopulationHandle(impl, n, step, closer, extra, live_fraction=live)
 
     def step_cost(self, model: str, policy_len: int) -> dict[str, Any] | None:
         """FLOPs and bytes of one step (perf.kernels.step_cost, support from 2,000 agents)."""

@@ -18,10 +18,13 @@ from perf.bench.config import (
     engine_impl,
 )
 from perf.bench.report import (
+    PYMDP1_MODE_HEADERS,
     ZOO_HEADERS,
     figure_rows,
     find_figure,
     md_table,
+    pymdp1_mode_caption,
+    pymdp1_mode_rows,
     ratio_text,
     value_text,
     zoo_rows,
@@ -36,9 +39,14 @@ def zoo_table(results: dict[str, Any]) -> str:
     rows = zoo_rows(results)
     if not rows:
         return ""
-    return ("Per model (the zoo, `perf/models.py`; float32 state, agentloop's `Agents` on every "
-            "thread against the strongest peer measured in the same run):\n\n"
-            + md_table(list(ZOO_HEADERS), rows))
+    out = ("Per model (the zoo, `perf/models.py`; float32 state, agentloop's `Agents` on every "
+           "thread against the strongest peer measured in the same run):\n\n"
+           + md_table(list(ZOO_HEADERS), rows))
+    mode1 = pymdp1_mode_rows(results)
+    if mode1:
+        out += (f"\n\n{pymdp1_mode_caption(results)}:\n\n"
+                + md_table(list(PYMDP1_MODE_HEADERS), mode1))
+    return out
 
 
 def _largest(results: dict[str, Any], prefix: str, impl: str) -> dict[str, Any] | None:

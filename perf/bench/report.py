@@ -97,6 +97,39 @@ def zoo_rows(results: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+PYMDP1_MODE_HEADERS = ("model", "policy_len", "agents", "agentloop 0.0.7.1 semantics steps/s",
+                       "agentloop pymdp1 mode steps/s", "pymdp 1.x peer",
+                       "pymdp 1.x peer steps/s", "pymdp1 mode / peer")
+
+
+def pymdp1_mode_rows(results: dict[str, Any]) -> list[list[str]]:
+    """One row per zoo model and policy length where agentloop's pymdp 1.x mode was measured:
+    both agentloop modes, the strongest pymdp 1.x form, and the mode's ratio to it (medians)."""
+    rows = []
+    for z in (results.get("raw") or {}).get("zoo", []):
+        mode = z.get("pymdp1_mode")
+        if not mode:
+            continue
+        ours = z["steps_per_s_per_repeat"].get(AGENTLOOP_MT) or []
+        peer = mode.get("peer")
+        rows.append([z["model"], str(z["policy_len"]), f"{z['n']:,}",
+                     number_text(median_of(ours)) if ours else "-",
+                     number_text(mode.get("steps_per_s")),
+                     IMPL_NAMES.get(peer, peer) if peer else "-",
+                     number_text(mode.get("peer_rate")), ratio_text(mode.get("ratio"))])
+    return rows
+
+
+def pymdp1_mode_caption(results: dict[str, Any]) -> str:
+    """The settings both sides of the pymdp 1.x mode table ran with."""
+    zoo = (results.get("raw") or {}).get("zoo", [])
+    params = next((z["step_params"] for z in zoo if z.get("step_params")), None)
+    said = ", ".join(f"{k} {v}" for k, v in params.items()) if params else "not recorded"
+    return ("agentloop's pymdp 1.x mode (`InferenceConfig.pymdp1`, information gain summed per "
+            "modality, every num_iter sweep) against the strongest pymdp 1.x form measured "
+            f"beside it; both sides: {said}; medians of agent-steps/s")
+
+
 def format_report(results: dict[str, Any]) -> str:
     """The printed report: every figure, median [min-max], pymdp 0.0.7.1 and the ratio."""
     git = results.get("git", {})
@@ -110,6 +143,9 @@ def format_report(results: dict[str, Any]) -> str:
     zoo = zoo_rows(results)
     if zoo:
         out += ["", "Per model (the zoo):", _table(ZOO_HEADERS, zoo)]
+    mode1 = pymdp1_mode_rows(results)
+    if mode1:
+        out += ["", pymdp1_mode_caption(results) + ":", _table(PYMDP1_MODE_HEADERS, mode1)]
     if results.get("not_measured"):
         out += ["", "Not measured:"]
         out += [f"  {nm['what']}: not measured: {nm['reason']}" for nm in results["not_measured"]]

@@ -1,6 +1,7 @@
 """The zoo stage: every zoo model on its own (10,000 agents; 1,000 at policy_len >= 3), agentloop
 against the strongest peer measured in the same run, with the achieved FLOP/s as a share of the
-machine's measured peak and a sentence on what bounds it (docs/zoo.md)."""
+machine's measured peak and a sentence on what bounds it; on models with several modalities,
+agentloop's pymdp 1.x mode against the strongest pymdp 1.x form too (docs/zoo.md)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from typing import Any
 from perf.bench.config import (
     AGENTLOOP,
     AGENTLOOP_MT,
+    AGENTLOOP_MT1,
     IMPL_NAMES,
     PYMDP,
     PYMDP1,
     PYMDP1_VMAP,
+    STEP_PARAMS,
     zoo_pairs,
 )
 from perf.bench.figures import make_figure, median_of
@@ -60,8 +63,18 @@ def _memory_reasons(state: RunState, model: str, L: int, n: int) -> dict[str, st
             for impl, est in estimates.items() if est > limit}
 
 
+def pymdp1_mode_wanted(state: RunState, model: str) -> bool:
+    """Whether the zoo measures agentloop's pymdp 1.x mode on ``model``: where the two
+    generations' information gains differ (two or more modalities), and only beside the
+    pymdp 1.x peer it is held against."""
+    from perf.models import model_by_name
+
+    return state.cfg.zoo_pymdp1_mode and state.pymdp1_ok and \
+        model_by_name(model).num_modalities >= 2
+
+
 def _open(state: RunState, model: str, L: int, n: int) -> dict[str, PopulationHandle]:
-    impls = [AGENTLOOP_MT]
+    impls = [AGENTLOOP_MT] + ([AGENTLOOP_MT1] if pymdp1_mode_wanted(state, model) else [])
     if state.pymdp1_ok:
         too_big = _memory_reasons(state, model, L, n)
         wanted = [PYMDP1_VMAP] + ([PYMDP1] if state.cfg.zoo_batched_agent else [])
@@ -139,12 +152,15 @@ def zoo_pair(state: RunState, model: str, L: int) -> None:
     pymdp_rate = 1.0 / lat if lat else None
     key = f"zoo/{model}/L{L}"
     for impl, values in rates.items():
+        mode1 = impl == AGENTLOOP_MT1            # not like for like with pymdp 0.0.7.1
         state.add(make_figure(
             f"{key}/N={n}/{impl}", "zoo", f"agent-steps/s, {model}, policy_len {L}, {n:,} "
-            "agents", impl, "steps/s", "higher", values, pymdp_rate,
+            "agents", impl, "steps/s", "higher", values, None if mode1 else pymdp_rate,
             f"{len(values)} alternating repeats" + ("; pymdp 0.0.7.1 = 1/latency, one process"
-                                                    if pymdp_rate else "")))
-    peers = {impl: median_of(v) for impl, v in rates.items() if impl != AGENTLOOP_MT}
+                                                    if pymdp_rate and not mode1 else ""),
+            compare_by=None if mode1 else "auto"))
+    peers = {impl: median_of(v) for impl, v in rates.items()
+             if impl not in (AGENTLOOP_MT, AGENTLOOP_MT1)}
     if pymdp_rate:
         peers[PYMDP] = pymdp_rate
     ours = rates[AGENTLOOP_MT]
@@ -179,7 +195,37 @@ def zoo_pair(state: RunState, model: str, L: int) -> None:
                                       "tree_nodes",
                                       "flops_total", "flops_per_modality_total",
                                       "bytes_total") if k in cost},
-        "bound": bound_sentence(float(cost["flops_total"]), shares.get(AGENTLOOP_MT), bw)})
+        "bound": bound_sentence(float(cost["flops_total"]), shares.get(AGENTLOOP_MT), bw),
+        "step_params": dict(STEP_PARAMS),
+        "pymdp1_mode": _pymdp1_mode(state, key, n, rates)})
+
+
+def _pymdp1_mode(state: RunState, key: str, n: int, rates: dict[str, list[float]]
+                 ) -> dict[str, Any] | None:
+    """agentloop's pymdp 1.x mode against the strongest pymdp 1.x form measured beside it (a
+    per-repeat ratio figure); the raw row's summary, None when the mode was not measured."""
+    ours = rates.get(AGENTLOOP_MT1)
+    if not ours:
+        return None
+    out: dict[str, Any] = {"steps_per_s": median_of(ours), "peer": None, "peer_rate": None,
+                           "ratio": None}
+    jax = {impl: median_of(rates[impl]) for impl in (PYMDP1_VMAP, PYMDP1) if rates.get(impl)}
+    if jax:
+        peer = max(jax, key=lambda i: jax[i])
+        _, model, L = key.split("/")
+        fig = make_figure(
+            f"{key}/pymdp1-mode-vs-pymdp1", "zoo", f"agentloop pymdp 1.x mode / strongest "
+            f"pymdp 1.x form, {model}, policy_len {L[1:]}, {n:,} agents", AGENTLOOP_MT1, "x",
+            "higher", [a / b for a, b in zip(ours, rates[peer], strict=True)], None,
+            f"strongest pymdp 1.x form: {IMPL_NAMES[peer]}; both per-modality gain, "
+            f"{_params_text()}", subject="agentloop", compare_by="value")
+        state.add(fig)
+        out.update(peer=peer, peer_rate=jax[peer], ratio=fig["median"])
+    return out
+
+
+def _params_text() -> str:
+    return ", ".join(f"{k} {v}" for k, v in STEP_PARAMS.items())
 
 
 def _flop_shares(state: RunState, key: str, n: int, cost: dict[str, Any],
@@ -191,7 +237,7 @@ def _flop_shares(state: RunState, key: str, n: int, cost: dict[str, Any],
     out: dict[str, float] = {}
     items = list(rates.items()) + ([(PYMDP, [pymdp_rate])] if pymdp_rate else [])
     for impl, values in items:
-        per_mod = impl in (PYMDP1, PYMDP1_VMAP)
+        per_mod = impl in (PYMDP1, PYMDP1_VMAP, AGENTLOOP_MT1)
         flops = float(cost["flops_per_modality_total" if per_mod else "flops_total"])
         threads = "1" if impl == PYMDP else top
         peak = state.peak[threads]["matmul"]["gflops_max"] * 1e9

@@ -18,6 +18,7 @@ import pytest
 from perf.bench.cli import add_parsers, build_parser, config_from_args, main
 from perf.bench.compare import compare, format_comparison
 from perf.bench.config import (
+    AGENTLOOP_MT1,
     FULL,
     MARK_END,
     MARK_START,
@@ -186,7 +187,8 @@ class FakeProbes(Probes):
     def open_population(self, model: str, policy_len: int, n: int, impl: str) -> PopulationHandle:
         if impl == PYMDP1 and n > 10:
             raise MemoryError("too big for the test")
-        per_agent = {REFERENCE: 5e-4, PYMDP1: 2e-4, PYMDP1_VMAP: 4e-6}.get(impl, 1e-6)
+        per_agent = {REFERENCE: 5e-4, PYMDP1: 2e-4, PYMDP1_VMAP: 4e-6,
+                     AGENTLOOP_MT1: 2e-6}.get(impl, 1e-6)
         extra = {"bytes_per_agent": 1000.0, "rss_bytes": 1e8 + 1000.0 * n, "create_s": 0.1,
                  "compile_s": 0.5} if impl in (PYMDP1, PYMDP1_VMAP) else {}
         return PopulationHandle(impl, n, lambda: per_agent * n + 1e-5, lambda: None, extra)
