@@ -84,6 +84,15 @@ def softmax(xp: ModuleType, x: Any) -> Any:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def transition_input(qs: list[Any], deps: tuple[int, ...]) -> Any:
+    """What ``B[f]`` multiplies: ``qs[f]`` when ``deps`` is ``(f,)``, else the outer product
+    of the marginals of the factors ``deps``, flat over their joint states (last axis)."""
+    out = qs[deps[0]]
+    for d in deps[1:]:
+        out = (out[..., :, None] * qs[d][..., None, :]).reshape(*out.shape[:-1], -1)
+    return out
+
+
 def outer_joint(qs: list[Any]) -> Any:
     """Outer product over factors along the last axis (factor 0 slowest): ``(..., J)``."""
     out = qs[0]

@@ -26,6 +26,7 @@ from engine.kernels.array_stages import (
     outer_joint,
     select_actions,
     softmax,
+    transition_input,
     tree_levels,
 )
 from engine.kernels.observations import check_observations
@@ -363,18 +364,9 @@ class XpStepper:
         ar = xp.arange(m)
         prior = []
         for f in range(self.layout.n_factors):
-            pushed = self._pushed(f, self._B_input(f, q_prev), rows, ar)
+            pushed = self._pushed(f, transition_input(q_prev, self._B_deps[f]), rows, ar)
             prior.append(xp.where(started, pushed, self._D[f][None, :]))
         return prior
-
-    def _B_input(self, f: int, qs: list[Any]) -> Any:
-        """What ``B[f]`` multiplies: ``qs[f]``, or the outer product of the marginals of the
-        factors in ``B_factor_list[f]``, flat over their joint states (last axis)."""
-        deps = self._B_deps[f]
-        out = qs[deps[0]]
-        for d in deps[1:]:
-            out = (out[..., :, None] * qs[d][..., None, :]).reshape(*out.shape[:-1], -1)
-        return out
 
     def _pushed(self, f: int, q: Any, rows: slice, ar: Any) -> Any:
         """``B[f][:, :, a] @ q`` with ``a`` each row's previous action: every action at once
@@ -414,7 +406,7 @@ class XpStepper:
             pred = []
             for f in range(lay.n_factors):
                 out = xp.empty((level.n_nodes, m, int(lay.num_states[f])), dtype=self._cdt)
-                src = self._B_input(f, parent_q)
+                src = transition_input(parent_q, self._B_deps[f])
                 for u, idx, uniq, inv in level.groups[f]:
                     out[idx] = xp.matmul(src[uniq], self._BT[f][u])[inv]
                 pred.append(out)
