@@ -267,6 +267,7 @@ class Engine(EngineBase, PopulationReads):
               stale: np.ndarray | None) -> Any:
         self._require_started("Engine.step")       # closed by another thread meanwhile?
         per_population = self.split_observations(obs)
+        self._take_resets()
         if level is None:
             level = self.controller.level if (self.controller and budget_s is not None) else 0
         if stale is not None:
@@ -333,6 +334,7 @@ class Engine(EngineBase, PopulationReads):
         if index in self.devices:
             self.devices[index].sync()      # the last actions kept are the device's
         _reset_agents(pop, idx, keep_action)
+        self._note_reset(index, np.arange(pop.n_agents)[idx], keep_action)
         if index in self.devices:
             self.devices[index].load_from_shared(idx)
 

@@ -90,6 +90,22 @@ class EngineBase(StopOnSignal, abc.ABC):
         return len(self.populations) == 1
 
     @property
+    def resets_before_last_tick(self) -> list[tuple[int, np.ndarray, bool]]:
+        """The resets made between the previous tick and the last one, in order: (population
+        index, agent indices, keep_action). A tick log records them so that replay repeats
+        them."""
+        return self.__dict__.get("_resets_taken", [])
+
+    def _note_reset(self, population: int, agents: np.ndarray, keep_action: bool) -> None:
+        """Remember a reset for the next tick's :attr:`resets_before_last_tick`."""
+        self.__dict__.setdefault("_resets_pending", []).append(
+            (int(population), np.array(agents, dtype=np.int64), bool(keep_action)))
+
+    def _take_resets(self) -> None:
+        """A tick starts: the resets made since the previous one become its own."""
+        self.__dict__["_resets_taken"] = self.__dict__.pop("_resets_pending", [])
+
+    @property
     def stale(self) -> np.ndarray:
         """1 for agents the last tick did not reach (they kept their previous action);
         all populations' flags concatenated in population order (a copy) when several."""

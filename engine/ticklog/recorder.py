@@ -68,7 +68,10 @@ class TickRecorder:
                          if f.tick == info.tick), None)
         self.writer.write_tick(info.tick, state.obs, state.actions, duration_s=info.wall_s,
                                level=info.level, stale_agents=np.flatnonzero(state.stale),
-                               timings=timings, failover=failover)
+                               timings=timings, failover=failover,
+                               resets=[(agents, keep) for population, agents, keep
+                                       in self.engine.resets_before_last_tick
+                                       if population == 0])
         if self.writer.snapshot_due(info.tick) or failover is not None:
             arrays = self.engine.agent_state()
             self.writer.write_beliefs(info.tick, [arrays[n] for n in EngineBase.STATE_ARRAYS],

@@ -152,6 +152,8 @@ def replay(path: str, from_tick: int | None = None,
                     first = record.tick if first is None else first
                     previous = record.tick
                     continue
+                for agents, keep_action in record.resets:
+                    engine.reset(agents, keep_action=keep_action)
                 np.copyto(before, engine.state.qs)
                 engine.tick = record.tick
                 actions = engine.step(record.observations, level=record.level,

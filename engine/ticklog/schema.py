@@ -191,6 +191,9 @@ class TickRecord:
     failover: str | None = None
     """Set when the population's device failed in this tick and the run went on on the CPU
     from a copy of its state (``Engine.failovers``): the error, as recorded."""
+    resets: tuple[tuple[np.ndarray, bool], ...] = ()
+    """The resets made before this tick (``Engine.reset``), in order: (agent indices,
+    keep_action); replay repeats them before stepping."""
 
 
 _TICK_ARRAYS = ("observations", "actions", "stale_agents")
@@ -199,7 +202,11 @@ _TICK_ARRAYS = ("observations", "actions", "stale_agents")
 def encode_tick(item: dict[str, Any]) -> dict[str, Any]:
     """The message of a tick queued by ``TickLogWriter.write_tick``: its integer arrays in
     their smallest dtype, encoded."""
-    return {**item, **{key: _encode_array(_compact(item[key])) for key in _TICK_ARRAYS}}
+    out = {**item, **{key: _encode_array(_compact(item[key])) for key in _TICK_ARRAYS}}
+    if "resets" in item:
+        out["resets"] = [{"agents": _encode_array(_compact(r["agents"])),
+                          "keep_action": r["keep_action"]} for r in item["resets"]]
+    return out
 
 
 def decode_tick(data: bytes | memoryview, path: str, where: str) -> TickRecord:
@@ -214,9 +221,17 @@ def decode_tick(data: bytes | memoryview, path: str, where: str) -> TickRecord:
             stale_agents=_decode_array(doc["stale_agents"]),
             timings={str(k): math.nan if v is None else float(v)
                      for k, v in doc["timings"].items()},
-            failover=_optional_str(doc.get("failover")))
+            failover=_optional_str(doc.get("failover")),
+            resets=tuple(_decode_reset(r) for r in doc.get("resets", ())))
     except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
         raise _corrupt(path, where, "tick", exc) from None
+
+
+def _decode_reset(doc: Any) -> tuple[np.ndarray, bool]:
+    keep = doc["keep_action"]
+    if not isinstance(keep, bool):
+        raise TypeError(f"a reset's keep_action must be true or false, got {_short(keep)}")
+    return _decode_array(doc["agents"]), keep
 
 
 MAX_TICK = 2**32 - 1
@@ -351,7 +366,10 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "actions": _array_schema("(agents, factors) action indices"),
         "stale_agents": _array_schema("indices of agents that kept their last action"),
         "timings": {"type": "object", "additionalProperties": {"type": "number"}},
-        "failover": {"type": "string"}}},
+        "failover": {"type": "string"},
+        "resets": {"type": "array", "items": {"type": "object", "properties": {
+            "agents": _array_schema("indices of the agents reset before this tick"),
+            "keep_action": {"type": "boolean"}}}}}},
     TOPIC_BELIEFS: {"title": "agentloop.BeliefSnapshot", "type": "object", "properties": {
         "tick": {"type": "integer"}, "part": {"type": "integer"}, "parts": {"type": "integer"},
         "arrays": {"type": "array", "items": _array_schema("one factor's beliefs")},

@@ -216,13 +216,15 @@ class TickLogWriter:
                    wall_time: float | None = None, duration_s: float = 0.0, level: int = 0,
                    stale_agents: np.ndarray | Sequence[int] | None = None,
                    timings: Mapping[str, float] | None = None,
-                   failover: str | None = None) -> None:
+                   failover: str | None = None,
+                   resets: Sequence[tuple[np.ndarray, bool]] = ()) -> None:
         """Queue one tick (copies of the arrays; encoding happens on the writer thread).
 
         ``tick`` must be larger than the previous one and below 2**32. ``observations`` is
         ``(n, M)`` and ``actions`` ``(n, F)`` integers; ``stale_agents`` the indices of agents
         that kept their last action; ``wall_time`` defaults to now (Unix seconds);
-        ``failover`` marks a tick in which the device failed (the error).
+        ``failover`` marks a tick in which the device failed (the error); ``resets`` are the
+        resets made before this tick, in order: (agent indices, keep_action).
         """
         self._check_open()
         tick = int(tick)
@@ -246,6 +248,9 @@ class TickLogWriter:
                 "timings": {} if timings is None else dict(timings)}
         if failover is not None:
             item["failover"] = str(failover)
+        if resets:
+            item["resets"] = [{"agents": np.array(agents, dtype=np.int64).reshape(-1),
+                               "keep_action": bool(keep)} for agents, keep in resets]
         self._put(("tick", item))
 
     def write_beliefs(self, tick: int, arrays: Sequence[np.ndarray],

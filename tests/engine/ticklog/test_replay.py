@@ -45,6 +45,39 @@ def test_fixed_rate_runs_replay_exactly_for_any_worker_count(tmp_path: Path,
         assert reader.header.world["name"] == "grid"
 
 
+def test_resets_between_ticks_are_recorded_and_replayed(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Engine.reset between ticks goes into the next tick's record; replay repeats it (a log
+    without the resets diverges at the first tick after one)."""
+    world = GridWorld(5, 200, seed=4)
+    model = world.model()
+    path = str(tmp_path / "run.mcap")
+    rng = np.random.default_rng(8)
+    with Engine(model, 200, workers=1, config=InferenceConfig(policy_len=2), seed=6,
+                chunk=64) as engine:
+        recorder = TickRecorder(engine, path, world=world.config(), snapshot_every=4)
+        for tick in range(10):
+            if tick in (3, 7):
+                engine.reset(np.arange(0, 200, 3), keep_action=tick == 3)
+            if tick == 5:
+                engine.reset(keep_action=False)
+            obs = np.stack([rng.integers(0, o, size=200) for o in model.num_obs], axis=1)
+            engine.step(obs)
+            recorder.record()
+        recorder.close()
+    with TickLogReader(path) as reader:
+        resets = {r.tick: [(len(a), keep) for a, keep in r.resets] for r in reader.ticks(0)}
+    assert resets[3] == [(67, True)] and resets[5] == [(200, False)]
+    assert resets[7] == [(67, False)] and all(not resets[t] for t in (0, 1, 2, 4, 6, 8, 9))
+    result = replay(path)
+    assert result.ok and result.ticks == 10, result
+    from_snapshot = replay(path, from_tick=6)
+    assert from_snapshot.ok and from_snapshot.first_tick == 5
+    monkeypatch.setattr(Engine, "reset", lambda *args, **kwargs: None)
+    ignored = replay(path)
+    assert not ignored.ok and ignored.divergence.tick == 3     # what replay did before
+
+
 def test_a_pymdp1_population_replays_exactly(tmp_path: Path) -> None:
     world = GridWorld(5, 300, seed=2)
     path = str(tmp_path / "run.mcap")
