@@ -16,6 +16,7 @@ from tools.args import EXIT_CODES, OneLineParser
 from tools.commands import bench, demo, inspect_model, replay, run, shm
 from tools.inspect import command as inspect_command
 from tools.soak import command as soak_command
+from tools.version import package_version
 
 SUBCOMMANDS = (run, replay, inspect_command, inspect_model, soak_command, bench, demo, shm)
 """The modules whose ``register`` adds the subcommands, in the order ``--help`` lists them."""
@@ -26,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="agentloop",
         description="Run many Active Inference agents (pymdp's mathematics, compiled).",
         epilog=EXIT_CODES)
+    parser.add_argument("--version", action="version",
+                        version=f"agentloop {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for module in SUBCOMMANDS:
         module.register(sub)
