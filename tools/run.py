@@ -234,7 +234,9 @@ def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
     summary, error = None, None
     try:
         with engine:
-            print(f"ready in {time.monotonic() - started:.1f} s", file=out, flush=True)
+            warm = engine.warm_up(world.reset(engine.seed))
+            print(f"ready in {time.monotonic() - started:.1f} s (warm-up {warm:.2f} s, before "
+                  f"the clock starts)", file=out, flush=True)
             printer = StatusPrinter(engine, world, out, options.status_every_s)
 
             def on_tick(info: TickInfo) -> None:

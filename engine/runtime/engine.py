@@ -49,8 +49,6 @@ from engine.runtime.worker_group import WorkerGroup
 
 __all__ = ["Engine", "Failover", "RunSummary", "TickInfo"]
 
-#: how long a tick may overrun its deadline before a worker is presumed hung
-OVERRUN_GRACE_S = 5.0
 #: without a budget, how long a tick may take before a worker is presumed hung
 NO_BUDGET_TIMEOUT_S = 120.0
 
@@ -294,7 +292,7 @@ class Engine(EngineBase, PopulationReads):
             self.devices.step(self.tick, deadline, level)
         else:
             until = (started + NO_BUDGET_TIMEOUT_S if budget_s is None
-                     else deadline + OVERRUN_GRACE_S)
+                     else deadline + self.worker_group.grace_s(budget_s))
             self._claims.start_tick()
             released = self.worker_group.release()
             self.devices.step(self.tick, deadline, level)
@@ -303,6 +301,8 @@ class Engine(EngineBase, PopulationReads):
         if self.controller is not None and budget_s is not None:
             self.controller.observe(wall / max(budget_s, 1e-9))
         stale = sum(int(state.stale.sum()) for state in self.states)
+        if self.worker_group is not None:
+            self.worker_group.note_tick(wall, self.n_agents - stale)
         self.last_tick = TickInfo(tick=self.tick, wall_s=wall, deadline_s=budget_s,
                                   stale_agents=stale, level=level)
         self.metrics.record(wall, budget_s, level, stale,

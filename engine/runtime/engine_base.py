@@ -4,18 +4,20 @@ observation routing between populations, the fixed-rate run, and per-population 
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import numpy as np
 
-from engine.errors import ObservationError
+from engine.errors import ConfigError, ObservationError
 from engine.runtime.agents import Agents
 from engine.runtime.arguments import checked_rate
 from engine.runtime.call_guard import CallGuard
 from engine.runtime.contracts import WorldLike
 from engine.runtime.degrade import DegradeController
 from engine.runtime.fixed_rate import run_fixed_rate
+from engine.runtime.metrics import TickMetrics
 from engine.runtime.population import Population
 from engine.runtime.signals import StopOnSignal
 from engine.runtime.tick import RunSummary, TickInfo
@@ -35,6 +37,7 @@ class EngineBase(StopOnSignal, abc.ABC):
     tick: int
     last_tick: TickInfo | None
     controller: DegradeController | None
+    metrics: TickMetrics
     #: each population's per-agent arrays (``stale`` among them), and the first population's
     state: Any
     states: list[Any]
@@ -141,6 +144,35 @@ class EngineBase(StopOnSignal, abc.ABC):
                     raise
                 raise ObservationError(f"population {pop.name!r}: {exc}") from None
         return parts
+
+    def warm_up(self, obs: Any, ticks: int = 2) -> float:
+        """Run the cold paths (compiled code's first calls, caches, page faults, the
+        first-step memo) before the simulator's clock starts, so the first real tick holds its
+        budget; returns the seconds it took.
+
+        Steps ``ticks`` times on ``obs`` (what :meth:`step` takes), then puts every agent's
+        state, the tick counter and the metrics back as they were: results, tick logs and
+        replay are the same as without it. Resets made before it still belong to the next
+        tick.
+        """
+        where = f"{type(self).__name__}.warm_up"
+        if not isinstance(ticks, int) or isinstance(ticks, bool) or ticks < 1:
+            raise ConfigError(f"{where}: ticks must be an int >= 1, got {ticks!r}")
+        tick, last = self.tick, self.last_tick
+        saved = [self.agent_state(i) for i in range(len(self.populations))]
+        pending = self.__dict__.pop("_resets_pending", None)
+        started = time.monotonic()
+        try:
+            for _ in range(ticks):
+                self.step(obs)
+        finally:
+            for i, arrays in enumerate(saved):
+                self.load_agent_state(arrays, tick, i)
+            self.last_tick = last
+            self.metrics.clear()
+            if pending:
+                self.__dict__["_resets_pending"] = pending
+        return time.monotonic() - started
 
     def run(self, world: WorldLike, hz: float, ticks: int,
             on_tick: Callable[[TickInfo], None] | None = None,

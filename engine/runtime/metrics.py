@@ -44,6 +44,13 @@ class TickMetrics:
         self.worker_busy: tuple[float, ...] = ()
         self._processes: list[psutil.Process] = []
 
+    def clear(self) -> None:
+        """Forget every tick recorded so far (the watched processes stay)."""
+        for buffer in (self._wall, self._budget, self._updated):
+            buffer[:] = 0.0
+        self._count = self.missed = self.level = self.stale_agents = 0
+        self.worker_busy = ()
+
     def watch(self, pids: list[int]) -> None:
         """Processes whose RSS and CPU are summed (the master and its workers)."""
         self._processes = []

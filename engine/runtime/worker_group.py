@@ -15,6 +15,12 @@ from engine.runtime.worker_process import WorkerProcess
 
 #: how long start() waits for workers to attach and compile their kernels
 START_TIMEOUT_S = 300.0
+#: a worker silent this many budgets past the deadline is hung (killed and respawned) ...
+GRACE_BUDGETS = 2.0
+#: ... unless its chunk may still be running: this many chunks' measured work ...
+GRACE_CHUNKS = 3.0
+#: ... and never sooner than this
+MIN_GRACE_S = 0.02
 
 
 class WorkerGroup:
@@ -48,6 +54,21 @@ class WorkerGroup:
         self._go = [run.create_semaphore(f"go-{w}") for w in range(count)]
         self._done = [run.create_semaphore(f"done-{w}") for w in range(count)]
         self._ready = [False] * count
+        self._agent_cost_s = 0.0          # measured seconds per agent-step on one worker
+
+    def grace_s(self, budget_s: float) -> float:
+        """How long past a tick's deadline a worker may stay silent before it counts as hung:
+        tied to the budget (a tick period), and long enough for a healthy worker to finish the
+        chunk it is in (measured), not a fixed number of seconds."""
+        chunk_s = self._agent_cost_s * self.chunk
+        return max(GRACE_BUDGETS * budget_s, GRACE_CHUNKS * chunk_s, MIN_GRACE_S)
+
+    def note_tick(self, wall_s: float, updated: int) -> None:
+        """Learn the per-agent cost from a tick that updated ``updated`` agents."""
+        if updated > 0 and wall_s > 0:
+            cost = wall_s * self.count / updated
+            previous = self._agent_cost_s
+            self._agent_cost_s = cost if previous == 0.0 else 0.8 * previous + 0.2 * cost
 
     @property
     def pids(self) -> list[int]:

@@ -238,3 +238,25 @@ def test_reset_starts_a_new_episode_for_chosen_agents(beliefs: str) -> None:
         np.testing.assert_allclose(engine.qs[0][chosen], fresh.qs[0][chosen], rtol=1e-3)
         with pytest.raises(ConfigError, match="agent indices must be in 0..39"):
             engine.reset(np.array([40]))
+
+
+def test_warm_up_changes_nothing_a_run_can_see() -> None:
+    """Two engines, one warmed up on other observations (after a reset it must keep for the
+    next tick): the same actions, beliefs and tick numbers afterwards; metrics start empty."""
+    model = random_model(np.random.default_rng(7), [3, 4], [3, 2], [2, 2])
+    config = InferenceConfig(policy_len=2, action_selection="stochastic", alpha=2.0)
+    ticks = _observations(model, 300, 5, seed=3)
+    with Engine(model, 300, workers=1, config=config, seed=4, chunk=64) as cold, \
+            Engine(model, 300, workers=1, config=config, seed=4, chunk=64) as warm:
+        for engine in (cold, warm):
+            engine.step(ticks[0])
+            engine.reset(np.arange(0, 300, 7), keep_action=False)
+        seconds = warm.warm_up(_observations(model, 300, 1, seed=9)[0], ticks=3)
+        assert seconds > 0 and warm.tick == 1 and warm.metrics.snapshot().ticks == 0
+        for t, obs in enumerate(ticks[1:]):
+            np.testing.assert_array_equal(warm.step(obs), cold.step(obs))
+            np.testing.assert_array_equal(warm.state.qs, cold.state.qs)
+            assert len(warm.resets_before_last_tick) == (1 if t == 0 else 0)
+        assert warm.tick == cold.tick == 5
+        with pytest.raises(ConfigError, match="ticks must be an int >= 1"):
+            warm.warm_up(ticks[0], ticks=0)
