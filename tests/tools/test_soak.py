@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from tools.args import OneLineParser
-from tools.soak.checks import evaluate
+from tools.soak.checks import evaluate, judge_quality
 from tools.soak.command import EXIT_PASSED, EXIT_USAGE, main_soak, options_from_args, register
 from tools.soak.options import SoakOptions
 from tools.soak.samples import Closing, Sample, SoakReport
@@ -41,6 +41,9 @@ def test_short_soak_passes(tmp_path, capsys: pytest.CaptureFixture[str]) -> None
     args = _args("--duration", f"{SOAK_DURATION_S:g}", "--agents", str(SOAK_AGENTS),
                  "--workers", "2", "--hz", f"{SOAK_HZ:g}",
                  "--sample-every", f"{SOAK_SAMPLE_EVERY_S:g}", "--warmup", f"{SOAK_WARMUP_S:g}",
+                 # quality on a shared 2-core test machine is not this test's subject (leaks
+                 # and growth are); the quality bounds' own test is judge_quality's below
+                 "--max-stale", "60", "--max-missed", "20",
                  "--report", str(report_path))
     code = main_soak(args)
     out, err = capsys.readouterr()
@@ -102,6 +105,17 @@ def _run(*samples: Sample) -> list[Sample]:
 
 
 CLEAN = Closing(shm_left=(), workers_alive=(), fds_master_before=7, fds_master_after=7)
+
+
+def test_quality_fails_on_stale_agent_ticks_or_missed_ticks() -> None:
+    options = SoakOptions(agents=1000, max_stale_pct=10.0, max_missed_pct=2.0)
+    assert judge_quality(100, 2, 10_000, options)[0] == []         # 10% stale, 2% missed
+    failures, figures = judge_quality(100, 3, 10_001, options)
+    assert figures["stale_pct"] == pytest.approx(10.001)
+    assert failures == [
+        "10.0% of agent-ticks were stale (bound 10%): 10,001 of 100,000 agent updates did "
+        "not happen",
+        "3.0% of ticks missed their budget (bound 2%): 3 of 100"]
 
 
 def test_verdict_passes_a_flat_run() -> None:
@@ -211,6 +225,7 @@ def test_bad_arguments_are_one_line_and_exit_2(argv: list[str], message: str,
     (["--duration", "10"], "the first sample after a 10 s warm-up is at 10 s"),
     (["--report", "/nonexistent-dir/r.json"], "--report /nonexistent-dir/r.json: the directory"),
     (["--log", "/"], "--log /: is a directory"),
+    (["--max-stale", "150"], "--max-stale must be a percentage from 0 to 100, got 150"),
 ])
 def test_bad_combinations_exit_2_before_starting(argv: list[str], message: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tools.soak.options import WARMUP_SLACK_S
+from tools.soak.options import WARMUP_SLACK_S, SoakOptions
 from tools.soak.report import mb
 from tools.soak.samples import Closing, Sample
 
@@ -17,6 +17,28 @@ def reference_index(samples: Sequence[Sample], warmup_s: float) -> int | None:
         if i >= 1 and sample.elapsed_s >= warmup_s - WARMUP_SLACK_S:
             return i
     return None
+
+
+def judge_quality(ticks: int, missed: int, stale_agent_ticks: int, options: SoakOptions
+                  ) -> tuple[list[str], dict[str, Any]]:
+    """The run's quality against ``options.max_stale_pct`` (share of agent-ticks not
+    updated) and ``options.max_missed_pct`` (share of ticks over budget): failures (one
+    sentence each) and the figures."""
+    agent_ticks = max(1, ticks * options.agents)
+    stale_pct = 100.0 * stale_agent_ticks / agent_ticks
+    missed_pct = 100.0 * missed / max(1, ticks)
+    figures = {"stale_agent_ticks": stale_agent_ticks, "stale_pct": stale_pct,
+               "missed_pct": missed_pct, "max_stale_pct": options.max_stale_pct,
+               "max_missed_pct": options.max_missed_pct}
+    failures = []
+    if ticks and stale_pct > options.max_stale_pct:
+        failures.append(f"{stale_pct:.1f}% of agent-ticks were stale (bound "
+                        f"{options.max_stale_pct:g}%): {stale_agent_ticks:,} of "
+                        f"{agent_ticks:,} agent updates did not happen")
+    if ticks and missed_pct > options.max_missed_pct:
+        failures.append(f"{missed_pct:.1f}% of ticks missed their budget (bound "
+                        f"{options.max_missed_pct:g}%): {missed} of {ticks}")
+    return failures, figures
 
 
 def evaluate(samples: Sequence[Sample], warmup_s: float, max_rss_growth_pct: float,

@@ -43,7 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "stay the same. After the engine closes: no /dev/shm entry of the run is "
                     "left, no worker process is alive, and the master's open file descriptors "
                     "are back to their number before the engine started. It also reports p99 "
-                    "tick time per minute and the missed ticks.",
+                    "tick time per minute and the missed ticks, and fails when more than "
+                    "--max-stale percent of agent-ticks were stale (an agent not updated in a "
+                    "tick, for any reason) or more than --max-missed percent of ticks missed "
+                    "their budget.",
         epilog=EXIT_CODES)
     p.add_argument("--duration", type=positive_float, default=DEFAULT_DURATION_S,
                    metavar="S", help="seconds to run; default 3600")
@@ -69,6 +72,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-rss-growth", type=non_negative_float, default=1.0, metavar="PCT",
                    help="most RSS (master + workers) may grow after the warm-up, in percent; "
                         "default 1.0")
+    p.add_argument("--max-stale", type=non_negative_float, default=10.0, metavar="PCT",
+                   help="most agent-ticks that may be stale (not updated in their tick), in "
+                        "percent of agents x ticks; default 10")
+    p.add_argument("--max-missed", type=non_negative_float, default=2.0, metavar="PCT",
+                   help="most ticks that may miss their budget, in percent; default 2")
     p.add_argument("--log", default=None, metavar="PATH",
                    help="also write a tick log (as agentloop run --log) to PATH; an existing "
                         "file is refused unless --overwrite")
@@ -85,7 +93,9 @@ def options_from_args(args: argparse.Namespace) -> SoakOptions:
                        duration_s=args.duration, workers=args.workers,
                        policy_len=args.policy_len, seed=args.seed,
                        sample_every_s=args.sample_every, warmup_s=args.warmup,
-                       max_rss_growth_pct=args.max_rss_growth, log=args.log,
+                       max_rss_growth_pct=args.max_rss_growth,
+                       max_stale_pct=args.max_stale, max_missed_pct=args.max_missed,
+                       log=args.log,
                        overwrite_log=args.overwrite)
 
 

@@ -27,6 +27,8 @@ class SoakOptions:
     sample_every_s: float = 10.0
     warmup_s: float | None = None
     max_rss_growth_pct: float = 1.0
+    max_stale_pct: float = 10.0
+    max_missed_pct: float = 2.0
     log: str | None = None
     overwrite_log: bool = False
     snapshot_every: int = 100
@@ -77,6 +79,10 @@ class SoakOptions:
             return "--hz, --duration and --sample-every must be above 0"
         if self.max_rss_growth_pct < 0:
             return f"--max-rss-growth must be 0 or more, got {self.max_rss_growth_pct:g}"
+        for flag, value in (("--max-stale", self.max_stale_pct),
+                            ("--max-missed", self.max_missed_pct)):
+            if not (math.isfinite(value) and 0 <= value <= 100):
+                return f"{flag} must be a percentage from 0 to 100, got {value:g}"
         if self.warmup_s is not None and not (math.isfinite(self.warmup_s)
                                               and self.warmup_s >= 0):
             return f"--warmup must be a finite number of seconds >= 0, got {self.warmup_s:g}"

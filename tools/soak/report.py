@@ -46,6 +46,10 @@ def summary_lines(report: SoakReport) -> list[str]:
              f"dropped slots {s.get('dropped_slots', 0)}; levels "
              + (", ".join(f"{k}:{v}" for k, v in enumerate(s.get("level_counts", [])) if v)
                 or "-") + f"; respawns {s.get('respawns', 0)}"]
+    if "stale_pct" in s:
+        lines.append(f"quality: {s['stale_pct']:.2f}% of agent-ticks stale (bound "
+                     f"{s['max_stale_pct']:g}%), {s['missed_pct']:.2f}% of ticks missed "
+                     f"(bound {s['max_missed_pct']:g}%)")
     if "rss_warmup_end" in s:
         growth = (f"{s['rss_growth_pct']:+.2f}%" if s.get("growth_checked")
                   else "not judged (no sample after the warm-up's)")

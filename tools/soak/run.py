@@ -8,7 +8,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
-from tools.soak.checks import evaluate
+from tools.soak.checks import evaluate, judge_quality
 from tools.soak.options import WARMUP_SLACK_S, SoakOptions
 from tools.soak.report import format_sample, p99_per_minute, summary_lines
 from tools.soak.samples import Closing, Sample, SoakReport
@@ -54,6 +54,7 @@ def soak(options: SoakOptions, out: TextIO = sys.stdout) -> SoakReport:
     probe = Probe(engine)
     fds_before = probe.master.num_fds()
     walls = np.full(n_ticks, np.nan)          # touched now: no RSS growth from bookkeeping
+    stale = np.zeros(n_ticks, dtype=np.int64)
     samples: list[Sample] = []
     recorder = None
     run_id, signum, error, total = "", None, None, None
@@ -64,8 +65,9 @@ def soak(options: SoakOptions, out: TextIO = sys.stdout) -> SoakReport:
                                     extra={"soak": True}, overwrite=options.overwrite_log)
         with engine:
             run_id = engine.run_id or ""
-            print(f"ready in {time.monotonic() - started:.1f} s (run {run_id})", file=out,
-                  flush=True)
+            warm = engine.warm_up(world.reset(engine.seed))
+            print(f"ready in {time.monotonic() - started:.1f} s (run {run_id}; warm-up "
+                  f"{warm:.2f} s)", file=out, flush=True)
             continuing = ContinuingWorld(world)
             tick0 = engine.tick
 
@@ -73,6 +75,7 @@ def soak(options: SoakOptions, out: TextIO = sys.stdout) -> SoakReport:
                 i = info.tick - tick0
                 if 0 <= i < n_ticks:
                     walls[i] = info.wall_s
+                    stale[i] = info.stale_agents
                 if recorder is not None:
                     recorder.record(info)
 
@@ -112,6 +115,10 @@ def soak(options: SoakOptions, out: TextIO = sys.stdout) -> SoakReport:
                       fds_master_after=probe.master.num_fds())
     failures, figures = evaluate(samples, warmup, options.max_rss_growth_pct, closing, run_id)
     assert total is not None
+    quality, quality_figures = judge_quality(total["ticks"], total["missed"],
+                                             int(stale[:total["ticks"]].sum()), options)
+    failures += quality
+    figures.update(quality_figures)
     ran = walls[:total["ticks"]]
     per_minute = max(1, round(60 * options.hz))
     figures.update(total)
