@@ -330,9 +330,10 @@ class ClusterEngine(EngineBase):
         for state, part in zip(self.states, parts, strict=True):
             state.obs[...] = part
         wall = time.monotonic() - started
-        if self.controller is not None and budget_s is not None:
-            self.controller.observe(wall / max(budget_s, 1e-9))
         n_stale = sum(int(state.stale.sum()) for state in self.states)
+        if self.controller is not None and budget_s is not None:
+            self.controller.observe_tick(wall, budget_s, self.n_agents - n_stale, self.n_agents,
+                                         self.shards)
         self.last_shards = [ShardTick(s, status[s], walls.get(s), hops.get(s))
                             for s in range(self.shards)]
         if resync:

@@ -1,4 +1,5 @@
-"""The degradation ladder and its controller. (reasoning: docs/architecture.md)."""
+"""The degradation ladder and its controller, which picks the kernel rung from measured
+costs (reasoning: docs/architecture.md, section `engine/runtime/degrade.py`)."""
 
 from __future__ import annotations
 
@@ -25,81 +26,108 @@ def noop_levels(populations: Sequence[tuple[int, int, int]]) -> tuple[int, ...]:
     return tuple(skipped)
 
 
+#: the rungs the controller picks by itself; the rotating fraction and stale actions remain
+#: for forced levels (``Engine.step(level=...)``, replay of older logs)
+AUTO_LEVELS = (FULL, FEWER_ITERATIONS, SHORTER_HORIZON)
+
+
 @dataclasses.dataclass
 class DegradeController:
-    """Moves down a rung when a tick misses its budget (or runs hot), up after calm ticks.
+    """Picks each tick's kernel rung from the measured cost of an agent-step and the budget.
+
+    Under load the engine always works up to the deadline and no further: chunks are claimed
+    only while one more fits (:meth:`margin_s`), and a tick cut by the deadline leaves the
+    agents it did not reach stale, the next tick starting with them. So the number of agents
+    updated per tick follows capacity smoothly, and every agent is refreshed in turn as often
+    as capacity allows. The controller's only decision is the rung: a cheaper one (fewer
+    iterations, then a shorter horizon) when the current rung cannot update every agent
+    within ``target`` of the budget for ``patience`` ticks running, a richer one when its
+    measured (or, never measured, assumed equal) cost would fit within ``climb`` of the
+    budget for ``patience`` ticks running. Costs are per rung, so the two tests cannot both
+    hold and the rung cannot cycle on a steady load. Nobody is left un-updated by choice:
+    "stale actions" is for forced levels only.
 
     Args:
-        high: utilisation (tick time / budget) above which a tick counts as hot.
-        low: utilisation below which a tick counts as calm.
-        hot_ticks: consecutive hot ticks that move one rung down (a missed budget, i.e.
-            utilisation > 1, moves down at once).
-        calm_ticks: consecutive calm ticks that move one rung up.
-        settle_ticks: after climbing a rung, this many ticks count a missed budget as hot
-            rather than moving down at once. The first ticks after a climb pay for agents that
-            were not updated below (their beliefs lag the world, so inference and the policy
-            search see broad supports): without this a population near capacity that was
-            pushed down to stale actions once kept climbing to the rotating fraction, missing
-            that first tick and falling back, for good (seen in a soak at 100,000 agents).
-        max_level: the lowest rung the controller may use.
+        target: share of the budget a rung must cover every agent in to be kept.
+        climb: share of the budget a richer rung must be projected to need to climb to it.
+        patience: consecutive ticks a test must hold before the rung changes.
+        max_level: the cheapest rung the controller may pick (at most ``SHORTER_HORIZON``).
         skip: rungs the controller never picks (``Engine`` passes :func:`noop_levels`).
+        smoothing: weight of the newest tick in each rung's cost average.
     """
 
-    high: float = 0.9
-    low: float = 0.5
-    hot_ticks: int = 2
-    calm_ticks: int = 5
-    settle_ticks: int = 3
-    max_level: int = MAX_LEVEL
+    target: float = 0.9
+    climb: float = 0.7
+    patience: int = 2
+    max_level: int = SHORTER_HORIZON
     skip: tuple[int, ...] = ()
+    smoothing: float = 0.3
     level: int = FULL
-    _hot: int = 0
-    _calm: int = 0
-    _settling: int = 0
+    cost_s: dict[int, float] = dataclasses.field(default_factory=dict)
+    #: a rung's cost relative to the next cheaper rung's, measured a tick apart when the
+    #: controller stepped down: predicts the richer rung from the current rung's fresh cost,
+    #: so a load that has gone (or come) since is not read from a stale figure
+    relative: dict[int, float] = dataclasses.field(default_factory=dict)
+    _down: int = 0
+    _up: int = 0
+    _left: int | None = None
+    _entered: bool = False            # the rung was just entered: its old cost is stale
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.low < self.high:
-            raise ValueError(f"degrade: need 0 < low < high, got low={self.low}, "
-                             f"high={self.high}")
-        if not 0 <= self.max_level <= MAX_LEVEL:
-            raise ValueError(f"degrade: max_level must be in 0..{MAX_LEVEL}")
+        if not 0.0 < self.climb < self.target <= 1.0:
+            raise ValueError(f"degrade: need 0 < climb < target <= 1, got climb={self.climb}, "
+                             f"target={self.target}")
+        if not FULL <= self.max_level <= SHORTER_HORIZON:
+            raise ValueError(f"degrade: max_level must be in {FULL}..{SHORTER_HORIZON} (the "
+                             f"rotating fraction and stale actions are forced levels only)")
         if FULL in self.skip or any(not FULL < lv <= MAX_LEVEL for lv in self.skip):
             raise ValueError(f"degrade: skip may hold levels 1..{MAX_LEVEL}, got {self.skip}")
+        if not isinstance(self.patience, int) or self.patience < 1:
+            raise ValueError(f"degrade: patience must be an int >= 1, got {self.patience!r}")
 
-    def observe(self, utilisation: float) -> int:
-        """Record one tick's utilisation; return the level for the next tick."""
-        settling = self._settling > 0
-        self._settling = max(0, self._settling - 1)
-        if utilisation > 1.0 and not settling:
-            self._down()
-        elif utilisation > self.high:
-            self._calm = 0
-            self._hot += 1
-            if self._hot >= self.hot_ticks:
-                self._down()
-        elif utilisation < self.low:
-            self._hot = 0
-            self._calm += 1
-            if self._calm >= self.calm_ticks and self.level > FULL:
-                self.level = self._next(self.level, -1)
-                self._calm = 0
-                self._settling = self.settle_ticks
-        else:
-            self._hot = self._calm = 0
+    def observe_tick(self, wall_s: float, budget_s: float, updated: int, n_agents: int,
+                     parallel: int = 1) -> int:
+        """Record one tick (its wall time, budget, the agents it updated of ``n_agents``, on
+        ``parallel`` processes); return the rung for the next tick."""
+        if self.level not in AUTO_LEVELS or budget_s <= 0:
+            return self.level
+        if updated > 0 and wall_s > 0:
+            cost = wall_s * max(1, parallel) / updated
+            old = None if self._entered else self.cost_s.get(self.level)
+            self.cost_s[self.level] = cost if old is None else (
+                (1.0 - self.smoothing) * old + self.smoothing * cost)
+            if self._left is not None and self._left in self.cost_s:
+                self.relative[self._left] = self.cost_s[self._left] / self.cost_s[self.level]
+            self._left, self._entered = None, False
+        if self.level not in self.cost_s:
+            return self.level
+        per_agent = self.cost_s[self.level] / max(1, parallel)
+        cheaper = self._next(self.level, +1)
+        richer = self._next(self.level, -1)
+        short = cheaper is not None and n_agents * per_agent > self.target * budget_s
+        room = richer is not None and (n_agents * per_agent * self.relative.get(richer, 1.0)
+                                       < self.climb * budget_s)
+        self._down = self._down + 1 if short else 0
+        self._up = self._up + 1 if room and not short else 0
+        if self._down >= self.patience and cheaper is not None:
+            self._left, self.level, self._down, self._entered = self.level, cheaper, 0, True
+        elif self._up >= self.patience and richer is not None:
+            self.level, self._up, self._entered = richer, 0, True
         return self.level
 
-    def _down(self) -> None:
-        if self.level < self.max_level:
-            self.level = min(self.max_level, self._next(self.level, +1))
-        self._hot = self._calm = self._settling = 0
+    def margin_s(self, chunk: int) -> float:
+        """How long before the deadline the last chunk must be claimed: one chunk of the
+        current rung's measured cost (0 until measured)."""
+        return self.cost_s.get(self.level, 0.0) * chunk
 
-    def _next(self, level: int, direction: int) -> int:
-        """The next rung from ``level`` in ``direction`` that is not skipped (full and stale
-        actions never are)."""
+    def _next(self, level: int, direction: int) -> int | None:
+        """The next rung the controller may pick from ``level`` in ``direction``, or None."""
         level += direction
-        while level in self.skip and FULL < level < MAX_LEVEL:
+        while FULL <= level <= self.max_level:
+            if level not in self.skip:
+                return level
             level += direction
-        return level
+        return None
 
 
 def controller_for(degrade: DegradeController | bool | None,

@@ -272,7 +272,8 @@ class Engine(EngineBase, PopulationReads):
             stale = _forced_stale(stale, self.workers, len(self.populations), self.n_agents)
         started = time.monotonic()
         deadline = float("inf") if budget_s is None else started + float(budget_s) * (
-            ROTATING_BUDGET if level == ROTATING_FRACTION else 1.0)
+            ROTATING_BUDGET if level == ROTATING_FRACTION else 1.0) - (
+            self.controller.margin_s(self.chunk) if self.controller else 0.0)
         for state, pop_obs in zip(self.states, per_population, strict=True):
             state.obs[:] = pop_obs
             state.stale[:] = 1               # cleared chunk by chunk as results are written
@@ -298,9 +299,10 @@ class Engine(EngineBase, PopulationReads):
             self.devices.step(self.tick, deadline, level)
             self.worker_group.wait(released, until)
         wall = time.monotonic() - started
-        if self.controller is not None and budget_s is not None:
-            self.controller.observe(wall / max(budget_s, 1e-9))
         stale = sum(int(state.stale.sum()) for state in self.states)
+        if self.controller is not None and budget_s is not None:
+            self.controller.observe_tick(wall, budget_s, self.n_agents - stale, self.n_agents,
+                                         max(1, self.workers))
         if self.worker_group is not None:
             self.worker_group.note_tick(wall, self.n_agents - stale)
         self.last_tick = TickInfo(tick=self.tick, wall_s=wall, deadline_s=budget_s,
