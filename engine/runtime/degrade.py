@@ -54,6 +54,8 @@ class DegradeController:
         max_level: the cheapest rung the controller may pick (at most ``SHORTER_HORIZON``).
         skip: rungs the controller never picks (``Engine`` passes :func:`noop_levels`).
         smoothing: weight of the newest tick in each rung's cost average.
+        margin_chunks: chunks of work, at the measured cost, kept free before the deadline
+            (a chunk's time varies under contention; one would still overrun often).
     """
 
     target: float = 0.9
@@ -62,6 +64,7 @@ class DegradeController:
     max_level: int = SHORTER_HORIZON
     skip: tuple[int, ...] = ()
     smoothing: float = 0.3
+    margin_chunks: float = 1.5
     level: int = FULL
     cost_s: dict[int, float] = dataclasses.field(default_factory=dict)
     #: a rung's cost relative to the next cheaper rung's, measured a tick apart when the
@@ -86,13 +89,19 @@ class DegradeController:
             raise ValueError(f"degrade: patience must be an int >= 1, got {self.patience!r}")
 
     def observe_tick(self, wall_s: float, budget_s: float, updated: int, n_agents: int,
-                     parallel: int = 1) -> int:
+                     parallel: int = 1, busy_s: float | None = None) -> int:
         """Record one tick (its wall time, budget, the agents it updated of ``n_agents``, on
-        ``parallel`` processes); return the rung for the next tick."""
+        ``parallel`` processes, whose stepping took ``busy_s`` seconds together when known);
+        return the rung for the next tick.
+
+        The cost of an agent-step is ``busy_s / updated`` when the processes' own time is
+        known, else ``wall_s * parallel / updated``: the tick's fixed costs (waking the
+        workers, the world) would otherwise weigh on a tick that updated few agents, make the
+        next one stop earlier still and feed on themselves."""
         if self.level not in AUTO_LEVELS or budget_s <= 0:
             return self.level
         if updated > 0 and wall_s > 0:
-            cost = wall_s * max(1, parallel) / updated
+            cost = (busy_s if busy_s else wall_s * max(1, parallel)) / updated
             old = None if self._entered else self.cost_s.get(self.level)
             self.cost_s[self.level] = cost if old is None else (
                 (1.0 - self.smoothing) * old + self.smoothing * cost)
@@ -116,9 +125,9 @@ class DegradeController:
         return self.level
 
     def margin_s(self, chunk: int) -> float:
-        """How long before the deadline the last chunk must be claimed: one chunk of the
-        current rung's measured cost (0 until measured)."""
-        return self.cost_s.get(self.level, 0.0) * chunk
+        """How long before the deadline the last chunk must be claimed: ``margin_chunks``
+        chunks of the current rung's measured cost (0 until measured)."""
+        return self.margin_chunks * self.cost_s.get(self.level, 0.0) * chunk
 
     def _next(self, level: int, direction: int) -> int | None:
         """The next rung the controller may pick from ``level`` in ``direction``, or None."""

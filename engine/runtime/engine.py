@@ -272,8 +272,8 @@ class Engine(EngineBase, PopulationReads):
             stale = _forced_stale(stale, self.workers, len(self.populations), self.n_agents)
         started = time.monotonic()
         deadline = float("inf") if budget_s is None else started + float(budget_s) * (
-            ROTATING_BUDGET if level == ROTATING_FRACTION else 1.0) - (
-            self.controller.margin_s(self.chunk) if self.controller else 0.0)
+            ROTATING_BUDGET if level == ROTATING_FRACTION else 1.0)
+        margin = self.controller.margin_s(self.chunk) if self.controller else 0.0
         for state, pop_obs in zip(self.states, per_population, strict=True):
             state.obs[:] = pop_obs
             state.stale[:] = 1               # cleared chunk by chunk as results are written
@@ -281,6 +281,7 @@ class Engine(EngineBase, PopulationReads):
         control.set("tick", self.tick)
         control.set("deadline", deadline)
         control.set("level", level)
+        control.set("margin", margin)
         if stale is not None:
             if 0 in self.devices:
                 self.devices[0].step_forced(self.tick, stale, level)
@@ -289,7 +290,8 @@ class Engine(EngineBase, PopulationReads):
         elif self.worker_group is None:
             self._claims.start_tick()
             process_tick(self.states, self.slices[0], self.chunk, self.tick, deadline,
-                         *self._scratch, self._claims, level=level, order=self._order)
+                         *self._scratch, self._claims, level=level, order=self._order,
+                         margin=margin)
             self.devices.step(self.tick, deadline, level)
         else:
             until = (started + NO_BUDGET_TIMEOUT_S if budget_s is None
@@ -300,15 +302,15 @@ class Engine(EngineBase, PopulationReads):
             self.worker_group.wait(released, until)
         wall = time.monotonic() - started
         stale = sum(int(state.stale.sum()) for state in self.states)
+        busy = tuple(control.busy(w) for w in range(self.workers))
         if self.controller is not None and budget_s is not None:
             self.controller.observe_tick(wall, budget_s, self.n_agents - stale, self.n_agents,
-                                         max(1, self.workers))
+                                         max(1, self.workers), sum(busy) or None)
         if self.worker_group is not None:
             self.worker_group.note_tick(wall, self.n_agents - stale)
         self.last_tick = TickInfo(tick=self.tick, wall_s=wall, deadline_s=budget_s,
                                   stale_agents=stale, level=level)
-        self.metrics.record(wall, budget_s, level, stale,
-                            tuple(control.busy(w) for w in range(self.workers)))
+        self.metrics.record(wall, budget_s, level, stale, busy)
         self.tick += 1
         if self.stop_requested is not None and not self._in_run:
             self._honour_stop()

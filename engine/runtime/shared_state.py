@@ -22,7 +22,7 @@ from engine.runtime.shm import Run
 
 #: control block fields (one float64 each), then per worker its heartbeat (last tick done)
 #: and its busy seconds in that tick
-CONTROL_FIELDS = ("tick", "deadline", "stop", "level")
+CONTROL_FIELDS = ("tick", "deadline", "stop", "level", "margin")
 
 
 @dataclasses.dataclass(frozen=True)

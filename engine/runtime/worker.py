@@ -55,7 +55,7 @@ def process_tick(states: tuple[SharedState, ...], slices: tuple[tuple[int, int],
                  iscratch: np.ndarray, beliefs: np.ndarray, claims: ChunkClaims,
                  level: int = FULL, journal: Journal | None = None, worker: int = 0,
                  order: np.ndarray | None = None,
-                 helped: tuple[tuple[int, int], ...] = ()) -> int:
+                 helped: tuple[tuple[int, int], ...] = (), margin: float = 0.0) -> int:
     """Step this worker's slice of every population, in order, then help; return how many
     agents ran.
 
@@ -66,23 +66,26 @@ def process_tick(states: tuple[SharedState, ...], slices: tuple[tuple[int, int],
     population the deadline cut, so the populations take turns going first and none is left
     behind tick after tick. ``helped`` is the next worker's slices: with its own done, this
     worker takes that worker's chunks from the back until none is left or the deadline passes
-    (:mod:`engine.claims`).
+    (:mod:`engine.claims`). A worker always takes its first chunk (every tick makes
+    progress), every other one only while ``margin`` seconds (about a chunk's work) are left
+    before the deadline: a tick ends near its deadline, not a chunk after it.
     """
     ran = 0
+    soft = deadline - margin
     n = len(states)
     first = int(order[0]) % n if order is not None else 0
     for k in range(n):
         p = (first + k) % n
         lo, hi = slices[p]
-        if k > 0 and hi > lo and time.monotonic() > deadline:
+        if k > 0 and hi > lo and time.monotonic() > soft:
             break
         ran += process_slice(states[p], lo, hi, chunk, tick, deadline, fscratch, iscratch,
-                             beliefs, claims, level, journal, p, worker)
-        if order is not None and time.monotonic() > deadline:
+                             beliefs, claims, level, journal, p, worker, margin, first=not ran)
+        if order is not None and time.monotonic() > soft:
             order[0] = p + 1                 # the next tick starts with the one after
             break
     if helped and claims.helpers:
-        ran += help_next_worker(states, helped, chunk, tick, deadline, fscratch, iscratch,
+        ran += help_next_worker(states, helped, chunk, tick, soft, fscratch, iscratch,
                                 beliefs, claims, level, journal, claims.helps(worker))
     return ran
 
@@ -90,7 +93,8 @@ def process_tick(states: tuple[SharedState, ...], slices: tuple[tuple[int, int],
 def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
                   deadline: float, fscratch: np.ndarray, iscratch: np.ndarray,
                   beliefs: np.ndarray, claims: ChunkClaims, level: int = FULL,
-                  journal: Journal | None = None, population: int = 0, worker: int = 0) -> int:
+                  journal: Journal | None = None, population: int = 0, worker: int = 0,
+                  margin: float = 0.0, first: bool = True) -> int:
     """Step this worker's agents ``lo..hi`` in chunks until none is left or the deadline has
     passed; return how many ran.
 
@@ -103,13 +107,15 @@ def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
 
     The chunks are taken in turn from the slice's cursor (``claims``; a helper may take the
     last ones); when the deadline cuts the tick, the cursor moves to the first chunk not
-    taken, so the next tick starts there.
+    taken, so the next tick starts there. The worker's ``first`` chunk of the tick is always
+    taken (every tick makes progress), the others only while ``margin`` is left before the
+    deadline.
     """
     if level >= STALE_ACTIONS or hi <= lo:
         return 0
     ran = 0
     while True:
-        if ran and time.monotonic() > deadline:
+        if (ran or not first) and time.monotonic() > deadline - margin:
             claims.cut(worker, population)
             break
         index = claims.take_front(worker, population)
@@ -266,7 +272,8 @@ def worker_main(specs: tuple[StateSpec, ...], n_workers: int, index: int,
             faults.fault_point("wait")
             process_tick(states, mine, chunk, tick, control.get("deadline"), fscratch,
                          iscratch, beliefs, claims, level=int(control.get("level")),
-                         journal=journal, worker=index, order=order, helped=helped)
+                         journal=journal, worker=index, order=order, helped=helped,
+                         margin=control.get("margin"))
             control.beat(index, tick, time.monotonic() - began)
             faults.fault_point("done")
             done.release()
