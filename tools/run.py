@@ -95,6 +95,7 @@ class StatusPrinter:
         self.every_s = every_s
         self._next = 0.0
         self._printed = False
+        self._shown_at = -1
 
     def __call__(self, info: TickInfo) -> None:
         now = time.monotonic()
@@ -104,6 +105,9 @@ class StatusPrinter:
         self.show()
 
     def show(self) -> None:
+        if self.engine.tick == self._shown_at:
+            return                                   # this tick's line is already out
+        self._shown_at = self.engine.tick
         line = self.engine.metrics.status_line() + world_counts(self.world)
         if self.interactive:
             self.out.write("\r\x1b[2K" + line)
@@ -298,8 +302,8 @@ def print_summary(summary: RunSummary, engine: Engine, world: World, out: TextIO
     print(f"summary: {summary.ticks} ticks at {summary.hz:g} Hz"
           f"{' (interrupted)' if summary.interrupted else ''}; tick p50 "
           f"{1e3 * summary.tick_s_p50:.2f} ms, p99 {1e3 * summary.tick_s_p99:.2f} ms "
-          f"(budget {1e3 / summary.hz:.1f} ms); missed {summary.missed}, dropped slots "
-          f"{summary.dropped_slots}; levels {levels or '-'}; "
+          f"(budget {1e3 / summary.hz:.1f} ms); missed {summary.missed}, late slots "
+          f"{summary.late_slots}, dropped slots {summary.dropped_slots}; levels {levels or '-'}; "
           f"{snap.agents_per_s:,.0f} agent-steps/s; RSS {snap.rss_mb:.0f} MB", file=out)
     counts = world_counts(world).strip()
     if counts:

@@ -36,7 +36,7 @@ def run_fixed_rate(engine: TickedEngine, world: WorldLike, hz: float, ticks: int
     world_s = 0.0
     walls = np.zeros(ticks)
     levels = np.zeros(ticks, dtype=np.int64)
-    missed = dropped = 0
+    missed = dropped = late = 0
     done = 0
     for k in range(ticks):
         if engine.stop_requested is not None:
@@ -48,8 +48,11 @@ def run_fixed_rate(engine: TickedEngine, world: WorldLike, hz: float, ticks: int
         obs = world.step(actions)
         world_s = 0.8 * world_s + 0.2 * (time.monotonic() - w0) if k else \
             time.monotonic() - w0
-        walls[k] = time.monotonic() - slot_start
-        levels[k] = engine.last_tick.level if engine.last_tick else 0
+        info = engine.last_tick
+        walls[k] = info.wall_s if info else w0 - slot_start
+        levels[k] = info.level if info else 0
+        if info is not None and info.wall_s > budget:
+            missed += 1
         if on_tick is not None and engine.last_tick is not None:
             on_tick(engine.last_tick)
         done = k + 1
@@ -58,7 +61,7 @@ def run_fixed_rate(engine: TickedEngine, world: WorldLike, hz: float, ticks: int
         if now < due and engine.stop_requested is None:
             time.sleep(due - now)
         else:
-            missed += 1
+            late += 1
             if now - due > period:
                 skipped = int((now - due) // period)
                 dropped += skipped
@@ -68,4 +71,4 @@ def run_fixed_rate(engine: TickedEngine, world: WorldLike, hz: float, ticks: int
                       tick_s_p50=float(np.median(walls)),
                       tick_s_p99=float(np.percentile(walls, 99)),
                       level_counts=np.bincount(levels, minlength=MAX_LEVEL + 1).tolist(),
-                      interrupted=engine.stop_requested is not None)
+                      interrupted=engine.stop_requested is not None, late_slots=late)

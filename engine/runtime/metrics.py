@@ -100,8 +100,9 @@ class TickMetrics:
             cpu_percent=cpu, agents_per_s=updated / busy if busy > 0 else 0.0)
 
     def status_line(self) -> str:
+        """One line, under 100 columns up to a million agents: the engine step's p50/p99, the
+        level, missed ticks (step over its budget), stale agents, agent-steps/s, RSS."""
         s = self.snapshot()
-        return (f"tick {s.ticks:6d}  p50 {s.tick_ms_p50:7.2f} ms  p99 {s.tick_ms_p99:7.2f} ms  "
-                f"util {s.utilisation:5.2f}  level {s.level}  missed {s.missed}  "
-                f"stale {s.stale_agents}  {s.agents_per_s:12,.0f} agents/s  "
-                f"RSS {s.rss_mb:7.1f} MB")
+        return (f"tick {s.ticks} p50/p99 {s.tick_ms_p50:.1f}/{s.tick_ms_p99:.1f} ms L{s.level} "
+                f"missed {s.missed} stale {s.stale_agents:,} {s.agents_per_s:,.0f} "
+                f"agent-steps/s RSS {s.rss_mb:.0f} MB")

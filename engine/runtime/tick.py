@@ -18,7 +18,13 @@ class TickInfo:
 
 @dataclasses.dataclass(frozen=True)
 class RunSummary:
-    """Totals of a fixed-rate run."""
+    """Totals of a fixed-rate run.
+
+    ``missed``: ticks whose engine step took longer than the budget it was given (the same
+    definition as the status line's, soak's and ``inspect``'s); ``late_slots``: slots that
+    ended after their due time (engine plus world); ``dropped_slots``: whole periods skipped
+    to catch up; ``tick_s_p50`` / ``tick_s_p99``: of the engine step, as everywhere else.
+    """
 
     ticks: int
     hz: float
@@ -28,3 +34,4 @@ class RunSummary:
     tick_s_p99: float
     level_counts: list[int]
     interrupted: bool = False
+    late_slots: int = 0

@@ -85,6 +85,7 @@ class TickRecorder:
         if summary is not None:
             totals = {"ticks": summary.ticks, "hz": summary.hz, "missed": summary.missed,
                       "dropped_slots": summary.dropped_slots,
+                      "late_slots": summary.late_slots,
                       "tick_s_p50": summary.tick_s_p50, "tick_s_p99": summary.tick_s_p99,
                       "level_counts": summary.level_counts,
                       "interrupted": summary.interrupted}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -33,7 +35,7 @@ def test_run_grid_in_process_prints_status_and_summary() -> None:
     lines = done.stdout.splitlines()
     status = [line for line in lines if line.startswith("tick ")]
     assert status, done.stdout                 # not a terminal: plain lines, no \r
-    assert "p99" in status[-1] and "agents/s" in status[-1] and "RSS" in status[-1]
+    assert "p99" in status[-1] and "agent-steps/s" in status[-1] and "RSS" in status[-1]
     assert "on resource" in status[-1]
     assert any(line.startswith("summary: 12 ticks at 50 Hz") for line in lines)
     assert "\r" not in done.stdout
@@ -47,6 +49,29 @@ def test_run_foraging_with_a_worker_process() -> None:
     assert "1 worker process," in done.stdout
     assert "summary: 6 ticks at 20 Hz" in done.stdout
     assert "on food" in done.stdout
+
+
+def test_status_line_summary_and_inspect_agree_on_misses_and_percentiles(
+        tmp_path: Path) -> None:
+    """One definition each: a missed tick is an engine step over the budget it was given,
+    p50/p99 are of the engine step, in the status line, the summary and ``inspect``."""
+    log = tmp_path / "run.mcap"
+    done = _agentloop("run", "--agents", "4000", "--ticks", "40", "--hz", "200",
+                      "--policy-len", "2", "--log", str(log))
+    assert done.returncode == 0, done.stderr
+    status = [line for line in done.stdout.splitlines() if re.match(r"tick \d", line)][-1]
+    summary = next(line for line in done.stdout.splitlines() if line.startswith("summary:"))
+    missed_status = int(re.search(r"missed (\d+)", status).group(1))
+    missed_summary = int(re.search(r"missed (\d+)", summary).group(1))
+    p99_status = float(re.search(r"p50/p99 [\d.]+/([\d.]+) ms", status).group(1))
+    p99_summary = float(re.search(r"p99 ([\d.]+) ms", summary).group(1))
+    inspected = _agentloop("inspect", str(log), "--json")
+    assert inspected.returncode == 0, inspected.stderr
+    tick_time = json.loads(inspected.stdout)["tick_time"]
+    assert missed_status == missed_summary == tick_time["over_budget"]
+    assert missed_summary > 0                        # 200 Hz: some steps overran
+    assert round(p99_summary, 1) == p99_status == round(1e3 * tick_time["p99_s"], 1)
+    assert len(status.split("  on ")[0]) <= 100
 
 
 def test_run_with_pymdp1_semantics_says_so_and_logs_it(tmp_path: Path) -> None:

@@ -70,6 +70,7 @@ class Scan:
     cells: int | None
     ticks: array = field(default_factory=lambda: array("q"))
     durations: array = field(default_factory=lambda: array("d"))
+    budgets: array = field(default_factory=lambda: array("d"))   # NaN: none recorded
     levels: array = field(default_factory=lambda: array("q"))
     stale: array = field(default_factory=lambda: array("q"))
     wall_first: float | None = None
@@ -107,6 +108,7 @@ class Scan:
         self.wall_last = rec.wall_time
         self.ticks.append(rec.tick)
         self.durations.append(rec.duration_s)
+        self.budgets.append(float(rec.timings.get("budget_s", float("nan"))))
         self.levels.append(rec.level)
         self.stale.append(int(rec.stale_agents.size))
         if rec.failover is not None:

@@ -51,8 +51,12 @@ def summary_of(reader: TickLogReader, scan: Scan) -> dict[str, Any]:
         p50, p90, p99 = np.percentile(durations, [50, 90, 99])
         tick_time.update(p50_s=float(p50), p90_s=float(p90), p99_s=float(p99),
                          max_s=float(durations.max()), mean_s=float(durations.mean()))
-        if budget is not None:
-            over = int(np.count_nonzero(durations > budget))
+        given = np.frombuffer(scan.budgets, dtype=np.float64)
+        if budget is not None or not np.isnan(given).all():
+            # a missed tick: the engine's step took longer than the budget it was given
+            # (recorded per tick; the period 1/hz for logs that did not record it)
+            limit = np.where(np.isnan(given), np.inf if budget is None else budget, given)
+            over = int(np.count_nonzero(durations > limit))
             tick_time.update(over_budget=over, over_budget_fraction=over / n)
     stale = np.frombuffer(scan.stale, dtype=np.int64) if n else np.zeros(0, dtype=np.int64)
     wall_s = (scan.wall_last - scan.wall_first) if n else None  # type: ignore[operator]
