@@ -32,10 +32,11 @@ class FileSet:
         self._identities: dict[str, tuple[int, int]] = {}
         self._lost: list[str] = []          # kept files gone or replaced, noticed so far
         self._closed = False
-        self.current = self._open(base, header, 1.0)
+        self.current = self._open(base, header, None)
 
-    def _open(self, path: str, header: TickLogHeader, ratio: float) -> LogFile:
-        file = LogFile(path, header, ratio=ratio, **self._options)  # type: ignore[arg-type]
+    def _open(self, path: str, header: TickLogHeader, ratios: dict[str, float] | None
+              ) -> LogFile:
+        file = LogFile(path, header, ratios=ratios, **self._options)  # type: ignore[arg-type]
         self.files.append(path)
         self._identities[path] = file.identity
         return file
@@ -57,7 +58,7 @@ class FileSet:
         path = member_path(self.base, index)
         header = dataclasses.replace(self.header, set_index=index, created_unix=time.time())
         try:
-            new = self._open(path, header, old.ratio)
+            new = self._open(path, header, old.gauge.ratios())
         except TickLogError as exc:
             self._finish(self.footer({}, queue_full_waits, str(exc), None), sequence)
             raise

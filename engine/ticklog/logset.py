@@ -24,12 +24,13 @@ class TickLogSet:
 
     ``path`` names a log's first file (``run.mcap``; when it was rotated away, the set is read
     from its first file still present) or any later file (``run.004.mcap``: read from
-    there). ``files`` are the files read, in order; ``rotated_away`` the set's earlier files
-    no longer on disk; ``starts_mid_run`` says the first file read is not the set's first, so
-    replay starts from the belief snapshot it opens with. A missing file between two present
-    ones raises :class:`TickLogError` naming it; so does a file of another run inside the
-    set. ``missing_next`` names the file the last one says the log continues in when that
-    file is absent (the set was cut off). The methods are :class:`TickLogReader`'s.
+    there). ``files`` are the files read, in order; ``rotated_away`` the set's files before
+    them, gone, when ``path`` names its first; ``starts_mid_run`` says the first file read is
+    not the set's first, so replay starts from the belief snapshot it opens with. A missing
+    file between two present ones raises :class:`TickLogError` naming it; so does a file of
+    another run inside the set. ``missing_next`` names the file the last one says the log
+    continues in when that file is absent (the set was cut off). The methods are
+    :class:`TickLogReader`'s.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -66,8 +67,8 @@ class TickLogSet:
         if base is None:
             return
         present = members_present(base)
-        self.rotated_away = [member_path(base, i) for i in range(self.first_index)
-                             if i not in present]
+        if base == self.path:         # the first files asked for are gone: rotated away
+            self.rotated_away = [member_path(base, i) for i in range(self.first_index)]
         index = self.first_index + 1
         later = [i for i in present if i > self.first_index]
         for i in later:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import os
+from collections import deque
+from collections.abc import Mapping
 
 import mcap.writer
 import orjson
@@ -17,8 +19,10 @@ from engine.ticklog.schema import (
     _SCHEMAS,
     FORMAT_NAME,
     FORMAT_VERSION,
+    TOPIC_BELIEFS,
     TOPIC_FOOTER,
     TOPIC_HEADER,
+    TOPIC_TICK,
     TickLogFooter,
     TickLogHeader,
     encode_footer,
@@ -33,6 +37,8 @@ RECORD_BYTES = 31
 SUMMARY_BYTES = 1024 + sum(len(orjson.dumps(s)) + 64 for s in _SCHEMAS.values())
 """Bytes ``finish`` adds past the data besides one chunk index per chunk (the schemas and
 channels again, statistics, offsets, footer record, magic), with room to spare."""
+RATIOS_KEPT = 8
+"""Chunks of each kind whose compression (together) the size estimate uses."""
 CHUNK_INDEX_BYTES = 160
 """Bytes of the summary per chunk (its chunk index), with room to spare."""
 
@@ -58,19 +64,48 @@ def _fast_mcap_zstd() -> None:
         mcap.writer.zstandard = _FastZstd  # type: ignore[attr-defined]
 
 
+class Gauge:
+    """Bytes on disk per byte of records of the chunk in progress, for ticks and snapshots
+    apart (a chunk holding one kind teaches that kind's ratio; ``ratios`` before that)."""
+
+    def __init__(self, ratios: Mapping[str, float] | None = None) -> None:
+        self._first = dict(ratios or {})
+        self._seen: dict[str, deque[tuple[int, int]]] = {
+            topic: deque(maxlen=RATIOS_KEPT) for topic in (TOPIC_TICK, TOPIC_BELIEFS)}
+        self.pending: dict[str, int] = {}     # bytes of records by topic, not yet in a chunk
+
+    def ratio(self, topic: str) -> float:
+        seen = self._seen.get(topic)
+        if not seen:
+            return self._first.get(topic, 1.0)
+        return sum(d for d, _ in seen) / sum(r for _, r in seen)
+
+    def ratios(self) -> dict[str, float]:
+        return {topic: self.ratio(topic) for topic in self._seen}
+
+    def pending_bytes(self) -> int:
+        return int(sum(raw * self.ratio(topic) for topic, raw in self.pending.items()))
+
+    def chunk_written(self, written: int) -> None:
+        kinds = [topic for topic, raw in self.pending.items() if raw]
+        if len(kinds) == 1 and kinds[0] in self._seen:
+            self._seen[kinds[0]].append((written, self.pending[kinds[0]]))
+        self.pending.clear()
+
+
 class LogFile:
     """The MCAP file at ``path`` with ``header`` (at most ``max_header`` bytes) written and
     flushed; TickLogError (and a file this call created removed again) when it cannot be.
     ``size`` estimates the bytes the file holds (chunks written, plus the chunk in progress at
-    the compression of the last chunk, ``ratio`` before the first)."""
+    the compression of the last few chunks of its kind, ``ratios`` before those)."""
 
     def __init__(self, path: str, header: TickLogHeader, *, chunk_size: int,
-                 overwrite: bool, max_header: int, ratio: float = 1.0) -> None:
+                 overwrite: bool, max_header: int, ratios: Mapping[str, float] | None = None
+                 ) -> None:
         self.path = path
         self.ticks = 0
         self.snapshots = 0
-        self._pending = 0          # bytes of records in the chunk in progress (uncompressed)
-        self._ratio = 1.0          # compressed / uncompressed of the chunks written so far
+        self.gauge = Gauge()
         self._chunks = 0
         self._stream, created = open_regular(path, overwrite)
         st = os.fstat(self._stream.fileno())
@@ -93,7 +128,7 @@ class LogFile:
             t_ns = int(header.created_unix * 1e9)  # type: ignore[operator]
             self.add(TOPIC_HEADER, t_ns, payload, 0)
             self.flush()  # the header is on disk before the first tick
-            self._ratio = ratio    # not the header chunk's: it holds the schemas too
+            self.gauge = Gauge(ratios)
             self.header_bytes = self._stream.tell()
         except Exception as exc:
             self._stream.close()
@@ -108,25 +143,21 @@ class LogFile:
                                ) from exc
 
     @property
-    def ratio(self) -> float:
-        """Compressed over uncompressed bytes of the last chunk written (1.0 before one)."""
-        return self._ratio
-
-    @property
     def size(self) -> int:
         """Estimated bytes of the file were it finished now (summary included)."""
-        return (self._stream.tell() + int(self._pending * self._ratio) + SUMMARY_BYTES
+        return (self._stream.tell() + self.gauge.pending_bytes() + SUMMARY_BYTES
                 + CHUNK_INDEX_BYTES * (self._chunks + 1))
 
     def next_size(self, snapshot_bytes: int) -> int:
         """Estimated bytes of a file of the same header opening with a snapshot of
         ``snapshot_bytes`` bytes of arrays, were it finished then."""
-        return (self.header_bytes + int(snapshot_bytes * 4 / 3 * self._ratio) + SUMMARY_BYTES
+        ratio = self.gauge.ratio(TOPIC_BELIEFS)
+        return (self.header_bytes + int(snapshot_bytes * 4 / 3 * ratio) + SUMMARY_BYTES
                 + 2 * CHUNK_INDEX_BYTES)
 
     def add(self, topic: str, t_ns: int, payload: bytes, sequence: int) -> None:
         before = self._stream.tell()
-        self._pending += len(payload) + RECORD_BYTES
+        self.gauge.pending[topic] = self.gauge.pending.get(topic, 0) + len(payload) + RECORD_BYTES
         self._mcap.add_message(self.channels[topic], t_ns, payload, t_ns, sequence)
         self._chunk_written(before)
 
@@ -138,10 +169,9 @@ class LogFile:
 
     def _chunk_written(self, before: int) -> None:
         written = self._stream.tell() - before
-        if written and self._pending:
-            self._ratio = written / self._pending
+        if written and self.gauge.pending:
+            self.gauge.chunk_written(written)
             self._chunks += 1
-            self._pending = 0
 
     def same_file(self) -> bool:
         """Whether ``path`` still names this file (False once removed or replaced)."""

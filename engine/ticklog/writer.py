@@ -37,6 +37,9 @@ compresses (a model's arrays, mostly zeros, compress by thousands to one)."""
 _CLOSE = "close"
 _ROTATE = "rotate"
 _MAX_SEQUENCE = 2**32 - 1
+MARGIN = 32
+"""A size-capped file is ended once it is estimated to reach all but 1/MARGIN of its cap (the
+estimate is of compressed bytes not yet written, and can be short by a percent or so)."""
 MIN_CHUNK = 1 << 12
 """Smallest MCAP chunk (uncompressed) a size-capped writer uses; it uses chunks of at most an
 eighth of its cap, so that the size it estimates is never far from the size on disk."""
@@ -212,13 +215,14 @@ class TickLogWriter:
             size = self._file.size + self._queue.qsize() * self._tick_bytes
         else:         # the next file is not open yet: its opening and the ticks queued for it
             size = self._next_opening + self._ticks_in_file * self._tick_bytes
-        return size + coming > self.max_bytes
+        return size + coming > self.max_bytes - self.max_bytes // MARGIN
 
     def _snapshot_estimate(self, arrays: Sequence[np.ndarray]) -> int:
         """Bytes a snapshot of ``arrays`` will take: as the last one written, else guessed."""
         if self._snapshot_bytes:
             return self._snapshot_bytes
-        return int(sum(np.asarray(a).nbytes for a in arrays) * 4 / 3 * self._file.ratio)
+        raw = sum(np.asarray(a).nbytes for a in arrays)
+        return int(raw * 4 / 3 * self._file.gauge.ratio(TOPIC_BELIEFS))
 
     def rotate(self, arrays: Sequence[np.ndarray] | None = None,
                meta: Mapping[str, Any] | None = None) -> None:
@@ -362,9 +366,9 @@ class TickLogWriter:
                     if time.monotonic() - last_flush >= self.flush_every_s:
                         self._file.flush()
                         last_flush, dirty = time.monotonic(), False
-                cost = int(written * self._file.ratio)
+                cost = int(written * self._file.gauge.ratio(topic))
                 if kind == "tick":
-                    self._tick_bytes = max(cost, self._tick_bytes * 7 // 8)
+                    self._tick_bytes = max(cost, self._tick_bytes - self._tick_bytes // 32)
                 elif written:
                     self._snapshot_bytes = cost
                 if kind == _ROTATE:
