@@ -171,7 +171,7 @@ def test_a_file_removed_during_the_run_is_noticed(tmp_path: Path) -> None:
         if writer.rotation_due():
             writer.rotate([np.zeros((50, 2))])
     writer.close()
-    assert 2 < len(writer.files) < 30 and writer.lost_files() == [path]
+    assert len(writer.files) > 2 and writer.lost_files() == [path]
     assert not writer.still_at_path()
 
 
