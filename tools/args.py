@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from typing import Any, NoReturn
 
 EXIT_USAGE = 2
 MAX_SEED = 2**63 - 1
 """``engine.model.limits.MAX_SEED`` (not imported: the parsers import no engine)."""
-EXIT_CODES = ("exit codes: 0 done; 1 the run failed; 2 bad command line; "
+EXIT_CODES = ("exit codes: 0 done; 1 the run failed (or its tick log was removed or replaced "
+              "while written); 2 bad command line; "
               "130 interrupted (SIGINT); 143 stopped (SIGTERM)")
 """The exit codes of ``agentloop`` and ``agentloop run`` (their ``--help`` epilog)."""
 
@@ -61,6 +63,28 @@ def seed(text: str) -> int:
 
 def non_negative_float(text: str) -> float:
     return number(text, float, 0.0, False)
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(i?b)?", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+MAX_BYTE_SIZE = 1 << 60
+
+
+def byte_size(text: str) -> int:
+    """A size in bytes, at least 1: a whole number, or a number with a suffix K, M, G or T
+    (powers of 1024; ``500M``, ``2G``, ``1.5g``, ``64KiB``, ``10MB`` also read as powers of
+    1024)."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None or (match.group(3) and not match.group(2) and match.group(3).lower()
+                         != "b"):
+        raise argparse.ArgumentTypeError(f"expected a size in bytes such as 500M or 2G (K, M, "
+                                         f"G, T: powers of 1024), got {text!r}")
+    number, unit = match.group(1), _UNITS[match.group(2).lower()]
+    value = int(number) * unit if number.isdigit() else math.floor(float(number) * unit)
+    if not 1 <= value <= MAX_BYTE_SIZE:
+        raise argparse.ArgumentTypeError(f"must be from 1 byte to {MAX_BYTE_SIZE:,}, got "
+                                         f"{text}")
+    return value
 
 
 def unwritable(path: str) -> str | None:

@@ -8,7 +8,7 @@ import time
 from typing import TextIO
 
 from engine.errors import AgentloopError, TickLogError
-from engine.ticklog.replay import replay
+from engine.ticklog.replay import ReplayResult, replay
 
 EXIT_OK, EXIT_DIVERGED, EXIT_BAD_LOG = 0, 1, 2
 BAR_WIDTH = 30
@@ -48,6 +48,22 @@ class ProgressBar:
             self.out.flush()
 
 
+def set_note(result: ReplayResult) -> str:
+    """What replay of a rotated set skipped or could not find (empty for a whole log)."""
+    note = ""
+    gone = result.rotated_away
+    if gone:
+        what = gone[0] if len(gone) == 1 else f"{len(gone)} files, {gone[0]} .. {gone[-1]},"
+        note += (f"; the set's first {what} rotated away: started at {result.files[0]}, from "
+                 f"the snapshot it opens with")
+    elif result.started_mid_run:
+        note += f"; started at {result.files[0]}, a later file of its set"
+    if result.missing_next:
+        note += (f"; the set was cut off: {result.missing_next}, which its last file names "
+                 f"as the next, is missing")
+    return note
+
+
 def main_replay(args: argparse.Namespace, out: TextIO | None = None,
                 err: TextIO | None = None) -> int:
     """Replay ``args.log``; exit 0 when every action matched, 1 on divergence, 2 bad log.
@@ -77,7 +93,9 @@ def main_replay(args: argparse.Namespace, out: TextIO | None = None,
         ticks = ", ".join(map(str, result.unverified))
         note += (f"; taken from the log, not recomputed: tick {ticks} (the device failed over "
                  f"to the CPU from a copy of its state the log does not hold)")
+    note += set_note(result)
     rate = result.ticks / max(result.seconds, 1e-9)
-    print(f"replay ok: {result.ticks} ticks{span}{start} reproduced every recorded action "
-          f"in {result.seconds:.1f} s ({rate:,.0f} ticks/s){note}", file=out)
+    files = f" across {len(result.files)} files" if len(result.files) > 1 else ""
+    print(f"replay ok: {result.ticks} ticks{span}{start}{files} reproduced every recorded "
+          f"action in {result.seconds:.1f} s ({rate:,.0f} ticks/s){note}", file=out)
     return EXIT_OK

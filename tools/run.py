@@ -22,7 +22,7 @@ from engine.model.layout import layout_of
 from engine.runtime.engine import RunSummary
 from engine.runtime.sizing import Footprint, agents_footprint, check_fits, estimate_footprint
 from engine.ticklog.recorder import TickRecorder
-from engine.ticklog.writer import MAX_HEADER_BYTES
+from engine.ticklog.writer import MAX_HEADER_BYTES, TickLogWriter
 from world.base import World
 from world.registry import make_world, model_shape
 
@@ -62,6 +62,8 @@ class RunOptions:
     log: str | None = None
     snapshot_every: int = 100
     overwrite: bool = False
+    log_max_bytes: int | None = None
+    log_rotate: int | None = None
     cluster: str | None = None
     shards: int | None = None
     status_every_s: float = 1.0
@@ -203,8 +205,11 @@ def world_counts(world: World) -> str:
     return ""
 
 
-def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Run the job ``options`` describes; returns the process exit code."""
+def run(options: RunOptions, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run the job ``options`` describes; returns the process exit code. ``out`` and ``err``
+    default to the ``sys.stdout`` / ``sys.stderr`` of the call."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
     world = make_world(options.world, options.size or _default_size(options.world),
                        options.agents)
     model = world.model()
@@ -234,7 +239,8 @@ def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
         recorder_class = TickRecorder if options.cluster is None else cluster_recorder()
         recorder = recorder_class(engine, options.log, hz=options.hz, world=world.config(),
                                   snapshot_every=options.snapshot_every,
-                                  overwrite=options.overwrite)
+                                  overwrite=options.overwrite, max_bytes=options.log_max_bytes,
+                                  rotate=options.log_rotate)
     summary, error = None, None
     try:
         with engine:
@@ -260,19 +266,37 @@ def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
     finally:
         if recorder is not None:
             recorder.close(summary, error=error)
-    if recorder is not None and not recorder.writer.still_at_path():
-        print(f"agentloop run: warning: tick log {options.log} was removed or replaced during "
-              f"the run", file=err)
-    elif recorder is not None:
-        print(f"tick log: {options.log} ({recorder.writer.stats['ticks_written']:.0f} ticks; "
-              f"replay with: agentloop replay {options.log})", file=out)
+    lost = recorder is not None and not log_report(recorder.writer, out, err)
     if signum == signal.SIGINT:
         print("agentloop run: interrupted (SIGINT) after the current tick", file=err)
         return EXIT_SIGINT
     if signum is not None:
         print(f"agentloop run: stopped by signal {signum} after the current tick", file=err)
         return EXIT_SIGTERM if signum == signal.SIGTERM else 128 + int(signum)
-    return EXIT_OK
+    return EXIT_FAILURE if lost else EXIT_OK
+
+
+def log_report(writer: TickLogWriter, out: TextIO, err: TextIO, command: str = "run") -> bool:
+    """Print where the tick log is and how to replay it, or (on ``err``) that a file of it
+    was removed or replaced while the run wrote it; whether the log is whole."""
+    lost = writer.lost_files()
+    if lost:
+        which = "" if lost == [writer.path] else f": {lost[0]}" + (
+            f" and {len(lost) - 1} more of its files" if len(lost) > 1 else "")
+        print(f"agentloop {command}: error: tick log {writer.path}{which} was removed or "
+              f"replaced during the run", file=err)
+        return False
+    stats = writer.stats
+    files = ""
+    if stats["files_written"] > 1:
+        kept = writer.files
+        span = kept[0] if len(kept) == 1 else f"{kept[0]} .. {kept[-1]}"
+        files = (f" in {stats['files_written']:.0f} files: {span}"
+                 + (f", the {stats['files_removed']:.0f} oldest removed (--log-rotate)"
+                    if stats["files_removed"] else ""))
+    print(f"tick log: {writer.path} ({stats['ticks_written']:.0f} ticks{files}; replay with: "
+          f"agentloop replay {writer.path})", file=out)
+    return True
 
 
 def make_engine(model: GenerativeModel, n_agents: int, *, cluster: str | None,

@@ -21,11 +21,13 @@ class ClusterRecorder(TickRecorder):
     def __init__(self, engine: ClusterEngine, path: str, *, hz: float | None = None,
                  world: Mapping[str, Any] | None = None,
                  snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
-                 extra: Mapping[str, Any] | None = None, overwrite: bool = False) -> None:
+                 extra: Mapping[str, Any] | None = None, overwrite: bool = False,
+                 max_bytes: int | None = None, rotate: int | None = None) -> None:
         extra = {"cluster": {"shards": engine.shards, "bounds": getattr(engine, "bounds", None),
                              "workers_per_shard": engine.workers}, **dict(extra or {})}
         super().__init__(engine, path, hz=hz, world=world,  # type: ignore[arg-type]
-                         snapshot_every=snapshot_every, extra=extra, overwrite=overwrite)
+                         snapshot_every=snapshot_every, extra=extra, overwrite=overwrite,
+                         max_bytes=max_bytes, rotate=rotate)
         self._last_snapshot = -1
 
     def record(self, info: TickInfo | None = None) -> None:
@@ -60,4 +62,6 @@ class ClusterRecorder(TickRecorder):
         if self.writer.snapshot_due(info.tick) and info.tick > self._last_snapshot:
             arrays = engine.agent_state()
             self.writer.write_beliefs(info.tick, [arrays[n] for n in names], meta)
+            self._last_snapshot = info.tick
+        if self.rotate_if_due():
             self._last_snapshot = info.tick

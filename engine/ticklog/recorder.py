@@ -13,7 +13,7 @@ from engine.errors import ConfigError
 from engine.runtime.engine_base import EngineBase
 from engine.runtime.tick import RunSummary, TickInfo
 from engine.ticklog.schema import TickLogHeader
-from engine.ticklog.writer import TickLogWriter
+from engine.ticklog.writer import TickLogWriter, rotation_problem
 
 #: ticks between belief snapshots unless told otherwise
 DEFAULT_SNAPSHOT_EVERY = 100
@@ -21,16 +21,25 @@ DEFAULT_SNAPSHOT_EVERY = 100
 
 class TickRecorder:
     """Writes one engine's ticks to the tick log at ``path`` (one population); an existing
-    ``path`` is refused unless ``overwrite`` (:class:`~engine.ticklog.writer.TickLogWriter`)."""
+    ``path`` is refused unless ``overwrite`` (:class:`~engine.ticklog.writer.TickLogWriter`).
+
+    ``max_bytes`` and ``rotate`` (``agentloop run --log-max-bytes`` and ``--log-rotate``) make
+    the log a rotated set: a file ends once the next tick would take it past ``max_bytes``
+    and the next starts with the agents' state after its last tick; at most ``rotate`` files
+    are kept (None: all). See docs/ticklog.md."""
 
     def __init__(self, engine: EngineBase, path: str, *, hz: float | None = None,
                  world: Mapping[str, Any] | None = None,
                  snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
-                 extra: Mapping[str, Any] | None = None, overwrite: bool = False) -> None:
+                 extra: Mapping[str, Any] | None = None, overwrite: bool = False,
+                 max_bytes: int | None = None, rotate: int | None = None) -> None:
         if len(engine.populations) != 1:
             raise ConfigError("TickRecorder: a tick log records an engine with one population")
         if snapshot_every < 0:
             raise ConfigError(f"TickRecorder: snapshot_every must be >= 0, got {snapshot_every}")
+        problem = rotation_problem(max_bytes, rotate)
+        if problem:
+            raise ConfigError(f"TickRecorder: {problem}")
         self.engine = engine
         population = engine.populations[0]
         config = population.config or engine.config
@@ -45,7 +54,7 @@ class TickRecorder:
                    "xp_kernel": getattr(engine, "xp_kernel", "array"),
                    **dict(extra or {})})
         self.writer = TickLogWriter(path, header, snapshot_every=snapshot_every,
-                                    overwrite=overwrite)
+                                    overwrite=overwrite, max_bytes=max_bytes, rotate=rotate)
 
     def _backend(self) -> str:
         """The population's backend now (``"numba"`` after a failover; a cluster's shards
@@ -74,10 +83,26 @@ class TickRecorder:
                                        if population == 0])
         if self.writer.snapshot_due(info.tick) or failover is not None:
             arrays = self.engine.agent_state()
-            self.writer.write_beliefs(info.tick, [arrays[n] for n in EngineBase.STATE_ARRAYS],
-                                      {"names": list(EngineBase.STATE_ARRAYS),
-                                       "codec": self.engine.beliefs,
-                                       "backend": self._backend()})
+            state = [arrays[n] for n in EngineBase.STATE_ARRAYS]
+            if failover is None and self.writer.rotation_due(state):
+                self.writer.rotate(state, {**self._snapshot_meta(), "reason": "rotation"})
+                return                     # the next file opens with this snapshot
+            self.writer.write_beliefs(info.tick, state, self._snapshot_meta())
+        self.rotate_if_due()
+
+    def _snapshot_meta(self) -> dict[str, Any]:
+        return {"names": list(EngineBase.STATE_ARRAYS), "codec": self.engine.beliefs,
+                "backend": self._backend()}
+
+    def rotate_if_due(self) -> bool:
+        """Go on in the set's next file (``max_bytes``) when the current one is full, starting
+        it with the agents' state after the last tick recorded; whether it did."""
+        if not self.writer.rotation_due():
+            return False
+        arrays = self.engine.agent_state()
+        self.writer.rotate([arrays[n] for n in EngineBase.STATE_ARRAYS],
+                           {**self._snapshot_meta(), "reason": "rotation"})
+        return True
 
     def close(self, summary: RunSummary | None = None, error: str | None = None) -> None:
         """Write the footer (the run's totals) and close the file."""

@@ -15,7 +15,10 @@ from engine.kernels.backends import cupy_available
 from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
 from engine.runtime.engine import Engine
+from engine.ticklog.logset import TickLogSet, open_log
 from engine.ticklog.reader import TickLogReader
+
+LogReader = TickLogReader | TickLogSet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,13 +69,21 @@ class ReplayResult:
     """Every agent's state after the last replayed tick (``keep_state=True``)."""
     unverified: tuple[int, ...] = ()
     """Ticks taken from the log instead of recomputed (device failovers)."""
+    files: tuple[str, ...] = ()
+    """The files replayed, in order (one unless the log is a rotated set)."""
+    rotated_away: tuple[str, ...] = ()
+    """Earlier files of the set no longer on disk (replay started after them)."""
+    started_mid_run: bool = False
+    """Whether replay started in a later file of a set, from the snapshot it opens with."""
+    missing_next: str | None = None
+    """The file the last one says the log continues in, when it is absent (cut off)."""
 
     @property
     def ok(self) -> bool:
         return self.divergence is None
 
 
-def engine_from_log(reader: TickLogReader, threads: int | None = None) -> Engine:
+def engine_from_log(reader: LogReader, threads: int | None = None) -> Engine:
     """An (unstarted) in-process engine configured as the logged run was."""
     header = reader.header
     if header.model_npz is None:
@@ -109,7 +120,7 @@ MAX_CHUNK = 1 << 20
 """Largest ``chunk`` (agents a worker steps between deadline checks) a header may give."""
 
 
-def _check_agent_count(reader: TickLogReader) -> None:
+def _check_agent_count(reader: LogReader) -> None:
     """The header's ``n_agents`` is what the first tick records (checked before an engine of
     that many agents is built)."""
     first = next(reader.ticks(), None)
@@ -122,7 +133,9 @@ def _check_agent_count(reader: TickLogReader) -> None:
 def replay(path: str, from_tick: int | None = None,
            progress: Callable[[int, int], None] | None = None,
            threads: int | None = None, keep_state: bool = False) -> ReplayResult:
-    """Replay the log at ``path``; ``from_tick`` starts at the nearest snapshot before it.
+    """Replay the log at ``path`` (one file or a rotated set, :class:`TickLogSet`);
+    ``from_tick`` starts at the nearest snapshot before it (a set read from a later file
+    starts at the snapshot that file opens with, or later).
 
     ``progress(done, total)`` is called after each tick; ``keep_state`` returns every agent's
     state after the last tick (:meth:`Engine.agent_state`) in ``final_state``. Raises
@@ -130,9 +143,11 @@ def replay(path: str, from_tick: int | None = None,
     be replayed as recorded.
     """
     began = time.monotonic()
-    with TickLogReader(path) as reader:
+    with open_log(path) as reader:
         last = reader.last_tick
         engine = engine_from_log(reader, threads)
+        if reader.starts_mid_run:
+            from_tick = max(from_tick or 0, reader.start_tick)
         with engine:
             start, snapshot_tick = _starting_point(reader, engine, from_tick)
             total = 0 if last is None else max(0, last - start + 1)
@@ -141,8 +156,9 @@ def replay(path: str, from_tick: int | None = None,
             unverified: list[int] = []
             for record in reader.ticks(start):
                 if previous is not None and record.tick != previous + 1:
-                    raise TickLogError(f"{path}: tick {previous + 1} is missing (the log "
-                                       f"jumps from {previous} to {record.tick})")
+                    raise TickLogError(f"{reader.current_file}: tick {previous + 1} is "
+                                       f"missing (the log jumps from {previous} to "
+                                       f"{record.tick})")
                 if previous is None and snapshot_tick is None and record.tick != 0:
                     raise TickLogError(f"{path}: the first tick is {record.tick} and there is "
                                        f"no belief snapshot before it to start from")
@@ -166,7 +182,7 @@ def replay(path: str, from_tick: int | None = None,
                     divergence = _divergence(engine, record, before)
                     return ReplayResult(checked, first, previous, snapshot_tick, divergence,
                                         reader.truncated, time.monotonic() - began,
-                                        unverified=tuple(unverified))
+                                        unverified=tuple(unverified), **_set_fields(reader))
                 checked += 1
                 first = record.tick if first is None else first
                 previous = record.tick
@@ -174,10 +190,16 @@ def replay(path: str, from_tick: int | None = None,
                     progress(checked, total)
             final = engine.agent_state() if keep_state else None
         return ReplayResult(checked, first, previous, snapshot_tick, None, reader.truncated,
-                            time.monotonic() - began, final, tuple(unverified))
+                            time.monotonic() - began, final, tuple(unverified),
+                            **_set_fields(reader))
 
 
-def _take_failover(reader: TickLogReader, engine: Engine, record) -> None:  # noqa: ANN001
+def _set_fields(reader: TickLogSet) -> dict[str, object]:
+    return {"files": tuple(reader.files), "rotated_away": tuple(reader.rotated_away),
+            "started_mid_run": reader.starts_mid_run, "missing_next": reader.missing_next}
+
+
+def _take_failover(reader: LogReader, engine: Engine, record) -> None:  # noqa: ANN001
     """The live run's device failed in ``record.tick``: continue on the CPU from the snapshot
     recorded after that tick (the state the live run had then)."""
     snapshot = reader.snapshot_at_or_before(record.tick)
@@ -189,7 +211,7 @@ def _take_failover(reader: TickLogReader, engine: Engine, record) -> None:  # no
     engine.state.actions[...] = record.actions
 
 
-def _load_snapshot(reader: TickLogReader, engine: Engine, snapshot) -> None:  # noqa: ANN001
+def _load_snapshot(reader: LogReader, engine: Engine, snapshot) -> None:  # noqa: ANN001
     """Load a belief snapshot; the next step is the tick after it. A snapshot taken after a
     failover (its backend ``"numba"``) moves a device population to the CPU first."""
     if snapshot.meta.get("backend") == "numba" and 0 in engine.devices:
@@ -201,7 +223,7 @@ def _load_snapshot(reader: TickLogReader, engine: Engine, snapshot) -> None:  # 
     engine.load_agent_state(dict(zip(names, snapshot.arrays, strict=True)), snapshot.tick + 1)
 
 
-def _starting_point(reader: TickLogReader, engine: Engine, from_tick: int | None
+def _starting_point(reader: LogReader, engine: Engine, from_tick: int | None
                     ) -> tuple[int, int | None]:
     """The first tick to replay and the snapshot (if any) loaded into ``engine``."""
     if not from_tick:

@@ -82,6 +82,11 @@ class TickLogHeader:
     format_version: int = FORMAT_VERSION
     created_unix: float | None = None
     """Wall time the log was opened; the writer fills it in when None."""
+    set_id: str | None = None
+    """Shared by the files of a rotated set (``TickLogWriter(max_bytes=...)``); None for a
+    log written as one file."""
+    set_index: int = 0
+    """This file's place in its set: 0 for the first, 1 for ``run.001.mcap``, ..."""
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -119,8 +124,11 @@ def decode_header(data: bytes | memoryview, path: str, where: str) -> TickLogHea
 
 
 MAX_NESTING = 32
+MAX_SET_INDEX = 10**9
+"""Most files in a rotated set."""
 """Deepest nesting of lists and objects accepted in a header's config, world and extra."""
-_HEADER_INTS = {"n_agents": (0, MAX_AGENTS), "seed": (0, MAX_SEED), "workers": (0, 1 << 16)}
+_HEADER_INTS = {"n_agents": (0, MAX_AGENTS), "seed": (0, MAX_SEED), "workers": (0, 1 << 16),
+                "set_index": (0, MAX_SET_INDEX)}
 
 
 def _check_header(doc: dict[str, Any]) -> None:
@@ -142,7 +150,7 @@ def _check_header(doc: dict[str, Any]) -> None:
             raise TypeError(f"{key} must be a JSON object, got {type(value).__name__}")
         if _depth(value) > MAX_NESTING:
             raise ValueError(f"{key} nests lists and objects more than {MAX_NESTING} deep")
-    for key in ("model_hash", "engine_version", "model_npz"):
+    for key in ("model_hash", "engine_version", "model_npz", "set_id"):
         value = doc.get(key, "")
         if value is not None and not isinstance(value, str):
             raise TypeError(f"{key} must be a string, got {type(value).__name__}")
@@ -321,13 +329,16 @@ class TickLogFooter:
     """How many times ``write_tick``/``write_beliefs`` found the queue full and waited."""
     error: str | None = None
     """Set when the log was closed by an exception leaving a ``with`` block."""
+    next_file: str | None = None
+    """The name (in the same folder) of the file a rotated log continues in; None in the
+    last."""
 
 
 def encode_footer(footer: TickLogFooter) -> dict[str, Any]:
     return {"totals": footer.totals, "error": footer.error,
             "ticks_written": footer.ticks_written,
             "snapshots_written": footer.snapshots_written,
-            "queue_full_waits": footer.queue_full_waits}
+            "queue_full_waits": footer.queue_full_waits, "next_file": footer.next_file}
 
 
 def decode_footer(data: bytes | memoryview, path: str, where: str) -> TickLogFooter:
@@ -336,7 +347,8 @@ def decode_footer(data: bytes | memoryview, path: str, where: str) -> TickLogFoo
         return TickLogFooter(
             totals=dict(doc["totals"]), ticks_written=int(doc["ticks_written"]),
             snapshots_written=int(doc["snapshots_written"]),
-            queue_full_waits=int(doc["queue_full_waits"]), error=doc.get("error"))
+            queue_full_waits=int(doc["queue_full_waits"]), error=doc.get("error"),
+            next_file=_optional_str(doc.get("next_file")))
     except (KeyError, TypeError, ValueError) as exc:
         raise _corrupt(path, where, "footer", exc) from None
 
@@ -358,7 +370,8 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "workers": {"type": "integer"}, "model_hash": {"type": "string"},
         "model_npz": {"type": ["string", "null"], "contentEncoding": "base64"},
         "config": {"type": "object"}, "world": {"type": "object"}, "extra": {"type": "object"},
-        "created_unix": {"type": ["number", "null"]}}},
+        "created_unix": {"type": ["number", "null"]}, "set_id": {"type": ["string", "null"]},
+        "set_index": {"type": "integer"}}},
     TOPIC_TICK: {"title": "agentloop.TickRecord", "type": "object", "properties": {
         "tick": {"type": "integer"}, "wall_time": {"type": "number"},
         "duration_s": {"type": "number"}, "level": {"type": "integer"},
@@ -377,7 +390,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
     TOPIC_FOOTER: {"title": "agentloop.TickLogFooter", "type": "object", "properties": {
         "totals": {"type": "object"}, "ticks_written": {"type": "integer"},
         "snapshots_written": {"type": "integer"}, "queue_full_waits": {"type": "integer"},
-        "error": {"type": ["string", "null"]}}},
+        "error": {"type": ["string", "null"]}, "next_file": {"type": ["string", "null"]}}},
 }
 """Each topic's JSON schema (registered in the MCAP file, for Foxglove)."""
 

@@ -1,130 +1,48 @@
 """Writing a tick log (:class:`TickLogWriter`): encoding, compressing and writing happen on
-a background thread, so a tick only pays for copying its arrays."""
+a background thread, so a tick only pays for copying its arrays. With ``max_bytes`` the log is
+a rotated set of files (docs/ticklog.md)."""
 
 from __future__ import annotations
 
-import fcntl
-import functools
+import dataclasses
 import os
 import queue
-import stat
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, BinaryIO
+from typing import Any
 
-import mcap.writer
 import numpy as np
-import orjson
-import zstandard
-from mcap.writer import CompressionType, Writer
 
 from engine.errors import TickLogError
+from engine.ticklog.files import log_in_use, refuse_later_members, remove_later_members
+from engine.ticklog.fileset import FileSet
+from engine.ticklog.mcapfile import RECORD_BYTES, ZSTD_LEVEL, LogFile
 from engine.ticklog.scan import CHUNK_FLOOR_BYTES
 from engine.ticklog.schema import (
-    _SCHEMAS,
-    FORMAT_NAME,
-    FORMAT_VERSION,
     TOPIC_BELIEFS,
-    TOPIC_FOOTER,
-    TOPIC_HEADER,
     TOPIC_TICK,
-    TickLogFooter,
     TickLogHeader,
-    encode_footer,
-    encode_header,
     encode_snapshot,
     encode_tick,
     to_json,
 )
 
+__all__ = ["MAX_HEADER_BYTES", "ZSTD_LEVEL", "TickLogWriter", "log_in_use", "rotation_problem"]
+
 MAX_HEADER_BYTES = CHUNK_FLOOR_BYTES
 """Largest header message written: a reader reads a chunk this large however well it
 compresses (a model's arrays, mostly zeros, compress by thousands to one)."""
 _CLOSE = "close"
+_ROTATE = "rotate"
 _MAX_SEQUENCE = 2**32 - 1
-
-
-ZSTD_LEVEL = 1
-"""zstd level of the chunks (see :func:`_fast_mcap_zstd`)."""
-
-
-class _FastZstd:
-    """Stands in for the ``zstandard`` module inside ``mcap.writer`` (only ``compress``)."""
-
-    compress = staticmethod(functools.partial(zstandard.compress, level=ZSTD_LEVEL))
-
-
-def _fast_mcap_zstd() -> None:
-    """Make ``mcap.Writer`` compress chunks at zstd level 1 instead of 3.
-
-    mcap 1.6's Writer calls ``zstandard.compress(chunk)`` (the module's global, default level
-    3) and has no option for the level. On 100,000 agents' tick (400 kB of JSON) level 3
-    takes 2.2 ms, level 1 0.76 ms for about the same size, which is the difference between
-    the writer thread fitting comfortably in 5% of a 100 ms tick or not. This swaps that one
-    global (and nothing else); every mcap Writer in the process then writes level-1 zstd,
-    which every reader reads. If a future mcap drops the global, nothing is changed and the
-    files are simply written at level 3.
-    """
-    if getattr(mcap.writer, "zstandard", None) is zstandard:
-        mcap.writer.zstandard = _FastZstd  # type: ignore[attr-defined]
-
-
-def _lock(fd: int, path: str) -> None:
-    """Hold an exclusive advisory lock on ``fd`` (released when it is closed); TickLogError
-    naming ``path`` when another writer holds one. Readers take no lock."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise TickLogError(f"tick log {path!r} is in use by another writer") from None
-
-
-def log_in_use(path: str | os.PathLike[str]) -> bool:
-    """Whether a :class:`TickLogWriter` (in any process) is writing the file at ``path``; a
-    check before a long start-up, the writer itself refuses such a file."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    return False
-
-
-def _open_regular(path: str, overwrite: bool) -> tuple[BinaryIO, bool]:
-    """``path`` opened for writing and locked, and whether this call created it; TickLogError
-    when it cannot be written, is not a regular file (a device, a FIFO, a directory, a
-    socket), is in use by another writer, or exists and ``overwrite`` is false."""
-    try:
-        try:
-            fd, created = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), True
-        except FileExistsError:
-            if not stat.S_ISREG(os.stat(path).st_mode):
-                raise TickLogError(f"cannot write tick log {path!r}: not a regular file"
-                                   ) from None
-            if not overwrite:
-                if log_in_use(path):
-                    raise TickLogError(f"tick log {path!r} is in use by another writer"
-                                       ) from None
-                raise TickLogError(f"tick log {path!r} already exists (overwrite=True, or "
-                                   f"agentloop run --overwrite, replaces it)") from None
-            fd, created = os.open(path, os.O_WRONLY | os.O_NONBLOCK), False
-        if not stat.S_ISREG(os.fstat(fd).st_mode):        # replaced since the check
-            os.close(fd)
-            raise TickLogError(f"cannot write tick log {path!r}: not a regular file")
-        _lock(fd, path)
-        if not created:
-            os.ftruncate(fd, 0)             # only once locked: never another writer's file
-    except OSError as exc:
-        raise TickLogError(f"cannot write tick log {path!r}: {exc.strerror or exc}") from exc
-    return os.fdopen(fd, "wb"), created
+MARGIN = 32
+"""A size-capped file is ended once it is estimated to reach all but 1/MARGIN of its cap (the
+estimate is of compressed bytes not yet written, and can be short by a percent or so)."""
+MIN_CHUNK = 1 << 12
+"""Smallest MCAP chunk (uncompressed) a size-capped writer uses; it uses chunks of at most an
+eighth of its cap, so that the size it estimates is never far from the size on disk."""
 
 
 class TickLogWriter:
@@ -143,20 +61,33 @@ class TickLogWriter:
     here; if the header cannot be written a file this writer created is removed, one that was
     there before is left (emptied). The file is locked (``flock``, exclusive, advisory) until
     the writer closes it; :meth:`still_at_path` says whether ``path`` still names it.
+
+    ``max_bytes`` (``agentloop run --log-max-bytes``) makes the log a set of files, ``path``
+    first: when :meth:`rotation_due` says the next tick would take the current file past
+    ``max_bytes``, the caller passes the agents' state to :meth:`rotate`, and the file is
+    finished and the log goes on in the next (``run.mcap``, ``run.001.mcap``, ...), which
+    starts with the header again and that state. ``rotate`` (``--log-rotate``) keeps at most
+    that many files, removing the oldest. ``overwrite`` then also removes the later files of an
+    earlier set at ``path``; without it they are refused as ``path`` is.
     """
 
     def __init__(self, path: str | os.PathLike[str], header: TickLogHeader, *,
                  flush_every_s: float = 0.5, snapshot_every: int = 0, queue_size: int = 32,
-                 chunk_size: int = 1 << 20, overwrite: bool = False) -> None:
+                 chunk_size: int = 1 << 20, overwrite: bool = False,
+                 max_bytes: int | None = None, rotate: int | None = None) -> None:
         if not flush_every_s > 0:
             raise TickLogError(f"flush_every_s must be > 0, got {flush_every_s}")
         if snapshot_every < 0:
             raise TickLogError(f"snapshot_every must be >= 0, got {snapshot_every}")
         if queue_size < 1:
             raise TickLogError(f"queue_size must be >= 1, got {queue_size}")
+        problem = rotation_problem(max_bytes, rotate)
+        if problem:
+            raise TickLogError(problem)
         self.path = os.fspath(path)
         self.flush_every_s = float(flush_every_s)
         self.snapshot_every = int(snapshot_every)
+        self.max_bytes = max_bytes
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=queue_size)
         self._error: BaseException | None = None
         self._closed = False
@@ -168,44 +99,40 @@ class TickLogWriter:
         self._queue_full_waits = 0
         self._queue_wait_s = 0.0
         self._background_s = 0.0
-        if header.created_unix is None:
-            header = TickLogHeader(**{**header.to_dict(), "created_unix": time.time()})
-        self.header = header
-        self._stream, created = _open_regular(self.path, overwrite)
-        st = os.fstat(self._stream.fileno())
-        self._identity = (st.st_dev, st.st_ino)
-        self._at_path_when_closed: bool | None = None
-        try:
-            _fast_mcap_zstd()
-            self._mcap = Writer(self._stream, chunk_size=chunk_size,
-                                compression=CompressionType.ZSTD)
-            self._mcap.start(library=f"agentloop {header.engine_version} ({FORMAT_NAME} "
-                                     f"v{FORMAT_VERSION})")
-            self._channels = {}
-            for topic, schema in _SCHEMAS.items():
-                sid = self._mcap.register_schema(schema["title"], "jsonschema",
-                                                 orjson.dumps(schema))
-                self._channels[topic] = self._mcap.register_channel(topic, "json", sid)
-            payload = to_json(encode_header(header))
-            if len(payload) > MAX_HEADER_BYTES:
-                raise TickLogError(f"the header is {len(payload):,} bytes (its model, mostly), "
-                                   f"more than a tick log carries ({MAX_HEADER_BYTES:,})")
-            t_ns = int(header.created_unix * 1e9)  # type: ignore[operator]
-            self._mcap.add_message(self._channels[TOPIC_HEADER], t_ns, payload, t_ns, 0)
-            self._mcap.flush()  # the header is on disk before the first tick
-        except Exception as exc:
-            self._stream.close()
-            if created:      # a file that was there before is never removed (nor replaced)
-                try:
-                    os.unlink(self.path)
-                except OSError:
-                    pass
-            if isinstance(exc, OSError):
-                raise TickLogError(f"cannot write tick log {self.path!r}: {exc}") from exc
-            raise TickLogError(f"cannot write the header of tick log {self.path!r}: {exc}"
-                               ) from exc
+        self._rotations_asked = self._rotations_done = 0
+        self._ticks_in_file = 0           # queued since the last rotation asked for
+        self._next_opening = 0            # estimated bytes of that rotation's file, opened
+        self._snapshot_bytes = 0          # the last snapshot's bytes on disk (estimated)
+        self._snapshot_put = self._snapshot_done = 0    # estimated bytes queued, written
+        self._tick_bytes = 0              # a recent tick's bytes on disk (estimated)
+        fields: dict[str, Any] = {"created_unix": time.time() if header.created_unix is None
+                                  else header.created_unix}
+        if self.max_bytes is not None:
+            fields.update(set_id=uuid.uuid4().hex, set_index=0)
+            chunk_size = min(chunk_size, max(self.max_bytes // 8, MIN_CHUNK))
+            if not overwrite:
+                refuse_later_members(self.path)
+        self.header = dataclasses.replace(header, **fields)
+        self._set = FileSet(self.path, self.header, chunk_size=chunk_size, overwrite=overwrite,
+                            max_header=MAX_HEADER_BYTES, keep=rotate)
+        if self.max_bytes is not None and overwrite:
+            remove_later_members(self.path)       # only once the first file is locked
         self._thread = threading.Thread(target=self._run, name="ticklog-writer", daemon=True)
         self._thread.start()
+
+    @property
+    def files(self) -> list[str]:
+        """The files of the log this writer wrote and kept, oldest first."""
+        return list(self._set.files)
+
+    @property
+    def rotated_away(self) -> list[str]:
+        """The files it removed (``rotate``), oldest first."""
+        return list(self._set.rotated_away)
+
+    @property
+    def _file(self) -> LogFile:
+        return self._set.current
 
     # ------------------------------------------------------------------------ caller side
     def snapshot_due(self, tick: int) -> bool:
@@ -251,6 +178,9 @@ class TickLogWriter:
         if resets:
             item["resets"] = [{"agents": np.array(agents, dtype=np.int64).reshape(-1),
                                "keep_action": bool(keep)} for agents, keep in resets]
+        self._ticks_in_file += 1
+        if not self._tick_bytes:          # none written yet: one byte a value, in base64
+            self._tick_bytes = (obs.size + act.size + stale.size) * 4 // 3 + RECORD_BYTES
         self._put(("tick", item))
 
     def write_beliefs(self, tick: int, arrays: Sequence[np.ndarray],
@@ -265,8 +195,55 @@ class TickLogWriter:
                                f"({self._last_snapshot}) and below 2**32")
         self._last_seq = self._last_snapshot = tick
         copies = tuple(np.array(a, copy=True) for a in arrays)
-        self._put(("beliefs", {"tick": tick, "arrays": copies,
+        estimate = self._snapshot_estimate(copies)
+        self._snapshot_put += estimate
+        self._put(("beliefs", {"tick": tick, "arrays": copies, "estimate": estimate,
                                "meta": {} if meta is None else dict(meta)}))
+
+    def rotation_due(self, snapshot: Sequence[np.ndarray] | None = None) -> bool:
+        """Whether the current file should end after the last tick written (``max_bytes``):
+        it holds a tick, and its size as estimated (what is written, what is queued, the
+        ``snapshot`` about to be written if given, and the next tick) would pass
+        ``max_bytes``. A snapshot that does not fit is best given to :meth:`rotate`: the next
+        file opens with it."""
+        if self.max_bytes is None or self._ticks_in_file == 0:
+            return False
+        coming = self._tick_bytes + self._snapshot_put - self._snapshot_done
+        if snapshot is not None:
+            coming += self._snapshot_estimate(snapshot)
+        if self._rotations_done == self._rotations_asked:
+            size = self._file.size + self._queue.qsize() * self._tick_bytes
+        else:         # the next file is not open yet: its opening and the ticks queued for it
+            size = self._next_opening + self._ticks_in_file * self._tick_bytes
+        return size + coming > self.max_bytes - self.max_bytes // MARGIN
+
+    def _snapshot_estimate(self, arrays: Sequence[np.ndarray]) -> int:
+        """Bytes a snapshot of ``arrays`` will take: as the last one written, else guessed."""
+        if self._snapshot_bytes:
+            return self._snapshot_bytes
+        raw = sum(np.asarray(a).nbytes for a in arrays)
+        return int(raw * 4 / 3 * self._file.gauge.ratio(TOPIC_BELIEFS))
+
+    def rotate(self, arrays: Sequence[np.ndarray] | None = None,
+               meta: Mapping[str, Any] | None = None) -> None:
+        """End the current file after the last tick written and go on in the set's next one,
+        which starts with the header and a belief snapshot of ``arrays`` (the state after that
+        tick; as :meth:`write_beliefs`) so that replay can start there. Without ``arrays``
+        the next file has no snapshot (replay must then start in an earlier file)."""
+        self._check_open()
+        if self.max_bytes is None:
+            raise TickLogError("rotate: this writer was not given max_bytes")
+        if self._last_tick < 0:
+            raise TickLogError("rotate: no tick written yet")
+        tick = self._last_tick
+        copies = None if arrays is None else tuple(np.array(a, copy=True) for a in arrays)
+        self._next_opening = self._file.next_size(0) + (
+            0 if copies is None else self._snapshot_estimate(copies))
+        self._rotations_asked += 1
+        self._ticks_in_file = 0
+        self._last_seq = self._last_snapshot = max(self._last_snapshot, tick)
+        self._put((_ROTATE, {"tick": tick, "arrays": copies,
+                             "meta": {} if meta is None else dict(meta)}))
 
     def close(self, totals: Mapping[str, Any] | None = None, *, error: str | None = None
               ) -> None:
@@ -277,7 +254,7 @@ class TickLogWriter:
         self._closed = True
         if self._thread.is_alive():
             footer = {"totals": {} if totals is None else dict(totals), "error": error}
-            self._put(("close", footer), check=False)
+            self._put((_CLOSE, footer), check=False)
             self._thread.join()
         self._raise_pending()
 
@@ -295,26 +272,25 @@ class TickLogWriter:
 
     @property
     def stats(self) -> dict[str, float]:
-        """Counters: ticks and snapshots written, queue-full waits (count, seconds) and the
-        writer thread's busy time (encode + compress + write + flush), in seconds."""
+        """Counters: ticks and snapshots written, queue-full waits (count, seconds), the
+        writer thread's busy time (encode + compress + write + flush), in seconds, and files
+        written and removed (rotation)."""
         return {"ticks_written": self._ticks, "snapshots_written": self._snapshots,
                 "queue_full_waits": self._queue_full_waits, "queue_wait_s": self._queue_wait_s,
-                "background_s": self._background_s}
+                "background_s": self._background_s,
+                "files_written": len(self._set.files) + len(self._set.rotated_away),
+                "files_removed": len(self._set.rotated_away)}
 
     def still_at_path(self) -> bool:
-        """Whether ``path`` still names the file this writer wrote (False when it was removed
-        or replaced while being written); after :meth:`close`, as it was when the file was
-        closed."""
-        if self._at_path_when_closed is not None:
-            return self._at_path_when_closed
-        return self._same_file()
+        """Whether every file this writer wrote and kept is still at its path (False when one
+        was removed or replaced while being written); after :meth:`close`, as it was when the
+        last file was closed."""
+        return not self.lost_files()
 
-    def _same_file(self) -> bool:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return False
-        return (st.st_dev, st.st_ino) == self._identity
+    def lost_files(self) -> list[str]:
+        """The files this writer wrote and kept whose path no longer names them (removed or
+        replaced), oldest first."""
+        return self._set.lost_files()
 
     def _check_open(self) -> None:
         self._raise_pending()
@@ -350,7 +326,6 @@ class TickLogWriter:
 
     # ---------------------------------------------------------------------- writer thread
     def _run(self) -> None:
-        mcap, channels = self._mcap, self._channels
         last_flush = time.monotonic()
         dirty = False
         try:
@@ -361,46 +336,70 @@ class TickLogWriter:
                     kind, item = self._queue.get(timeout=timeout)
                 except queue.Empty:
                     t0 = time.perf_counter()
-                    mcap.flush()
+                    self._file.flush()
                     self._background_s += time.perf_counter() - t0
                     last_flush, dirty = time.monotonic(), False
                     continue
                 t0 = time.perf_counter()
                 if kind == _CLOSE:
-                    footer = TickLogFooter(
-                        totals=item["totals"], ticks_written=self._ticks,
-                        snapshots_written=self._snapshots,
-                        queue_full_waits=self._queue_full_waits, error=item["error"])
-                    t_ns = time.time_ns()
-                    mcap.add_message(channels[TOPIC_FOOTER], t_ns,
-                                     to_json(encode_footer(footer)), t_ns,
+                    self._set.finish(self._set.footer(item["totals"], self._queue_full_waits,
+                                                      item["error"], None),
                                      min(self._last_tick + 1, _MAX_SEQUENCE))
-                    mcap.finish()
-                    self._at_path_when_closed = self._same_file()  # before the inode is freed
-                    self._stream.close()
                     self._background_s += time.perf_counter() - t0
                     return
+                if kind == _ROTATE:
+                    self._set.rotate(min(item["tick"] + 1, _MAX_SEQUENCE),
+                                     self._queue_full_waits)
+                messages, topic, t_ns = _messages(kind, item)
                 if kind == "tick":
-                    messages: Iterator[dict[str, Any]] = iter((encode_tick(item),))
-                    t_ns = int(item["wall_time"] * 1e9)
-                    channel = channels[TOPIC_TICK]
+                    self._file.ticks += 1
                     self._ticks += 1
-                else:
-                    t_ns = time.time_ns()
-                    messages = encode_snapshot(item)
-                    channel = channels[TOPIC_BELIEFS]
+                elif item["arrays"] is not None:
+                    self._file.snapshots += 1
                     self._snapshots += 1
+                written = 0
                 for doc in messages:  # encoded one by one: the GIL is free in between
-                    mcap.add_message(channel, t_ns, to_json(doc), t_ns, item["tick"])
+                    payload = to_json(doc)
+                    self._file.add(topic, t_ns, payload, item["tick"])
+                    written += len(payload) + RECORD_BYTES
                     dirty = True
                     if time.monotonic() - last_flush >= self.flush_every_s:
-                        mcap.flush()
+                        self._file.flush()
                         last_flush, dirty = time.monotonic(), False
+                cost = int(written * self._file.gauge.ratio(topic))
+                if kind == "tick":
+                    self._tick_bytes = max(cost, self._tick_bytes - self._tick_bytes // 32)
+                elif written:
+                    self._snapshot_bytes = cost
+                if kind == _ROTATE:
+                    self._rotations_done += 1
+                elif kind != "tick":
+                    self._snapshot_done += item["estimate"]
                 self._background_s += time.perf_counter() - t0
         except BaseException as exc:  # noqa: BLE001 (handed to the caller's thread)
             self._error = exc
             try:
-                self._at_path_when_closed = self._same_file()
-                self._stream.close()
+                self._set.abandon()
             except Exception:  # noqa: BLE001
                 pass
+
+
+def _messages(kind: str, item: dict[str, Any]) -> tuple[Iterator[dict[str, Any]], str, int]:
+    """The messages of a queued tick, snapshot or rotation (the snapshot opening the next
+    file, if any), their topic and their MCAP log time."""
+    if kind == "tick":
+        return iter((encode_tick(item),)), TOPIC_TICK, int(item["wall_time"] * 1e9)
+    if item["arrays"] is None:
+        return iter(()), TOPIC_BELIEFS, 0
+    return encode_snapshot(item), TOPIC_BELIEFS, time.time_ns()
+
+
+def rotation_problem(max_bytes: int | None, rotate: int | None) -> str | None:
+    """What is wrong with a writer's ``max_bytes`` and ``rotate`` (None when nothing)."""
+    for name, value in (("max_bytes", max_bytes), ("rotate", rotate)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            return f"{name} must be a whole number >= 1 or None, got {value!r}"
+    if rotate is not None and max_bytes is None:
+        return "rotate (files to keep) needs max_bytes (when to start the next file)"
+    return None

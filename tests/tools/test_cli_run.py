@@ -196,7 +196,7 @@ def test_a_log_removed_during_the_run_is_not_reported_as_written(tmp_path: Path)
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 0, err
+    assert proc.returncode == 1, err
     assert "replay with" not in out
-    assert err.strip() == (f"agentloop run: warning: tick log {path} was removed or replaced "
+    assert err.strip() == (f"agentloop run: error: tick log {path} was removed or replaced "
                            f"during the run")

@@ -18,7 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "that led there) and exit 1.",
         epilog="exit codes: 0 every action matched; 1 replay diverged; 2 unreadable log or "
                "bad command line")
-    replay.add_argument("log", metavar="LOG", help="the tick log (agentloop run --log)")
+    replay.add_argument("log", metavar="LOG",
+                        help="the tick log (agentloop run --log); for a set rotated by "
+                             "--log-max-bytes, its first file (run.mcap, even when rotated "
+                             "away) or a later one to start there")
     replay.add_argument("--from", dest="from_tick", type=non_negative_int, default=None,
                         metavar="TICK", help="start at the last belief snapshot before TICK")
     replay.add_argument("--threads", type=positive_int, default=None,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from tools.args import (
     EXIT_CODES,
     EXIT_USAGE,
+    byte_size,
     non_negative_int,
     positive_float,
     positive_int,
@@ -74,7 +75,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "refused unless --overwrite")
     run.add_argument("--overwrite", action="store_true",
                      help="with --log: replace PATH if it exists (never one another run is "
-                          "writing)")
+                          "writing), and the later files of a rotated set there")
+    run.add_argument("--log-max-bytes", type=byte_size, default=None, metavar="SIZE",
+                     help="with --log: end a file before it grows past SIZE bytes (500M, 2G: "
+                          "K, M, G, T are powers of 1024) and go on in PATH's next file "
+                          "(run.mcap, run.001.mcap, run.002.mcap, ...), each a whole log "
+                          "that starts with the agents' state; replay and inspect read the "
+                          "set as one log; default: one file, no cap")
+    run.add_argument("--log-rotate", type=positive_int, default=None, metavar="K",
+                     help="with --log-max-bytes: keep only the newest K files, removing the "
+                          "oldest (replay starts at the first one left); default: keep all")
     run.add_argument("--cluster", default=None, metavar="ADDRESS",
                      help="spread the agents over a Ray cluster: ray://host:port, host:6379, "
                           "auto, or local (starts Ray here); needs the [cluster] extra")
@@ -92,15 +102,30 @@ def _usage_error(message: str) -> int:
     return EXIT_USAGE
 
 
-def log_taken(path: str, overwrite: bool) -> str | None:
+def log_taken(path: str, overwrite: bool, rotating: bool = False) -> str | None:
     """Why the tick log at ``path`` must not be written (None when it may): another run is
-    writing it, or it exists and ``overwrite`` is false. The writer checks again itself."""
-    from engine.ticklog.writer import log_in_use
+    writing it (or, ``rotating``, any file of a set there), or it exists (or a later file of
+    a set there) and ``overwrite`` is false. The writer checks again itself."""
+    from engine.ticklog.files import later_members, log_in_use, set_in_use
 
-    if log_in_use(path):
+    if set_in_use(path) if rotating else log_in_use(path):
         return "in use by another writer"
     if not overwrite and os.path.lexists(path):
         return "already exists; pass --overwrite to replace it"
+    later = later_members(path) if rotating and not overwrite else []
+    if later:
+        return (f"{later[0]} (a later file of a rotated log there) already exists; pass "
+                f"--overwrite to replace the set")
+    return None
+
+
+def rotation_usage(log: str | None, max_bytes: int | None, rotate: int | None) -> str | None:
+    """What is wrong with ``--log-max-bytes`` and ``--log-rotate`` given ``--log`` (None when
+    nothing)."""
+    if max_bytes is not None and log is None:
+        return "--log-max-bytes needs --log"
+    if rotate is not None and max_bytes is None:
+        return "--log-rotate needs --log-max-bytes (when to start the next file)"
     return None
 
 
@@ -130,11 +155,14 @@ def main_run(args: argparse.Namespace) -> int:
         problem = unwritable(args.log)
         if problem:
             return _usage_error(f"--log {args.log}: {problem}")
-        problem = log_taken(args.log, args.overwrite)
+        problem = log_taken(args.log, args.overwrite, args.log_max_bytes is not None)
         if problem:
             return _usage_error(f"--log {args.log}: {problem}")
     elif args.overwrite:
         return _usage_error("--overwrite needs --log")
+    problem = rotation_usage(args.log, args.log_max_bytes, args.log_rotate)
+    if problem:
+        return _usage_error(problem)
     if args.backend == "cupy":
         from engine.errors import ConfigError
         from engine.kernels.backends import resolve_backend
@@ -155,7 +183,8 @@ def main_run(args: argparse.Namespace) -> int:
                          backend=args.backend, xp_kernel=args.xp_kernel,
                          policy_len=args.policy_len, seed=args.seed,
                          log=args.log, snapshot_every=args.snapshot_every,
-                         overwrite=args.overwrite,
+                         overwrite=args.overwrite, log_max_bytes=args.log_max_bytes,
+                         log_rotate=args.log_rotate,
                          cluster=args.cluster, shards=args.shards,
                          semantics=args.semantics)
     problem = request_problem(options)

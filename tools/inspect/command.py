@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     exit_codes = "exit codes: 0 done; 2 not a readable tick log, or a bad argument"
     inspect = subparsers.add_parser(
         "inspect", help="summarize a tick log: ticks, tick time, degradation, actions",
-        description="Summarize a tick log written by 'agentloop run' (an MCAP file): header "
+        description="Summarize a tick log written by 'agentloop run' (an MCAP file, or a "
+                    "set of them rotated by --log-max-bytes, read as one log): header "
                     "(agents, rate, world, engine version), whether the file is complete or "
                     "was cut off by a crash, ticks and gaps, the tick time distribution "
                     "against the budget 1/hz, the degradation timeline (ticks at each level "
@@ -78,9 +79,9 @@ def main_inspect(args: argparse.Namespace) -> int:
         if problem is not None:
             return _error("inspect", problem)
     try:
-        from engine.ticklog.reader import TickLogReader
+        from engine.ticklog.logset import open_log
 
-        with TickLogReader(args.log) as reader:
+        with open_log(args.log) as reader:
             scan = scan_ticks(reader, occupancy=plot is not None)
             summary = summary_of(reader, scan)
     except TickLogError as exc:

@@ -70,9 +70,9 @@ def _compare_ticks(ra: TickRecord, rb: TickRecord) -> _Found | None:
 def diff_logs(path_a: str | os.PathLike[str], path_b: str | os.PathLike[str]
           ) -> tuple[dict[str, Any] | None, int, dict[str, bool]]:
     """(first difference or None, ticks that agreed, {"a": truncated, "b": truncated})."""
-    from engine.ticklog.reader import TickLogReader
+    from engine.ticklog.logset import open_log
 
-    with TickLogReader(path_a) as ra, TickLogReader(path_b) as rb:
+    with open_log(path_a) as ra, open_log(path_b) as rb:
         truncated = {"a": bool(ra.truncated), "b": bool(rb.truncated)}
         ha, hb = ra.header.to_dict(), rb.header.to_dict()
         for name in HEADER_FIELDS:

@@ -52,10 +52,10 @@ def write_plot(path: str | os.PathLike[str], log: str | os.PathLike[str]) -> dic
     the summary. See :func:`draw` for the panels. Raises ImportError (:data:`PLOT_MISSING`)
     without matplotlib, ``TickLogError`` for a bad log, OSError when ``path`` cannot be
     written."""
-    from engine.ticklog.reader import TickLogReader
+    from engine.ticklog.logset import open_log
 
     plt = import_pyplot()
-    with TickLogReader(log) as reader:
+    with open_log(log) as reader:
         scan = scan_ticks(reader, occupancy=True)
         summary = summary_of(reader, scan)
     draw(plt, os.fspath(path), summary, scan)

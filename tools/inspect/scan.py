@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from engine.ticklog.reader import TickLogReader
+    from engine.ticklog.logset import TickLogSet
     from engine.ticklog.schema import TickRecord
 
 GRID_WORLDS = ("grid", "foraging")
@@ -158,7 +158,7 @@ class Scan:
                                     "ticks": last - first + 1})
 
 
-def scan_ticks(reader: TickLogReader, occupancy: bool = False) -> Scan:
+def scan_ticks(reader: TickLogSet, occupancy: bool = False) -> Scan:
     """One pass over every tick of ``reader`` (one tick's arrays in memory at a time)."""
     import numpy as np
 
@@ -176,7 +176,7 @@ def scan_ticks(reader: TickLogReader, occupancy: bool = False) -> Scan:
     return scan
 
 
-def count_snapshots(reader: TickLogReader) -> int:
+def count_snapshots(reader: TickLogSet) -> int:
     """Belief snapshots in the log: the footer's count, or (no footer) those read back."""
     footer = reader.footer
     if footer is not None:

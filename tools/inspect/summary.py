@@ -9,13 +9,15 @@ from typing import TYPE_CHECKING, Any
 from tools.inspect.scan import Scan, count_snapshots, scan_ticks
 
 if TYPE_CHECKING:
-    from engine.ticklog.reader import TickLogReader
+    from engine.ticklog.logset import TickLogSet
 
 
 def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Summarize the tick log at ``path`` in one streaming pass (JSON-ready dict).
 
-    Keys: ``path``, ``file_bytes``, ``engine_version``, ``format_version``, ``truncated``,
+    Keys: ``path``, ``file_bytes`` (of every file read), ``files`` (count, first, last,
+    rotated_away: a rotated set's earlier files no longer on disk, missing_next: the file its
+    last names as the next when absent), ``engine_version``, ``format_version``, ``truncated``,
     ``truncated_at``, ``has_footer``, ``footer``; header fields ``agents``, ``hz``,
     ``budget_s``, ``seed``, ``workers``, ``model_hash``, ``model_npz_bytes``, ``config``,
     ``world``, ``created_unix``; ``ticks`` (count, first, last, missing, gap_runs, gaps
@@ -29,14 +31,14 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises :class:`engine.ticklog.TickLogError` for a file that is not a readable tick log.
     """
-    from engine.ticklog.reader import TickLogReader
+    from engine.ticklog.logset import open_log
 
-    with TickLogReader(path) as reader:
+    with open_log(path) as reader:
         scan = scan_ticks(reader)
         return summary_of(reader, scan)
 
 
-def summary_of(reader: TickLogReader, scan: Scan) -> dict[str, Any]:
+def summary_of(reader: TickLogSet, scan: Scan) -> dict[str, Any]:
     import numpy as np
 
     h = reader.header
@@ -63,6 +65,9 @@ def summary_of(reader: TickLogReader, scan: Scan) -> dict[str, Any]:
     return {
         "path": reader.path,
         "file_bytes": reader.size,
+        "files": {"count": len(reader.files), "first": reader.files[0],
+                  "last": reader.files[-1], "rotated_away": list(reader.rotated_away),
+                  "missing_next": reader.missing_next},
         "engine_version": h.engine_version,
         "format_version": h.format_version,
         "truncated": bool(reader.truncated),

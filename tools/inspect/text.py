@@ -53,6 +53,16 @@ def format_summary(s: Mapping[str, Any]) -> str:
         state = (f"TRUNCATED at byte {s['truncated_at']} (no footer: the writer did not "
                  f"finish; ticks up to the last complete chunk are read)")
     put("log", f"{s['path']} ({_bytes(s['file_bytes'])}), {state}")
+    files = s.get("files") or {"count": 1, "rotated_away": [], "missing_next": None}
+    if files["count"] > 1 or files["rotated_away"] or files["missing_next"]:
+        text = (f"{files['count']} of a rotated set: {files['first']}"
+                + (f" .. {files['last']}" if files["count"] > 1 else ""))
+        gone = files["rotated_away"]
+        if gone:
+            text += f"; {_plural(len(gone), 'earlier file')} rotated away (from {gone[0]})"
+        if files["missing_next"]:
+            text += f"; cut off: {files['missing_next']} is missing"
+        put("files", text)
     put("engine", f"agentloop {s['engine_version']}, tick log format {s['format_version']}")
     shape = s["shape"]
     mods = "/".join(map(str, shape["modalities"])) or "?"

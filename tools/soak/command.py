@@ -10,6 +10,7 @@ import sys
 from typing import TextIO
 
 from tools.args import (
+    byte_size,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -22,9 +23,10 @@ from tools.soak.run import soak
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
-EXIT_CODES = ("exit codes: 0 every bound held; 1 a bound was exceeded or something leaked "
-              "(each failure on its own line); 2 bad command line; 130 interrupted (SIGINT, "
-              "after the current tick; the report so far is printed); 143 stopped (SIGTERM)")
+EXIT_CODES = ("exit codes: 0 every bound held; 1 a bound was exceeded, something leaked or "
+              "the tick log was removed while written (each failure on its own line); 2 bad "
+              "command line; 130 interrupted (SIGINT, after the current tick; the report so "
+              "far is printed); 143 stopped (SIGTERM)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -82,6 +84,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "file is refused unless --overwrite")
     p.add_argument("--overwrite", action="store_true",
                    help="let --log replace an existing file (never one another run is writing)")
+    p.add_argument("--log-max-bytes", type=byte_size, default=None, metavar="SIZE",
+                   help="with --log: rotate the tick log into files of at most SIZE bytes "
+                        "(500M, 2G), as agentloop run --log-max-bytes")
+    p.add_argument("--log-rotate", type=positive_int, default=None, metavar="K",
+                   help="with --log-max-bytes: keep only the newest K files; default all")
     p.add_argument("--report", default=None, metavar="PATH",
                    help="write the report (samples, verdict, failures, summary) as JSON to PATH")
     p.set_defaults(handler=main_soak)
@@ -96,7 +103,8 @@ def options_from_args(args: argparse.Namespace) -> SoakOptions:
                        max_rss_growth_pct=args.max_rss_growth,
                        max_stale_pct=args.max_stale, max_missed_pct=args.max_missed,
                        log=args.log,
-                       overwrite_log=args.overwrite)
+                       overwrite_log=args.overwrite, log_max_bytes=args.log_max_bytes,
+                       log_rotate=args.log_rotate)
 
 
 def _error(message: object) -> None:
@@ -116,10 +124,14 @@ def main_soak(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if problem is None and options.log is not None:
         from tools.commands.run import log_taken
 
-        reason = log_taken(options.log, options.overwrite_log)
+        reason = log_taken(options.log, options.overwrite_log, options.log_max_bytes is not None)
         problem = f"--log {options.log}: {reason}" if reason else None
     elif problem is None and options.overwrite_log:
         problem = "--overwrite needs --log"
+    if problem is None:
+        from tools.commands.run import rotation_usage
+
+        problem = rotation_usage(options.log, options.log_max_bytes, options.log_rotate)
     if problem is None:
         from tools.run import RunOptions, request_problem
 

@@ -31,6 +31,8 @@ class SoakOptions:
     max_missed_pct: float = 2.0
     log: str | None = None
     overwrite_log: bool = False
+    log_max_bytes: int | None = None
+    log_rotate: int | None = None
     snapshot_every: int = 100
 
     @property

@@ -62,7 +62,8 @@ def soak(options: SoakOptions, out: TextIO = sys.stdout) -> SoakReport:
         if options.log:
             recorder = TickRecorder(engine, options.log, hz=options.hz,
                                     world=world.config(), snapshot_every=options.snapshot_every,
-                                    extra={"soak": True}, overwrite=options.overwrite_log)
+                                    extra={"soak": True}, overwrite=options.overwrite_log,
+                                    max_bytes=options.log_max_bytes, rotate=options.log_rotate)
         with engine:
             run_id = engine.run_id or ""
             warm = engine.warm_up(world.reset(engine.seed))
@@ -118,6 +119,10 @@ def soak(options: SoakOptions, out: TextIO = sys.stdout) -> SoakReport:
     quality, quality_figures = judge_quality(total["ticks"], total["missed"],
                                              int(stale[:total["ticks"]].sum()), options)
     failures += quality
+    lost = [] if recorder is None else recorder.writer.lost_files()
+    if lost:
+        failures.append(f"tick log {options.log}: {lost[0]} was removed or replaced during the "
+                        f"run")
     figures.update(quality_figures)
     ran = walls[:total["ticks"]]
     per_minute = max(1, round(60 * options.hz))

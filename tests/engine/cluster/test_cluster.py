@@ -259,6 +259,25 @@ def test_a_killed_shard_restarts_from_its_checkpoint(cluster: Cluster, tmp_path:
     assert entries_of(sorted(run_ids)) == []
 
 
+def test_a_cluster_log_rotates_into_a_set_that_replays(cluster: Cluster, tmp_path: Path) -> None:
+    """The coordinator's log under a size cap: several files, each opening with the agents'
+    state, replayed as one (and from the last file alone) with every action reproduced."""
+    model = grid_model(5)
+    path = str(tmp_path / "cluster.mcap")
+    with _engine(model) as engine:
+        recorder = ClusterRecorder(engine, path, snapshot_every=10, max_bytes=24_000)
+        for obs in _observations(model, 40, seed=3):
+            engine.step(obs)
+            recorder.record()
+        recorder.close()
+    files = recorder.writer.files
+    assert len(files) >= 3 and recorder.writer.still_at_path()
+    result = replay(path)
+    assert result.ok and result.ticks == 40 and result.files == tuple(files)
+    last = replay(files[-1])
+    assert last.ok and last.started_mid_run and last.last_tick == 39
+
+
 def test_make_engine_cluster_and_the_run_command(cluster: Cluster, tmp_path: Path) -> None:
     """``make_engine(..., cluster=address)`` and ``agentloop run --cluster`` reach the same
     engine (``Engine(..., cluster=...)`` says to use make_engine); a cluster run's tick log
