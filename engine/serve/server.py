@@ -116,7 +116,6 @@ class Server:
         sweep_stale()
         if self._janitor is None:
             self._janitor = Janitor()
-        self._janitor.watch(self.name)
         try:
             self._run = Run(run_id=self.name)
         except ShmError as exc:
@@ -126,6 +125,7 @@ class Server:
                                  f"({self.names['manifest']} exists)") from None
             raise
         try:
+            self._janitor.watch(self.name)    # ours now: the janitor may remove it
             self._create()
         except BaseException:
             self.close()
