@@ -14,6 +14,7 @@ import numpy as np
 import posix_ipc
 
 from engine.errors import ObservationError, ServeError
+from engine.kernels.observations import check_array
 from engine.runtime.tick import TickInfo
 from engine.serve import handshake
 from engine.serve.layout import (
@@ -65,6 +66,7 @@ class ServeClient:
         self._manifest_fd: int | None = None
         self._semaphores: list[posix_ipc.Semaphore] = []
         self._seq = 0
+        self._pid = os.getpid()
 
     # ------------------------------------------------------------------------- attaching
     def attach(self) -> ServeClient:
@@ -118,7 +120,8 @@ class ServeClient:
         if reason:
             raise ServeError(reason)
         self._seq = int(header.request_seq)
-        header.client_pid = os.getpid()
+        self._pid = os.getpid()
+        header.client_pid = self._pid
         header.client_state = CLIENT_ATTACHED
 
     def _open_region(self, region: str) -> None:
@@ -176,10 +179,8 @@ class ServeClient:
         assert header is not None
         if obs is not None:
             obs = np.asarray(obs)
-            if obs.shape != views.obs.shape:
-                raise ObservationError(f"observations: expected shape {views.obs.shape}, got "
-                                       f"{obs.shape}")
-            np.copyto(views.obs, obs, casting="unsafe")
+            check_array(obs, np.ndarray, *views.obs.shape)       # integers of the right shape
+            np.copyto(views.obs, obs, casting="unsafe")          # the server checks the range
         self._seq += 1
         header.command = COMMAND_STEP
         header.request_seq = self._seq
@@ -222,9 +223,11 @@ class ServeClient:
 
     # ------------------------------------------------------------------------- closing
     def close(self) -> None:
-        """Tell a live server this client detaches, then let go of everything; idempotent."""
+        """Tell a live server this client detaches, then let go of everything; idempotent.
+        In a forked child it only lets go: the session is the parent's."""
         header = self.header
-        if header is not None and self._why_no_reply() is None:
+        if (header is not None and os.getpid() == self._pid
+                and self._why_no_reply() is None):
             header.command = COMMAND_DETACH
             header.client_state = CLIENT_DETACHED
             header.request_seq = self._seq + 1
@@ -237,6 +240,12 @@ class ServeClient:
             os.close(self._manifest_fd)
             self._manifest_fd = None
         self._close_region()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown: best effort
+            pass
 
     def __enter__(self) -> ServeClient:
         return self.attach()

@@ -153,10 +153,7 @@ class Server:
 
     def close(self) -> None:
         """Mark the region closed, wake a waiting client, remove every name; idempotent."""
-        if self.header is not None:
-            self.header.server_state = SERVER_CLOSED
-            if self.header.client_state == CLIENT_ATTACHED:
-                self._done.release()          # a client waiting for a tick sees the close
+        self._mark_closed()
         self.header = self.views = None       # drop the views so the map can close
         if self._fd is not None:
             os.close(self._fd)
@@ -168,6 +165,14 @@ class Server:
             self._janitor.close()
             self._janitor = None
 
+    def _mark_closed(self) -> None:
+        """The session is over: say so in the region and wake a client waiting for a tick."""
+        header = self.header
+        if header is not None and header.server_state != SERVER_CLOSED:
+            header.server_state = SERVER_CLOSED
+            if header.client_state == CLIENT_ATTACHED:
+                self._done.release()
+
     def __enter__(self) -> Server:
         return self.open()
 
@@ -176,7 +181,8 @@ class Server:
 
     # ------------------------------------------------------------------------- serving
     def serve(self) -> ServeOutcome:
-        """Answer the client's requests until it detaches (or a signal stops the server).
+        """Answer the client's requests until it detaches (or a signal stops the server);
+        then the region says the server has closed.
 
         ServeError when the client dies without detaching, none attaches within
         ``attach_timeout_s``, or an attached one asks nothing for ``client_timeout_s``."""
@@ -202,6 +208,7 @@ class Server:
             return ServeOutcome(int(header.ticks_done), stop.signum)
         finally:
             engine._in_run = was_in_run  # type: ignore[misc]
+            self._mark_closed()              # one session per server (docs/abi.md)
 
     def _wait_request(self) -> None:
         handshake.wait(self._go, self._why_no_request, None,

@@ -49,11 +49,11 @@ def test_a_killed_server_is_one_line_for_the_python_client() -> None:
     with served(name, "--agents", "50", "--size", "5") as server:
         family = psutil.Process(server.pid).children()
         with ServeClient(name, attach_timeout_s=10) as client:
-            client.step(np.zeros((50, 2)))
+            client.step(np.zeros((50, 2), dtype=np.int64))
             server.send_signal(signal.SIGKILL)
             server.wait()
             with pytest.raises(ServeError) as caught:
-                client.step(np.zeros((50, 2)))
+                client.step(np.zeros((50, 2), dtype=np.int64))
         assert str(caught.value) == (f"agentloop serve {name!r}: the server (pid "
                                      f"{server.pid}) died after 1 ticks")
     _, alive = psutil.wait_procs(family, timeout=15)
@@ -64,11 +64,11 @@ def test_sigterm_stops_the_server_and_the_client_hears_it_closed() -> None:
     name = unique_name()
     with served(name, "--agents", "50", "--size", "5") as server:
         with ServeClient(name, attach_timeout_s=10) as client:
-            client.step(np.zeros((50, 2)))
+            client.step(np.zeros((50, 2), dtype=np.int64))
             server.send_signal(signal.SIGTERM)
             assert server.wait(15) == 143
             with pytest.raises(ServeError, match=r"the server \(pid \d+\) has closed"):
-                client.step(np.zeros((50, 2)))
+                client.step(np.zeros((50, 2), dtype=np.int64))
         assert "stopped by signal 15 after 1 ticks" in server.stderr.read()
 
 
@@ -101,7 +101,7 @@ def test_a_killed_server_with_workers_leaves_no_process_and_no_memory() -> None:
         family = psutil.Process(server.pid).children()          # the worker and the janitor
         assert len(family) == 2
         with ServeClient(name, attach_timeout_s=10) as client:
-            client.step(np.zeros((200, 2)))
+            client.step(np.zeros((200, 2), dtype=np.int64))
             server.send_signal(signal.SIGKILL)
             server.wait()
             with pytest.raises(ServeError, match="died after 1 ticks"):
