@@ -85,6 +85,10 @@ class Server:
                  budget_s: float | None = None, attach_timeout_s: float | None = None,
                  client_timeout_s: float | None = None,
                  poll_s: float = handshake.POLL_S, janitor: Janitor | None = None) -> None:
+        populations = len(getattr(engine, "populations", ()) or (None,))
+        if populations != 1:
+            raise ServeError(f"server {name!r}: ABI version 1 serves one population, the "
+                             f"engine has {populations}")
         self.engine = engine
         self.name = check_name(name)
         self.budget_s = budget_s
@@ -190,7 +194,8 @@ class Server:
             raise ServeError(f"server {self.name!r}: call open() first")
         engine, header = self.engine, self.header
         was_in_run = getattr(engine, "_in_run", False)
-        engine._in_run = True          # type: ignore[misc]  # stop after replying, not in step
+        # a signal then stops the server after its reply, not inside Engine.step
+        engine._in_run = True          # type: ignore[attr-defined]
         self._last_heard = time.monotonic()
         try:
             while True:
@@ -207,7 +212,7 @@ class Server:
         except _Stopped as stop:
             return ServeOutcome(int(header.ticks_done), stop.signum)
         finally:
-            engine._in_run = was_in_run  # type: ignore[misc]
+            engine._in_run = was_in_run  # type: ignore[attr-defined]
             self._mark_closed()              # one session per server (docs/abi.md)
 
     def _wait_request(self) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from engine.errors import ObservationError, ServeError
 from engine.runtime.shm import entries_of
-from engine.serve import ServeClient
+from engine.serve import ServeClient, Server
 from engine.serve.layout import CLIENT_DETACHED, SERVER_CLOSED, STATUS_SERVER_ERROR
 from tests.serve.support import FakeEngine, expected_fake_actions, threaded_server, unique_name
 
@@ -128,7 +128,6 @@ def test_timeouts_bound_the_waits_on_both_sides() -> None:
 def test_two_servers_cannot_share_a_name() -> None:
     name = unique_name()
     with threaded_server(FakeEngine(3), name):
-        from engine.serve.server import Server
         with pytest.raises(ServeError, match=f"a server named '{name}' is already running "
                                              f"\\(/agentloop-{name}-manifest exists\\)"):
             Server(FakeEngine(3), name).open()
@@ -163,3 +162,11 @@ def test_a_client_dropped_without_close_detaches() -> None:
         del client
         gc.collect()
         assert served["join"]()["outcome"].ticks == 1
+
+
+def test_an_engine_of_several_populations_is_refused() -> None:
+    engine = FakeEngine(3)
+    engine.populations = ["a", "b"]                   # type: ignore[attr-defined]
+    with pytest.raises(ServeError, match="ABI version 1 serves one population, the engine "
+                                         "has 2"):
+        Server(engine, unique_name())
