@@ -76,3 +76,9 @@ class WorldError(AgentloopError, ValueError):
 
 class UsageError(AgentloopError, ValueError):
     """A command-line or tool argument is malformed; the message is one line for the user."""
+
+
+class ServeError(AgentloopError, RuntimeError):
+    """``agentloop serve`` and its clients: the region is missing or of another ABI, the peer
+    died or closed, a wait timed out, or the server refused a tick; one line naming the server
+    and what happened."""

@@ -13,12 +13,13 @@ import argparse
 from collections.abc import Sequence
 
 from tools.args import EXIT_CODES, OneLineParser
-from tools.commands import bench, demo, inspect_model, replay, run, shm
+from tools.commands import bench, demo, inspect_model, replay, run, serve, shm
 from tools.inspect import command as inspect_command
 from tools.soak import command as soak_command
 from tools.version import package_version
 
-SUBCOMMANDS = (run, replay, inspect_command, inspect_model, soak_command, bench, demo, shm)
+SUBCOMMANDS = (run, serve, replay, inspect_command, inspect_model, soak_command, bench, demo,
+               shm)
 """The modules whose ``register`` adds the subcommands, in the order ``--help`` lists them."""
 
 
