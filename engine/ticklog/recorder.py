@@ -74,8 +74,9 @@ class TickRecorder:
                                        if population == 0])
         if self.writer.snapshot_due(info.tick) or failover is not None:
             arrays = self.engine.agent_state()
-            self.writer.write_beliefs(info.tick, [arrays[n] for n in EngineBase.STATE_ARRAYS],
-                                      {"names": list(EngineBase.STATE_ARRAYS),
+            # a learning population's arrays follow the beliefs: its own parameters
+            self.writer.write_beliefs(info.tick, list(arrays.values()),
+                                      {"names": list(arrays),
                                        "codec": self.engine.beliefs,
                                        "backend": self._backend()})
 
