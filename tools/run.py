@@ -296,7 +296,7 @@ def learning_counts(engine: Engine) -> str:
     """The status line's learning figure: mean KL of the agents' learnt A and B (their
     Dirichlet counts' expected distributions) from the priors, over a sample of agents."""
     state = getattr(engine, "state", None)
-    if state is None or state.params is None or not hasattr(engine, "checkers"):
+    if getattr(state, "params", None) is None or not hasattr(engine, "checkers"):
         return ""
     layout = engine.checkers[0].layout
     start = engine.checkers[0].kernel_params

@@ -9,11 +9,14 @@ import numpy as np
 
 from engine.kernels.numba import step as numba_step
 from engine.runtime.faults import fault_point
-from engine.runtime.shared_state import SharedState, StateSpec
+from engine.runtime.shared_state import WRITTEN_FIELDS, SharedState, StateSpec
 from engine.runtime.shm import Run
 from engine.runtime.stepping import step_rows
 
 IDLE, COMMITTING = 0, 1
+#: the per-agent arrays a tick writes and a commit copies (and a learning population's own
+#: parameters after them: ``StateSpec.written_arrays``)
+FIELDS = WRITTEN_FIELDS
 #: journal header: state, population, lo, hi, tick
 HEADER_SIZE = 5
 

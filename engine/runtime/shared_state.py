@@ -31,6 +31,9 @@ from engine.runtime.shm import Run
 #: control block fields (one float64 each), then per worker its heartbeat (last tick done)
 #: and its busy seconds in that tick
 CONTROL_FIELDS = ("tick", "deadline", "stop", "level", "margin")
+#: the per-agent arrays every tick writes (beliefs as stored: codes when quantized); a learning
+#: population's own parameter arrays follow them
+WRITTEN_FIELDS = ("qs", "prev_action", "started", "q_pi", "G", "actions")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +86,7 @@ class StateSpec:
         """The per-agent arrays a tick writes: beliefs, actions, policy values and, learning,
         the agents' own parameters."""
         own = tuple(self.params.per_agent_arrays(0)) if self.params is not None else ()
-        return ("qs", "prev_action", "started", "q_pi", "G", "actions", *own)
+        return (*WRITTEN_FIELDS, *own)
 
     def state_arrays(self) -> tuple[str, ...]:
         """The per-agent arrays a run continues from (``Engine.agent_state``)."""
