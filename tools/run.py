@@ -20,7 +20,14 @@ from engine import Engine, GenerativeModel, InferenceConfig, TickInfo
 from engine.errors import AgentloopError
 from engine.model.layout import layout_of
 from engine.runtime.engine import RunSummary
-from engine.runtime.sizing import Footprint, agents_footprint, check_fits, estimate_footprint
+from engine.runtime.learnt_params import drift
+from engine.runtime.sizing import (
+    Footprint,
+    agents_footprint,
+    check_fits,
+    estimate_footprint,
+    learnt_bytes,
+)
 from engine.ticklog.recorder import TickRecorder
 from engine.ticklog.writer import MAX_HEADER_BYTES, TickLogWriter
 from world.base import World
@@ -68,10 +75,12 @@ class RunOptions:
     shards: int | None = None
     status_every_s: float = 1.0
     semantics: str = "pymdp0"
+    learn: str = ""
 
     def inference_config(self) -> InferenceConfig:
         """The agents' :class:`InferenceConfig` (its generation's defaults otherwise)."""
-        return InferenceConfig(policy_len=self.policy_len, semantics=self.semantics)  # type: ignore[arg-type]
+        return InferenceConfig(policy_len=self.policy_len, semantics=self.semantics,  # type: ignore[arg-type]
+                               learn_A="A" in self.learn, learn_B="B" in self.learn)
 
     @property
     def n_ticks(self) -> int:
@@ -110,7 +119,8 @@ class StatusPrinter:
         if self.engine.tick == self._shown_at:
             return                                   # this tick's line is already out
         self._shown_at = self.engine.tick
-        line = self.engine.metrics.status_line() + world_counts(self.world)
+        line = (self.engine.metrics.status_line() + learning_counts(self.engine)
+                + world_counts(self.world))
         if self.interactive:
             self.out.write("\r\x1b[2K" + line)
         else:
@@ -212,7 +222,7 @@ def run(options: RunOptions, out: TextIO | None = None, err: TextIO | None = Non
     err = sys.stderr if err is None else err
     world = make_world(options.world, options.size or _default_size(options.world),
                        options.agents)
-    model = world.model()
+    model = learnable(world.model(), options.learn)
     config = options.inference_config()
     workers = options.n_workers
     n_ticks = options.n_ticks
@@ -225,6 +235,9 @@ def run(options: RunOptions, out: TextIO | None = None, err: TextIO | None = Non
           f"{'' if workers == 1 else 'es'}{' per shard' if where else ''}, {n_ticks} ticks at "
           f"{options.hz:g} Hz{where}", file=out)
     print(footprint_of(options).line(), file=out)
+    if options.learn:
+        print(f"learning {options.learn}: {learnt_bytes(model, config):,} bytes of parameters "
+              f"per agent in shared memory", file=out)
     print(f"model: {layout_of(model, config).gain_path_reason()} (information gain)",
           file=out)
     print("starting (the first run on a machine compiles the kernels, about 30-90 s) ...",
@@ -297,6 +310,36 @@ def log_report(writer: TickLogWriter, out: TextIO, err: TextIO, command: str = "
     print(f"tick log: {writer.path} ({stats['ticks_written']:.0f} ticks{files}; replay with: "
           f"agentloop replay {writer.path})", file=out)
     return True
+
+
+#: agents sampled for the status line's learning figure
+DRIFT_SAMPLE = 1024
+
+
+def learning_counts(engine: Engine) -> str:
+    """The status line's learning figure: mean KL of the agents' learnt A and B (their
+    Dirichlet counts' expected distributions) from the priors, over a sample of agents."""
+    state = getattr(engine, "state", None)
+    if getattr(state, "params", None) is None or not hasattr(engine, "checkers"):
+        return ""
+    layout = engine.checkers[0].layout
+    start = engine.checkers[0].kernel_params
+    rows = slice(0, min(DRIFT_SAMPLE, state.spec.n_agents))
+    parts = []
+    if state.params.spec.learn_A:
+        kl = drift(state.param_pA[rows], start.pA[0], layout.A_offset, layout.num_obs)
+        parts.append(f"KL(pA) {kl:.3g}")
+    if state.params.spec.learn_B:
+        kl = drift(state.param_pBt[rows], start.pBt[0], layout.B_offset, -layout.num_states)
+        parts.append(f"KL(pB) {kl:.3g}")
+    return "  " + " ".join(parts)
+
+
+def learnable(model: GenerativeModel, learn: str) -> GenerativeModel:
+    """``model`` with the Dirichlet priors ``--learn`` needs that it lacks: like its A / B,
+    concentration 1 (pymdp's ``dirichlet_like``)."""
+    return model.with_priors(pA_scale=1.0 if "A" in learn and model.pA is None else None,
+                             pB_scale=1.0 if "B" in learn and model.pB is None else None)
 
 
 def make_engine(model: GenerativeModel, n_agents: int, *, cluster: str | None,

@@ -30,6 +30,7 @@ from engine.runtime.arguments import checked_budget, checked_level
 from engine.runtime.degrade import DegradeController, controller_for
 from engine.runtime.engine import Engine
 from engine.runtime.engine_base import EngineBase
+from engine.runtime.learnt_params import learns
 from engine.runtime.metrics import TickMetrics
 from engine.runtime.population import Population, check_populations, population_index
 from engine.runtime.shm import sweep_stale
@@ -139,6 +140,11 @@ class ClusterEngine(EngineBase):
             populations = [Population("main", model, int(n_agents), self.config)]
         self.populations: list[Population] = list(populations)
         configs = check_populations(self.populations, self.config)
+        for p, c in zip(self.populations, configs, strict=True):
+            if learns(c):
+                raise ConfigError(f"ClusterEngine: population {p.name!r} learns (or values "
+                                  f"parameter information gain); learning populations run "
+                                  f"in a local Engine, not on cluster shards yet")
         # validates each model and config as Engine would, and checks observations per tick
         self.checkers = [Agents(p.model, 1, c, seed=seed)
                           for p, c in zip(self.populations, configs, strict=True)]

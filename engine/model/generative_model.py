@@ -268,6 +268,24 @@ class GenerativeModel:
                                control_fac_idx=self.control_fac_idx,
                                policies=self.policies)
 
+    def with_priors(self, pA_scale: float | None = None, pB_scale: float | None = None
+                    ) -> GenerativeModel:
+        """This model with Dirichlet priors "like" its arrays (pymdp's ``dirichlet_like``):
+        ``pA = pA_scale * A`` and ``pB = pB_scale * B`` where a scale is given; the others
+        are kept."""
+        for name, scale in (("pA_scale", pA_scale), ("pB_scale", pB_scale)):
+            if scale is not None and not (np.isfinite(scale) and scale > 0):
+                raise ConfigError(f"with_priors: {name} must be a finite number > 0, "
+                                  f"got {scale!r}")
+        if pA_scale is None and pB_scale is None:
+            return self
+        pA = self.pA if pA_scale is None else [pA_scale * np.asarray(a) for a in self.A]
+        pB = self.pB if pB_scale is None else [pB_scale * np.asarray(b) for b in self.B]
+        return GenerativeModel(A=self.A, B=self.B, C=self.C, D=self.D, E=self.E, pA=pA, pB=pB,
+                               A_factor_list=self.A_factor_list,
+                               B_factor_list=self.B_factor_list,
+                               control_fac_idx=self.control_fac_idx, policies=self.policies)
+
     def _expand_over_factors(self, arr: np.ndarray, m: int) -> np.ndarray:
         deps = self.A_factor_list[m]
         if deps == tuple(range(self.num_factors)):

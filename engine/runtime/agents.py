@@ -214,6 +214,12 @@ class Agents:
                          scratch_bytes=self._fscratch.nbytes + self._iscratch.nbytes)
 
     @property
+    def kernel_params(self) -> cpu_learning.KernelParams | None:
+        """The parameter kernels' arrays (Numba backend, learning or parameter gain), one row
+        per agent for what it learns; None where the kernels read the shared model."""
+        return self._kp if self._uses_params and self.backend == "numba" else None
+
+    @property
     def pA(self) -> list[np.ndarray] | None:
         """Each agent's Dirichlet counts over A, ``(n, O_m, S_1, ..., S_F)`` (when learning A)."""
         if not self.config.learn_A:
@@ -222,7 +228,7 @@ class Agents:
             return self._ref_pA
         if self._xp is not None:
             return self._xp.pA          # type: ignore[attr-defined]  (XpLearningStepper)
-        return _per_agent_A(self.layout, self._kp.pA)
+        return per_agent_A(self.layout, self._kp.pA)
 
     @property
     def pB(self) -> list[np.ndarray] | None:
@@ -233,7 +239,7 @@ class Agents:
             return self._ref_pB
         if self._xp is not None:
             return self._xp.pB          # type: ignore[attr-defined]  (XpLearningStepper)
-        return _per_agent_B(self.layout, self._kp.pBt)
+        return per_agent_B(self.layout, self._kp.pBt)
 
     @property
     def policies(self) -> np.ndarray:
@@ -308,7 +314,7 @@ class Agents:
             pushed[first] = model.D[f]
             prior.append(pushed)
         if self._ref_A is not None:
-            qs = _infer_states_per_agent_A(model, self._ref_A, obs, prior, cfg)
+            qs = _infer_statesper_agent_A(model, self._ref_A, obs, prior, cfg)
         else:
             qs = ref.infer_states(model, obs, prior, cfg.num_iter, cfg.dF, cfg.dF_tol,
                                   cfg.semantics)
@@ -350,7 +356,7 @@ def _learn_reference_into(agents: Agents, obs: np.ndarray, qs: list[np.ndarray],
                 agents._ref_B[f][started] = new_B[f][started]
 
 
-def _infer_states_per_agent_A(model: GenerativeModel, A: list[np.ndarray], obs: np.ndarray,
+def _infer_statesper_agent_A(model: GenerativeModel, A: list[np.ndarray], obs: np.ndarray,
                               prior: list[np.ndarray], cfg: InferenceConfig) -> list[np.ndarray]:
     """State inference when every agent has learnt its own A (reference path)."""
     out: list[list[np.ndarray]] = [[] for _ in range(model.num_factors)]
@@ -406,13 +412,15 @@ def _kernel_params(model: GenerativeModel, config: InferenceConfig, n: int
         bool(config.learn_before_policies))
 
 
-def _per_agent_A(layout: ModelLayout, flat: np.ndarray) -> list[np.ndarray]:
+def per_agent_A(layout: ModelLayout, flat: np.ndarray) -> list[np.ndarray]:
+    """Views of flat per-agent A rows (over every factor) as ``(n, O_m, S_1, ..., S_F)``."""
     shape = tuple(int(s) for s in layout.num_states)
     return [flat[:, layout.A_offset[m]:layout.A_offset[m + 1]].reshape(
         flat.shape[0], int(layout.num_obs[m]), *shape) for m in range(layout.n_modalities)]
 
 
-def _per_agent_B(layout: ModelLayout, flat: np.ndarray) -> list[np.ndarray]:
+def per_agent_B(layout: ModelLayout, flat: np.ndarray) -> list[np.ndarray]:
+    """Views of flat per-agent transposed B rows as ``(n, S_f, S_f, U_f)``."""
     out = []
     for f in range(layout.n_factors):
         s, u = int(layout.num_states[f]), int(layout.num_controls[f])

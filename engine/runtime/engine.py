@@ -155,7 +155,7 @@ class Engine(EngineBase, PopulationReads):
                 self.populations, self.checkers, self._configs, self.id_offsets, strict=True)):
             self.states.append(SharedState.create(
                 self._shm, checker.layout, config, int(pop.n_agents), self.seed, self.beliefs,
-                prefix=f"p{index}-", id_offset=offset))
+                prefix=f"p{index}-", id_offset=offset, params=checker.kernel_params))
         self.state = self.states[0]
         self.control = ControlBlock.create(self._shm, self.workers)
         #: device-resident populations by index (backend "cupy" or "xp-numpy")
@@ -351,7 +351,7 @@ class Engine(EngineBase, PopulationReads):
         with self._guard.call("Engine.agent_state"):
             state = self.population(self._chosen_index(population, "agent_state")).state
             self.sync()
-            return {name: np.array(getattr(state, name)) for name in self.STATE_ARRAYS}
+            return {name: np.array(getattr(state, name)) for name in state.spec.state_arrays()}
 
     def load_agent_state(self, arrays: Mapping[str, np.ndarray], tick: int,
                          population: str | int | None = None) -> None:
@@ -362,8 +362,8 @@ class Engine(EngineBase, PopulationReads):
         with self._guard.call("Engine.load_agent_state"):
             index = self._chosen_index(population, "load_agent_state")
             state = self.population(index).state
-            _check_state_arrays(arrays, state, self.STATE_ARRAYS)
-            for name in self.STATE_ARRAYS:
+            _check_state_arrays(arrays, state, state.spec.state_arrays())
+            for name in state.spec.state_arrays():
                 getattr(state, name)[...] = arrays[name]
             state.stale[:] = 0
             self.tick = tick

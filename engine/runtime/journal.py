@@ -9,19 +9,24 @@ import numpy as np
 
 from engine.kernels.numba import step as numba_step
 from engine.runtime.faults import fault_point
-from engine.runtime.shared_state import SharedState, StateSpec
+from engine.runtime.shared_state import WRITTEN_FIELDS, SharedState, StateSpec
 from engine.runtime.shm import Run
+from engine.runtime.stepping import step_rows
 
 IDLE, COMMITTING = 0, 1
-#: the per-agent arrays a tick writes (beliefs as stored: codes when quantized)
-FIELDS = ("qs", "prev_action", "started", "q_pi", "G", "actions")
+#: the per-agent arrays a tick writes and a commit copies (and a learning population's own
+#: parameters after them: ``StateSpec.written_arrays``)
+FIELDS = WRITTEN_FIELDS
 #: journal header: state, population, lo, hi, tick
 HEADER_SIZE = 5
 
 
 def _field_shapes(spec: StateSpec, chunk: int) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Staging rows of every per-agent array a tick writes (``StateSpec.written_arrays``:
+    beliefs as stored, codes when quantized; a learning population's own parameters)."""
     arrays = spec.per_agent_arrays()
-    return {name: ((chunk, *arrays[name][0][1:]), arrays[name][1]) for name in FIELDS}
+    return {name: ((chunk, *arrays[name][0][1:]), arrays[name][1])
+            for name in spec.written_arrays()}
 
 
 class Journal:
@@ -65,10 +70,14 @@ class Journal:
             size = state.spec.state_size
             qs = beliefs[:rows * size].reshape(rows, size)
             codec.decode(state.qs[lo:hi], qs)
-        numba_step.step_agents(state.kref, kc, state.agent_ids[lo:hi], state.obs[lo:hi], qs,
-                               prev_action, started, staged["q_pi"][:rows], staged["G"][:rows],
-                               staged["actions"][:rows], state.spec.seed, tick, fscratch,
-                               iscratch, state.spec.scratch_sizes, kc.num_iter, token)
+        params = None
+        if state.params is not None:
+            for name in state.params.spec.per_agent_arrays(0):
+                np.copyto(staged[name][:rows], getattr(state, name)[lo:hi])
+            params = state.params.rows(lo, hi, staged)
+        step_rows(state, kc, lo, hi, qs, prev_action, started, staged["q_pi"][:rows],
+                  staged["G"][:rows], staged["actions"][:rows], params, tick, fscratch,
+                  iscratch, token)
         if codec is not None:
             codec.encode(qs, staged["qs"][:rows])
         fault_point("compute")
@@ -97,7 +106,7 @@ class Journal:
     def _copy(self, population: int, state: SharedState, lo: int, hi: int) -> None:
         staged = self.staged[population]
         rows = hi - lo
-        for name in FIELDS:
+        for name in state.spec.written_arrays():
             np.copyto(getattr(state, name)[lo:hi], staged[name][:rows])
             fault_point(f"commit-{name}")
         state.stale[lo:hi] = 0

@@ -16,7 +16,8 @@ from engine.errors import ConfigError, EngineStateError
 from engine.kernels.backends import resolve_backend
 from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
-from engine.runtime.agents import Agents
+from engine.runtime.agents import Agents, per_agent_A, per_agent_B
+from engine.runtime.learnt_params import learns
 from engine.runtime.shared_state import SharedState
 
 
@@ -96,6 +97,22 @@ class PopulationState:
         """1 for agents the last tick did not reach (they kept their previous action)."""
         return self.state.stale
 
+    @property
+    def pA(self) -> list[np.ndarray] | None:
+        """Each agent's Dirichlet counts over A, ``(n, O_m, S_1, ..., S_F)``, views of shared
+        memory (when the population learns A; as ``Agents.pA``)."""
+        if self.state.params is None or not self.state.params.spec.learn_A:
+            return None
+        return per_agent_A(self.checker.layout, self.state.param_pA)
+
+    @property
+    def pB(self) -> list[np.ndarray] | None:
+        """Each agent's Dirichlet counts over B, ``(n, S_f, S_f, U_f)``, views of shared memory
+        (when the population learns B; as ``Agents.pB``)."""
+        if self.state.params is None or not self.state.params.spec.learn_B:
+            return None
+        return per_agent_B(self.checker.layout, self.state.param_pBt)
+
 
 def population_index(populations: list[Population], key: str | int) -> int:
     """The position of a population given by name or by position (negative counts from the
@@ -121,13 +138,17 @@ def population_backends(populations: list[Population], configs: list[InferenceCo
         if backend == "reference":
             raise ConfigError(f"population {p.name!r}: the engine runs backend 'numba', 'cupy' "
                               f"or 'xp-numpy'; the reference backend is for Agents")
+        if backend != "numba" and learns(config):
+            raise ConfigError(f"population {p.name!r}: a learning population (learn_A, learn_B "
+                              f"or use_param_info_gain) runs on the CPU workers, backend "
+                              f"'numba', not {backend!r}")
         resolved.append(backend)
     return resolved
 
 
 def check_populations(populations: list[Population], engine_config: InferenceConfig
                       ) -> list[InferenceConfig]:
-    """Each population's effective config; ConfigError on duplicate names or learning."""
+    """Each population's effective config; ConfigError on duplicate names."""
     names = [p.name for p in populations]
     if not populations:
         raise ConfigError("Engine: give a model and n_agents, or at least one Population")
@@ -136,12 +157,7 @@ def check_populations(populations: list[Population], engine_config: InferenceCon
         raise ConfigError(f"Engine: population names must be unique; repeated: {duplicates}")
     configs = []
     for p in populations:
-        config = p.config or engine_config
-        if config.learn_A or config.learn_B or config.use_param_info_gain:
-            raise ConfigError(f"Engine: population {p.name!r} asks for learning or parameter "
-                              f"information gain, which the shared-memory engine does not "
-                              f"run yet; use Agents for it")
-        configs.append(config)
+        configs.append(p.config or engine_config)
     return configs
 
 

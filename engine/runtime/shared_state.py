@@ -14,15 +14,26 @@ from typing import Any
 
 import numpy as np
 
+from engine.kernels import cpu_learning
 from engine.kernels.beliefs import BeliefCodec
 from engine.kernels.numba import step as numba_step
 from engine.model.config import InferenceConfig
 from engine.model.layout import ModelLayout
+from engine.runtime.learnt_params import (
+    PARAM_NAMES,
+    ChunkParams,
+    ParamSpec,
+    field_name,
+    initial_rows,
+)
 from engine.runtime.shm import Run
 
 #: control block fields (one float64 each), then per worker its heartbeat (last tick done)
 #: and its busy seconds in that tick
 CONTROL_FIELDS = ("tick", "deadline", "stop", "level", "margin")
+#: the per-agent arrays every tick writes (beliefs as stored: codes when quantized); a learning
+#: population's own parameter arrays follow them
+WRITTEN_FIELDS = ("qs", "prev_action", "started", "q_pi", "G", "actions")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +57,8 @@ class StateSpec:
     int_scratch: int
     beliefs: str
     state_offset: tuple[int, ...]
+    params: ParamSpec | None = None
+    """A learning population's parameter arrays (None: the model's, shared)."""
 
     @property
     def quantized(self) -> bool:
@@ -66,14 +79,27 @@ class StateSpec:
             "actions": ((n, self.n_factors), "int64"),
             "stale": ((n,), "uint8"),
             "agent_ids": ((n,), "int64"),
+            **(self.params.per_agent_arrays(n) if self.params is not None else {}),
         }
+
+    def written_arrays(self) -> tuple[str, ...]:
+        """The per-agent arrays a tick writes: beliefs, actions, policy values and, learning,
+        the agents' own parameters."""
+        own = tuple(self.params.per_agent_arrays(0)) if self.params is not None else ()
+        return (*WRITTEN_FIELDS, *own)
+
+    def state_arrays(self) -> tuple[str, ...]:
+        """The per-agent arrays a run continues from (``Engine.agent_state``)."""
+        own = tuple(self.params.per_agent_arrays(0)) if self.params is not None else ()
+        return ("qs", "prev_action", "started", "actions", *own)
 
 
 class SharedState:
     """Views of a population's segments, in this process."""
 
     def __init__(self, spec: StateSpec, arrays: dict[str, np.ndarray],
-                 km: numba_step.KernelModel) -> None:
+                 km: numba_step.KernelModel, params: dict[str, np.ndarray] | None = None
+                 ) -> None:
         self.spec = spec
         self.km = km
         self.kref = numba_step.kernel_model_ref(km)
@@ -89,6 +115,12 @@ class SharedState:
                             self.kc)
         for name, arr in arrays.items():
             setattr(self, name, arr)
+        #: a learning population's parameters (None: the kernels read the shared model)
+        self.params: ChunkParams | None = None
+        if spec.params is not None:
+            self.params = ChunkParams(spec.params, {
+                name: arrays[field_name(name)] if mine else params[name]
+                for name, mine in zip(PARAM_NAMES, spec.params.per_agent, strict=True)})
         self.obs: np.ndarray
         self.qs: np.ndarray
         self.prev_action: np.ndarray
@@ -102,11 +134,14 @@ class SharedState:
     @staticmethod
     def create(run: Run, layout: ModelLayout, config: InferenceConfig, n_agents: int,
                seed: int, beliefs: str = "uint16", prefix: str = "",
-               id_offset: int = 0) -> SharedState:
+               id_offset: int = 0, params: cpu_learning.KernelParams | None = None
+               ) -> SharedState:
         """Share ``layout``'s kernel arrays and create ``n_agents`` agents' arrays.
 
         Segment names start with ``prefix``; agent ids (the random stream's key) run from
-        ``id_offset``, so populations of one engine draw independent streams.
+        ``id_offset``, so populations of one engine draw independent streams. ``params``: a
+        learning population's starting parameters (one agent's, ``Agents._kp``); every agent
+        starts from them.
         """
         km_local = numba_step.kernel_model(layout)
         model_arrays = {}
@@ -114,15 +149,25 @@ class SharedState:
         for name, arr in zip(numba_step.KernelModel._fields, km_local, strict=True):
             shared[name] = run.share_array(f"{prefix}model-{name}", np.ascontiguousarray(arr))
             model_arrays[name] = (tuple(arr.shape), arr.dtype.str)
+        param_spec = None if params is None else ParamSpec.of(params)
+        rows = {} if params is None else initial_rows(params)
+        shared_params = {}
+        if param_spec is not None:
+            for name in param_spec.shared_names():
+                # writable, as workers attach it: a read-only array is another Numba type
+                shared_params[name] = run.create_array(f"{prefix}param-{name}",
+                                                       (1, rows[name].size), "float64")
+                shared_params[name][0] = rows[name]
         spec = StateSpec(
             run_id=run.run_id, prefix=prefix, id_offset=id_offset, n_agents=n_agents, seed=seed,
             config=config.to_dict(), model_arrays=model_arrays, dtype=layout.dtype.str,
             state_size=layout.state_size, n_factors=layout.n_factors,
             n_modalities=layout.n_modalities, n_policies=layout.n_policies,
             scratch_sizes=numba_step.scratch_sizes(layout),
-            float_scratch=numba_step.scratch_float_size(layout),
+            float_scratch=(numba_step.scratch_float_size(layout) if params is None
+                           else cpu_learning.params_scratch_size(layout)),
             int_scratch=numba_step.scratch_int_size(layout), beliefs=beliefs,
-            state_offset=tuple(int(x) for x in layout.state_offset))
+            state_offset=tuple(int(x) for x in layout.state_offset), params=param_spec)
         arrays = {name: run.create_array(prefix + name, shape, dtype)
                   for name, (shape, dtype) in spec.per_agent_arrays().items()}
         if spec.quantized:
@@ -134,8 +179,11 @@ class SharedState:
                 lo, hi = layout.state_offset[f], layout.state_offset[f + 1]
                 arrays["qs"][:, lo:hi] = 1.0 / (hi - lo)
         arrays["agent_ids"][:] = np.arange(id_offset, id_offset + n_agents)
+        if param_spec is not None:
+            for name in param_spec.per_agent_arrays(0):
+                arrays[name][:] = rows[name.removeprefix("param_")]
         km = numba_step.kernel_model_from(lambda name: shared[name])
-        return SharedState(spec, arrays, km)
+        return SharedState(spec, arrays, km, shared_params)
 
     @staticmethod
     def attach(run: Run, spec: StateSpec) -> SharedState:
@@ -144,8 +192,14 @@ class SharedState:
                   for name, (shape, dtype) in spec.model_arrays.items()}
         arrays = {name: run.attach_array(spec.prefix + name, shape, dtype)
                   for name, (shape, dtype) in spec.per_agent_arrays().items()}
+        params = {}
+        if spec.params is not None:
+            for name in spec.params.shared_names():
+                size = spec.params.sizes[PARAM_NAMES.index(name)]
+                params[name] = run.attach_array(f"{spec.prefix}param-{name}", (1, size),
+                                                "float64")
         km = numba_step.kernel_model_from(lambda name: shared[name])
-        return SharedState(spec, arrays, km)
+        return SharedState(spec, arrays, km, params)
 
 
 class ControlBlock:

@@ -206,7 +206,8 @@ def engine_footprint(populations: Sequence[tuple[Model, InferenceConfig, int]], 
     """The memory of an engine of several populations with ``workers`` worker processes
     (0: stepped in this process), each with ``threads`` Numba threads' scratch."""
     threads = threads or numba.config.NUMBA_NUM_THREADS
-    sizes = [population_sizes(m, c, beliefs) for m, c, _ in populations]
+    sizes = [_with_learning(population_sizes(m, c, beliefs, _learning(c)), learnt_bytes(m, c))
+             for m, c, _ in populations]
     counts = [_agents(n) for _, _, n in populations]
     scratch = max(s.scratch_per_thread for s in sizes) * threads
     belief_chunk = chunk * max(s.belief_row for s in sizes)
@@ -226,21 +227,24 @@ def engine_footprint(populations: Sequence[tuple[Model, InferenceConfig, int]], 
                      tuple(p for p in parts if p[1]))
 
 
+def learnt_bytes(model: Model, config: InferenceConfig) -> int:
+    """Bytes of one agent's own parameters: A (over every factor) and its counts pA when it
+    learns A, B and pB when it learns B, in float64."""
+    shape = model if isinstance(model, ModelShape) else ModelShape.of(model)
+    a_full = shape.n_joint * sum(shape.num_obs)
+    b = sum(x * x * u for x, u in zip(shape.num_states, shape.num_controls, strict=True))
+    return 16 * (a_full * bool(config.learn_A) + b * bool(config.learn_B))
+
+
 def agents_footprint(model: Model, config: InferenceConfig, n_agents: int,
                      threads: int | None = None) -> Footprint:
     """The memory of :class:`~engine.runtime.agents.Agents` (``n_agents`` stepped in this
     process): its layout, every agent's state (and learnt parameters) and the threads'
     scratch."""
     threads = threads or numba.config.NUMBA_NUM_THREADS
-    learning = config.learn_A or config.learn_B or config.use_param_info_gain
-    s = population_sizes(model, config, "float", learning)
+    s = population_sizes(model, config, "float", _learning(config))
     n = _agents(n_agents)
-    per_agent = s.per_agent_ram
-    if learning:
-        shape = model if isinstance(model, ModelShape) else ModelShape.of(model)
-        a_full = shape.n_joint * sum(shape.num_obs)
-        b = sum(x * x * u for x, u in zip(shape.num_states, shape.num_controls, strict=True))
-        per_agent += 16 * (a_full * config.learn_A + b * config.learn_B)
+    per_agent = s.per_agent_ram + learnt_bytes(model, config)
     ram = KERNELS_BYTES + s.layout + s.build + s.model + threads * s.scratch_per_thread
     parts = (("policy tree and layout", s.layout + s.build),
              ("per-agent state", n * per_agent),
@@ -272,6 +276,16 @@ def check_fits(footprint: Footprint, what: str) -> None:
         raise ConfigError(f"{what} need ~{_mb(total)} MB of memory"
                           f"{f' ({biggest})' if biggest else ''}, more than the {_mb(usable)} "
                           f"MB available ({USABLE_FRACTION:.0%} of {_mb(memory)} MB)")
+
+
+def _learning(config: InferenceConfig) -> bool:
+    return bool(config.learn_A or config.learn_B or config.use_param_info_gain)
+
+
+def _with_learning(sizes: PopulationSizes, learnt: int) -> PopulationSizes:
+    """``sizes`` with each agent's own parameters in shared memory and the journal rows."""
+    return dataclasses.replace(sizes, per_agent_shm=sizes.per_agent_shm + learnt,
+                               journal_row=sizes.journal_row + learnt)
 
 
 def _agents(n: int) -> int:

@@ -26,6 +26,7 @@ from engine.runtime.journal import Journal
 from engine.runtime.pool import ArrayPool
 from engine.runtime.shared_state import ControlBlock, SharedState, StateSpec
 from engine.runtime.shm import Run
+from engine.runtime.stepping import step_rows
 
 #: how often an idle worker wakes to check that its master still lives (seconds)
 IDLE_POLL_S = 0.5
@@ -215,10 +216,10 @@ def run_chunk(state: SharedState, kc: numba_step.KernelConfig, start: int, end: 
         size = state.spec.state_size
         qs = beliefs[:(end - start) * size].reshape(end - start, size)
         codec.decode(state.qs[chunk], qs)
-    numba_step.step_agents(state.kref, kc, state.agent_ids[chunk], state.obs[chunk], qs,
-                           state.prev_action[chunk], state.started[chunk], state.q_pi[chunk],
-                           state.G[chunk], state.actions[chunk], state.spec.seed, tick,
-                           fscratch, iscratch, state.spec.scratch_sizes, kc.num_iter, token)
+    params = None if state.params is None else state.params.rows(start, end)
+    step_rows(state, kc, start, end, qs, state.prev_action[chunk], state.started[chunk],
+              state.q_pi[chunk], state.G[chunk], state.actions[chunk], params, tick, fscratch,
+              iscratch, token)
     if codec is not None:
         codec.encode(qs, state.qs[chunk])
 

@@ -83,16 +83,17 @@ class TickRecorder:
                                        if population == 0])
         if self.writer.snapshot_due(info.tick) or failover is not None:
             arrays = self.engine.agent_state()
-            state = [arrays[n] for n in EngineBase.STATE_ARRAYS]
+            # a learning population's own parameter arrays follow the beliefs
+            names = list(arrays)
+            state = [arrays[n] for n in names]
             if failover is None and self.writer.rotation_due(state):
-                self.writer.rotate(state, {**self._snapshot_meta(), "reason": "rotation"})
+                self.writer.rotate(state, {**self._snapshot_meta(names), "reason": "rotation"})
                 return                     # the next file opens with this snapshot
-            self.writer.write_beliefs(info.tick, state, self._snapshot_meta())
+            self.writer.write_beliefs(info.tick, state, self._snapshot_meta(names))
         self.rotate_if_due()
 
-    def _snapshot_meta(self) -> dict[str, Any]:
-        return {"names": list(EngineBase.STATE_ARRAYS), "codec": self.engine.beliefs,
-                "backend": self._backend()}
+    def _snapshot_meta(self, names: list[str]) -> dict[str, Any]:
+        return {"names": names, "codec": self.engine.beliefs, "backend": self._backend()}
 
     def rotate_if_due(self) -> bool:
         """Go on in the set's next file (``max_bytes``) when the current one is full, starting
@@ -100,8 +101,8 @@ class TickRecorder:
         if not self.writer.rotation_due():
             return False
         arrays = self.engine.agent_state()
-        self.writer.rotate([arrays[n] for n in EngineBase.STATE_ARRAYS],
-                           {**self._snapshot_meta(), "reason": "rotation"})
+        self.writer.rotate(list(arrays.values()),
+                           {**self._snapshot_meta(list(arrays)), "reason": "rotation"})
         return True
 
     def close(self, summary: RunSummary | None = None, error: str | None = None) -> None:

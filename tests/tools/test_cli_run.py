@@ -200,3 +200,20 @@ def test_a_log_removed_during_the_run_is_not_reported_as_written(tmp_path: Path)
     assert "replay with" not in out
     assert err.strip() == (f"agentloop run: error: tick log {path} was removed or replaced "
                            f"during the run")
+
+
+def test_run_with_learning_shows_it_and_replays(tmp_path: Path) -> None:
+    """--learn A: priors like the world's A, the parameter bytes in the banner, the learnt
+    counts' drift on the status line, and a log that replays (snapshots carry the counts)."""
+    log = tmp_path / "learn.mcap"
+    done = _agentloop("run", "--world", "foraging", "--size", "3", "--agents", "60",
+                      "--ticks", "8", "--hz", "20", "--learn", "A", "--log", str(log),
+                      "--snapshot-every", "3")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"learning A: [\d,]+ bytes of parameters per agent", done.stdout)
+    assert "KL(pA) " in done.stdout
+    replayed = _agentloop("replay", str(log), "--from", "5")
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    refused = _agentloop("run", "--agents", "10", "--ticks", "1", "--learn", "B",
+                         "--backend", "xp-numpy")
+    assert refused.returncode == 2 and "--learn" in refused.stderr

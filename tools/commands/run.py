@@ -66,6 +66,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="whose numbers the agents reproduce: pymdp0 (pymdp 0.0.7.1, "
                           "default) or pymdp1 (pymdp 1.x: information gain per modality, C "
                           "as given, 1.x's defaults); docs/pymdp1.md")
+    run.add_argument("--learn", default=None, choices=("A", "B", "AB"),
+                     help="agents learn their likelihood A, their transitions B, or both "
+                          "(Dirichlet counts per agent, pymdp's update_A / update_B; priors "
+                          "like the world's model, concentration 1); the status line shows "
+                          "how far they have moved; docs/learning.md")
     run.add_argument("--seed", type=seed, default=0,
                      help="random seed, 0 to 2**63 - 1; default 0")
     run.add_argument("--log", default=None, metavar="PATH",
@@ -170,6 +175,9 @@ def main_run(args: argparse.Namespace) -> int:
             resolve_backend("cupy")
         except ConfigError as exc:
             return _usage_error(f"--backend cupy: {exc}")
+    if args.learn and (args.backend not in ("numba", "auto") or args.cluster is not None):
+        return _usage_error("--learn: learning populations run on the CPU workers (backend "
+                            "numba, no cluster)")
     if args.backend != "numba" and args.cluster is not None:
         return _usage_error(f"--backend {args.backend}: cluster shards run the numba backend")
     if args.xp_kernel != "auto" and args.backend == "numba":
@@ -186,7 +194,7 @@ def main_run(args: argparse.Namespace) -> int:
                          overwrite=args.overwrite, log_max_bytes=args.log_max_bytes,
                          log_rotate=args.log_rotate,
                          cluster=args.cluster, shards=args.shards,
-                         semantics=args.semantics)
+                         semantics=args.semantics, learn=args.learn or "")
     problem = request_problem(options)
     if problem:
         return _usage_error(problem)

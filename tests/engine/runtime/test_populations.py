@@ -112,8 +112,9 @@ def test_population_settings_are_checked() -> None:
         Engine(grid, 5, populations=[Population("a", grid, 5)])
     with pytest.raises(ConfigError, match="name must be"):
         Population("bad name", grid, 5)
-    with pytest.raises(ConfigError, match="'b' asks for learning"):
-        Engine(populations=[Population("b", grid, 5, InferenceConfig(learn_A=True))])
+    with pytest.raises(ConfigError, match="'b': a learning population .* not 'xp-numpy'"):
+        Engine(populations=[Population("b", grid, 5, InferenceConfig(learn_A=True),
+                                       backend="xp-numpy")])
     with pytest.raises(ConfigError, match="one dtype"):
         Engine(populations=[Population("a", grid, 5),
                             Population("b", grid, 5, InferenceConfig(dtype="float64"))])

@@ -1,0 +1,151 @@
+"""Learning populations in the engine: each agent's Dirichlet counts in shared memory, equal to
+``Agents`` bit for bit with 0, 1 and 2 workers, through quantized beliefs, degradation,
+snapshots and a worker killed in a commit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import Engine, GenerativeModel, InferenceConfig
+from engine.runtime.agents import Agents
+from engine.runtime.faults import ENV
+from engine.runtime.population import Population
+from engine.ticklog.recorder import TickRecorder
+from engine.ticklog.replay import replay
+from world.models import random_model, tmaze_model
+
+N = 37
+TICKS = 12
+
+
+def _learning_model():
+    return random_model(np.random.default_rng(5), [3, 4], [3, 2], [3, 2], with_pA=True,
+                        with_pB=True)
+
+
+CONFIGS = {
+    "A": InferenceConfig(learn_A=True, dtype="float64", gamma=4.0),
+    "B": InferenceConfig(learn_B=True, dtype="float64", gamma=4.0),
+    "AB-after": InferenceConfig(learn_A=True, learn_B=True, lr_pA=0.7, lr_pB=1.3,
+                                learn_before_policies=False, dtype="float64", gamma=4.0),
+    "gain-only": InferenceConfig(use_param_info_gain=True, dtype="float64", gamma=4.0),
+    "subset-float32": InferenceConfig(learn_A=True, learn_B=True, modalities_to_learn=(1,),
+                                      factors_to_learn=(0,), use_param_info_gain=True),
+}
+
+
+def _observations(model, ticks: int, n: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [np.stack([rng.integers(0, o, size=n) for o in model.num_obs], axis=1)
+            for _ in range(ticks)]
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_engine_learns_as_agents(name: str, workers: int) -> None:
+    model, config = _learning_model(), CONFIGS[name]
+    ticks = _observations(model, TICKS, N, seed=3)
+    agents = Agents(model, N, config, seed=9)
+    with Engine(model, N, workers=workers, config=config, seed=9, chunk=8, beliefs="float",
+                degrade=False) as engine:
+        for obs in ticks:
+            want = np.array(agents.step(obs))
+            np.testing.assert_array_equal(engine.step(obs), want)
+        pop = engine.population()
+        for got, ref in zip(pop.qs, agents.qs, strict=True):
+            np.testing.assert_array_equal(got, ref)
+        np.testing.assert_array_equal(pop.q_pi, agents.q_pi)
+        for got, ref in zip(pop.pA or [], agents.pA or [], strict=True):
+            np.testing.assert_array_equal(got, ref)
+        for got, ref in zip(pop.pB or [], agents.pB or [], strict=True):
+            np.testing.assert_array_equal(got, ref)
+        assert (pop.pA is None) == (agents.pA is None)
+        assert (pop.pB is None) == (agents.pB is None)
+
+
+def test_learnt_counts_move_and_stay_apart_per_agent() -> None:
+    base = tmaze_model()
+    model = GenerativeModel(A=list(base.A), B=list(base.B), C=list(base.C), D=list(base.D),
+                            pA=[a * 2.0 + 0.5 * (a > 0) for a in base.A],
+                            A_factor_list=base.A_factor_list)
+    config = InferenceConfig(learn_A=True, dtype="float64")
+    obs = _observations(model, 6, 20, seed=4)
+    with Engine(model, 20, workers=0, config=config, seed=1) as engine:
+        before = [p.copy() for p in engine.population().pA]
+        for o in obs:
+            engine.step(o)
+        after = engine.population().pA
+    moved = [np.abs(a - b).reshape(20, -1).sum(axis=1) for a, b in zip(after, before,
+                                                                        strict=True)]
+    assert all((m > 0).all() for m in moved)
+    assert len({round(float(m), 12) for m in moved[1]}) > 1, "agents learn apart"
+
+
+def test_snapshot_carries_the_parameters() -> None:
+    model, config = _learning_model(), CONFIGS["AB-after"]
+    ticks = _observations(model, 8, N, seed=6)
+    with Engine(model, N, workers=0, config=config, seed=2, beliefs="float") as first:
+        for obs in ticks[:4]:
+            first.step(obs)
+        saved = first.agent_state()
+        assert {"param_A", "param_pA", "param_Bt", "param_pBt"} <= set(saved)
+        rest = [np.array(first.step(obs)) for obs in ticks[4:]]
+    with Engine(model, N, workers=0, config=config, seed=2, beliefs="float") as second:
+        second.load_agent_state(saved, tick=4)
+        for obs, want in zip(ticks[4:], rest, strict=True):
+            np.testing.assert_array_equal(second.step(obs), want)
+
+
+def test_stale_agents_learn_nothing() -> None:
+    """A replayed tick's stale agents keep their counts; the others learn."""
+    model, config = _learning_model(), CONFIGS["A"]
+    ticks = _observations(model, 3, N, seed=8)
+    with Engine(model, N, workers=0, config=config, seed=2, beliefs="float") as engine:
+        engine.step(ticks[0])
+        before = engine.population().pA[0].copy()
+        stale = np.zeros(N, dtype=bool)
+        stale[::3] = True
+        engine.step(ticks[1], stale=np.flatnonzero(stale))
+        after = engine.population().pA[0]
+        np.testing.assert_array_equal(after[stale], before[stale])
+        assert (np.abs(after[~stale] - before[~stale]).reshape((~stale).sum(), -1)
+                .sum(axis=1) > 0).all()
+
+
+def test_learning_with_a_plain_population() -> None:
+    model = _learning_model()
+    plain = InferenceConfig(dtype="float64")
+    pops = [Population("plain", model, 10, plain), Population("learn", model, 12, CONFIGS["A"])]
+    with Engine(populations=pops, workers=2, seed=4, beliefs="float") as engine:
+        for obs in _observations(model, 4, 22, seed=1):
+            engine.step({"plain": obs[:10], "learn": obs[10:]})
+        assert engine.population("plain").pA is None
+        assert engine.population("learn").pA[0].shape[0] == 12
+
+
+@pytest.mark.parametrize("phase", ["compute", "commit-qs", "commit-param_pA"])
+def test_a_worker_dying_in_a_commit_leaves_every_agent_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phase: str) -> None:
+    """A worker killed while stepping or committing a chunk: the master finishes the commit
+    from the journal (beliefs and counts together), and the log replays to the same counts."""
+    monkeypatch.setenv(ENV, f"worker=0,tick=2,phase={phase},mode=exit")
+    model, config = _learning_model(), CONFIGS["AB-after"]
+    ticks = _observations(model, 5, 60, seed=12)
+    path = str(tmp_path / f"{phase}.mcap")
+    with Engine(model, 60, workers=2, config=config, seed=3, chunk=10, beliefs="float",
+                degrade=False) as engine:
+        recorder = TickRecorder(engine, path, snapshot_every=0)
+        for obs in ticks:
+            engine.step(obs, budget_s=1.0)
+            recorder.record()
+        recorder.close()
+        assert engine.respawns == 1
+        assert engine.recovered_commits == (1 if phase.startswith("commit-") else 0)
+        live = engine.agent_state()
+    result = replay(path, keep_state=True)
+    assert result.ok and result.ticks == 5
+    for name, values in live.items():
+        np.testing.assert_array_equal(result.final_state[name], values, err_msg=name)
