@@ -214,7 +214,7 @@ def states_info_gain(km, q, qo, touched):
     return ambiguity - drain_entropy(qo, touched, n_touched)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def node_value(km, kc, q, d, qo, touched):
     """Utility plus pymdp's spm_MDP_G for a predicted joint state ``q`` at step ``d``."""
     value = 0.0
@@ -226,7 +226,7 @@ def node_value(km, kc, q, d, qo, touched):
 
 
 # ------------------------------------------------------------------------ the generic walk
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G):
     """Twin of reference.expected_free_energy for any model: the prefix-tree walk."""
     s_tot = km.state_offset[-1]
