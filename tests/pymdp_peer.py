@@ -66,14 +66,17 @@ def marginals(q_pi: np.ndarray, policies: np.ndarray, num_controls: tuple[int, .
 
 def run_side_by_side(model: GenerativeModel, config: InferenceConfig, n_agents: int,
                      steps: int, rng: np.random.Generator, backend: str = "numba",
-                     observe=None) -> Mismatch:  # noqa: ANN001
+                     observe=None, ours=None) -> Mismatch:  # noqa: ANN001
     """Step ``n_agents`` agentloop agents and as many pymdp agents; return the largest gaps.
 
     ``observe(t, actions) -> obs`` makes observations (default: uniform random). Where an
     action differs only because the action marginal had a near-tie, pymdp's agent is handed
     agentloop's action so both keep the same history; any other action difference counts.
+    ``ours``: the agentloop side when not ``Agents`` (anything with ``step``, ``qs``, ``G``,
+    ``q_pi``, ``pA``, ``pB`` and ``policies`` as ``Agents`` has them).
     """
-    ours = Agents(model, n_agents, config, seed=7, backend=backend)  # type: ignore[arg-type]
+    if ours is None:
+        ours = Agents(model, n_agents, config, seed=7, backend=backend)  # type: ignore[arg-type]
     peers = [MemoPeer(model, config) for _ in range(n_agents)]
     policies = ours.policies
     out = Mismatch()

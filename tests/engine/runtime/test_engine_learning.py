@@ -15,7 +15,9 @@ from engine.runtime.faults import ENV
 from engine.runtime.population import Population
 from engine.ticklog.recorder import TickRecorder
 from engine.ticklog.replay import replay
+from tests.pymdp_peer import run_side_by_side
 from world.models import random_model, tmaze_model
+from world.process import ModelProcess
 
 N = 37
 TICKS = 12
@@ -149,3 +151,45 @@ def test_a_worker_dying_in_a_commit_leaves_every_agent_whole(
     assert result.ok and result.ticks == 5
     for name, values in live.items():
         np.testing.assert_array_equal(result.final_state[name], values, err_msg=name)
+
+
+class _EngineSide:
+    """An engine's one population, read as ``run_side_by_side`` reads ``Agents``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.policies = engine.checkers[0].policies
+
+    def step(self, obs: np.ndarray) -> np.ndarray:
+        return self.engine.step(obs)
+
+    def __getattr__(self, name: str):  # noqa: ANN204  (qs, G, q_pi, pA, pB)
+        return getattr(self.engine.population(), name)
+
+
+@pytest.mark.parametrize("name", ["tmaze-demo", "random-2-factor-AB"])
+def test_engine_learning_matches_pymdp_over_200_steps(name: str) -> None:
+    """pymdp 0.0.7.1's T-maze learning demo (reward likelihood learnt after the action) and a
+    random 2-factor model learning A and B: the engine (2 workers) against pymdp, float64."""
+    if name == "tmaze-demo":
+        model = tmaze_model().with_priors(pA_scale=1.0)
+        config = InferenceConfig(learn_A=True, modalities_to_learn=(1,), lr_pA=0.5,
+                                 learn_before_policies=False, dtype="float64")
+    else:
+        model = _learning_model()
+        config = InferenceConfig(learn_A=True, learn_B=True, lr_pA=0.7, lr_pB=1.3,
+                                 dtype="float64")
+    rng = np.random.default_rng(17)
+    process = ModelProcess(model, 2, rng)
+
+    def observe(t: int, actions: np.ndarray) -> np.ndarray:
+        if t:
+            process.advance(actions)
+        return process.observe()
+
+    with Engine(model, 2, workers=2, config=config, seed=7, beliefs="float",
+                degrade=False) as engine:
+        gaps = run_side_by_side(model, config, 2, 200, rng, observe=observe,
+                                ours=_EngineSide(engine))
+    assert gaps.worst() < 1e-10, gaps
+    assert gaps.action_mismatches == 0
