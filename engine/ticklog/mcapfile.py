@@ -4,14 +4,16 @@ its header on disk, messages added, its size tracked, finished with a footer."""
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
+import sys
+import types
 from collections import deque
 from collections.abc import Mapping
 
 import mcap.writer
 import orjson
 import zstandard
-from mcap.writer import CompressionType, Writer
 
 from engine.errors import TickLogError
 from engine.ticklog.files import identity, open_regular
@@ -31,7 +33,7 @@ from engine.ticklog.schema import (
 )
 
 ZSTD_LEVEL = 1
-"""zstd level of the chunks (see :func:`_fast_mcap_zstd`)."""
+"""zstd level of the chunks (see :func:`_private_mcap_writer`)."""
 RECORD_BYTES = 31
 """Bytes an MCAP message record adds to its data inside a chunk (opcode, length, header)."""
 SUMMARY_BYTES = 1024 + sum(len(orjson.dumps(s)) + 64 for s in _SCHEMAS.values())
@@ -44,24 +46,36 @@ CHUNK_INDEX_BYTES = 160
 
 
 class _FastZstd:
-    """Stands in for the ``zstandard`` module inside ``mcap.writer`` (only ``compress``)."""
+    """Stands in for the ``zstandard`` module inside our copy of ``mcap.writer``."""
 
     compress = staticmethod(functools.partial(zstandard.compress, level=ZSTD_LEVEL))
 
 
-def _fast_mcap_zstd() -> None:
-    """Make ``mcap.Writer`` compress chunks at zstd level 1 instead of 3.
+def _private_mcap_writer() -> types.ModuleType:
+    """A private copy of ``mcap.writer`` whose chunks are compressed at ``ZSTD_LEVEL``.
 
-    mcap 1.6's Writer calls ``zstandard.compress(chunk)`` (the module's global, default level
+    mcap 1.6's Writer calls ``zstandard.compress(chunk)`` (its module's global, default level
     3) and has no option for the level. On 100,000 agents' tick (400 kB of JSON) level 3
-    takes 2.2 ms, level 1 0.76 ms for about the same size, which is the difference between
-    the writer thread fitting comfortably in 5% of a 100 ms tick or not. This swaps that one
-    global (and nothing else); every mcap Writer in the process then writes level-1 zstd,
-    which every reader reads. If a future mcap drops the global, nothing is changed and the
-    files are simply written at level 3.
+    takes 2.2 ms, level 1 0.76 ms for about the same size: the difference between the writer
+    thread fitting in 5% of a 100 ms tick or not. The module is loaded a second time under
+    its own name, with its own globals, and only that copy's ``zstandard`` is replaced, so
+    ``mcap.writer`` itself, and any other MCAP writer in the process, is left as it is. If a
+    future mcap drops the global, the copy writes level 3.
     """
-    if getattr(mcap.writer, "zstandard", None) is zstandard:
-        mcap.writer.zstandard = _FastZstd  # type: ignore[attr-defined]
+    name = "mcap._agentloop_writer"
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, mcap.writer.__file__)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module          # dataclasses look their module up by name
+        spec.loader.exec_module(module)
+        if getattr(module, "zstandard", None) is zstandard:
+            module.zstandard = _FastZstd  # type: ignore[attr-defined]
+    return module
+
+
+_WRITER = _private_mcap_writer()
 
 
 class Gauge:
@@ -111,9 +125,8 @@ class LogFile:
         st = os.fstat(self._stream.fileno())
         self.identity = (st.st_dev, st.st_ino)
         try:
-            _fast_mcap_zstd()
-            self._mcap = Writer(self._stream, chunk_size=chunk_size,
-                                compression=CompressionType.ZSTD)
+            self._mcap = _WRITER.Writer(self._stream, chunk_size=chunk_size,
+                                        compression=_WRITER.CompressionType.ZSTD)
             self._mcap.start(library=f"agentloop {header.engine_version} ({FORMAT_NAME} "
                                      f"v{FORMAT_VERSION})")
             self.channels = {}

@@ -128,6 +128,29 @@ def test_opens_with_the_mcap_library(tmp_path: Path) -> None:
     assert topics[-1][0] == "/agentloop/footer"
 
 
+def test_writes_level_1_zstd_without_touching_the_mcap_package(tmp_path: Path) -> None:
+    """Tick logs compress chunks at zstd level 1 through a private copy of ``mcap.writer``:
+    the package's own module (any other MCAP writer in the process) keeps its zstandard."""
+    import mcap.writer
+    import zstandard
+    from mcap.records import Chunk
+    from mcap.stream_reader import StreamReader
+
+    from engine.ticklog.mcapfile import ZSTD_LEVEL
+
+    path = tmp_path / "run.mcap"
+    write_log(path, 40, snapshot_every=0)
+    assert mcap.writer.zstandard is zstandard
+    with open(path, "rb") as fh:
+        chunks = [r for r in StreamReader(fh, emit_chunks=True).records
+                  if isinstance(r, Chunk)]
+    assert chunks
+    for chunk in chunks:
+        data = zstandard.decompress(chunk.data, max_output_size=chunk.uncompressed_size)
+        assert chunk.data == zstandard.compress(data, level=ZSTD_LEVEL)
+    assert ZSTD_LEVEL == 1
+
+
 def test_many_ticks_and_seeking(tmp_path: Path) -> None:
     path = tmp_path / "many.mcap"
     write_log(path, 3000, snapshot_every=100, chunk_size=4096)
