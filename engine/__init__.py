@@ -26,8 +26,9 @@ from engine.runtime.engine import Engine
 from engine.runtime.engine_base import EngineBase
 from engine.runtime.population import Population
 from engine.runtime.tick import RunSummary, TickInfo
+from engine.version import package_version
 
-__version__ = "0.1.0"
+__version__ = package_version()
 
 __all__ = [
     "AgentloopError",

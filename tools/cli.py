@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from engine.version import package_version
 from tools.args import EXIT_CODES, OneLineParser
 from tools.commands import bench, demo, inspect_model, replay, run, serve, shm
 from tools.inspect import command as inspect_command
 from tools.soak import command as soak_command
-from tools.version import package_version
 
 SUBCOMMANDS = (run, serve, replay, inspect_command, inspect_model, soak_command, bench, demo,
                shm)

@@ -11,7 +11,6 @@ import binascii
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ import orjson
 
 from engine.errors import TickLogError
 from engine.model.limits import MAX_AGENTS, MAX_SEED
+from engine.version import package_version
 
 FORMAT_VERSION = 1
 """Version of the message layout; readers refuse files with a newer one."""
@@ -57,10 +57,7 @@ def _corrupt(path: str, where: str, what: str, exc: Exception) -> TickLogError:
 
 
 def _engine_version() -> str:
-    try:
-        return version("agentloop")
-    except PackageNotFoundError:
-        return "unknown"
+    return package_version()
 
 
 # ------------------------------------------------------------------------------------ header

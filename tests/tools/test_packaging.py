@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tools import version
+from engine import version
 from tools.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,6 +27,12 @@ def test_version_flag_prints_the_installed_version(capsys: pytest.CaptureFixture
         main(["--version"])
     assert done.value.code == 0
     assert capsys.readouterr().out == f"agentloop {metadata.version('agentloop')}\n"
+
+
+def test_the_package_reports_its_distributions_version() -> None:
+    import engine
+
+    assert engine.__version__ == version.package_version() == PYPROJECT["project"]["version"]
 
 
 def test_version_falls_back_to_pyproject_when_not_installed(
