@@ -30,6 +30,7 @@ from engine.runtime.sizing import (
 )
 from engine.ticklog.recorder import TickRecorder
 from engine.ticklog.writer import MAX_HEADER_BYTES, TickLogWriter
+from tools.progress import STARTING, StartupProgress
 from world.base import World
 from world.registry import make_world, model_shape
 
@@ -240,8 +241,7 @@ def run(options: RunOptions, out: TextIO | None = None, err: TextIO | None = Non
               f"per agent in shared memory", file=out)
     print(f"model: {layout_of(model, config).gain_path_reason()} (information gain)",
           file=out)
-    print("starting (the first run on a machine compiles the kernels, about 30-90 s) ...",
-          file=out, flush=True)
+    print(STARTING, file=out, flush=True)
     started = time.monotonic()
     device = ({} if options.backend == "numba"
               else {"backend": options.backend, "xp_kernel": options.xp_kernel})
@@ -255,9 +255,11 @@ def run(options: RunOptions, out: TextIO | None = None, err: TextIO | None = Non
                                   overwrite=options.overwrite, max_bytes=options.log_max_bytes,
                                   rotate=options.log_rotate)
     summary, error = None, None
+    progress = StartupProgress(out).start()      # the engine compiles as it starts
     try:
         with engine:
             warm = engine.warm_up(world.reset(engine.seed))
+            progress.stop()
             print(f"ready in {time.monotonic() - started:.1f} s (warm-up {warm:.2f} s, before "
                   f"the clock starts)", file=out, flush=True)
             printer = StatusPrinter(engine, world, out, options.status_every_s)
@@ -277,6 +279,7 @@ def run(options: RunOptions, out: TextIO | None = None, err: TextIO | None = Non
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        progress.stop()
         if recorder is not None:
             recorder.close(summary, error=error)
     lost = recorder is not None and not log_report(recorder.writer, out, err)

@@ -14,6 +14,7 @@ import numpy as np
 from engine.serve.janitor import Janitor
 from engine.serve.layout import ABI_VERSION
 from engine.serve.server import Server
+from tools.progress import STARTING
 from tools.run import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, RunOptions, make_engine
 from world.registry import make_world
 
@@ -49,8 +50,7 @@ def serve(options: ServeOptions, out: TextIO = sys.stdout, err: TextIO = sys.std
     print(f"agentloop serve: {run.agents:,} agents in the {run.world} world (size {size}), "
           f"policy_len {run.policy_len}, {workers or 'no'} worker process"
           f"{'' if workers == 1 else 'es'}, {budget}, seed {run.seed}", file=out)
-    print("starting (the first run on a machine compiles the kernels, about 30-90 s) ...",
-          file=out, flush=True)
+    print(STARTING, file=out, flush=True)
     started = time.monotonic()
     engine = make_engine(model, run.agents, cluster=None, shards=None, workers=workers,
                          config=run.inference_config(), seed=run.seed)

@@ -8,6 +8,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
+from tools.progress import STARTING
 from tools.soak.checks import evaluate, judge_quality
 from tools.soak.options import WARMUP_SLACK_S, SoakOptions
 from tools.soak.report import format_sample, p99_per_minute, summary_lines
@@ -45,8 +46,7 @@ def soak(options: SoakOptions, out: TextIO = sys.stdout) -> SoakReport:
           f"worker process{'' if options.workers == 1 else 'es'}, {options.duration_s:g} s at "
           f"{options.hz:g} Hz ({n_ticks} ticks); a sample every {options.sample_every_s:g} s, "
           f"warm-up {warmup:g} s, RSS growth bound {options.max_rss_growth_pct:g}%", file=out)
-    print("starting (the first run on a machine compiles the kernels, about 30-90 s) ...",
-          file=out, flush=True)
+    print(STARTING, file=out, flush=True)
     started = time.monotonic()
     engine = Engine(world.model(), options.agents, workers=options.workers,
                     config=InferenceConfig(policy_len=options.policy_len), seed=options.seed)
