@@ -31,6 +31,7 @@ from engine.runtime.sizing import (
 from engine.ticklog.recorder import TickRecorder
 from engine.ticklog.writer import MAX_HEADER_BYTES, TickLogWriter
 from tools.progress import STARTING, StartupProgress
+from tools.status_json import StatusJson
 from world.base import World
 from world.registry import make_world, model_shape
 
@@ -75,6 +76,7 @@ class RunOptions:
     cluster: str | None = None
     shards: int | None = None
     status_every_s: float = 1.0
+    status_json: str | None = None
     semantics: str = "pymdp0"
     learn: str = ""
 
@@ -202,6 +204,12 @@ def run_warnings(options: RunOptions, cores: int) -> list[str]:
     return found
 
 
+def world_stats(world: World) -> dict[str, Any]:
+    """The world's own figures (``world.stats()``), empty for a world without them."""
+    stats = getattr(world, "stats", None)
+    return dict(stats()) if stats is not None else {}
+
+
 def world_counts(world: World) -> str:
     """The world's headline figures for the status line (what the agents achieve)."""
     stats = getattr(world, "stats", None)
@@ -255,6 +263,7 @@ def run(options: RunOptions, out: TextIO | None = None, err: TextIO | None = Non
                                   overwrite=options.overwrite, max_bytes=options.log_max_bytes,
                                   rotate=options.log_rotate)
     summary, error = None, None
+    status_json: StatusJson | None = None
     progress = StartupProgress(out).start()      # the engine compiles as it starts
     try:
         with engine:
@@ -263,16 +272,22 @@ def run(options: RunOptions, out: TextIO | None = None, err: TextIO | None = Non
             print(f"ready in {time.monotonic() - started:.1f} s (warm-up {warm:.2f} s, before "
                   f"the clock starts)", file=out, flush=True)
             printer = StatusPrinter(engine, world, out, options.status_every_s)
+            if options.status_json:
+                status_json = StatusJson(options.status_json, engine)
 
             def on_tick(info: TickInfo) -> None:
                 if recorder is not None:
                     recorder.record(info)
                 printer(info)
+                if status_json is not None:
+                    status_json(world_stats(world))
 
             summary = engine.run(world, options.hz, n_ticks, on_tick=on_tick,
                                  raise_on_signal=False)
             printer.show()
             printer.finish()
+            if status_json is not None:
+                status_json.write(world_stats(world))
             signum = engine.stop_requested
             print_summary(summary, engine, world, out)
     except BaseException as exc:
@@ -280,6 +295,8 @@ def run(options: RunOptions, out: TextIO | None = None, err: TextIO | None = Non
         raise
     finally:
         progress.stop()
+        if status_json is not None:
+            status_json.close()
         if recorder is not None:
             recorder.close(summary, error=error)
     lost = recorder is not None and not log_report(recorder.writer, out, err)

@@ -217,3 +217,20 @@ def test_run_with_learning_shows_it_and_replays(tmp_path: Path) -> None:
     refused = _agentloop("run", "--agents", "10", "--ticks", "1", "--learn", "B",
                          "--backend", "xp-numpy")
     assert refused.returncode == 2 and "--learn" in refused.stderr
+
+
+def test_status_json_writes_one_object_a_second(tmp_path: Path) -> None:
+    path = tmp_path / "status.jsonl"
+    done = _agentloop("run", "--agents", "50", "--size", "5", "--ticks", "50", "--hz", "20",
+                      "--status-json", str(path))
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert 2 <= len(records) <= 5, records                  # 2.5 s of run, and the last tick
+    assert records[-1]["tick"] == 50 and records[-1]["ticks"] == 50
+    for key in ("tick_ms_p50", "tick_ms_p99", "missed", "level", "stale_agents",
+                "agents_per_s", "rss_mb", "time", "world"):
+        assert key in records[-1], key
+    assert [r["tick"] for r in records] == sorted({r["tick"] for r in records})
+    bad = _agentloop("run", "--agents", "5", "--ticks", "1", "--status-json",
+                     str(tmp_path / "missing" / "s.jsonl"))
+    assert bad.returncode == 2 and "--status-json" in bad.stderr

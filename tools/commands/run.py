@@ -90,6 +90,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--log-rotate", type=positive_int, default=None, metavar="K",
                      help="with --log-max-bytes: keep only the newest K files, removing the "
                           "oldest (replay starts at the first one left); default: keep all")
+    run.add_argument("--status-json", default=None, metavar="PATH",
+                     help="also write the status line's figures to PATH as one JSON object "
+                          "per line, once a second and at the end (tick, p50/p99 of the engine "
+                          "step, missed, level, stale agents, agent-steps/s, RSS, the world's "
+                          "counts)")
     run.add_argument("--cluster", default=None, metavar="ADDRESS",
                      help="spread the agents over a Ray cluster: ray://host:port, host:6379, "
                           "auto, or local (starts Ray here); needs the [cluster] extra")
@@ -165,6 +170,10 @@ def main_run(args: argparse.Namespace) -> int:
             return _usage_error(f"--log {args.log}: {problem}")
     elif args.overwrite:
         return _usage_error("--overwrite needs --log")
+    if args.status_json is not None:
+        problem = unwritable(args.status_json)
+        if problem:
+            return _usage_error(f"--status-json {args.status_json}: {problem}")
     problem = rotation_usage(args.log, args.log_max_bytes, args.log_rotate)
     if problem:
         return _usage_error(problem)
@@ -194,7 +203,8 @@ def main_run(args: argparse.Namespace) -> int:
                          overwrite=args.overwrite, log_max_bytes=args.log_max_bytes,
                          log_rotate=args.log_rotate,
                          cluster=args.cluster, shards=args.shards,
-                         semantics=args.semantics, learn=args.learn or "")
+                         semantics=args.semantics, learn=args.learn or "",
+                         status_json=args.status_json)
     problem = request_problem(options)
     if problem:
         return _usage_error(problem)
