@@ -72,7 +72,7 @@ class Journal:
             codec.decode(state.qs[lo:hi], qs)
         params = None
         if state.params is not None:
-            for name in state.params.spec.per_agent_arrays(0):
+            for name in state.own_params:
                 np.copyto(staged[name][:rows], getattr(state, name)[lo:hi])
             params = state.params.rows(lo, hi, staged)
         step_rows(state, kc, lo, hi, qs, prev_action, started, staged["q_pi"][:rows],
@@ -106,7 +106,7 @@ class Journal:
     def _copy(self, population: int, state: SharedState, lo: int, hi: int) -> None:
         staged = self.staged[population]
         rows = hi - lo
-        for name in state.spec.written_arrays():
+        for name in state.written:
             np.copyto(getattr(state, name)[lo:hi], staged[name][:rows])
             fault_point(f"commit-{name}")
         state.stale[lo:hi] = 0

@@ -82,16 +82,18 @@ class StateSpec:
             **(self.params.per_agent_arrays(n) if self.params is not None else {}),
         }
 
+    def own_params(self) -> tuple[str, ...]:
+        """A learning population's per-agent parameter arrays (none otherwise)."""
+        return tuple(self.params.per_agent_arrays(0)) if self.params is not None else ()
+
     def written_arrays(self) -> tuple[str, ...]:
         """The per-agent arrays a tick writes: beliefs, actions, policy values and, learning,
         the agents' own parameters."""
-        own = tuple(self.params.per_agent_arrays(0)) if self.params is not None else ()
-        return (*WRITTEN_FIELDS, *own)
+        return (*WRITTEN_FIELDS, *self.own_params())
 
     def state_arrays(self) -> tuple[str, ...]:
         """The per-agent arrays a run continues from (``Engine.agent_state``)."""
-        own = tuple(self.params.per_agent_arrays(0)) if self.params is not None else ()
-        return ("qs", "prev_action", "started", "actions", *own)
+        return ("qs", "prev_action", "started", "actions", *self.own_params())
 
 
 class SharedState:
@@ -115,6 +117,10 @@ class SharedState:
                             self.kc)
         for name, arr in arrays.items():
             setattr(self, name, arr)
+        #: the arrays a commit copies, and of them the agents' own parameters (once, not
+        #: per chunk)
+        self.written = spec.written_arrays()
+        self.own_params = spec.own_params()
         #: a learning population's parameters (None: the kernels read the shared model)
         self.params: ChunkParams | None = None
         if spec.params is not None:
@@ -180,7 +186,7 @@ class SharedState:
                 arrays["qs"][:, lo:hi] = 1.0 / (hi - lo)
         arrays["agent_ids"][:] = np.arange(id_offset, id_offset + n_agents)
         if param_spec is not None:
-            for name in param_spec.per_agent_arrays(0):
+            for name in spec.own_params():
                 arrays[name][:] = rows[name.removeprefix("param_")]
         km = numba_step.kernel_model_from(lambda name: shared[name])
         return SharedState(spec, arrays, km, shared_params)
