@@ -126,6 +126,7 @@ class Agents:
                           for f in range(n_factors)]
         self._km = numba_step.kernel_model(layout)
         self._kref = numba_step.kernel_model_ref(self._km)
+        self._step_agents = numba_step.step_kernel(numba_step.walk_of(self._km))
         self._kc = numba_step.kernel_config(self.config)
         self._sizes = numba_step.scratch_sizes(layout)
         n_scratch = max_threads
@@ -279,7 +280,7 @@ class Agents:
                 self.tick, self._fscratch, self._iscratch, self._sizes, self._kc.num_iter)
         else:
             numba.set_num_threads(1 if self.n < SERIAL_BELOW else self.threads)
-            numba_step.step_agents(
+            self._step_agents(
                 self._kref, self._kc, self._agent_ids, obs, self._qs, self._prev_action,
                 self._started, self._q_pi, self._G, self._actions, self.seed, self.tick,
                 self._fscratch, self._iscratch, self._sizes, self._kc.num_iter, 1)

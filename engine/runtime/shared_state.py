@@ -105,6 +105,7 @@ class SharedState:
         self.spec = spec
         self.km = km
         self.kref = numba_step.kernel_model_ref(km)
+        self.step_agents = numba_step.step_kernel(numba_step.walk_of(km))
         self.codec_instance = (BeliefCodec(spec.beliefs, np.array(spec.state_offset))
                                if spec.quantized else None)
         config = InferenceConfig.from_dict(spec.config)

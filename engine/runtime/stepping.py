@@ -20,9 +20,9 @@ def step_rows(state: SharedState, kc: numba_step.KernelConfig, lo: int, hi: int,
     token (``worker.memo_token``)."""
     spec = state.spec
     if params is None:
-        numba_step.step_agents(state.kref, kc, state.agent_ids[lo:hi], state.obs[lo:hi], qs,
-                               prev_action, started, q_pi, G, actions, spec.seed, tick,
-                               fscratch, iscratch, spec.scratch_sizes, kc.num_iter, token)
+        state.step_agents(state.kref, kc, state.agent_ids[lo:hi], state.obs[lo:hi], qs,
+                          prev_action, started, q_pi, G, actions, spec.seed, tick, fscratch,
+                          iscratch, spec.scratch_sizes, kc.num_iter, token)
     else:
         cpu_learning.step_agents_params(
             state.km, kc, params, state.agent_ids[lo:hi], state.obs[lo:hi], qs, prev_action,

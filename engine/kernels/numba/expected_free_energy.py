@@ -7,6 +7,8 @@ predicted joint state (ambiguity minus outcome entropy: pymdp 0.0.7.1's ``spm_MD
 joint outcome, or pymdp 1.x's sum over modalities; the layout's tables pick which). Models
 with one factor whose B is sparse take a walk that values a node from its parent's belief
 (``policy_values_single``); every other model takes the generic walk (``policy_values_one``).
+
+The two walks are calls of their own, compiled without reference counting (``_nrt=False``).
 """
 
 from __future__ import annotations
@@ -226,7 +228,7 @@ def node_value(km, kc, q, d, qo, touched):
 
 
 # ------------------------------------------------------------------------ the generic walk
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G):
     """Twin of reference.expected_free_energy for any model: the prefix-tree walk."""
     s_tot = km.state_offset[-1]
@@ -381,7 +383,7 @@ def children_gains(km, parent, p_off, dq, dqo, gain, g_off):
         gain[g_off + u] = ambiguity - dense_entropy(dqo[u * n:(u + 1) * n])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, stamp, big,
                          n_big, rows, vals, memo_key, memo_val, util, dq, dqo, gain, G):
     """Twin of reference.expected_free_energy for one factor with sparse B: the tree walk that

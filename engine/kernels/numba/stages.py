@@ -2,6 +2,9 @@
 action marginal and selection), each the twin of a stage of ``engine.kernels.reference``.
 
 Beliefs are flat over factors (``km.state_offset``); every intermediate is float64.
+
+The stages the step calls per agent are compiled without reference counting (``_nrt=False``):
+they allocate nothing (``docs/architecture.md``, "One compiled step per walk").
 """
 
 from __future__ import annotations
@@ -151,7 +154,7 @@ def predict_states(km, actions, src, src_off, dst, dst_off):
                 dst_off + km.state_offset[f])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def infer_states_one(km, kc, A_flat, obs_row, prior, post, lnprior, qL, qtmp, lnL, qj,
                      num_iter):
     """Twin of reference.infer_states: pymdp's run_vanilla_fpi for one agent, prior -> post.
@@ -244,7 +247,7 @@ def infer_states_one(km, kc, A_flat, obs_row, prior, post, lnprior, qL, qtmp, ln
         it += 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def policy_posterior(km, kc, G, qpi):
     """Twin of reference.policy_posterior: q(pi) = softmax(gamma G + ln E)."""
     n = G.shape[0]
@@ -291,7 +294,7 @@ def first_max(p, n):
     return 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def select_action_one(km, kc, qpi, marg, seed, agent_id, tick, out_row):
     """Twin of reference.select_actions: marginal (or full-policy) action selection,
     deterministic or stochastic."""

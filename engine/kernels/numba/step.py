@@ -1,5 +1,5 @@
-"""The Numba step the runtime calls: the kernel's model and config tuples, one agent's step and
-the parallel driver over agents, and the observation range check.
+"""The Numba step the runtime calls: the kernel's model and config tuples, one agent's step, the
+parallel driver over agents (one compiled per policy walk), and the observation range check.
 
 The scratch sizes the runtime allocates by (:mod:`engine.kernels.numba.scratch`) are importable
 from here too, so this module is all the runtime needs.
@@ -7,13 +7,14 @@ from here too, so this module is all the runtime needs.
 
 from __future__ import annotations
 
+import functools
 from collections import namedtuple
 
 import numba
 import numpy as np
 from numba import njit, prange
 
-from engine.kernels.numba.expected_free_energy import expected_free_energy_one
+from engine.kernels.numba.expected_free_energy import policy_values_one, policy_values_single
 from engine.kernels.numba.kernel_model import (
     KernelModel,
     KernelModelRef,
@@ -39,8 +40,8 @@ from engine.model.layout import ModelLayout
 
 __all__ = [
     "KernelConfig", "KernelModel", "KernelModelRef", "first_bad_observation", "kernel_config",
-    "kernel_model", "kernel_model_from", "kernel_model_ref", "scratch_float_size",
-    "scratch_int_size", "scratch_sizes", "step_agents",
+    "WALK_SINGLE", "WALK_TREE", "kernel_model", "kernel_model_from", "kernel_model_ref",
+    "scratch_float_size", "scratch_int_size", "scratch_sizes", "step_kernel", "walk_of",
 ]
 
 KernelConfig = namedtuple(
@@ -93,10 +94,31 @@ def kernel_config(config, num_iter: int | None = None,  # noqa: ANN001
     )
 
 
+# ------------------------------------------------------------------------------- the walks
+WALK_SINGLE = 0
+"""The walk of a model with one factor whose B is sparse (``policy_values_single``)."""
+WALK_TREE = 1
+"""The generic prefix-tree walk (``policy_values_one``)."""
+
+
+def walk_of(km: KernelModel) -> int:
+    """The walk a model's step takes (:data:`WALK_SINGLE` or :data:`WALK_TREE`)."""
+    if km.num_states.shape[0] == 1 and bool(km.B_sparse[0]):
+        return WALK_SINGLE
+    return WALK_TREE
+
+
 # ------------------------------------------------------------------------------------ step
+_PRANGE_ONLY = {"prange": True, "comprehension": False, "reduction": False,
+                "inplace_binop": False, "setitem": False, "numpy": False, "stencil": False,
+                "fusion": False}
+"""Numba's parallel passes the step needs: its one prange loop, none of the array-expression
+rewrites (the fusion pass alone took 18 s of a 122 s cold compile)."""
+
+
 @njit(cache=True, inline="always")
 def _step_agent(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_out,
-                actions_out, seed, tick, fs, iscratch, sizes, num_iter, views, sparse):
+                actions_out, seed, tick, fs, iscratch, sizes, num_iter, views, sparse, walk):
     """One agent's step; ``views`` and ``sparse`` are the thread's scratch regions
     (:func:`scratch_views`, :func:`sparse_views`), made once per block of agents.
 
@@ -130,7 +152,12 @@ def _step_agent(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_
             prior[s] = km.D_flat[s]
     infer_states_one(km, kc, km.A_flat, obs[i], prior, post, lnprior, qL, qtmp, lnL, qj,
                      num_iter)
-    expected_free_energy_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, sparse, G)
+    if walk == WALK_SINGLE:
+        seen, stamp, big, n_big, rows, vals, memo_key, memo_val, util, dq, dqo, gain = sparse
+        policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, stamp, big,
+                             n_big, rows, vals, memo_key, memo_val, util, dq, dqo, gain, G)
+    else:
+        policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G)
     policy_posterior(km, kc, G, qpi)
     if first_slot >= 0:
         keys, values = first_memo(fs, iscratch, sizes, obs.shape[1])
@@ -162,43 +189,79 @@ def _finish_step(km, kc, i, agent_id, qs, prev_action, started, q_pi_out, G_out,
     started[i] = 1
 
 
-@njit(cache=True, parallel=True)
-def step_agents(kref, kc, agent_ids, obs, qs, prev_action, started, q_pi_out, G_out,
-                actions_out, seed, tick, fscratch, iscratch, sizes, num_iter, memo_token):
-    """One full step for every agent ``i`` (rows of the per-agent arrays), in parallel;
-    ``kref`` is the model's :class:`KernelModelRef`.
+def _block_kernel(walk: int):  # noqa: ANN202
+    """The compiled loop over one block of agents for the walk ``walk``: a plain function
+    without reference counting, outside the parallel driver, so that Numba's parallel passes
+    see a short body (``docs/architecture.md``, "One compiled step per walk")."""
 
-    ``agent_ids[i]`` keys the random stream; scratch rows are taken by thread id. Agents at
-    their episode's first step reuse the results of an earlier agent that started on the same
-    observation (``_step_agent``): the scratch remembers them across calls for as long as
-    ``memo_token`` stays the same, so a caller gives each (model, kernel config) it steps with
-    the same scratch its own token (an int > 0). A new token clears the thread's scratch
-    (both memos, and what another layout left where this one expects zeros) before use. Use it with
-    ``numba.set_num_threads(1)`` for one thread too: a plain loop over the same body ran 2x
-    slower (Numba reference-counts the model arrays per agent there, not in a parallel body).
-    """
-    km = unpack(kref)
-    n = obs.shape[0]
-    last = iscratch.shape[1] - 1
-    for t in range(iscratch.shape[0]):
-        if iscratch[t, last] != memo_token:
-            for k in range(last):
-                iscratch[t, k] = 0
-            for k in range(fscratch.shape[1]):
-                fscratch[t, k] = 0.0
-            iscratch[t, last] = memo_token
-    # one block of agents per thread: the scratch views are made once per block, not per agent
-    blocks = min(n, fscratch.shape[0])
-    for b in prange(blocks):
-        tid = numba.get_thread_id()
-        fs = fscratch[tid]
-        its = iscratch[tid]
+    @njit(cache=True, _nrt=False)
+    def step_block(km, kc, lo, hi, agent_ids, obs, qs, prev_action, started, q_pi_out, G_out,
+                   actions_out, seed, tick, fs, its, sizes, num_iter):
         views = scratch_views(fs, sizes)
         sparse = sparse_views(km, fs, its, sizes)
-        for i in range(b * n // blocks, (b + 1) * n // blocks):
+        for i in range(lo, hi):
             _step_agent(km, kc, i, agent_ids[i], obs, qs, prev_action, started, q_pi_out,
                         G_out, actions_out, seed, tick, fs, its, sizes, num_iter, views,
-                        sparse)
+                        sparse, walk)
+
+    return step_block
+
+
+_step_block_single = _block_kernel(WALK_SINGLE)
+_step_block_tree = _block_kernel(WALK_TREE)
+
+
+@functools.cache
+def step_kernel(walk: int):  # noqa: ANN201
+    """The compiled ``step_agents`` for models taking the walk ``walk`` (:func:`walk_of`).
+
+    Each walk is its own compiled function, holding only that walk: one function with every
+    walk compiled for minutes cold and grew with each walk added (``docs/architecture.md``).
+    ``walk`` is a constant of the closure, so Numba prunes the other walks before typing, and
+    the cache keeps one entry per walk. Callers keep the function (``Agents``,
+    ``SharedState``): the lookup is a Python call.
+    """
+
+    @njit(cache=True, parallel=_PRANGE_ONLY)
+    def step_agents(kref, kc, agent_ids, obs, qs, prev_action, started, q_pi_out, G_out,
+                    actions_out, seed, tick, fscratch, iscratch, sizes, num_iter, memo_token):
+        """One full step for every agent ``i`` (rows of the per-agent arrays), in parallel;
+        ``kref`` is the model's :class:`KernelModelRef`.
+
+        ``agent_ids[i]`` keys the random stream; scratch rows are taken by thread id. Agents
+        at their episode's first step reuse the results of an earlier agent that started on
+        the same observation (``_step_agent``): the scratch remembers them across calls for as
+        long as ``memo_token`` stays the same, so a caller gives each (model, kernel config)
+        it steps with the same scratch its own token (an int > 0). A new token clears the
+        thread's scratch (both memos, and what another layout left where this one expects
+        zeros) before use.
+        """
+        km = unpack(kref)
+        n = obs.shape[0]
+        last = iscratch.shape[1] - 1
+        for t in range(iscratch.shape[0]):
+            if iscratch[t, last] != memo_token:
+                for k in range(last):
+                    iscratch[t, k] = 0
+                for k in range(fscratch.shape[1]):
+                    fscratch[t, k] = 0.0
+                iscratch[t, last] = memo_token
+        # one block of agents per thread: the scratch views are made once per block
+        blocks = min(n, fscratch.shape[0])
+        for b in prange(blocks):
+            tid = numba.get_thread_id()
+            lo = b * n // blocks
+            hi = (b + 1) * n // blocks
+            if walk == WALK_SINGLE:
+                _step_block_single(km, kc, lo, hi, agent_ids, obs, qs, prev_action, started,
+                                   q_pi_out, G_out, actions_out, seed, tick, fscratch[tid],
+                                   iscratch[tid], sizes, num_iter)
+            else:
+                _step_block_tree(km, kc, lo, hi, agent_ids, obs, qs, prev_action, started,
+                                 q_pi_out, G_out, actions_out, seed, tick, fscratch[tid],
+                                 iscratch[tid], sizes, num_iter)
+
+    return step_agents
 
 
 @njit(cache=True)
