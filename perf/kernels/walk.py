@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit, prange
 
 from engine.kernels.numba.expected_free_energy import expected_free_energy_one
+from engine.kernels.numba.scratch import scratch_views, sparse_views
 from engine.kernels.numba.stages import predict_states
 
 N_AGENTS = 16
@@ -26,10 +27,12 @@ SEMANTICS = ("pymdp0", "pymdp1")
 
 
 @njit(parallel=True)
-def _walks(km, kc, posts, reps, views, sparse, touched):
-    _, _, _, _, _, _, qj, qdepth, gacc, gnode, G, _, qo, _ = views
+def _walks(km, kc, posts, reps, fs, touched, sizes):
     total = 0.0
-    for _ in prange(reps):
+    for rep in prange(reps):  # noqa: B007
+        views = scratch_views(fs, sizes)            # made in the body, as the step makes them
+        sparse = sparse_views(km, fs, touched, sizes)
+        _, _, _, _, _, _, qj, qdepth, gacc, gnode, G, _, qo, _ = views
         for i in range(posts.shape[0]):
             expected_free_energy_one(km, kc, posts[i], qdepth, qj, gacc, gnode, qo, touched,
                                      sparse, G)
@@ -74,13 +77,7 @@ def walk_split(name: str, policy_len: int, semantics: str, seconds: float = 0.5
                ) -> dict[str, float]:
     """Median microseconds per walk of each variant (5 alternating repeats)."""
     from engine import InferenceConfig
-    from engine.kernels.numba.scratch import (
-        scratch_float_size,
-        scratch_int_size,
-        scratch_sizes,
-        scratch_views,
-        sparse_views,
-    )
+    from engine.kernels.numba.scratch import scratch_float_size, scratch_int_size, scratch_sizes
     from engine.kernels.numba.step import kernel_config, kernel_model
     from engine.model.layout import layout_of
     from perf.bench.config import STEP_PARAMS
@@ -93,16 +90,16 @@ def walk_split(name: str, policy_len: int, semantics: str, seconds: float = 0.5
     sizes = scratch_sizes(layout)
     fs = np.zeros(scratch_float_size(layout))
     its = np.zeros(scratch_int_size(layout), dtype=np.int64)
-    views, sparse = scratch_views(fs, sizes), sparse_views(km, fs, its, sizes)
+    qdepth = scratch_views(fs, sizes)[7]
     posts = _posteriors(name, policy_len, semantics)
     kc = kernel_config(config)
-    runs = {"walk": lambda r: _walks(km, kc, posts, r, views, sparse, its),
+    runs = {"walk": lambda r: _walks(km, kc, posts, r, fs, its, sizes),
             "no gain": lambda r: _walks(km, kc._replace(use_states_info_gain=False), posts, r,
-                                        views, sparse, its),
+                                        fs, its, sizes),
             "no gain, no utility": lambda r: _walks(
                 km, kc._replace(use_states_info_gain=False, use_utility=False), posts, r,
-                views, sparse, its),
-            "predictions": lambda r: _predictions(km, posts, r, views[7])}
+                fs, its, sizes),
+            "predictions": lambda r: _predictions(km, posts, r, qdepth)}
     reps = {}
     for key, fn in runs.items():
         fn(1)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from engine.kernels.numba.heads import predict_tail, product_into, tail_tables
 from engine.kernels.numba.scratch import MEMO_KEY, MEMO_PROBES, MEMO_SLOTS
 from engine.kernels.numba.stages import apply_B, joint_into, predict_states
 from engine.kernels.numba.vector_log import vlog
@@ -254,6 +255,129 @@ def policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G):
         G[p] = gnode[km.leaf_of_policy[p]]
 
 
+# ------------------------------------------------- several factors: a shared tail per depth
+@njit(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
+def rows_entropy(table, t_off, n, weights, qo):
+    """qo += sum_i weights[i] * table[t_off + i n:t_off + (i + 1) n] over the non-zero
+    weights, then ``dense_entropy(qo)``: one call per node. The rows are read through one
+    view of the table by index: a view per row costs more than a short row's arithmetic, and
+    LLVM did not vectorise the loop indexing the table at an offset."""
+    P = table[t_off:t_off + weights.shape[0] * n]
+    for i in range(weights.shape[0]):
+        v = weights[i]
+        if v != 0.0:
+            b = i * n
+            for o in range(n):
+                qo[o] += v * P[b + o]
+    entropy = 0.0
+    for o in range(qo.shape[0]):
+        v = qo[o]
+        entropy += v * vlog(v + EPS)
+        qo[o] = 0.0
+    return entropy
+
+
+@njit(cache=True, inline="always")
+def heads_gain(km, d, q, q_off, heads, qo, touched):
+    """The state information gain of the node whose head belief is ``q[q_off:]`` at step
+    ``d``, from step ``d``'s tables (``heads.tail_tables``): a head state whose joint states
+    all pass the cut (or are zero) adds its table row, one whose states all fall at or below
+    it nothing, and the others their passing joint states one by one, as
+    ``states_info_gain`` does."""
+    _, n_head, n_tail, n_table, tail, bounds, _, amb, table, _, weights, ptr, idx = heads
+    cut = km.gain_cut[0]
+    lo = bounds[2 * d]
+    hi = bounds[2 * d + 1]
+    r0 = d * n_tail
+    t0 = d * n_table
+    dense = km.po_dense.shape[0] > 0
+    n = km.po_dense.shape[1]
+    ambiguity = 0.0
+    n_touched = 0
+    for i in range(n_head):
+        v = q[q_off + i]
+        weights[i] = 0.0
+        if v * hi <= cut:
+            continue
+        if v * lo > cut:
+            ambiguity += v * amb[d * n_head + i]
+            if dense:
+                weights[i] = v
+                continue
+            for p in range(ptr[i], ptr[i + 1]):
+                x = v * table[t0 + p]
+                if x != 0.0:
+                    o = idx[p]
+                    if qo[o] == 0.0:
+                        touched[n_touched] = o
+                        n_touched += 1
+                    qo[o] += x
+            continue
+        for r in range(n_tail):
+            qr = v * tail[r0 + r]
+            if qr > cut:
+                j = i * n_tail + r
+                ambiguity += qr * km.ambiguity[j]
+                if dense:
+                    for o in range(n):
+                        qo[o] += qr * km.po_dense[j, o]
+                else:
+                    n_touched = add_outcomes(km, j, qr, qo, touched, n_touched)
+    if dense:
+        return ambiguity - rows_entropy(table, t0, n, weights, qo)
+    if 4 * n_touched > qo.shape[0]:
+        return ambiguity - dense_entropy(qo)
+    return ambiguity - drain_entropy(qo, touched, n_touched)
+
+
+@njit(cache=True, inline="always")
+def policy_values_heads(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, heads, G):
+    """Twin of reference.expected_free_energy for several factors whose last ones (the tail)
+    are the same at every node of a depth (``scratch.head_factors``): the tail is predicted
+    once per step, and a node predicts its head factors and is valued from their joint belief
+    against the step's tables (``heads.tail_tables``), without its joint belief."""
+    h, n_head, n_tail, n_table, tail, _, utility, _, _, q_head, _, _, _ = heads
+    s_tot = km.state_offset[-1]
+    n_depth = min(km.utility.shape[0], kc.max_depth)
+    for d in range(n_depth):
+        predict_tail(km, h, d, post, qdepth)
+        tail_tables(km, kc, d, heads, qdepth, qo, touched)
+    for k in range(km.node_depth.shape[0]):
+        d = km.node_depth[k]
+        if d >= kc.max_depth:                      # degraded horizon: value stops here
+            gacc[d] = gacc[d - 1]
+            gnode[k] = gacc[d]
+            continue
+        dst = d * s_tot
+        for f in range(h):
+            u = km.node_action[k, f]
+            if d == 0:
+                apply_B(km, f, u, post, km.state_offset[f], qdepth, dst + km.state_offset[f])
+            else:
+                apply_B(km, f, u, qdepth, dst - s_tot + km.state_offset[f], qdepth,
+                        dst + km.state_offset[f])
+        if h == 1:
+            q, q_off = qdepth, dst
+        else:
+            product_into(km, qdepth, dst, 0, h, q_head)
+            q, q_off = q_head, 0
+        value = 0.0
+        if kc.use_utility:
+            for i in range(n_head):
+                value += q[q_off + i] * utility[d * n_head + i]
+        if kc.use_states_info_gain and n_table > 0:
+            value += heads_gain(km, d, q, q_off, heads, qo, touched)
+        elif kc.use_states_info_gain:
+            for i in range(n_head):
+                for r in range(n_tail):
+                    qj[i * n_tail + r] = q[q_off + i] * tail[d * n_tail + r]
+            value += states_info_gain(km, qj, qo, touched)
+        gacc[d] = value if d == 0 else gacc[d - 1] + value
+        gnode[k] = gacc[d]
+    for p in range(G.shape[0]):
+        G[p] = gnode[km.leaf_of_policy[p]]
+
+
 # ------------------------------------------------------- one factor with sparse B: the walk
 @njit(cache=True, fastmath={"reassoc", "contract"})
 def dots_all(parent, p_off, rows, n, out, out_off):
@@ -446,12 +570,15 @@ def policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, s
 def expected_free_energy_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, sparse, G):
     """Twin of reference.expected_free_energy: G of every policy for one agent's posterior.
 
-    ``sparse`` is the thread's one-sparse-factor scratch (``scratch.sparse_views``), used by
-    the models whose one factor has a sparse B.
+    ``sparse`` is the thread's walk scratch (``scratch.sparse_views``): the one-sparse-factor
+    walk's regions, used by the models whose one factor has a sparse B, and the multi-factor
+    walk's (``scratch.head_views``), used by the models with a shared tail of factors.
     """
+    seen, stamp, big, n_big, rows, vals, memo_key, memo_val, util, dq, dqo, gain, heads = sparse
     if km.num_states.shape[0] == 1 and km.B_sparse[0]:
-        seen, stamp, big, n_big, rows, vals, memo_key, memo_val, util, dq, dqo, gain = sparse
         policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, stamp, big,
                              n_big, rows, vals, memo_key, memo_val, util, dq, dqo, gain, G)
+    elif heads[0] < km.num_states.shape[0]:
+        policy_values_heads(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, heads, G)
     else:
         policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G)

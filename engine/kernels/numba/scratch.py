@@ -13,6 +13,63 @@ MEMO_SLOTS = 256          # information-gain memo entries per thread (a power of
 MEMO_KEY = 8             # predicted beliefs with more states above e^-16 are not memoised
 MEMO_PROBES = 4
 FIRST_MEMO_FLOATS = 65536   # the first-step memo's stored results per thread (512 KiB)
+HEAD_TABLE_FLOATS = 1 << 18  # the multi-factor walk's outcome tables per thread, at most
+
+
+@njit(cache=True, inline="always")
+def head_factors(num_states, node_depth, node_action, B_deps):
+    """How many leading factors the multi-factor walk predicts node by node: every factor
+    after them (the tail) takes one action at every node of a depth and moves with tail
+    factors only, so its marginal is the same at every node of a depth. Node ``d`` of the
+    tree (preorder) is its first node at depth ``d``."""
+    F = num_states.shape[0]
+    for k in range(node_depth.shape[0]):
+        if node_depth[k] > k or node_depth[node_depth[k]] != node_depth[k]:
+            return F
+    first = F                        # the factors from ``first`` on take one action per depth
+    while first > 1:
+        f = first - 1
+        for k in range(node_depth.shape[0]):
+            if node_action[k, f] != node_action[node_depth[k], f]:
+                break
+        else:
+            first -= 1
+            continue
+        break
+    for h in range(first, F):
+        moved_by_head = False
+        for f in range(h, F):
+            for i in range(B_deps.shape[1]):
+                if 0 <= B_deps[f, i] < h:
+                    moved_by_head = True
+        if not moved_by_head:
+            return h
+    return F
+
+
+@njit(cache=True, inline="always")
+def head_sizes(num_states, node_depth, node_action, B_deps, n_dense_rows, n_jo, nnz, split,
+               horizon):
+    """``(h, n_head, n_tail, n_table)`` of the multi-factor walk (:func:`head_factors`): the
+    joint states of the head and of the tail factors, and the floats of one step's outcome
+    table per head state (0: the gain goes through the joint belief); ``h`` is the number of
+    factors when the walk does not apply."""
+    F = num_states.shape[0]
+    h = head_factors(num_states, node_depth, node_action, B_deps) if F > 1 else F
+    if h == F:
+        return F, 0, 0, 0
+    n_head = 1
+    for f in range(h):
+        n_head *= num_states[f]
+    n_tail = 1
+    for f in range(h, F):
+        n_tail *= num_states[f]
+    n_table = 0
+    if not split:
+        n_table = n_head * n_jo if n_dense_rows else nnz
+        if horizon * n_table > HEAD_TABLE_FLOATS:
+            n_table = 0
+    return h, n_head, n_tail, n_table
 
 
 @njit(cache=True, inline="always")
@@ -82,8 +139,10 @@ def scratch_sizes(layout: ModelLayout) -> tuple[int, ...]:
 def scratch_int_size(layout: ModelLayout) -> int:
     """Int64 scratch of one thread: touched outcomes, then (one sparse factor) the seen marks,
     a stamp, the above-threshold state lists and counts per tree level and the information-gain
-    memo keys; the row ends with the first-step memo (:func:`first_memo_ints`)."""
-    return scratch_int_size_of(scratch_sizes(layout), len(layout.num_obs))
+    memo keys, then the multi-factor walk's (:func:`head_scratch`); the row ends with the
+    first-step memo (:func:`first_memo_ints`)."""
+    return (scratch_int_size_of(scratch_sizes(layout), len(layout.num_obs))
+            + head_scratch(layout)[1])
 
 
 def scratch_int_size_of(sizes: tuple[int, ...], n_modalities: int) -> int:
@@ -96,8 +155,10 @@ def scratch_int_size_of(sizes: tuple[int, ...], n_modalities: int) -> int:
 
 def scratch_float_size(layout: ModelLayout) -> int:
     """Float64 scratch of one thread: ``scratch_views``' regions, the first-step memo's
-    results, then (from the row's end) the sparse path's utilities, values and memo."""
-    return scratch_float_size_of(scratch_sizes(layout)) + dense_children_floats(layout)
+    results, then (from the row's end) the sparse path's utilities, values and memo, or the
+    multi-factor walk's tables (:func:`head_scratch`)."""
+    return (scratch_float_size_of(scratch_sizes(layout)) + dense_children_floats(layout)
+            + head_scratch(layout)[0])
 
 
 def scratch_float_size_of(s: tuple[int, ...]) -> int:
@@ -106,6 +167,28 @@ def scratch_float_size_of(s: tuple[int, ...]) -> int:
     return (5 * s[0] + 2 * s[1] + s[2] + s[3] + s[4] + 2 * s[5] + s[6] + max(s[7], s[5])
             + first_slots.py_func(s[0], s[5]) * (s[0] + 2 * s[5]) + s[3] * s[7] + s[0]
             + MEMO_SLOTS * (MEMO_KEY + 1))
+
+
+def head_layout(layout: ModelLayout) -> tuple[int, int, int, int]:
+    """:func:`head_sizes` of a layout."""
+    tree = layout.tree
+    return head_sizes.py_func(layout.num_states, tree.depth, tree.action, layout.B_deps,
+                              layout.po_dense.shape[0], layout.n_joint_obs, layout.po_val.shape[0],
+                              layout.pf_const.shape[0] > 0, layout.policy_len)
+
+
+def head_scratch(layout: ModelLayout) -> tuple[int, int]:
+    """Float64 and int64 scratch of the multi-factor walk's regions (``head_views``)."""
+    return head_counts(*head_layout(layout), layout.policy_len, layout.po_dense.shape[0] > 0)
+
+
+@njit(cache=True, inline="always")
+def head_counts(h, n_head, n_tail, n_table, horizon, dense):
+    """Floats and ints of ``head_views``' regions."""
+    if n_head == 0:
+        return 0, 0
+    n_int = 0 if dense or n_table == 0 else n_head + 1 + n_table
+    return horizon * (n_tail + 2 + 2 * n_head + n_table) + 2 * n_head, n_int
 
 
 def dense_children_floats(layout: ModelLayout) -> int:
@@ -156,11 +239,44 @@ def first_memo(fs, iscratch, sizes, n_mod):
 
 
 @njit(cache=True, inline="always")
+def head_views(km, fs, iscratch, sizes):
+    """The multi-factor walk's sizes (:func:`head_sizes`) and regions of a thread's scratch:
+    per step the tail's joint belief, its smallest positive and largest entries, the utility
+    and ambiguity per head state and the outcome table; the head's joint belief and row
+    weights; the sparse table's row pointers and outcomes. Empty where the walk does not
+    apply. Floats from the row's end, ints after the one-sparse-factor path's."""
+    horizon = sizes[3]
+    dense = km.po_dense.shape[0] > 0
+    h, n_head, n_tail, n_table = head_sizes(
+        km.num_states, km.node_depth, km.node_action, km.B_deps, km.po_dense.shape[0],
+        sizes[6] - km.pf_rest.shape[1], km.po_val.shape[0], km.pf_const.shape[0] > 0, horizon)
+    n_float, n_int = head_counts(h, n_head, n_tail, n_table, horizon, dense)
+    o = fs.shape[0] - n_float
+    tail = fs[o:o + horizon * n_tail]
+    o += horizon * n_tail
+    bounds = fs[o:o + (2 * horizon if n_float else 0)]
+    o += bounds.shape[0]
+    utility = fs[o:o + horizon * n_head]
+    o += horizon * n_head
+    ambiguity = fs[o:o + horizon * n_head]
+    o += horizon * n_head
+    table = fs[o:o + horizon * n_table]
+    o += horizon * n_table
+    q_head = fs[o:o + n_head]
+    weights = fs[o + n_head:o + 2 * n_head]
+    s, n_jo = sizes[0], sizes[6]
+    i0 = n_jo + s + 1 + horizon * s + horizon + s + MEMO_SLOTS * (1 + MEMO_KEY)
+    n_ptr = n_head + 1 if n_int else 0
+    return (h, n_head, n_tail, n_table, tail, bounds, utility, ambiguity, table, q_head,
+            weights, iscratch[i0:i0 + n_ptr], iscratch[i0 + n_ptr:i0 + n_int])
+
+
+@njit(cache=True, inline="always")
 def sparse_views(km, fs, iscratch, sizes):
     """The one-sparse-factor path's regions of a thread's scratch (seen marks, stamp, the
     above-threshold state lists and counts, utilities, values, the information-gain memo,
     and with a dense outcome table the children's beliefs, outcomes and gains); empty views
-    for other models."""
+    for other models. The last item is the multi-factor walk's (:func:`head_views`)."""
     if km.num_states.shape[0] == 1 and km.B_sparse[0]:
         S = km.num_states[0]
         n_jo = sizes[6]
@@ -187,4 +303,4 @@ def sparse_views(km, fs, iscratch, sizes):
             iscratch[n_jo + S + 1:o], iscratch[o:o + horizon],
             iscratch[o + horizon:o + horizon + S], fs[f_end:f_end + S], memo_key, memo_val,
             fs[f_end - n_util:f_end], fs[d0:d0 + n_dq], fs[d0 + n_dq:d0 + n_dq + n_dqo],
-            fs[d0 + n_dq + n_dqo:d_end])
+            fs[d0 + n_dq + n_dqo:d_end], head_views(km, fs, iscratch, sizes))
