@@ -16,7 +16,12 @@ import numpy as np
 import psutil
 
 from engine.errors import ConfigError
-from engine.kernels.numba.scratch import scratch_float_size_of, scratch_int_size_of
+from engine.kernels.numba.scratch import (
+    HEAD_TABLE_FLOATS,
+    head_counts,
+    scratch_float_size_of,
+    scratch_int_size_of,
+)
 from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
 from engine.model.limits import MAX_AGENTS, check_policies
@@ -185,6 +190,7 @@ def population_sizes(model: Model, config: InferenceConfig, beliefs: str = "uint
         scratch += 8 * max_u * (s_tot + njo + rest + horizon)      # dense_children_floats
     if learning:
         scratch += 8 * sum(shape.num_obs)
+    scratch += 8 * _head_scratch(shape.num_states, control, horizon, njo, po_nnz)
     return PopulationSizes(
         layout=8 * floats, build=build,
         per_agent_shm=per_agent + 8 * n_m + 1 + 8, per_agent_ram=d * s_tot + 16 * n_f + 9
@@ -276,6 +282,23 @@ def check_fits(footprint: Footprint, what: str) -> None:
         raise ConfigError(f"{what} need ~{_mb(total)} MB of memory"
                           f"{f' ({biggest})' if biggest else ''}, more than the {_mb(usable)} "
                           f"MB available ({USABLE_FRACTION:.0%} of {_mb(memory)} MB)")
+
+
+def _head_scratch(num_states: Sequence[int], control: Sequence[int], horizon: int, njo: int,
+                  po_nnz: int) -> int:
+    """Floats and ints of the multi-factor walk's scratch (``scratch.head_scratch``), at most:
+    its tail taken as the trailing factors no policy controls, its table as the larger of the
+    dense and sparse ones."""
+    n_f = len(num_states)
+    h = n_f
+    while h > 1 and h - 1 not in control:
+        h -= 1
+    if h == n_f:
+        return 0
+    n_head = math.prod(num_states[:h])
+    n_tail = math.prod(num_states[h:])
+    n_table = min(max(n_head * njo, po_nnz), HEAD_TABLE_FLOATS // horizon)
+    return sum(head_counts.py_func(h, n_head, n_tail, n_table, horizon, False))
 
 
 def _learning(config: InferenceConfig) -> bool:

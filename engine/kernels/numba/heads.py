@@ -117,4 +117,5 @@ def tail_tables(km, kc, d, heads, qdepth, qo, touched):
             P[count] = qo[o]
             qo[o] = 0.0
             count += 1
-    ptr[n_head] = count
+        # inside the loop: in a prange body Numba dropped this store when it followed the loop
+        ptr[i + 1] = count

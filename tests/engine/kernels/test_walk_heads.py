@@ -10,13 +10,13 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from engine import GenerativeModel, InferenceConfig
+from engine import Agents, GenerativeModel, InferenceConfig
 from engine.kernels import reference as ref
 from engine.kernels.numba.expected_free_energy import expected_free_energy_one
 from engine.kernels.numba.scratch import head_factors, head_layout
 from engine.model.layout import layout_of
 from tests.engine.kernels.test_stages import N_AGENTS, TOL, Case, _case
-from world.models import random_model
+from world.models import random_model, tmaze_model
 
 
 def _columns(rng: np.random.Generator, *shape: int) -> np.ndarray:
@@ -143,3 +143,22 @@ def test_table_kinds_and_where_the_walk_does_not_apply() -> None:
         tree = layout.tree
         assert head_factors(layout.num_states, tree.depth, tree.action,
                             layout.B_deps) == layout.n_factors
+
+
+@pytest.mark.parametrize("policy_len", [1, 2])
+@pytest.mark.parametrize("name", ["tmaze", "two-controlled-one-not", "one-hot-tail",
+                                  "split-with-tail"])
+def test_the_parallel_step_runs_the_walk_as_the_reference(name: str, policy_len: int) -> None:
+    """Through ``step_agents`` (a prange body, where Numba once dropped one of the walk's
+    stores): G equals the reference's over a few steps."""
+    build = tmaze_model if name == "tmaze" else dict((m[0], m[1]) for m in MODELS)[name]
+    model = build()
+    config = InferenceConfig(policy_len=policy_len, dtype="float64", num_iter=16, dF_tol=1e-6)
+    compiled = Agents(model, 3, config, seed=1)
+    reference = Agents(model, 3, config, seed=1, backend="reference")
+    rng = np.random.default_rng(policy_len)
+    for _ in range(3):
+        obs = np.stack([rng.integers(0, o, size=3) for o in model.num_obs], axis=1)
+        compiled.step(obs)
+        reference.step(obs)
+        np.testing.assert_allclose(compiled.G, reference.G, rtol=TOL, atol=TOL)

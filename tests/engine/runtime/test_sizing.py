@@ -49,10 +49,11 @@ def test_scratch_sizes_from_sizes_match_the_layouts(policy_len: int) -> None:
         children = scratch.dense_children_floats(layout)
         assert children == (0 if layout.gain_path == "sparse" or layout.n_factors > 1
                             else max_u * (s + njo + horizon))
-        assert (scratch.scratch_float_size_of(sizes) + children
-                == scratch.scratch_float_size(layout) == floats + children)
-        assert (scratch.scratch_int_size_of(sizes, layout.n_modalities)
-                == scratch.scratch_int_size(layout) == ints)
+        head_floats, head_ints = scratch.head_scratch(layout)    # the multi-factor walk's
+        assert (scratch.scratch_float_size_of(sizes) + children + head_floats
+                == scratch.scratch_float_size(layout) == floats + children + head_floats)
+        assert (scratch.scratch_int_size_of(sizes, layout.n_modalities) + head_ints
+                == scratch.scratch_int_size(layout) == ints + head_ints)
 
 
 @pytest.mark.parametrize("policy_len", [1, 2, 3])
