@@ -330,7 +330,7 @@ def heads_gain(km, d, q, q_off, heads, qo, touched):
     return ambiguity - drain_entropy(qo, touched, n_touched)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def policy_values_heads(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, heads, G):
     """Twin of reference.expected_free_energy for several factors whose last ones (the tail)
     are the same at every node of a depth (``scratch.head_factors``): the tail is predicted

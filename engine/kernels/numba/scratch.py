@@ -273,10 +273,17 @@ def head_views(km, fs, iscratch, sizes):
 
 @njit(cache=True, inline="always")
 def sparse_views(km, fs, iscratch, sizes):
+    """Every walk's regions of a thread's scratch: :func:`single_views`' items, then the
+    multi-factor walk's (:func:`head_views`) as the last item."""
+    return single_views(km, fs, iscratch, sizes) + (head_views(km, fs, iscratch, sizes),)
+
+
+@njit(cache=True, inline="always")
+def single_views(km, fs, iscratch, sizes):
     """The one-sparse-factor path's regions of a thread's scratch (seen marks, stamp, the
     above-threshold state lists and counts, utilities, values, the information-gain memo,
     and with a dense outcome table the children's beliefs, outcomes and gains); empty views
-    for other models. The last item is the multi-factor walk's (:func:`head_views`)."""
+    for other models."""
     if km.num_states.shape[0] == 1 and km.B_sparse[0]:
         S = km.num_states[0]
         n_jo = sizes[6]
@@ -303,4 +310,4 @@ def sparse_views(km, fs, iscratch, sizes):
             iscratch[n_jo + S + 1:o], iscratch[o:o + horizon],
             iscratch[o + horizon:o + horizon + S], fs[f_end:f_end + S], memo_key, memo_val,
             fs[f_end - n_util:f_end], fs[d0:d0 + n_dq], fs[d0 + n_dq:d0 + n_dq + n_dqo],
-            fs[d0 + n_dq + n_dqo:d_end], head_views(km, fs, iscratch, sizes))
+            fs[d0 + n_dq + n_dqo:d_end])

@@ -14,7 +14,11 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from engine.kernels.numba.expected_free_energy import policy_values_one, policy_values_single
+from engine.kernels.numba.expected_free_energy import (
+    policy_values_heads,
+    policy_values_one,
+    policy_values_single,
+)
 from engine.kernels.numba.kernel_model import (
     KernelModel,
     KernelModelRef,
@@ -24,11 +28,13 @@ from engine.kernels.numba.kernel_model import (
 from engine.kernels.numba.scratch import (
     first_memo,
     first_step_slot,
+    head_factors,
+    head_views,
     scratch_float_size,
     scratch_int_size,
     scratch_sizes,
     scratch_views,
-    sparse_views,
+    single_views,
 )
 from engine.kernels.numba.stages import (
     infer_states_one,
@@ -39,9 +45,10 @@ from engine.kernels.numba.stages import (
 from engine.model.layout import ModelLayout
 
 __all__ = [
-    "KernelConfig", "KernelModel", "KernelModelRef", "first_bad_observation", "kernel_config",
-    "WALK_SINGLE", "WALK_TREE", "kernel_model", "kernel_model_from", "kernel_model_ref",
-    "scratch_float_size", "scratch_int_size", "scratch_sizes", "step_kernel", "walk_of",
+    "WALK_HEADS", "WALK_SINGLE", "WALK_TREE", "KernelConfig", "KernelModel", "KernelModelRef",
+    "first_bad_observation", "kernel_config", "kernel_model", "kernel_model_from",
+    "kernel_model_ref", "scratch_float_size", "scratch_int_size", "scratch_sizes", "step_kernel",
+    "walk_of",
 ]
 
 KernelConfig = namedtuple(
@@ -99,12 +106,20 @@ WALK_SINGLE = 0
 """The walk of a model with one factor whose B is sparse (``policy_values_single``)."""
 WALK_TREE = 1
 """The generic prefix-tree walk (``policy_values_one``)."""
+WALK_HEADS = 2
+"""The walk of several factors whose last ones share one belief per depth
+(``policy_values_heads``, ``scratch.head_factors``)."""
 
 
 def walk_of(km: KernelModel) -> int:
-    """The walk a model's step takes (:data:`WALK_SINGLE` or :data:`WALK_TREE`)."""
-    if km.num_states.shape[0] == 1 and bool(km.B_sparse[0]):
+    """The walk a model's step takes (:data:`WALK_SINGLE`, :data:`WALK_HEADS` or
+    :data:`WALK_TREE`)."""
+    n_factors = km.num_states.shape[0]
+    if n_factors == 1 and bool(km.B_sparse[0]):
         return WALK_SINGLE
+    if n_factors > 1 and head_factors.py_func(km.num_states, km.node_depth, km.node_action,
+                                              km.B_deps) < n_factors:
+        return WALK_HEADS
     return WALK_TREE
 
 
@@ -156,6 +171,8 @@ def _step_agent(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_
         seen, stamp, big, n_big, rows, vals, memo_key, memo_val, util, dq, dqo, gain = sparse
         policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, stamp, big,
                              n_big, rows, vals, memo_key, memo_val, util, dq, dqo, gain, G)
+    elif walk == WALK_HEADS:
+        policy_values_heads(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, sparse, G)
     else:
         policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G)
     policy_posterior(km, kc, G, qpi)
@@ -198,7 +215,12 @@ def _block_kernel(walk: int):  # noqa: ANN202
     def step_block(km, kc, lo, hi, agent_ids, obs, qs, prev_action, started, q_pi_out, G_out,
                    actions_out, seed, tick, fs, its, sizes, num_iter):
         views = scratch_views(fs, sizes)
-        sparse = sparse_views(km, fs, its, sizes)
+        if walk == WALK_SINGLE:
+            sparse = single_views(km, fs, its, sizes)
+        elif walk == WALK_HEADS:
+            sparse = head_views(km, fs, its, sizes)
+        else:
+            sparse = its
         for i in range(lo, hi):
             _step_agent(km, kc, i, agent_ids[i], obs, qs, prev_action, started, q_pi_out,
                         G_out, actions_out, seed, tick, fs, its, sizes, num_iter, views,
@@ -209,6 +231,7 @@ def _block_kernel(walk: int):  # noqa: ANN202
 
 _step_block_single = _block_kernel(WALK_SINGLE)
 _step_block_tree = _block_kernel(WALK_TREE)
+_step_block_heads = _block_kernel(WALK_HEADS)
 
 
 @functools.cache
@@ -256,6 +279,10 @@ def step_kernel(walk: int):  # noqa: ANN201
                 _step_block_single(km, kc, lo, hi, agent_ids, obs, qs, prev_action, started,
                                    q_pi_out, G_out, actions_out, seed, tick, fscratch[tid],
                                    iscratch[tid], sizes, num_iter)
+            elif walk == WALK_HEADS:
+                _step_block_heads(km, kc, lo, hi, agent_ids, obs, qs, prev_action, started,
+                                  q_pi_out, G_out, actions_out, seed, tick, fscratch[tid],
+                                  iscratch[tid], sizes, num_iter)
             else:
                 _step_block_tree(km, kc, lo, hi, agent_ids, obs, qs, prev_action, started,
                                  q_pi_out, G_out, actions_out, seed, tick, fscratch[tid],

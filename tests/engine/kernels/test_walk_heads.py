@@ -14,6 +14,7 @@ from engine import Agents, GenerativeModel, InferenceConfig
 from engine.kernels import reference as ref
 from engine.kernels.numba.expected_free_energy import expected_free_energy_one
 from engine.kernels.numba.scratch import head_factors, head_layout
+from engine.kernels.numba.step import WALK_HEADS, WALK_TREE, kernel_model, walk_of
 from engine.model.layout import layout_of
 from tests.engine.kernels.test_stages import N_AGENTS, TOL, Case, _case
 from world.models import random_model, tmaze_model
@@ -143,6 +144,9 @@ def test_table_kinds_and_where_the_walk_does_not_apply() -> None:
         tree = layout.tree
         assert head_factors(layout.num_states, tree.depth, tree.action,
                             layout.B_deps) == layout.n_factors
+        assert walk_of(kernel_model(layout)) == WALK_TREE
+    for layout in (dense, sparse, split):
+        assert walk_of(kernel_model(layout)) == WALK_HEADS
 
 
 @pytest.mark.parametrize("policy_len", [1, 2])
