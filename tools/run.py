@@ -238,8 +238,12 @@ def run(options: RunOptions, out: TextIO | None = None, err: TextIO | None = Non
     err = sys.stderr if err is None else err
     if options.metrics_port is None:
         return _run(options, out, err, None)
-    from engine.runtime.prometheus import MetricsEndpoint
-
+    try:
+        from engine.runtime.prometheus import MetricsEndpoint
+    except ImportError as exc:
+        print(f"agentloop run: error: --metrics-port needs the prometheus-client package "
+              f"(pip install prometheus-client): {exc}", file=err)
+        return EXIT_FAILURE
     try:
         endpoint = MetricsEndpoint(port=options.metrics_port, host=options.metrics_host,
                                    hz=options.hz)
