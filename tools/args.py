@@ -61,6 +61,14 @@ def seed(text: str) -> int:
     return value
 
 
+def port(text: str) -> int:
+    """A TCP port to listen on: 0 (any free port) to 65535."""
+    value = number(text, int, 0, False)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be at most 65535, got {text}")
+    return value
+
+
 def non_negative_float(text: str) -> float:
     return number(text, float, 0.0, False)
 

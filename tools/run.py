@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from engine import Engine, GenerativeModel, InferenceConfig, TickInfo
 from engine.errors import AgentloopError
@@ -34,6 +34,9 @@ from tools.progress import STARTING, StartupProgress
 from tools.status_json import StatusJson
 from world.base import World
 from world.registry import make_world, model_shape
+
+if TYPE_CHECKING:
+    from engine.runtime.prometheus import MetricsEndpoint
 
 #: populations at or above this size get worker processes when --workers is not given
 WORKERS_FROM = 20_000
@@ -79,6 +82,8 @@ class RunOptions:
     status_json: str | None = None
     semantics: str = "pymdp0"
     learn: str = ""
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     def inference_config(self) -> InferenceConfig:
         """The agents' :class:`InferenceConfig` (its generation's defaults otherwise)."""
@@ -226,9 +231,33 @@ def world_counts(world: World) -> str:
 
 def run(options: RunOptions, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run the job ``options`` describes; returns the process exit code. ``out`` and ``err``
-    default to the ``sys.stdout`` / ``sys.stderr`` of the call."""
+    default to the ``sys.stdout`` / ``sys.stderr`` of the call. With ``metrics_port``, the
+    Prometheus endpoint listens before anything else starts (a port it cannot have is a usage
+    error, exit 2) and closes with the run."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
+    if options.metrics_port is None:
+        return _run(options, out, err, None)
+    try:
+        from engine.runtime.prometheus import MetricsEndpoint
+    except ImportError as exc:
+        print(f"agentloop run: error: --metrics-port needs the prometheus-client package "
+              f"(pip install prometheus-client): {exc}", file=err)
+        return EXIT_FAILURE
+    try:
+        endpoint = MetricsEndpoint(port=options.metrics_port, host=options.metrics_host,
+                                   hz=options.hz)
+    except OSError as exc:
+        reason = " ".join((exc.strerror or str(exc)).split())
+        print(f"agentloop run: error: --metrics-port {options.metrics_port}: cannot listen "
+              f"on {options.metrics_host}: {reason}", file=err)
+        return EXIT_USAGE
+    with endpoint:
+        return _run(options, out, err, endpoint)
+
+
+def _run(options: RunOptions, out: TextIO, err: TextIO,
+         endpoint: MetricsEndpoint | None) -> int:
     world = make_world(options.world, options.size or _default_size(options.world),
                        options.agents)
     model = learnable(world.model(), options.learn)
@@ -244,6 +273,8 @@ def run(options: RunOptions, out: TextIO | None = None, err: TextIO | None = Non
           f"{'' if workers == 1 else 'es'}{' per shard' if where else ''}, {n_ticks} ticks at "
           f"{options.hz:g} Hz{where}", file=out)
     print(footprint_of(options).line(), file=out)
+    if endpoint is not None:
+        print(f"metrics: {endpoint.url} (Prometheus)", file=out)
     if options.learn:
         print(f"learning {options.learn}: {learnt_bytes(model, config):,} bytes of parameters "
               f"per agent in shared memory", file=out)
@@ -274,10 +305,14 @@ def run(options: RunOptions, out: TextIO | None = None, err: TextIO | None = Non
             printer = StatusPrinter(engine, world, out, options.status_every_s)
             if options.status_json:
                 status_json = StatusJson(options.status_json, engine)
+            if endpoint is not None:
+                endpoint.attach(engine)
 
             def on_tick(info: TickInfo) -> None:
                 if recorder is not None:
                     recorder.record(info)
+                if endpoint is not None:
+                    endpoint.observe(info)
                 printer(info)
                 if status_json is not None:
                     status_json(world_stats(world))

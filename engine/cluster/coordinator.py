@@ -220,12 +220,14 @@ class ClusterEngine(EngineBase):
                           len(nodes))
         self._model_refs = [ray.put(p.model) for p in self.populations]
         self._actors = start_shard_actors(
-            self._pg, self._model_refs,
+            self._pg,
             [shard_parts(self.populations, self.slices[s], self.first_ids)
              for s in range(self.shards)],
             self._engine_kwargs, cpus_per_shard=self.cpus_per_shard,
             max_restarts=self.max_restarts, runtime_env=self.runtime_env)
-        self.shard_info = ray.get([a.info.remote() for a in self._actors],
+        # the models' references go to the actors in a call, not in their constructor (whose
+        # arguments Ray would have to keep for a restart), and stay alive in _model_refs
+        self.shard_info = ray.get([a.start.remote(self._model_refs) for a in self._actors],
                                   timeout=START_TIMEOUT_S)
         #: per population: the last observations, held actions and stale flags
         self.states = [CoordinatorState(int(p.n_agents), c.layout.n_modalities,
@@ -237,7 +239,7 @@ class ClusterEngine(EngineBase):
             view = state.actions.view()
             view.setflags(write=False)
             self._actions_views.append(view)
-        self._supervisor.attach(self._actors, self.states, self.slices)
+        self._supervisor.attach(self._actors, self.states, self.slices, self._model_refs)
         self._hop = [0.002] * self.shards
         self.metrics = TickMetrics(self.n_agents)
         self.metrics.watch([os.getpid()])

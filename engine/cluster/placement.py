@@ -34,10 +34,11 @@ def wait_until_placed(ray: Any, pg: Any, shards: int, cpus_per_shard: float, str
                            f"in {START_TIMEOUT_S:.0f} s")
 
 
-def start_shard_actors(pg: Any, model_refs: list[Any], parts: list[list[ShardPart]],
-                       engine_kwargs: dict[str, Any], *, cpus_per_shard: float,
-                       max_restarts: int, runtime_env: Mapping[str, Any] | None) -> list[Any]:
-    """One shard actor per bundle of ``pg``, actor ``s`` hosting ``parts[s]``."""
+def start_shard_actors(pg: Any, parts: list[list[ShardPart]], engine_kwargs: dict[str, Any],
+                       *, cpus_per_shard: float, max_restarts: int,
+                       runtime_env: Mapping[str, Any] | None) -> list[Any]:
+    """One shard actor per bundle of ``pg``, actor ``s`` hosting ``parts[s]`` (its engine
+    not built yet: ``start``)."""
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
     actor_class = shard_actor_class()
     options: dict[str, Any] = {"num_cpus": cpus_per_shard,
@@ -48,7 +49,7 @@ def start_shard_actors(pg: Any, model_refs: list[Any], parts: list[list[ShardPar
         actor_class.options(
             scheduling_strategy=PlacementGroupSchedulingStrategy(
                 placement_group=pg, placement_group_bundle_index=s),
-            **options).remote(model_refs, parts[s], engine_kwargs)
+            **options).remote(parts[s], engine_kwargs)
         for s in range(len(parts))]
 
 

@@ -1,16 +1,27 @@
-"""Joining a Ray cluster: the ``ray`` module on demand, and :func:`connect`."""
+"""Joining a Ray cluster: the ``ray`` module on demand, and :func:`connect` (quiet unless
+``AGENTLOOP_RAY_VERBOSE=1``)."""
 
 from __future__ import annotations
 
+import logging
+import os
 import time
-import warnings
 from typing import Any
 
 from engine.errors import ConfigError
 
+log = logging.getLogger("agentloop.cluster")
+
 #: tries at joining a cluster through Ray Client (ray://) before giving up, and the back-off
 CLIENT_CONNECT_ATTEMPTS = 3
 CLIENT_CONNECT_BACKOFF_S = 1.0
+#: set to 1 to see Ray's own output: its INFO and WARNING lines and what its actors print
+RAY_VERBOSE_ENV = "AGENTLOOP_RAY_VERBOSE"
+
+
+def ray_verbose() -> bool:
+    """Whether the user asked for Ray's own output (``AGENTLOOP_RAY_VERBOSE`` set, not 0)."""
+    return os.environ.get(RAY_VERBOSE_ENV, "").strip() not in ("", "0")
 
 
 def _ray() -> Any:
@@ -28,15 +39,20 @@ def connect(address: str | None = None, **init_kwargs: Any) -> Any:
     context ``ray.init`` gives. Already connected: returns the current runtime context.
 
     ``"ray://host:10001"`` connects through Ray Client, ``"host:6379"`` / ``"auto"`` as a driver
-    on a cluster node. ``init_kwargs`` go to ``ray.init`` (e.g. ``runtime_env``).
+    on a cluster node. ``init_kwargs`` go to ``ray.init`` (e.g. ``runtime_env``). Unless
+    :func:`ray_verbose`, Ray prints only its errors here and the actors' output stays in
+    Ray's log files (``log_to_driver=False``).
     """
     ray = _ray()
     if ray.is_initialized():
         return ray.get_runtime_context()
+    verbose = ray_verbose()
     if address in (None, "local"):
         init_kwargs.setdefault("include_dashboard", False)
-    init_kwargs.setdefault("log_to_driver", True)
+    init_kwargs.setdefault("log_to_driver", verbose)
     if not (address or "").startswith("ray://"):
+        if not verbose:
+            init_kwargs.setdefault("logging_level", logging.ERROR)
         return ray.init(address=address, **init_kwargs)
     for attempt in range(1, CLIENT_CONNECT_ATTEMPTS + 1):
         try:
@@ -47,8 +63,8 @@ def connect(address: str | None = None, **init_kwargs: Any) -> Any:
             if attempt == CLIENT_CONNECT_ATTEMPTS:
                 raise ConfigError(f"could not connect to the Ray cluster at {address!r} "
                                   f"after {attempt} attempts: {exc}") from exc
-            warnings.warn(f"Ray Client connection to {address!r} failed (attempt {attempt} of "
-                          f"{CLIENT_CONNECT_ATTEMPTS}), retrying: {exc}", stacklevel=2)
+            log.warning("Ray Client connection to %r failed (attempt %d of %d), retrying: %s",
+                        address, attempt, CLIENT_CONNECT_ATTEMPTS, exc)
             time.sleep(CLIENT_CONNECT_BACKOFF_S * attempt)
     raise AssertionError("unreachable")  # pragma: no cover
 

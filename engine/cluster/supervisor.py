@@ -4,6 +4,7 @@ restarted shard."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -12,6 +13,8 @@ import numpy as np
 from engine.cluster.events import CoordinatorState, ShardEvent
 from engine.cluster.ray_connection import _ray
 from engine.errors import ShardNotRestored
+
+log = logging.getLogger("agentloop.cluster")
 
 #: consecutive failed restores after which a shard is given up as dead
 MAX_RESTORE_FAILURES = 5
@@ -41,11 +44,13 @@ class ShardSupervisor:
         self.status: list[str] = []
 
     def attach(self, actors: list[Any], states: list[CoordinatorState],
-               slices: list[list[tuple[int, int]]]) -> None:
+               slices: list[list[tuple[int, int]]], model_refs: list[Any]) -> None:
         """Watch the shards of a started engine: ``actors[s]`` hosts ``slices[s]`` (one
-        ``(lo, hi)`` per population) of the coordinator's ``states``."""
+        ``(lo, hi)`` per population) of the coordinator's ``states``; a restarted shard is
+        rebuilt from ``model_refs``."""
         shards = len(actors)
         self.actors = actors
+        self.model_refs = model_refs
         self.states = states
         self.slices = slices
         self.status = ["ok"] * shards
@@ -64,7 +69,7 @@ class ShardSupervisor:
     def release(self) -> None:
         """Drop every reference to the shards and their objects (the engine closed)."""
         for name in ("checkpoints", "pending_checkpoints", "late", "restore", "resync_refs",
-                     "drain", "actors", "states", "slices"):
+                     "drain", "actors", "states", "slices", "model_refs"):
             self.__dict__.pop(name, None)
 
     def sendable(self, s: int) -> bool:
@@ -149,6 +154,8 @@ class ShardSupervisor:
         self.discard[s] = None
         self.pending_checkpoints[s] = None
         self.events.append(ShardEvent(tick, s, "down", type(exc).__name__))
+        log.warning("shard %d lost at tick %d (%s); restoring it from its last checkpoint",
+                    s, tick, type(exc).__name__)
         self._submit_restore(s)
 
     def _submit_restore(self, s: int) -> None:
@@ -158,7 +165,7 @@ class ShardSupervisor:
                 for state, (lo, hi) in zip(self.states, self.slices[s], strict=True)]
         # the checkpoint is the state before tick ``tick``; the agents resume at the
         # coordinator's current tick
-        ref = self.actors[s].restore.remote(arrays_ref, tick, last)
+        ref = self.actors[s].restore.remote(self.model_refs, arrays_ref, tick, last)
         self.restore[s] = (ref, self.epoch[s])
 
     def poll(self, tick: int) -> None:
@@ -229,6 +236,8 @@ class ShardSupervisor:
                 self.status[s] = "dead"
                 self.restore[s] = None
                 self.events.append(ShardEvent(tick, s, "dead", type(exc).__name__))
+                log.error("shard %d is dead at tick %d: %d restores failed (%s)", s, tick,
+                          MAX_RESTORE_FAILURES, type(exc).__name__)
             else:
                 self._submit_restore(s)
             return
@@ -237,4 +246,5 @@ class ShardSupervisor:
         self.status[s] = "ok"
         self.resync_due = True
         self.events.append(ShardEvent(tick, s, "restored"))
+        log.info("shard %d restored at tick %d", s, tick)
 

@@ -4,12 +4,15 @@ costs (reasoning: docs/architecture.md, section `engine/runtime/degrade.py`)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 
 FULL, FEWER_ITERATIONS, SHORTER_HORIZON, ROTATING_FRACTION, STALE_ACTIONS = range(5)
 LEVEL_NAMES = ("full", "fewer iterations", "shorter horizon", "rotating fraction",
                "stale actions")
 MAX_LEVEL = STALE_ACTIONS
+log = logging.getLogger("agentloop.degrade")
+
 #: the share of a tick's budget the rotating fraction may use (its deadline is moved forward)
 ROTATING_BUDGET = 0.75
 
@@ -119,8 +122,12 @@ class DegradeController:
         self._down = self._down + 1 if short else 0
         self._up = self._up + 1 if room and not short else 0
         if self._down >= self.patience and cheaper is not None:
+            log.info("degradation level %d (%s) -> %d (%s): the tick budget is short",
+                     self.level, LEVEL_NAMES[self.level], cheaper, LEVEL_NAMES[cheaper])
             self._left, self.level, self._down, self._entered = self.level, cheaper, 0, True
         elif self._up >= self.patience and richer is not None:
+            log.info("degradation level %d (%s) -> %d (%s): the tick budget has room",
+                     self.level, LEVEL_NAMES[self.level], richer, LEVEL_NAMES[richer])
             self.level, self._up, self._entered = richer, 0, True
         return self.level
 

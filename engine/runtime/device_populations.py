@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -25,6 +25,8 @@ from engine.runtime.degrade import ROTATING_FRACTION, STALE_ACTIONS
 from engine.runtime.population import Population, PopulationState
 from engine.runtime.shared_state import SharedState
 from engine.runtime.worker import forced_chunks, process_slice
+
+log = logging.getLogger("agentloop.device")
 
 #: default ticks between copies of a device population's state into shared memory
 REFRESH_EVERY = 10
@@ -289,10 +291,9 @@ class DevicePopulations:
         self.move_to_cpu(index)
         pop = self._populations[index]
         self.failovers.append(Failover(tick, pop.name, f"{type(exc).__name__}: {exc}"))
-        warnings.warn(f"population {pop.name!r}: the device failed at tick {tick} "
-                      f"({type(exc).__name__}: {exc}); it continues on the CPU from its state "
-                      f"in shared memory (at most {self.refresh_every} ticks old)",
-                      RuntimeWarning, stacklevel=3)
+        log.warning("population %r: the device failed at tick %d (%s: %s); it continues on "
+                    "the CPU from its state in shared memory (at most %d ticks old)", pop.name,
+                    tick, type(exc).__name__, exc, self.refresh_every)
 
     def move_to_cpu(self, index: int) -> None:
         """Drop device population ``index``; the master steps it with the Numba kernels from

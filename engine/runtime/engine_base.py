@@ -190,7 +190,7 @@ class EngineBase(StopOnSignal, abc.ABC):
             obs = world.reset(self.seed)
             self._in_run = True
             try:
-                summary = run_fixed_rate(self, world, hz, ticks, on_tick, obs)
+                summary = run_fixed_rate(self, world, hz, ticks, on_tick, obs, self.metrics)
             finally:
                 self._in_run = False
         if raise_on_signal:

@@ -10,6 +10,7 @@ import numpy as np
 
 from engine.runtime.contracts import WorldLike
 from engine.runtime.degrade import MAX_LEVEL
+from engine.runtime.metrics import TickMetrics
 from engine.runtime.tick import RunSummary, TickInfo
 
 
@@ -23,13 +24,16 @@ class TickedEngine(Protocol):
 
 
 def run_fixed_rate(engine: TickedEngine, world: WorldLike, hz: float, ticks: int,
-                   on_tick: Callable[[TickInfo], None] | None, obs: np.ndarray) -> RunSummary:
+                   on_tick: Callable[[TickInfo], None] | None, obs: np.ndarray,
+                   metrics: TickMetrics | None = None) -> RunSummary:
     """Step ``engine`` and ``world`` in turn for ``ticks`` ticks, tick k due at start + k / hz.
 
     The engine's budget is what is left of the slot after the world's step (estimated from its
     recent steps). A late tick starts at once; a tick more than a whole period late drops the
     missed slots instead of trying to catch up, so the loop neither drifts nor spirals. A stop
-    request (SIGINT/SIGTERM) ends the loop after the current tick.
+    request (SIGINT/SIGTERM) ends the loop after the current tick. Late and dropped slots are
+    also counted into ``metrics`` as they happen (for a live reader such as the Prometheus
+    endpoint), after the tick's ``on_tick``.
     """
     period = 1.0 / hz
     due = time.monotonic()
@@ -62,10 +66,11 @@ def run_fixed_rate(engine: TickedEngine, world: WorldLike, hz: float, ticks: int
             time.sleep(due - now)
         else:
             late += 1
-            if now - due > period:
-                skipped = int((now - due) // period)
-                dropped += skipped
-                due += skipped * period
+            skipped = int((now - due) // period) if now - due > period else 0
+            dropped += skipped
+            due += skipped * period
+            if metrics is not None:
+                metrics.record_slot(True, skipped)
     walls, levels = walls[:max(done, 1)], levels[:max(done, 1)]
     return RunSummary(ticks=done, hz=hz, missed=missed, dropped_slots=dropped,
                       tick_s_p50=float(np.median(walls)),

@@ -1,7 +1,8 @@
 """Tick metrics: timing percentiles over a window, utilisation, misses, levels, RSS and CPU.
 
-Everything per tick goes into preallocated ring buffers, so recording allocates nothing; the
-percentiles and the psutil figures are computed only when asked (for the status line).
+Everything per tick goes into preallocated ring buffers and running totals, so recording
+allocates nothing; the percentiles and the psutil figures are computed only when asked (for the
+status line, ``--status-json`` and the Prometheus endpoint, which all read them from here).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ class Snapshot:
 
 
 class TickMetrics:
-    """Ring buffers of the last ``window`` ticks plus running totals."""
+    """Ring buffers of the last ``window`` ticks plus running totals: ``missed`` (engine steps
+    over their budget), ``agent_steps`` (agents updated), and the fixed-rate loop's
+    ``late_slots`` and ``dropped_slots`` (:meth:`record_slot`)."""
 
     def __init__(self, n_agents: int, window: int = 1000) -> None:
         self.n_agents = n_agents
@@ -41,6 +44,9 @@ class TickMetrics:
         self.missed = 0
         self.level = 0
         self.stale_agents = 0
+        self.agent_steps = 0
+        self.late_slots = 0
+        self.dropped_slots = 0
         self.worker_busy: tuple[float, ...] = ()
         self._processes: list[psutil.Process] = []
 
@@ -49,18 +55,25 @@ class TickMetrics:
         for buffer in (self._wall, self._budget, self._updated):
             buffer[:] = 0.0
         self._count = self.missed = self.level = self.stale_agents = 0
+        self.agent_steps = self.late_slots = self.dropped_slots = 0
         self.worker_busy = ()
 
+    @property
+    def ticks(self) -> int:
+        """Ticks recorded since the start (or the last :meth:`clear`)."""
+        return self._count
+
     def watch(self, pids: list[int]) -> None:
-        """Processes whose RSS and CPU are summed (the master and its workers)."""
-        self._processes = []
+        """Processes whose RSS and CPU are summed (the master first, then its workers)."""
+        processes = []
         for pid in pids:
             try:
                 proc = psutil.Process(pid)
                 proc.cpu_percent(None)             # start the CPU-time interval
-                self._processes.append(proc)
+                processes.append(proc)
             except psutil.NoSuchProcess:
                 continue
+        self._processes = processes                # whole, for a reader in another thread
 
     def record(self, wall_s: float, budget_s: float | None, level: int, stale: int,
                worker_busy: tuple[float, ...] = ()) -> None:
@@ -69,21 +82,39 @@ class TickMetrics:
         self._budget[i] = budget_s if budget_s is not None else np.nan
         self._updated[i] = self.n_agents - stale
         self._count += 1
+        self.agent_steps += self.n_agents - stale
         if budget_s is not None and wall_s > budget_s:
             self.missed += 1
         self.level = level
         self.stale_agents = stale
         self.worker_busy = worker_busy
 
+    def record_slot(self, late: bool, dropped: int) -> None:
+        """The fixed-rate loop's verdict on a slot: it ended ``late`` (engine plus world after
+        its due time), and ``dropped`` whole periods were skipped to catch up."""
+        self.late_slots += late
+        self.dropped_slots += dropped
+
+    def process_rss(self) -> list[int]:
+        """Resident set size in bytes of each watched process, in :meth:`watch` order (the
+        master first); 0 for one that has exited."""
+        sizes = []
+        for proc in self._processes:
+            try:
+                sizes.append(int(proc.memory_info().rss))
+            except psutil.NoSuchProcess:
+                sizes.append(0)
+        return sizes
+
     def snapshot(self) -> Snapshot:
         n = min(self._count, self._wall.shape[0])
         wall = self._wall[:n] if n else np.zeros(1)
         last = (self._count - 1) % self._wall.shape[0]
         budget = self._budget[last] if n else np.nan
-        rss = cpu = 0.0
+        rss = float(sum(self.process_rss()))
+        cpu = 0.0
         for proc in self._processes:
             try:
-                rss += proc.memory_info().rss
                 cpu += proc.cpu_percent(None)
             except psutil.NoSuchProcess:
                 continue

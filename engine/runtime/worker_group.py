@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 
@@ -12,6 +13,8 @@ from engine.runtime.journal import Journal
 from engine.runtime.shared_state import ControlBlock, SharedState
 from engine.runtime.shm import Run
 from engine.runtime.worker_process import WorkerProcess
+
+log = logging.getLogger("agentloop.workers")
 
 #: how long start() waits for workers to attach and compile their kernels
 START_TIMEOUT_S = 300.0
@@ -104,11 +107,15 @@ class WorkerGroup:
         """Respawn worker ``w`` on the same slice; its agents' beliefs stay in shared memory,
         and a commit it died in is finished from its journal first."""
         proc = self.processes[w]
-        if proc.is_alive():
+        pid, hung = proc.pid, proc.is_alive()
+        if hung:
             proc.kill()
         proc.join(5.0)
+        how = "hung (silent past its deadline; killed)" if hung else (
+            f"died (exit code {proc.exitcode})")
         proc.close()
-        if self._journals[w].recover(self._states) is not None:
+        recovered = self._journals[w].recover(self._states) is not None
+        if recovered:
             self.recovered_commits += 1
         # drop the signals the dead worker left: a done it gave, a go it never took (else the
         # new worker would run a phantom tick and the master read its done one tick late)
@@ -122,6 +129,10 @@ class WorkerGroup:
         self._ready[w] = False
         self.respawns += 1
         self._on_pids_changed(self.pids)
+        log.warning("worker %d (pid %s) %s; respawned on the same agents (respawn %d)%s", w,
+                    pid, how, self.respawns,
+                    "; the commit it died in was finished from its journal" if recovered
+                    else "")
 
     def release(self) -> list[int]:
         """Release every ready worker (a dead one that never got ready is respawned); returns

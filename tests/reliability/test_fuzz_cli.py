@@ -68,6 +68,7 @@ RUN_GOOD = {
     "--policy-len": st.integers(1, 3).map(str),
     "--seed": st.integers(0, 2**63 - 1).map(str),
     "--snapshot-every": st.integers(0, 10**6).map(str),
+    "--metrics-port": st.sampled_from(["0", "9108", "65535"]),
 }
 
 
@@ -90,6 +91,8 @@ def run_argv(draw: st.DrawFn, tmp: Path) -> list[str]:
         "--policy-len": _bad_int(1).map(lambda v: ["--policy-len", v]),
         "--workers": _bad_int(0).map(lambda v: ["--workers", v]),
         "--snapshot-every": _bad_int(0).map(lambda v: ["--snapshot-every", v]),
+        "--metrics-port": (_bad_int(0) | st.integers(65536, 10**30).map(str)).map(
+            lambda v: ["--metrics-port", v]),
         "--seed": (st.sampled_from(["x", "1.0", "", "٣x"])
                    | st.integers(-10**30, -1).map(str)
                    | st.integers(2**63, 10**30).map(str)).map(lambda v: ["--seed", v]),

@@ -12,6 +12,7 @@ from tools.args import (
     EXIT_USAGE,
     byte_size,
     non_negative_int,
+    port,
     positive_float,
     positive_int,
     seed,
@@ -95,6 +96,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "per line, once a second and at the end (tick, p50/p99 of the engine "
                           "step, missed, level, stale agents, agent-steps/s, RSS, the world's "
                           "counts)")
+    run.add_argument("--metrics-port", type=port, default=None, metavar="PORT",
+                     help="serve Prometheus metrics at http://HOST:PORT/metrics while the run "
+                          "lasts (tick-time histogram, ticks, missed ticks, late and dropped "
+                          "slots, level, stale agents, agent-steps, RSS per process, worker "
+                          "respawns); 0 picks a free port, shown at the start; "
+                          "docs/observability.md")
+    run.add_argument("--metrics-host", default=None, metavar="HOST",
+                     help="with --metrics-port: the address to listen on; default 127.0.0.1 "
+                          "(this machine only; 0.0.0.0 for every interface)")
     run.add_argument("--cluster", default=None, metavar="ADDRESS",
                      help="spread the agents over a Ray cluster: ray://host:port, host:6379, "
                           "auto, or local (starts Ray here); needs the [cluster] extra")
@@ -174,6 +184,12 @@ def main_run(args: argparse.Namespace) -> int:
         problem = unwritable(args.status_json)
         if problem:
             return _usage_error(f"--status-json {args.status_json}: {problem}")
+    if args.metrics_host is not None:
+        if args.metrics_port is None:
+            return _usage_error("--metrics-host needs --metrics-port")
+        if not args.metrics_host.strip():
+            return _usage_error("--metrics-host: expected an address such as 127.0.0.1, got "
+                                "an empty one")
     problem = rotation_usage(args.log, args.log_max_bytes, args.log_rotate)
     if problem:
         return _usage_error(problem)
@@ -204,7 +220,8 @@ def main_run(args: argparse.Namespace) -> int:
                          log_rotate=args.log_rotate,
                          cluster=args.cluster, shards=args.shards,
                          semantics=args.semantics, learn=args.learn or "",
-                         status_json=args.status_json)
+                         status_json=args.status_json, metrics_port=args.metrics_port,
+                         metrics_host=args.metrics_host or "127.0.0.1")
     problem = request_problem(options)
     if problem:
         return _usage_error(problem)

@@ -28,6 +28,7 @@ from engine.runtime.degrade import ROTATING_FRACTION, SHORTER_HORIZON  # noqa: E
 from engine.runtime.population import Population  # noqa: E402
 from engine.runtime.shm import entries_of  # noqa: E402
 from engine.ticklog.replay import replay  # noqa: E402
+from tests.logs import expect_log  # noqa: E402
 from world.models import grid_model, random_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
@@ -108,12 +109,13 @@ def test_a_ray_client_connection_is_retried(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(engine.cluster.ray_connection, "CLIENT_CONNECT_BACKOFF_S", 0.0)
     flaky = _FlakyRay(failures=2)
     monkeypatch.setattr(engine.cluster.ray_connection, "_ray", lambda: flaky)
-    with pytest.warns(UserWarning, match="attempt [12] of 3\\), retrying"):
+    with expect_log("agentloop.cluster", "attempt [12] of 3\\), retrying"):
         assert connect("ray://head:10001") == "connected to ray://head:10001"
     assert flaky.calls == 3
     hopeless = _FlakyRay(failures=5)
     monkeypatch.setattr(engine.cluster.ray_connection, "_ray", lambda: hopeless)
-    with pytest.warns(UserWarning), pytest.raises(ConfigError, match="head:10001.*3 attempts"):
+    with expect_log("agentloop.cluster", "retrying"), \
+            pytest.raises(ConfigError, match="head:10001.*3 attempts"):
         connect("ray://head:10001")
     driver = _FlakyRay(failures=1)                   # only Ray Client addresses are retried
     monkeypatch.setattr(engine.cluster.ray_connection, "_ray", lambda: driver)

@@ -24,6 +24,7 @@ from engine.runtime.engine import Engine
 from tests import fake_cupy
 from tests.engine.kernels.test_array_step import MODELS, TOL, run_parity
 from tests.engine.runtime.test_device_populations import _mixed, _obs, _references
+from tests.logs import expect_log
 from world.models import grid_model
 
 pytestmark = pytest.mark.skipif(fused.host_compiler() is None,
@@ -114,7 +115,7 @@ def test_a_cuda_error_fails_the_population_over(cupy: Any,
 
         monkeypatch.setattr(kernel, "library", type("L", (), {"fused_step_host":
                                                               staticmethod(broken)})())
-        with pytest.warns(RuntimeWarning, match="the device failed at tick 1"):
+        with expect_log("agentloop.device", "the device failed at tick 1"):
             actions = engine.step(np.zeros((50, 2), dtype=np.int64))
         assert engine.backends == ["numba"] and actions.shape == (50, 1)
         assert "CUDARuntimeError" in engine.failovers[0].error

@@ -14,6 +14,7 @@ from engine.kernels.backends import cupy_available
 from engine.runtime import device_populations as device_module
 from engine.runtime.degrade import ROTATING_FRACTION, STALE_ACTIONS
 from engine.runtime.engine import Engine
+from tests.logs import expect_log
 from world.models import grid_model, random_model
 
 HAVE_CUPY, CUPY_REASON = cupy_available()
@@ -207,7 +208,7 @@ def test_a_failed_device_population_continues_on_the_cpu(workers: int) -> None:
             engine.step(ticks[t])
         resumed = engine.agent_state("guessers")       # copies the device state to shm
         engine.devices[1].fail_at_tick = 5
-        with pytest.warns(RuntimeWarning, match="'guessers': the device failed at tick 5"):
+        with expect_log("agentloop.device", "'guessers': the device failed at tick 5"):
             later = [np.array(engine.step(ticks[5])[1])]
         assert [(f.tick, f.population) for f in engine.failovers] == [(5, "guessers")]
         assert "DeviceFault" in engine.failovers[0].error and engine.backends[1] == "numba"

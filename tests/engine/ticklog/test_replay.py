@@ -20,6 +20,7 @@ from engine.ticklog.recorder import TickRecorder
 from engine.ticklog.replay import replay
 from engine.ticklog.writer import TickLogWriter
 from tests.cli_process import live_run
+from tests.logs import expect_log
 from world.foraging import ForagingWorld
 from world.grid import GridWorld
 
@@ -212,7 +213,7 @@ def _record_device_run(path: str, fail_at: int | None = None, kernel: str = "arr
         obs = world.reset(0)
         for _ in range(12):
             if fail_at is not None and engine.tick == fail_at:
-                with pytest.warns(RuntimeWarning, match="the device failed"):
+                with expect_log("agentloop.device", "the device failed"):
                     actions = engine.step(obs)
             else:
                 actions = engine.step(obs)
