@@ -13,6 +13,7 @@ from engine.kernels import cpu_learning
 from engine.kernels import reference as ref
 from engine.kernels.backends import array_module, resolve_backend
 from engine.kernels.numba import step as numba_step
+from engine.kernels.numba.population_ref import packed_kernel, step_rows_ref
 from engine.kernels.observations import check_observations
 from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
@@ -22,7 +23,7 @@ from engine.runtime.sizing import agents_footprint, check_fits
 
 Backend = Literal["numba", "reference", "cupy", "xp-numpy", "auto"]
 
-#: Below this many agents a step uses one thread (no hand-off to the pool for tiny batches).
+#: Below this many agents a step runs the serial kernel (no hand-off to the thread pool).
 SERIAL_BELOW = 64
 
 
@@ -126,7 +127,9 @@ class Agents:
                           for f in range(n_factors)]
         self._km = numba_step.kernel_model(layout)
         self._kref = numba_step.kernel_model_ref(self._km)
-        self._step_agents = numba_step.step_kernel(numba_step.walk_of(self._km))
+        walk = numba_step.walk_of(self._km)
+        self._step_agents = numba_step.step_kernel(walk)
+        self._step_packed = packed_kernel(walk)
         self._kc = numba_step.kernel_config(self.config)
         self._sizes = numba_step.scratch_sizes(layout)
         n_scratch = max_threads
@@ -146,6 +149,14 @@ class Agents:
         elif self._uses_params:
             self._kp = _kernel_params(self._kernel_model, self.config, self.n)
             self._fscratch = np.zeros((n_scratch, cpu_learning.params_scratch_size(layout)))
+        self._obs_shape = (self.n, len(layout.num_obs))
+        self._rows_ref = None
+        if (self.backend == "numba" and not self._uses_params
+                and (self.n < SERIAL_BELOW or self.threads == 1)):
+            self._rows_ref = step_rows_ref(
+                self._kc, self._agent_ids, self._qs, self._prev_action, self._started,
+                self._q_pi, self._G, self._actions, self._fscratch, self._iscratch, self._sizes,
+                self.seed)
 
     # ------------------------------------------------------------------------- state access
     @property
@@ -265,6 +276,10 @@ class Agents:
         a read-only view that the next step overwrites; copy it to keep it. Invalid
         observations raise :class:`ObservationError` before any state changes.
         """
+        if self._rows_ref is not None and _is_kernel_ready(obs, self._obs_shape):
+            if self._step_packed(self._kref, self._rows_ref, obs, self.tick) < 0:
+                self.tick += 1
+                return self._actions_view
         obs = self.check_observations(obs)
         if self._xp is not None:
             self._xp.step(obs, tick=self.tick, check=False)
@@ -279,7 +294,7 @@ class Agents:
                 self._prev_action, self._started, self._q_pi, self._G, self._actions, self.seed,
                 self.tick, self._fscratch, self._iscratch, self._sizes, self._kc.num_iter)
         else:
-            numba.set_num_threads(1 if self.n < SERIAL_BELOW else self.threads)
+            numba.set_num_threads(self.threads)
             self._step_agents(
                 self._kref, self._kc, self._agent_ids, obs, self._qs, self._prev_action,
                 self._started, self._q_pi, self._G, self._actions, self.seed, self.tick,
@@ -428,3 +443,10 @@ def per_agent_B(layout: ModelLayout, flat: np.ndarray) -> list[np.ndarray]:
         block = flat[:, layout.B_offset[f]:layout.B_offset[f + 1]].reshape(flat.shape[0], u, s, s)
         out.append(np.moveaxis(block, 1, 3))
     return out
+
+
+def _is_kernel_ready(obs: object, shape: tuple[int, int]) -> bool:
+    """``obs`` is what the compiled step takes as it is: a writable C-contiguous int64 array
+    of the population's shape (its range is checked in the step)."""
+    return (type(obs) is np.ndarray and obs.dtype == np.int64 and obs.shape == shape
+            and obs.flags.c_contiguous and obs.flags.writeable)

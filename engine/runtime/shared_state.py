@@ -105,7 +105,9 @@ class SharedState:
         self.spec = spec
         self.km = km
         self.kref = numba_step.kernel_model_ref(km)
-        self.step_agents = numba_step.step_kernel(numba_step.walk_of(km))
+        walk = numba_step.walk_of(km)
+        self.step_agents = numba_step.step_kernel(walk)
+        self.step_serial = numba_step.serial_kernel(walk)
         self.codec_instance = (BeliefCodec(spec.beliefs, np.array(spec.state_offset))
                                if spec.quantized else None)
         config = InferenceConfig.from_dict(spec.config)

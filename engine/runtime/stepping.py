@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from engine.kernels import cpu_learning
@@ -20,9 +21,10 @@ def step_rows(state: SharedState, kc: numba_step.KernelConfig, lo: int, hi: int,
     token (``worker.memo_token``)."""
     spec = state.spec
     if params is None:
-        state.step_agents(state.kref, kc, state.agent_ids[lo:hi], state.obs[lo:hi], qs,
-                          prev_action, started, q_pi, G, actions, spec.seed, tick, fscratch,
-                          iscratch, spec.scratch_sizes, kc.num_iter, token)
+        step = state.step_serial if numba.get_num_threads() == 1 else state.step_agents
+        step(state.kref, kc, state.agent_ids[lo:hi], state.obs[lo:hi], qs, prev_action, started,
+             q_pi, G, actions, spec.seed, tick, fscratch, iscratch, spec.scratch_sizes,
+             kc.num_iter, token)
     else:
         cpu_learning.step_agents_params(
             state.km, kc, params, state.agent_ids[lo:hi], state.obs[lo:hi], qs, prev_action,

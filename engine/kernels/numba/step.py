@@ -47,8 +47,8 @@ from engine.model.layout import ModelLayout
 __all__ = [
     "WALK_HEADS", "WALK_SINGLE", "WALK_TREE", "KernelConfig", "KernelModel", "KernelModelRef",
     "first_bad_observation", "kernel_config", "kernel_model", "kernel_model_from",
-    "kernel_model_ref", "scratch_float_size", "scratch_int_size", "scratch_sizes", "step_kernel",
-    "walk_of",
+    "kernel_model_ref", "scratch_float_size", "scratch_int_size", "scratch_sizes",
+    "serial_kernel", "step_kernel", "walk_of",
 ]
 
 KernelConfig = namedtuple(
@@ -232,6 +232,42 @@ def _block_kernel(walk: int):  # noqa: ANN202
 _step_block_single = _block_kernel(WALK_SINGLE)
 _step_block_tree = _block_kernel(WALK_TREE)
 _step_block_heads = _block_kernel(WALK_HEADS)
+
+
+@functools.cache
+def serial_kernel(walk: int):  # noqa: ANN201
+    """``step_kernel(walk)``'s twin for one thread, without Numba's parallel machinery: what
+    the workers (one thread each) and small populations call. The same arguments and results;
+    it uses the first scratch row only."""
+
+    @njit(cache=True)
+    def step_serial(kref, kc, agent_ids, obs, qs, prev_action, started, q_pi_out, G_out,
+                    actions_out, seed, tick, fscratch, iscratch, sizes, num_iter, memo_token):
+        km = unpack(kref)
+        n = obs.shape[0]
+        fs = fscratch[0]
+        its = iscratch[0]
+        last = its.shape[0] - 1
+        if its[last] != memo_token:
+            for k in range(last):
+                its[k] = 0
+            for k in range(fs.shape[0]):
+                fs[k] = 0.0
+            its[last] = memo_token
+        if walk == WALK_SINGLE:
+            _step_block_single(km, kc, 0, n, agent_ids, obs, qs, prev_action, started,
+                               q_pi_out, G_out, actions_out, seed, tick, fs, its, sizes,
+                               num_iter)
+        elif walk == WALK_HEADS:
+            _step_block_heads(km, kc, 0, n, agent_ids, obs, qs, prev_action, started,
+                              q_pi_out, G_out, actions_out, seed, tick, fs, its, sizes,
+                              num_iter)
+        else:
+            _step_block_tree(km, kc, 0, n, agent_ids, obs, qs, prev_action, started,
+                             q_pi_out, G_out, actions_out, seed, tick, fs, its, sizes,
+                             num_iter)
+
+    return step_serial
 
 
 @functools.cache
