@@ -463,9 +463,9 @@ def _reset_agents(pop: PopulationState, idx: np.ndarray | slice, keep_action: bo
 def _stale_counts(engine: Engine, level: int, forced: bool) -> StaleCounts:
     """The last tick's stale agents by reason (:func:`engine.runtime.stale.count_stale`): a
     population is stepped in its workers' slices, or whole by the master (``workers=0``, a
-    device population, one failed over to the CPU); a worker failed the tick if it did not
-    finish its stepping (its heartbeat, cleared at release, does not name the tick: it died,
-    hung, or was starting again)."""
+    device population in its device's chunks, one failed over to the CPU); a worker failed
+    the tick if it did not finish its stepping (its heartbeat, cleared at release, does not
+    name the tick: it died, hung, or was starting again)."""
     group = engine.worker_group
     failed = [] if group is None else [w for w in range(engine.workers)
                                        if engine.control.heartbeat(w) != engine.tick]
@@ -474,8 +474,10 @@ def _stale_counts(engine: Engine, level: int, forced: bool) -> StaleCounts:
         mine = [(lo, hi, MASTER if group is None else w)
                 for w, (lo, hi) in enumerate(s[p] for s in engine.slices) if hi > lo]
         parts.append(mine or [(0, int(pop.n_agents), MASTER)])
-    return count_stale([state.stale for state in engine.states], parts, engine.chunk,
-                       engine.tick, level, failed, forced)
+    chunks = [engine.devices[p].chunk if p in engine.devices else engine.chunk
+              for p in range(len(engine.populations))]
+    return count_stale([state.stale for state in engine.states], parts, chunks, engine.tick,
+                       level, failed, forced)
 
 
 def _worker_slices(populations: Sequence[Population], on_device: Any,

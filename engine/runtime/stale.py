@@ -67,29 +67,26 @@ class StaleCounts:
         return StaleCounts(**counts)
 
 
-def rotated_out(lo: int, hi: int, chunk: int, tick: int) -> int:
-    """Agents of the part ``lo..hi`` that the rotating fraction leaves out in ``tick``: the
-    part's chunks ``i`` (counted from ``lo``) with ``(i + tick) % 2 == 1``."""
-    size = hi - lo
-    if size <= 0:
+def rotated_stale(flags: np.ndarray, chunk: int, tick: int) -> int:
+    """Stale agents among ``flags`` (one part of a population, chunked from its start) in the
+    chunks the rotating fraction leaves out in ``tick``: chunk ``i`` with ``(i + tick) % 2 ==
+    1``."""
+    if flags.size == 0:
         return 0
-    n_chunks = -(-size // chunk)
-    agents = len(range((tick + 1) % 2, n_chunks, 2)) * chunk
-    if (n_chunks - 1 + tick) % 2 == 1:
-        agents -= n_chunks * chunk - size              # the last chunk is short
-    return agents
+    per_chunk = np.add.reduceat(flags, np.arange(0, flags.size, chunk), dtype=np.int64)
+    return int(per_chunk[(tick + 1) % 2::2].sum())
 
 
 def count_stale(flags: Sequence[np.ndarray], parts: Sequence[Sequence[tuple[int, int, int]]],
-                chunk: int, tick: int, level: int, failed: Collection[int] = (),
+                chunks: Sequence[int], tick: int, level: int, failed: Collection[int] = (),
                 forced: bool = False) -> StaleCounts:
     """A tick's stale agents by reason, from each population's stale ``flags`` after the tick.
 
-    ``parts[p]`` is how population ``p`` was stepped: ``(lo, hi, owner)``, chunked from
-    ``lo``, ``owner`` the worker process (or :data:`MASTER`); ``failed``: the workers that did
-    not finish the tick (dead, hung, or not started again yet). Reasons take precedence in
-    the order forced, degraded, worker, deadline: an agent the level left out is ``degraded``
-    even in a dead worker's part.
+    ``parts[p]`` is how population ``p`` was stepped: ``(lo, hi, owner)``, in chunks of
+    ``chunks[p]`` agents from ``lo``, ``owner`` the worker process (or :data:`MASTER`);
+    ``failed``: the workers that did not finish the tick (dead, hung, or not started again
+    yet). Reasons take precedence in the order forced, degraded, worker, deadline: an agent
+    the level left out is ``degraded`` even in a dead worker's part.
     """
     total = sum(int(f.sum()) for f in flags)
     if forced:
@@ -97,12 +94,13 @@ def count_stale(flags: Sequence[np.ndarray], parts: Sequence[Sequence[tuple[int,
     if level >= STALE_ACTIONS:
         return StaleCounts(degraded=total)
     degraded = worker = 0
-    for population, population_parts in zip(flags, parts, strict=True):
+    for population, population_parts, chunk in zip(flags, parts, chunks, strict=True):
         for lo, hi, owner in population_parts:
-            left_out = rotated_out(lo, hi, chunk, tick) if level == ROTATING_FRACTION else 0
+            part = population[lo:hi]
+            left_out = rotated_stale(part, chunk, tick) if level == ROTATING_FRACTION else 0
             degraded += left_out
             if owner in failed:
-                worker += int(population[lo:hi].sum()) - left_out
+                worker += int(part.sum()) - left_out
     return StaleCounts(deadline=total - worker - degraded, worker=worker, degraded=degraded)
 
 

@@ -24,7 +24,7 @@ from engine.runtime.stale import (
     count_stale,
     describe,
     percent,
-    rotated_out,
+    rotated_stale,
 )
 from engine.ticklog.reader import TickLogReader
 from engine.ticklog.recorder import TickRecorder
@@ -42,32 +42,41 @@ def _obs(n: int, tick: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- the rules
-def test_rotated_out_counts_the_other_half_of_the_chunks() -> None:
-    for lo, hi, chunk in [(0, 640, 32), (7, 100, 10), (0, 5, 32), (3, 3, 8), (0, 95, 10)]:
+def _rotated_out(n: int, chunk: int, tick: int) -> int:
+    """Agents of a part of ``n`` in the chunks the rotating fraction leaves out in ``tick``."""
+    return int(np.sum((np.arange(n) // chunk + tick) % 2 == 1))
+
+
+def test_rotated_stale_counts_the_other_half_of_the_chunks() -> None:
+    rng = np.random.default_rng(2)
+    for n, chunk in [(640, 32), (93, 10), (5, 32), (0, 8), (95, 10)]:
+        flags = (rng.random(n) < 0.6).astype(np.uint8)
         for tick in range(3):
-            index = np.arange(hi - lo) // chunk
-            assert rotated_out(lo, hi, chunk, tick) == int(np.sum((index + tick) % 2 == 1))
+            off = (np.arange(n) // chunk + tick) % 2 == 1
+            assert rotated_stale(flags, chunk, tick) == int(flags[off].sum())
+            assert rotated_stale(np.ones(n, np.uint8), chunk, tick) == _rotated_out(n, chunk,
+                                                                                   tick)
 
 
 def test_count_stale_precedence_and_owners() -> None:
     flags = np.zeros(100, dtype=np.uint8)
     flags[40:100] = 1                                # worker 1's part 50..100 and 40..50
     parts = [[(0, 50, 0), (50, 100, 1)]]
-    assert count_stale([flags], parts, 10, 0, 0) == StaleCounts(deadline=60)
-    assert count_stale([flags], parts, 10, 0, 0, failed=[1]) == StaleCounts(deadline=10,
-                                                                             worker=50)
-    assert count_stale([flags], parts, 10, 0, 0, forced=True) == StaleCounts(forced=60)
-    assert count_stale([flags], parts, 10, 0, STALE_ACTIONS, [1]) == StaleCounts(degraded=60)
+    assert count_stale([flags], parts, [10], 0, 0) == StaleCounts(deadline=60)
+    assert count_stale([flags], parts, [10], 0, 0, failed=[1]) == StaleCounts(deadline=10,
+                                                                               worker=50)
+    assert count_stale([flags], parts, [10], 0, 0, forced=True) == StaleCounts(forced=60)
+    assert count_stale([flags], parts, [10], 0, STALE_ACTIONS, [1]) == StaleCounts(degraded=60)
     rotating = np.zeros(100, dtype=np.uint8)
     for lo, hi, _ in parts[0]:                       # the other half's chunks, each part
         rotating[lo:hi] = (np.arange(hi - lo) // 10) % 2
     rotating[90:100] = 1                             # and worker 1 died before its last
-    counts = count_stale([rotating], parts, 10, 0, ROTATING_FRACTION, failed=[1])
-    assert counts == StaleCounts(worker=10, degraded=2 * rotated_out(0, 50, 10, 0)) == \
+    counts = count_stale([rotating], parts, [10], 0, ROTATING_FRACTION, failed=[1])
+    assert counts == StaleCounts(worker=10, degraded=2 * _rotated_out(50, 10, 0)) == \
         StaleCounts(worker=10, degraded=40)
     assert counts.total == int(rotating.sum())
     whole = [[(0, 100, MASTER)]]
-    assert count_stale([flags], whole, 10, 0, 0, failed=[0, 1]) == StaleCounts(deadline=60)
+    assert count_stale([flags], whole, [10], 0, 0, failed=[0, 1]) == StaleCounts(deadline=60)
 
 
 def test_counts_add_convert_and_check() -> None:
@@ -131,9 +140,9 @@ def test_each_reason_from_the_engine_and_everywhere_it_is_reported(tmp_path: Pat
     from engine.runtime.prometheus import MetricsEndpoint
 
     log, status = tmp_path / "run.mcap", tmp_path / "status.jsonl"
-    half = rotated_out(0, N, CHUNK, 2)
+    half = _rotated_out(N, CHUNK, 2)
     plan = [(0.0, None, StaleCounts(deadline=N - CHUNK)),           # one chunk, then the cut
-            (None, ROTATING_FRACTION, StaleCounts(degraded=rotated_out(0, N, CHUNK, 1))),
+            (None, ROTATING_FRACTION, StaleCounts(degraded=_rotated_out(N, CHUNK, 1))),
             (0.0, ROTATING_FRACTION, StaleCounts(deadline=N - half - CHUNK, degraded=half)),
             (None, STALE_ACTIONS, StaleCounts(degraded=N)),
             (None, None, StaleCounts())]
