@@ -28,6 +28,7 @@ from engine.runtime.sizing import (
     estimate_footprint,
     learnt_bytes,
 )
+from engine.runtime.stale import describe
 from engine.ticklog.recorder import TickRecorder
 from engine.ticklog.writer import MAX_HEADER_BYTES, TickLogWriter
 from tools.progress import STARTING, StartupProgress
@@ -418,7 +419,8 @@ def _default_size(world: str) -> int:
 
 
 def print_summary(summary: RunSummary, engine: Engine, world: World, out: TextIO) -> None:
-    """The closing lines: ticks, timing, misses, degradation, throughput, what agents did."""
+    """The closing lines: ticks, timing, misses, degradation, stale agent-ticks by reason,
+    throughput, what agents did."""
     snap = engine.metrics.snapshot()
     levels = ", ".join(f"{k}:{v}" for k, v in enumerate(summary.level_counts) if v)
     print(f"summary: {summary.ticks} ticks at {summary.hz:g} Hz"
@@ -426,7 +428,9 @@ def print_summary(summary: RunSummary, engine: Engine, world: World, out: TextIO
           f"{1e3 * summary.tick_s_p50:.2f} ms, p99 {1e3 * summary.tick_s_p99:.2f} ms "
           f"(budget {1e3 / summary.hz:.1f} ms); missed {summary.missed}, late slots "
           f"{summary.late_slots}, dropped slots {summary.dropped_slots}; levels {levels or '-'}; "
-          f"{snap.agents_per_s:,.0f} agent-steps/s; RSS {snap.rss_mb:.0f} MB", file=out)
+          f"{describe(summary.stale_agent_ticks, summary.ticks * engine.n_agents)} of "
+          f"agent-ticks; {snap.agents_per_s:,.0f} agent-steps/s; RSS {snap.rss_mb:.0f} MB",
+          file=out)
     counts = world_counts(world).strip()
     if counts:
         print(f"world: {counts}", file=out)

@@ -15,8 +15,9 @@ from engine.runtime.engine_base import EngineBase
 class StatusJson:
     """Appends one JSON line to ``path`` at most every ``every_s`` seconds (the caller writes
     a last one at the run's end with :meth:`write`): wall time, tick, the metrics snapshot
-    (p50/p99 of the engine step in ms, missed ticks, level, stale agents, agent-steps/s, RSS)
-    and the world's counts."""
+    (p50/p99 of the engine step in ms, missed ticks, level, stale agents, in all and by
+    reason for the last tick and summed over ticks, agent-steps/s, RSS) and the world's
+    counts."""
 
     def __init__(self, path: str, engine: EngineBase, every_s: float = 1.0) -> None:
         self.engine = engine

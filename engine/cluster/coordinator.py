@@ -34,6 +34,7 @@ from engine.runtime.learnt_params import learns
 from engine.runtime.metrics import TickMetrics
 from engine.runtime.population import Population, check_populations, population_index
 from engine.runtime.shm import sweep_stale
+from engine.runtime.stale import StaleCounts
 from engine.runtime.tick import TickInfo
 
 #: without a budget, how long the coordinator waits for a shard before counting it late
@@ -92,6 +93,18 @@ def _require_all_shards(shard_status: list[str], what: str) -> None:
     dead = [s for s in range(len(shard_status)) if shard_status[s] == "dead"]
     if dead:
         raise ClusterError(f"ClusterEngine.{what}: shards {dead} are dead")
+
+
+def shard_stale(status: str, result: Mapping[str, Any] | None,
+                slices: Sequence[tuple[int, int]]) -> StaleCounts:
+    """Shard's stale agents in the last tick by reason: its own engine's when it answered;
+    else every agent of its ``slices``, ``deadline`` when it was late (or still busy with a
+    dropped tick), ``worker`` when it was lost, restoring or dead."""
+    if result is not None:
+        return StaleCounts.from_dict(result["stale_reasons"])
+    agents = sum(hi - lo for lo, hi in slices)
+    return StaleCounts(deadline=agents) if status in ("late", "busy") else StaleCounts(
+        worker=agents)
 
 
 def _check_state_arrays(arrays: Mapping[str, np.ndarray], n: int) -> None:
@@ -322,8 +335,10 @@ class ClusterEngine(EngineBase):
         status: dict[int, str] = {}
         walls: dict[int, float] = {}
         hops: dict[int, float] = {}
+        reasons = StaleCounts()
         for s in range(self.shards):
             status[s], result = supervisor.outcome(ray, s, arrived, sent, send_time, tick)
+            reasons = reasons + shard_stale(status[s], result, self.slices[s])
             if result is None:
                 self._mark_stale(s)
                 continue
@@ -338,7 +353,7 @@ class ClusterEngine(EngineBase):
         for state, part in zip(self.states, parts, strict=True):
             state.obs[...] = part
         wall = time.monotonic() - started
-        n_stale = sum(int(state.stale.sum()) for state in self.states)
+        n_stale = reasons.total
         if self.controller is not None and budget_s is not None:
             self.controller.observe_tick(wall, budget_s, self.n_agents - n_stale, self.n_agents,
                                          self.shards)
@@ -347,8 +362,8 @@ class ClusterEngine(EngineBase):
         if resync:
             self.resync_tick = tick - 1
         self.last_tick = TickInfo(tick=tick, wall_s=wall, deadline_s=budget_s,
-                                  stale_agents=n_stale, level=level)
-        self.metrics.record(wall, budget_s, level, n_stale,
+                                  stale_agents=n_stale, level=level, stale_reasons=reasons)
+        self.metrics.record(wall, budget_s, level, reasons,
                             tuple(walls.get(s, 0.0) for s in range(self.shards)))
         self.tick += 1
         if self.stop_requested is not None and not self._in_run:

@@ -58,7 +58,7 @@ class ClusterRecorder(TickRecorder):
             timings["budget_s"] = info.deadline_s
         self.writer.write_tick(info.tick, state.obs, state.actions, duration_s=info.wall_s,
                                level=info.level, stale_agents=np.flatnonzero(state.stale),
-                               timings=timings)
+                               timings=timings, stale_reasons=info.stale_reasons)
         if self.writer.snapshot_due(info.tick) and info.tick > self._last_snapshot:
             arrays = engine.agent_state()
             self.writer.write_beliefs(info.tick, [arrays[n] for n in names], meta)

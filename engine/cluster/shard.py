@@ -124,6 +124,7 @@ class _Shard:
         result = {"tick": int(tick),
                   "actions": [np.array(state.actions) for state in self._states],
                   "stale": [np.array(state.stale) for state in self._states],
+                  "stale_reasons": _reasons(engine),
                   "wall_s": wall, "service_s": time.monotonic() - received}
         return result, snapshot
 
@@ -190,3 +191,9 @@ def shard_actor_class() -> Any:
     if _ACTOR_CLASS is None:
         _ACTOR_CLASS = _ray().remote(_Shard)
     return _ACTOR_CLASS
+
+
+def _reasons(engine: Engine) -> dict[str, int]:
+    """The shard engine's last tick's stale agents by reason."""
+    info = engine.last_tick
+    return {} if info is None or info.stale_reasons is None else info.stale_reasons.as_dict()

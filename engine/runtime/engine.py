@@ -43,6 +43,7 @@ from engine.runtime.population import (
 from engine.runtime.shared_state import ControlBlock, SharedState
 from engine.runtime.shm import Run, sweep_stale
 from engine.runtime.sizing import check_fits, engine_footprint
+from engine.runtime.stale import MASTER, StaleCounts, count_stale
 from engine.runtime.tick import RunSummary, TickInfo
 from engine.runtime.worker import process_forced, process_tick, scratch_pool, warm_up
 from engine.runtime.worker_group import WorkerGroup
@@ -240,8 +241,9 @@ class Engine(EngineBase, PopulationReads):
         dict). Results are read-only views that the next tick overwrites.
 
         With ``budget_s``, work stops at the deadline: agents not reached keep their last
-        action and are flagged stale (``last_tick.stale_agents``, :attr:`stale`), and the
-        degradation controller picks the next tick's level from this tick's utilisation.
+        action and are flagged stale (``last_tick.stale_agents``, by reason in
+        ``last_tick.stale_reasons``; :attr:`stale`), and the degradation controller picks
+        the next tick's level from this tick's utilisation.
         ``level`` forces a degradation level for this tick and ``stale`` (agent indices) the
         set of agents that keep their last action (replay; one population, ``workers=0``).
         Invalid observations and arguments raise :class:`ObservationError` or
@@ -297,11 +299,12 @@ class Engine(EngineBase, PopulationReads):
             until = (started + NO_BUDGET_TIMEOUT_S if budget_s is None
                      else deadline + self.worker_group.grace_s(budget_s))
             self._claims.start_tick()
-            released = self.worker_group.release()
+            released = self.worker_group.release(control)
             self.devices.step(self.tick, deadline, level)
             self.worker_group.wait(released, until)
         wall = time.monotonic() - started
-        stale = sum(int(state.stale.sum()) for state in self.states)
+        reasons = _stale_counts(self, level, forced=stale is not None)
+        stale = reasons.total
         busy = tuple(control.busy(w) for w in range(self.workers))
         if self.controller is not None and budget_s is not None:
             self.controller.observe_tick(wall, budget_s, self.n_agents - stale, self.n_agents,
@@ -309,8 +312,8 @@ class Engine(EngineBase, PopulationReads):
         if self.worker_group is not None:
             self.worker_group.note_tick(wall, self.n_agents - stale)
         self.last_tick = TickInfo(tick=self.tick, wall_s=wall, deadline_s=budget_s,
-                                  stale_agents=stale, level=level)
-        self.metrics.record(wall, budget_s, level, stale, busy)
+                                  stale_agents=stale, level=level, stale_reasons=reasons)
+        self.metrics.record(wall, budget_s, level, reasons, busy)
         self.tick += 1
         if self.stop_requested is not None and not self._in_run:
             self._honour_stop()
@@ -455,6 +458,26 @@ def _reset_agents(pop: PopulationState, idx: np.ndarray | slice, keep_action: bo
     if not keep_action:
         state.started[idx] = 0
         state.prev_action[idx] = 0
+
+
+def _stale_counts(engine: Engine, level: int, forced: bool) -> StaleCounts:
+    """The last tick's stale agents by reason (:func:`engine.runtime.stale.count_stale`): a
+    population is stepped in its workers' slices, or whole by the master (``workers=0``, a
+    device population in its device's chunks, one failed over to the CPU); a worker failed
+    the tick if it did not finish its stepping (its heartbeat, cleared at release, does not
+    name the tick: it died, hung, or was starting again)."""
+    group = engine.worker_group
+    failed = [] if group is None else [w for w in range(engine.workers)
+                                       if engine.control.heartbeat(w) != engine.tick]
+    parts = []
+    for p, pop in enumerate(engine.populations):
+        mine = [(lo, hi, MASTER if group is None else w)
+                for w, (lo, hi) in enumerate(s[p] for s in engine.slices) if hi > lo]
+        parts.append(mine or [(0, int(pop.n_agents), MASTER)])
+    chunks = [engine.devices[p].chunk if p in engine.devices else engine.chunk
+              for p in range(len(engine.populations))]
+    return count_stale([state.stale for state in engine.states], parts, chunks, engine.tick,
+                       level, failed, forced)
 
 
 def _worker_slices(populations: Sequence[Population], on_device: Any,

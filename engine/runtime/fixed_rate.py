@@ -11,6 +11,7 @@ import numpy as np
 from engine.runtime.contracts import WorldLike
 from engine.runtime.degrade import MAX_LEVEL
 from engine.runtime.metrics import TickMetrics
+from engine.runtime.stale import StaleCounts
 from engine.runtime.tick import RunSummary, TickInfo
 
 
@@ -42,6 +43,7 @@ def run_fixed_rate(engine: TickedEngine, world: WorldLike, hz: float, ticks: int
     levels = np.zeros(ticks, dtype=np.int64)
     missed = dropped = late = 0
     done = 0
+    stale = StaleCounts()
     for k in range(ticks):
         if engine.stop_requested is not None:
             break
@@ -57,6 +59,8 @@ def run_fixed_rate(engine: TickedEngine, world: WorldLike, hz: float, ticks: int
         levels[k] = info.level if info else 0
         if info is not None and info.wall_s > budget:
             missed += 1
+        if info is not None and info.stale_reasons is not None:
+            stale = stale + info.stale_reasons
         if on_tick is not None and engine.last_tick is not None:
             on_tick(engine.last_tick)
         done = k + 1
@@ -76,4 +80,5 @@ def run_fixed_rate(engine: TickedEngine, world: WorldLike, hz: float, ticks: int
                       tick_s_p50=float(np.median(walls)),
                       tick_s_p99=float(np.percentile(walls, 99)),
                       level_counts=np.bincount(levels, minlength=MAX_LEVEL + 1).tolist(),
-                      interrupted=engine.stop_requested is not None, late_slots=late)
+                      interrupted=engine.stop_requested is not None, late_slots=late,
+                      stale_agent_ticks=stale)

@@ -12,10 +12,17 @@ import dataclasses
 import numpy as np
 import psutil
 
+from engine.runtime.stale import StaleCounts, describe
+
+#: the most columns the status line takes (the world's figures follow it)
+STATUS_WIDTH = 100
+
 
 @dataclasses.dataclass(frozen=True)
 class Snapshot:
-    """The figures of the status line and the run summary."""
+    """The figures of the status line and the run summary. ``stale_agents`` and
+    ``stale_reasons``: the last tick's stale agents, in all and by reason;
+    ``stale_agent_ticks``: stale agents summed over every tick recorded, by reason."""
 
     ticks: int
     tick_ms_p50: float
@@ -24,6 +31,8 @@ class Snapshot:
     missed: int
     level: int
     stale_agents: int
+    stale_reasons: dict[str, int]
+    stale_agent_ticks: dict[str, int]
     worker_busy_ms: tuple[float, ...]
     rss_mb: float
     cpu_percent: float
@@ -32,8 +41,9 @@ class Snapshot:
 
 class TickMetrics:
     """Ring buffers of the last ``window`` ticks plus running totals: ``missed`` (engine steps
-    over their budget), ``agent_steps`` (agents updated), and the fixed-rate loop's
-    ``late_slots`` and ``dropped_slots`` (:meth:`record_slot`)."""
+    over their budget), ``agent_steps`` (agents updated), ``stale_agent_ticks`` (stale
+    agents by reason), and the fixed-rate loop's ``late_slots`` and ``dropped_slots``
+    (:meth:`record_slot`); ``stale_reasons`` is the last tick's."""
 
     def __init__(self, n_agents: int, window: int = 1000) -> None:
         self.n_agents = n_agents
@@ -44,6 +54,7 @@ class TickMetrics:
         self.missed = 0
         self.level = 0
         self.stale_agents = 0
+        self.stale_reasons = self.stale_agent_ticks = StaleCounts()
         self.agent_steps = 0
         self.late_slots = 0
         self.dropped_slots = 0
@@ -56,6 +67,7 @@ class TickMetrics:
             buffer[:] = 0.0
         self._count = self.missed = self.level = self.stale_agents = 0
         self.agent_steps = self.late_slots = self.dropped_slots = 0
+        self.stale_reasons = self.stale_agent_ticks = StaleCounts()
         self.worker_busy = ()
 
     @property
@@ -75,8 +87,11 @@ class TickMetrics:
                 continue
         self._processes = processes                # whole, for a reader in another thread
 
-    def record(self, wall_s: float, budget_s: float | None, level: int, stale: int,
+    def record(self, wall_s: float, budget_s: float | None, level: int, reasons: StaleCounts,
                worker_busy: tuple[float, ...] = ()) -> None:
+        """One tick: its engine step's time, budget and level, its stale agents by reason
+        (:func:`engine.runtime.stale.count_stale`) and each worker's busy seconds."""
+        stale = reasons.total
         i = self._count % self._wall.shape[0]
         self._wall[i] = wall_s
         self._budget[i] = budget_s if budget_s is not None else np.nan
@@ -87,6 +102,8 @@ class TickMetrics:
             self.missed += 1
         self.level = level
         self.stale_agents = stale
+        self.stale_reasons = reasons
+        self.stale_agent_ticks = self.stale_agent_ticks + reasons
         self.worker_busy = worker_busy
 
     def record_slot(self, late: bool, dropped: int) -> None:
@@ -127,13 +144,32 @@ class TickMetrics:
             utilisation=float(wall[last] / budget) if n and budget == budget and budget > 0
             else float("nan"),
             missed=self.missed, level=self.level, stale_agents=self.stale_agents,
+            stale_reasons=self.stale_reasons.as_dict(),
+            stale_agent_ticks=self.stale_agent_ticks.as_dict(),
             worker_busy_ms=tuple(1e3 * b for b in self.worker_busy), rss_mb=rss / 2**20,
             cpu_percent=cpu, agents_per_s=updated / busy if busy > 0 else 0.0)
 
     def status_line(self) -> str:
-        """One line, under 100 columns up to a million agents: the engine step's p50/p99, the
-        level, missed ticks (step over its budget), stale agents, agent-steps/s, RSS."""
+        """One line of at most :data:`STATUS_WIDTH` columns: the engine step's p50/p99, the
+        level, missed ticks (step over its budget), the last tick's stale agents as a share
+        of all with each reason's share (:func:`engine.runtime.stale.describe`; only the
+        reasons' names, or only the total, where the shares would not fit), agent-steps/s,
+        RSS."""
         s = self.snapshot()
-        return (f"tick {s.ticks} p50/p99 {s.tick_ms_p50:.1f}/{s.tick_ms_p99:.1f} ms L{s.level} "
-                f"missed {s.missed} stale {s.stale_agents:,} {s.agents_per_s:,.0f} "
-                f"agent-steps/s RSS {s.rss_mb:.0f} MB")
+        head = (f"tick {s.ticks} p50/p99 {s.tick_ms_p50:.1f}/{s.tick_ms_p99:.1f} ms L{s.level} "
+                f"missed {s.missed} ")
+        tail = f" {rate(s.agents_per_s)} agent-steps/s RSS {s.rss_mb:.0f} MB"
+        for form in ("shares", "names"):
+            line = head + describe(self.stale_reasons, self.n_agents, form) + tail
+            if len(line) <= STATUS_WIDTH:
+                return line
+        return head + describe(self.stale_reasons, self.n_agents, "total") + tail
+
+
+def rate(per_s: float) -> str:
+    """A rate in at most 5 characters up to 10 million: 9,999, 12.3k, 123k, 1.23M."""
+    if per_s >= 1e6:
+        return f"{per_s / 1e6:.2f}M"
+    if per_s >= 1e5:
+        return f"{per_s / 1e3:.0f}k"
+    return f"{per_s / 1e3:.1f}k" if per_s >= 1e4 else f"{per_s:,.0f}"

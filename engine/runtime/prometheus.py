@@ -53,8 +53,17 @@ class _EngineCollector(Collector):
                        "not counted)", m.agent_steps)
         yield _gauge("level", "degradation level of the last tick (0: full inference)",
                      m.level)
-        yield _gauge("stale_agents", "agents the last tick did not reach (they kept their "
-                     "previous action)", m.stale_agents)
+        stale = GaugeMetricFamily("agentloop_stale_agents", "agents the last tick did not "
+                                  "update (they kept their previous action), by reason",
+                                  labels=["reason"])
+        ticks = CounterMetricFamily("agentloop_stale_agent_ticks", "stale agents summed over "
+                                    "ticks, by reason", labels=["reason"])
+        for reason, count in m.stale_reasons.as_dict().items():
+            stale.add_metric([reason], float(count))
+        for reason, count in m.stale_agent_ticks.as_dict().items():
+            ticks.add_metric([reason], float(count))
+        yield stale
+        yield ticks
         yield _gauge("agents", "agents in the engine", m.n_agents)
         # a closed engine reports 0 respawns: keep the highest count seen
         self._respawns = max(self._respawns, int(getattr(self._engine, "respawns", 0)))

@@ -134,15 +134,19 @@ class WorkerGroup:
                     "; the commit it died in was finished from its journal" if recovered
                     else "")
 
-    def release(self) -> list[int]:
+    def release(self, control: ControlBlock | None = None) -> list[int]:
         """Release every ready worker (a dead one that never got ready is respawned); returns
         the workers released.
 
         The slice of a worker that is not ready (still starting after a respawn) or that died
         during the tick is stale for this tick; its agents' beliefs stay in shared memory.
+        With ``control``, every worker's heartbeat is cleared first, so that after the tick
+        it names the tick only in the workers that finished their stepping.
         """
         released = []
         for w in range(self.count):
+            if control is not None:
+                control.beat(w, -1.0, 0.0)
             if not self._ready[w]:
                 try:
                     self._done[w].acquire(0)

@@ -80,7 +80,7 @@ class TickRecorder:
                                timings=timings, failover=failover,
                                resets=[(agents, keep) for population, agents, keep
                                        in self.engine.resets_before_last_tick
-                                       if population == 0])
+                                       if population == 0], stale_reasons=info.stale_reasons)
         if self.writer.snapshot_due(info.tick) or failover is not None:
             arrays = self.engine.agent_state()
             # a learning population's own parameter arrays follow the beliefs
@@ -114,5 +114,6 @@ class TickRecorder:
                       "late_slots": summary.late_slots,
                       "tick_s_p50": summary.tick_s_p50, "tick_s_p99": summary.tick_s_p99,
                       "level_counts": summary.level_counts,
-                      "interrupted": summary.interrupted}
+                      "interrupted": summary.interrupted,
+                      "stale_agent_ticks": summary.stale_agent_ticks.as_dict()}
         self.writer.close(totals, error=error)

@@ -18,6 +18,7 @@ import orjson
 
 from engine.errors import TickLogError
 from engine.model.limits import MAX_AGENTS, MAX_SEED
+from engine.runtime.stale import StaleCounts
 from engine.version import package_version
 
 FORMAT_VERSION = 1
@@ -199,6 +200,9 @@ class TickRecord:
     resets: tuple[tuple[np.ndarray, bool], ...] = ()
     """The resets made before this tick (``Engine.reset``), in order: (agent indices,
     keep_action); replay repeats them before stepping."""
+    stale_reasons: StaleCounts | None = None
+    """The stale agents by reason, where the log recorded them (in ticks with any, by writers
+    that know the reasons); None otherwise. Replay uses only ``stale_agents``."""
 
 
 _TICK_ARRAYS = ("observations", "actions", "stale_agents")
@@ -227,9 +231,19 @@ def decode_tick(data: bytes | memoryview, path: str, where: str) -> TickRecord:
             timings={str(k): math.nan if v is None else float(v)
                      for k, v in doc["timings"].items()},
             failover=_optional_str(doc.get("failover")),
-            resets=tuple(_decode_reset(r) for r in doc.get("resets", ())))
+            resets=tuple(_decode_reset(r) for r in doc.get("resets", ())),
+            stale_reasons=_stale_reasons(doc.get("stale_reasons")))
     except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
         raise _corrupt(path, where, "tick", exc) from None
+
+
+def _stale_reasons(doc: Any) -> StaleCounts | None:
+    """A tick's optional stale counts by reason: absent, or an object of whole numbers."""
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise TypeError(f"stale_reasons must be a JSON object, got {type(doc).__name__}")
+    return StaleCounts.from_dict(doc)
 
 
 def _decode_reset(doc: Any) -> tuple[np.ndarray, bool]:
@@ -377,6 +391,8 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "stale_agents": _array_schema("indices of agents that kept their last action"),
         "timings": {"type": "object", "additionalProperties": {"type": "number"}},
         "failover": {"type": "string"},
+        "stale_reasons": {"type": "object", "description": "stale agents by reason",
+                          "additionalProperties": {"type": "integer"}},
         "resets": {"type": "array", "items": {"type": "object", "properties": {
             "agents": _array_schema("indices of the agents reset before this tick"),
             "keep_action": {"type": "boolean"}}}}}},

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import TickLogError
+from engine.runtime.stale import StaleCounts
 from engine.ticklog.files import log_in_use, refuse_later_members, remove_later_members
 from engine.ticklog.fileset import FileSet
 from engine.ticklog.mcapfile import RECORD_BYTES, ZSTD_LEVEL, LogFile
@@ -144,14 +145,16 @@ class TickLogWriter:
                    stale_agents: np.ndarray | Sequence[int] | None = None,
                    timings: Mapping[str, float] | None = None,
                    failover: str | None = None,
-                   resets: Sequence[tuple[np.ndarray, bool]] = ()) -> None:
+                   resets: Sequence[tuple[np.ndarray, bool]] = (),
+                   stale_reasons: StaleCounts | None = None) -> None:
         """Queue one tick (copies of the arrays; encoding happens on the writer thread).
 
         ``tick`` must be larger than the previous one and below 2**32. ``observations`` is
         ``(n, M)`` and ``actions`` ``(n, F)`` integers; ``stale_agents`` the indices of agents
-        that kept their last action; ``wall_time`` defaults to now (Unix seconds);
-        ``failover`` marks a tick in which the device failed (the error); ``resets`` are the
-        resets made before this tick, in order: (agent indices, keep_action).
+        that kept their last action, and ``stale_reasons`` how many for each reason (written
+        when any); ``wall_time`` defaults to now (Unix seconds); ``failover`` marks a tick in
+        which the device failed (the error); ``resets`` are the resets made before this
+        tick, in order: (agent indices, keep_action).
         """
         self._check_open()
         tick = int(tick)
@@ -175,6 +178,8 @@ class TickLogWriter:
                 "timings": {} if timings is None else dict(timings)}
         if failover is not None:
             item["failover"] = str(failover)
+        if stale_reasons is not None and stale_reasons.total:
+            item["stale_reasons"] = stale_reasons.nonzero()
         if resets:
             item["resets"] = [{"agents": np.array(agents, dtype=np.int64).reshape(-1),
                                "keep_action": bool(keep)} for agents, keep in resets]

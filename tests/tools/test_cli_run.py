@@ -54,10 +54,12 @@ def test_run_foraging_with_a_worker_process() -> None:
 def test_status_line_summary_and_inspect_agree_on_misses_and_percentiles(
         tmp_path: Path) -> None:
     """One definition each: a missed tick is an engine step over the budget it was given,
-    p50/p99 are of the engine step, in the status line, the summary and ``inspect``."""
-    log = tmp_path / "run.mcap"
+    p50/p99 are of the engine step, stale agents are counted by reason, in the status line,
+    the summary, --status-json and ``inspect``."""
+    log, status_json = tmp_path / "run.mcap", tmp_path / "status.jsonl"
     done = _agentloop("run", "--agents", "4000", "--ticks", "40", "--hz", "200",
-                      "--policy-len", "2", "--log", str(log))
+                      "--policy-len", "2", "--log", str(log), "--status-json",
+                      str(status_json))
     assert done.returncode == 0, done.stderr
     status = [line for line in done.stdout.splitlines() if re.match(r"tick \d", line)][-1]
     summary = next(line for line in done.stdout.splitlines() if line.startswith("summary:"))
@@ -74,6 +76,16 @@ def test_status_line_summary_and_inspect_agree_on_misses_and_percentiles(
     assert abs(p99_summary - p99_inspect) <= 0.005 + 1e-9
     assert abs(p99_status - p99_inspect) <= 0.05 + 1e-9
     assert len(status.split("  on ")[0]) <= 100
+    # stale agents: the same counts by reason in --status-json, inspect and the summary
+    from engine.runtime.stale import StaleCounts, describe
+
+    last = json.loads(status_json.read_text().splitlines()[-1])
+    stale = json.loads(inspected.stdout)["stale"]
+    assert last["stale_agent_ticks"] == stale["by_reason"] and stale["unrecorded"] == 0
+    assert sum(stale["by_reason"].values()) == stale["total"]
+    by_reason = StaleCounts.from_dict(stale["by_reason"])
+    assert f"; {describe(by_reason, 40 * 4000)} of agent-ticks; " in summary
+    assert f" {describe(StaleCounts.from_dict(last['stale_reasons']), 4000, 'total')}" in status
 
 
 def test_run_with_pymdp1_semantics_says_so_and_logs_it(tmp_path: Path) -> None:

@@ -115,8 +115,12 @@ def test_summary_numbers(log: Path) -> None:
                                    {"level": 3, "first": 200, "last": 219, "ticks": 20},
                                    {"level": 1, "first": 250, "last": 250, "ticks": 1}]
     assert s["levels"]["run_count"] == 3
+    # written without reasons, as logs were before issue 18: every stale agent-tick is
+    # unrecorded
     assert s["stale"] == {"total": 20 * 10 + 1, "max": 10, "max_tick": 200,
-                          "ticks_with_stale": 21}
+                          "ticks_with_stale": 21, "unrecorded": 20 * 10 + 1,
+                          "by_reason": {"deadline": 0, "worker": 0, "degraded": 0,
+                                        "forced": 0}}
     acts = np.concatenate([act_of(t) for t in ticks])
     for f in range(2):
         assert s["actions"][f] == {"factor": f, "counts": np.bincount(acts[:, f]).tolist(),

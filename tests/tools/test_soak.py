@@ -89,6 +89,10 @@ def test_short_soak_passes(tmp_path, capsys: pytest.CaptureFixture[str]) -> None
     assert sum(s["level_counts"]) == n_ticks
     assert s["respawns"] == 0
 
+    # stale agent-ticks: the per-tick counts and the reasons' totals are one figure
+    assert sum(s["stale_by_reason"].values()) == s["stale_agent_ticks"]
+    assert s["stale_by_reason"]["worker"] == 0 and s["stale_by_reason"]["forced"] == 0
+
 
 # ------------------------------------------------------------------------------ verdict
 def _sample(t: float, rss_mb: float = 300.0, fds: int = 100,

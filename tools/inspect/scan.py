@@ -73,6 +73,8 @@ class Scan:
     budgets: array = field(default_factory=lambda: array("d"))   # NaN: none recorded
     levels: array = field(default_factory=lambda: array("q"))
     stale: array = field(default_factory=lambda: array("q"))
+    stale_by_reason: dict[str, int] = field(default_factory=dict)
+    stale_unrecorded: int = 0  # stale agent-ticks in ticks that recorded no reasons
     wall_first: float | None = None
     wall_last: float | None = None
     gaps: list[list[int]] = field(default_factory=list)
@@ -111,6 +113,11 @@ class Scan:
         self.budgets.append(float(rec.timings.get("budget_s", float("nan"))))
         self.levels.append(rec.level)
         self.stale.append(int(rec.stale_agents.size))
+        if rec.stale_reasons is None:
+            self.stale_unrecorded += int(rec.stale_agents.size)
+        else:
+            for reason, count in rec.stale_reasons.as_dict().items():
+                self.stale_by_reason[reason] = self.stale_by_reason.get(reason, 0) + count
         if rec.failover is not None:
             self.failovers.append({"tick": rec.tick, "error": rec.failover})
         self.level_counts[rec.level] += 1

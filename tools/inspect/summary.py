@@ -25,7 +25,9 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
     factors, ticks whose agent count is not the header's); ``tick_time`` (p50/p90/p99/max/mean
     in seconds, over_budget count and fraction); ``levels`` (counts by level; runs of ticks at
     a non-zero level ``{"level", "first", "last", "ticks"}``; run_count); ``stale`` (total
-    agent-ticks, max in one tick and that tick, ticks with any); ``actions`` (per factor: counts
+    agent-ticks, max in one tick and that tick, ticks with any, ``by_reason``: agent-ticks of
+    each reason of ``engine.runtime.stale``, ``unrecorded``: agent-ticks of ticks that
+    recorded no reasons, as in older logs); ``actions`` (per factor: counts
     of each action index over all agents and ticks); ``timings_mean_s``; ``snapshots``;
     ``failovers`` (``{"tick", "error"}`` for each tick whose device failed over to the CPU).
 
@@ -106,7 +108,8 @@ def summary_of(reader: TickLogSet, scan: Scan) -> dict[str, Any]:
         "stale": {"total": int(stale.sum()), "max": int(stale.max()) if n else 0,
                   "max_tick": scan.ticks[int(stale.argmax())] if n and stale.max() > 0
                   else None,
-                  "ticks_with_stale": int(np.count_nonzero(stale))},
+                  "ticks_with_stale": int(np.count_nonzero(stale)),
+                  "by_reason": _by_reason(scan), "unrecorded": scan.stale_unrecorded},
         "actions": [{"factor": f, "counts": [int(c) for c in counts],
                      "out_of_range": scan.actions_out_of_range[f]}
                     for f, counts in enumerate(scan.actions)],
@@ -115,3 +118,10 @@ def summary_of(reader: TickLogSet, scan: Scan) -> dict[str, Any]:
         "snapshots": count_snapshots(reader),
         "failovers": scan.failovers,
     }
+
+
+def _by_reason(scan: Scan) -> dict[str, int]:
+    """The stale agent-ticks of each reason, every reason listed."""
+    from engine.runtime.stale import STALE_REASONS
+
+    return {reason: scan.stale_by_reason.get(reason, 0) for reason in STALE_REASONS}

@@ -131,6 +131,11 @@ def format_summary(s: Mapping[str, Any]) -> str:
     if st["total"]:
         put("stale", f"{st['total']:,} agent-ticks in {_plural(st['ticks_with_stale'], 'tick')};"
                      f" at most {st['max']:,} in one tick (tick {st['max_tick']})")
+        reasons = [f"{reason} {count:,}" for reason, count in st.get("by_reason", {}).items()
+                   if count]
+        if st.get("unrecorded"):
+            reasons.append(f"{st['unrecorded']:,} without a recorded reason")
+        put("", "by reason: " + ", ".join(reasons))
     elif t["count"]:
         put("stale", "none")
     for entry in s["actions"]:

@@ -48,8 +48,8 @@ def summary_lines(report: SoakReport) -> list[str]:
                 or "-") + f"; respawns {s.get('respawns', 0)}"]
     if "stale_pct" in s:
         lines.append(f"quality: {s['stale_pct']:.2f}% of agent-ticks stale (bound "
-                     f"{s['max_stale_pct']:g}%), {s['missed_pct']:.2f}% of ticks missed "
-                     f"(bound {s['max_missed_pct']:g}%)")
+                     f"{s['max_stale_pct']:g}%{_by_reason(report)}), {s['missed_pct']:.2f}% "
+                     f"of ticks missed (bound {s['max_missed_pct']:g}%)")
     if "rss_warmup_end" in s:
         growth = (f"{s['rss_growth_pct']:+.2f}%" if s.get("growth_checked")
                   else "not judged (no sample after the warm-up's)")
@@ -72,3 +72,13 @@ def summary_lines(report: SoakReport) -> list[str]:
         lines.append(f"tick p99 per minute (ms): {shown}{more}; whole run p50 "
                      f"{s['tick_ms_p50']:.2f} ms, p99 {s['tick_ms_p99']:.2f} ms")
     return lines
+
+
+def _by_reason(report: SoakReport) -> str:
+    """``; deadline 1.2%, worker 0.1%``: the stale agent-ticks' reasons, each as a share of
+    all agent-ticks (empty when none was stale or the reasons are not known)."""
+    from engine.runtime.stale import StaleCounts, shares
+
+    counts = StaleCounts.from_dict(report.summary.get("stale_by_reason") or {})
+    agent_ticks = int(report.summary.get("ticks", 0)) * int(report.options.get("agents", 0))
+    return f"; {shares(counts, agent_ticks, short=False)}" if counts.total else ""

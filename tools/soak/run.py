@@ -36,6 +36,7 @@ def soak(options: SoakOptions, out: TextIO = sys.stdout) -> SoakReport:
 
     from engine import Engine, InferenceConfig, TickInfo
     from engine.runtime.shm import entries_of
+    from engine.runtime.stale import StaleCounts
     from engine.ticklog.recorder import TickRecorder
     from world.registry import make_world
 
@@ -86,6 +87,7 @@ def soak(options: SoakOptions, out: TextIO = sys.stdout) -> SoakReport:
             print(format_sample(samples[-1], options.duration_s, True), file=out, flush=True)
             levels: list[int] = []
             missed = dropped = 0
+            by_reason = StaleCounts()
             while done < n_ticks and engine.stop_requested is None:
                 run = engine.run(continuing, options.hz, min(per_sample, n_ticks - done),
                                  on_tick=on_tick, raise_on_signal=False)
@@ -94,6 +96,7 @@ def soak(options: SoakOptions, out: TextIO = sys.stdout) -> SoakReport:
                 done += run.ticks
                 missed += run.missed
                 dropped += run.dropped_slots
+                by_reason = by_reason + run.stale_agent_ticks
                 levels += [0] * (len(run.level_counts) - len(levels))
                 for level, count in enumerate(run.level_counts):
                     levels[level] += count
@@ -104,7 +107,8 @@ def soak(options: SoakOptions, out: TextIO = sys.stdout) -> SoakReport:
             signum = engine.stop_requested
             elapsed = time.monotonic() - t0
             total = {"ticks": done, "elapsed_s": elapsed, "missed": missed,
-                     "dropped_slots": dropped, "level_counts": levels}
+                     "dropped_slots": dropped, "level_counts": levels,
+                     "stale_by_reason": by_reason.as_dict()}
     except BaseException as exc:
         error = f"{type(exc).__name__}: {exc}"
         raise
@@ -158,9 +162,11 @@ def _run_summary(total: dict[str, Any] | None, hz: float, walls: np.ndarray,
     import numpy as np
 
     from engine.runtime.engine import RunSummary
+    from engine.runtime.stale import StaleCounts
 
     ran = walls[:total["ticks"]]
     return RunSummary(ticks=total["ticks"], hz=hz, missed=total["missed"],
                       dropped_slots=total["dropped_slots"],
                       tick_s_p50=float(np.median(ran)), tick_s_p99=float(np.percentile(ran, 99)),
-                      level_counts=list(total["level_counts"]), interrupted=signum is not None)
+                      level_counts=list(total["level_counts"]), interrupted=signum is not None,
+                      stale_agent_ticks=StaleCounts.from_dict(total["stale_by_reason"]))

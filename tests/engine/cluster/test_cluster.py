@@ -198,9 +198,12 @@ def test_a_late_shard_is_stale_and_its_tick_discarded(cluster: Cluster) -> None:
                 ray.get(engine.actor(1).set_delay.remote(1.5))
             got.append(np.array(engine.step(obs, budget_s=0.5)))
             stale_sets.append(np.flatnonzero(engine.stale))
+            reasons = engine.last_tick.stale_reasons
+            assert reasons is not None and reasons.total == len(stale_sets[-1])
             if k == 2:
                 assert engine.last_shards[1].status == "late"
                 assert set(stale_sets[-1]) >= set(range(100, 200))
+                assert reasons.deadline >= 100 and reasons.worker == 0   # late: the deadline
         time.sleep(1.0)                             # let the late calls finish on the shard
         final = engine.agent_state()
         run_ids = [info["run_id"] for info in engine.shard_infos()]
@@ -233,8 +236,11 @@ def test_a_killed_shard_restarts_from_its_checkpoint(cluster: Cluster, tmp_path:
             recorder.record()
             stale = engine.stale
             assert not stale[:100].any()           # the live shard never stops
+            reasons = engine.last_tick.stale_reasons
+            assert reasons is not None and reasons.total == int(stale.sum())
             if stale[100:].all():
                 stale_ticks.append(k)
+                assert reasons.worker == 100 and reasons.deadline == 0   # a shard lost
             if engine.events and engine.events[-1].kind == "restored" \
                     and engine.events[-1].tick == k:
                 resumed = k                         # the shard steps again from this tick

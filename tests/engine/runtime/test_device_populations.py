@@ -14,6 +14,7 @@ from engine.kernels.backends import cupy_available
 from engine.runtime import device_populations as device_module
 from engine.runtime.degrade import ROTATING_FRACTION, STALE_ACTIONS
 from engine.runtime.engine import Engine
+from engine.runtime.stale import StaleCounts
 from tests.logs import expect_log
 from world.models import grid_model, random_model
 
@@ -125,12 +126,16 @@ def test_deadline_and_levels_on_the_device(backend: str, monkeypatch: pytest.Mon
         first = np.array(engine.step(_obs(model, n, 0)))
         engine.step(_obs(model, n, 1), budget_s=0.0)        # the first chunk always runs
         assert engine.last_tick.stale_agents == n - 100
+        assert engine.last_tick.stale_reasons == StaleCounts(deadline=n - 100)
         assert engine.stale[:100].sum() == 0
         np.testing.assert_array_equal(engine.state.actions[100:], first[100:])
         engine.step(_obs(model, n, 2), level=STALE_ACTIONS)
         assert engine.stale.all()
+        assert engine.last_tick.stale_reasons == StaleCounts(degraded=n)
         engine.step(_obs(model, n, 3), level=ROTATING_FRACTION)
         assert engine.last_tick.stale_agents in (200, 300)   # alternate chunks of 100
+        # the device's own chunks (100), not the engine's (1024), are what rotates
+        assert engine.last_tick.stale_reasons == StaleCounts(degraded=engine.last_tick.stale_agents)
 
 
 def test_snapshot_reload_and_reset_on_the_device() -> None:

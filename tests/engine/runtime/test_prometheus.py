@@ -96,7 +96,14 @@ def test_the_endpoint_serves_the_figures_of_the_summary_and_the_status_line() ->
     assert _value(samples, "agentloop_late_slots_total") == summary.late_slots
     assert _value(samples, "agentloop_dropped_slots_total") == summary.dropped_slots
     assert _value(samples, "agentloop_level") == snap.level
-    assert _value(samples, "agentloop_stale_agents") == snap.stale_agents
+    # the stale gauge is by reason (issue 18): its sum is the last tick's stale agents
+    stale_gauge = samples["agentloop_stale_agents"]
+    assert sum(stale_gauge.values()) == snap.stale_agents
+    assert {dict(k)["reason"]: v for k, v in stale_gauge.items()} == snap.stale_reasons
+    stale_ticks = samples["agentloop_stale_agent_ticks_total"]
+    assert {dict(k)["reason"]: v for k, v in stale_ticks.items()} == \
+        summary.stale_agent_ticks.as_dict() == snap.stale_agent_ticks
+    assert sum(stale_ticks.values()) == sum(stale)
     assert _value(samples, "agentloop_agents") == 40
     assert _value(samples, "agentloop_worker_respawns_total") == 0
     # the agents each tick updated (the sum behind the status line's agent-steps/s)
