@@ -30,6 +30,9 @@ from engine.runtime.stepping import step_rows
 
 #: how often an idle worker wakes to check that its master still lives (seconds)
 IDLE_POLL_S = 0.5
+#: the semaphore worker 0 opens once it has warmed up: the others warm up after it, loading the
+#: kernels it compiled from Numba's cache instead of compiling the same code beside it
+WARM_GATE = "warm-gate"
 
 
 def scratch_pool(specs: tuple[StateSpec, ...], threads: int, chunk: int
@@ -230,6 +233,17 @@ def warm_up(state: SharedState, fscratch: np.ndarray, iscratch: np.ndarray,
     run_chunk(state, state.kc, 0, 0, 0, fscratch, iscratch, beliefs, memo_token(0, FULL))
 
 
+def _wait_for(gate: posix_ipc.Semaphore, parent: int) -> None:
+    """Wait for ``gate`` while the master lives (it stops the workers if worker 0 dies)."""
+    while True:
+        try:
+            gate.acquire(IDLE_POLL_S)
+            return
+        except (posix_ipc.BusyError, posix_ipc.SignalError):
+            if os.getppid() != parent:
+                raise SystemExit(0) from None
+
+
 def worker_main(specs: tuple[StateSpec, ...], n_workers: int, index: int,
                 slices: tuple[tuple[tuple[int, int], ...], ...], chunk: int,
                 respawned: bool = False) -> None:
@@ -254,8 +268,14 @@ def worker_main(specs: tuple[StateSpec, ...], n_workers: int, index: int,
         go = run.attach_semaphore(f"go-{index}")
         done = run.attach_semaphore(f"done-{index}")
         faults.configure(index, respawned)
+        gate = run.attach_semaphore(WARM_GATE)
+        if index > 0 and not respawned:
+            _wait_for(gate, parent)
         for state in states:
             warm_up(state, fscratch, iscratch, beliefs)
+        if index == 0 and not respawned:
+            for _ in range(n_workers - 1):
+                gate.release()
         order = np.zeros(1, dtype=np.int64)
         done.release()                                   # ready
         while True:

@@ -12,6 +12,7 @@ from engine.errors import WorkerError
 from engine.runtime.journal import Journal
 from engine.runtime.shared_state import ControlBlock, SharedState
 from engine.runtime.shm import Run
+from engine.runtime.worker import WARM_GATE
 from engine.runtime.worker_process import WorkerProcess
 
 log = logging.getLogger("agentloop.workers")
@@ -56,6 +57,8 @@ class WorkerGroup:
         self._journals = [Journal.create(run, w, self._specs, chunk) for w in range(count)]
         self._go = [run.create_semaphore(f"go-{w}") for w in range(count)]
         self._done = [run.create_semaphore(f"done-{w}") for w in range(count)]
+        # worker 0 warms up first and opens this for the others (worker.WARM_GATE)
+        run.create_semaphore(WARM_GATE)
         self._ready = [False] * count
         self._agent_cost_s = 0.0          # measured seconds per agent-step on one worker
 
