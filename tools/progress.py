@@ -8,7 +8,7 @@ import time
 from typing import TextIO
 
 #: printed before the engine starts
-STARTING = ("starting (the first run on a machine compiles the kernels, a few minutes on 2 "
+STARTING = ("starting (the first run on a machine compiles the kernels, about a minute on 2 "
             "cores; later runs load them in seconds) ...")
 #: seconds between progress lines
 EVERY_S = 15.0
