@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from engine import Engine, GenerativeModel, InferenceConfig, TickInfo
 from engine.errors import AgentloopError
+from engine.kernels.numba.step import describe_walk
 from engine.model.layout import layout_of
 from engine.runtime.engine import RunSummary
 from engine.runtime.learnt_params import drift
@@ -279,8 +280,9 @@ def _run(options: RunOptions, out: TextIO, err: TextIO,
     if options.learn:
         print(f"learning {options.learn}: {learnt_bytes(model, config):,} bytes of parameters "
               f"per agent in shared memory", file=out)
-    print(f"model: {layout_of(model, config).gain_path_reason()} (information gain)",
-          file=out)
+    layout = layout_of(model, config)
+    print(f"model: {layout.gain_path_reason()} (information gain)", file=out)
+    print(f"policies: {describe_walk(layout)}", file=out)
     print(STARTING, file=out, flush=True)
     started = time.monotonic()
     device = ({} if options.backend == "numba"

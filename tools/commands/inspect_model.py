@@ -62,6 +62,8 @@ def main(args: argparse.Namespace) -> int:
 
 def describe_layout(layout) -> list[str]:  # noqa: ANN001
     """Lines that describe a :class:`~engine.model.layout.ModelLayout`."""
+    from engine.kernels.numba.step import describe_walk  # noqa: PLC0415  (keeps --help fast)
+
     factors = ", ".join(f"{s} ({u} action{'s' if u != 1 else ''})"
                         for s, u in zip(layout.num_states, layout.num_controls, strict=True))
     sparse_b = ", ".join("sparse" if b else "dense" for b in layout.B_sparse)
@@ -72,6 +74,7 @@ def describe_layout(layout) -> list[str]:  # noqa: ANN001
         f"policies: {layout.n_policies} of length {layout.policy_len}; "
         f"{layout.tree.n_nodes} prefix-tree nodes",
         f"information gain: {layout.gain_path_reason()}",
+        f"policy walk: {describe_walk(layout)}",
         f"shared layout: {layout.nbytes() / 1e6:.2f} MB",
     ]
 

@@ -46,7 +46,7 @@ from engine.model.layout import ModelLayout
 
 __all__ = [
     "WALK_HEADS", "WALK_SINGLE", "WALK_TREE", "KernelConfig", "KernelModel", "KernelModelRef",
-    "first_bad_observation", "kernel_config", "kernel_model", "kernel_model_from",
+    "describe_walk", "first_bad_observation", "kernel_config", "kernel_model", "kernel_model_from",
     "kernel_model_ref", "scratch_float_size", "scratch_int_size", "scratch_sizes",
     "serial_kernel", "step_kernel", "walk_of",
 ]
@@ -121,6 +121,23 @@ def walk_of(km: KernelModel) -> int:
                                               km.B_deps) < n_factors:
         return WALK_HEADS
     return WALK_TREE
+
+
+def describe_walk(layout: ModelLayout) -> str:
+    """One line: the policy walk a model's step takes and why."""
+    km = kernel_model(layout)
+    walk = walk_of(km)
+    n_factors = len(layout.num_states)
+    if walk == WALK_SINGLE:
+        return "one-factor walk: one hidden factor with a sparse B (nodes valued from the parent)"
+    if walk == WALK_HEADS:
+        tree = layout.tree
+        h = head_factors.py_func(km.num_states, tree.depth, tree.action, km.B_deps)
+        tail = (f"factor {h} takes one action per depth and moves" if h == n_factors - 1
+                else f"factors {h}-{n_factors - 1} take one action per depth and move")
+        return f"shared-tail walk: {tail} alone (predicted once per step)"
+    why = "one factor with a dense B" if n_factors == 1 else "no shared tail of factors"
+    return f"tree walk: every node's joint belief ({why})"
 
 
 # ------------------------------------------------------------------------------------ step
