@@ -128,6 +128,57 @@ def run_argv(draw: st.DrawFn, tmp: Path) -> list[str]:
     return ["run", *(t for u in units for t in u)]
 
 
+#: ``serve`` options -> a value each accepts (fillers beside the unit that must fail)
+SERVE_GOOD = {
+    "--name": st.sampled_from(["main", "sim_1", "A" * 64]),
+    "--world": st.sampled_from(["grid", "foraging"]),
+    "--size": st.integers(2, 40).map(str),
+    "--agents": st.integers(1, 10**6).map(str),
+    "--workers": st.integers(0, 4).map(str),
+    "--policy-len": st.integers(1, 3).map(str),
+    "--semantics": st.sampled_from(["pymdp0", "pymdp1"]),
+    "--seed": st.integers(0, 2**63 - 1).map(str),
+    "--hz": st.sampled_from(["0.5", "10", "1e3"]),
+    "--attach-timeout": st.sampled_from(["0.5", "30"]),
+    "--client-timeout": st.sampled_from(["0.5", "30"]),
+}
+
+
+@st.composite
+def serve_argv(draw: st.DrawFn) -> list[str]:
+    """``agentloop serve`` command lines that must fail before any engine starts."""
+    bad_units: dict[str, st.SearchStrategy[list[str]]] = {
+        "--name": (st.sampled_from(["", "a-b", "a/b", "x" * 65, "..", "a b"])
+                   | junk_text.filter(lambda t: not (t.isascii() and t.replace("_", "")
+                                                      .isalnum() and len(t) <= 64))
+                   ).map(lambda v: [f"--name={v}"]),
+        "--agents": _bad_int(1).map(lambda v: ["--agents", v]),
+        "--workers": _bad_int(0).map(lambda v: ["--workers", v]),
+        "--policy-len": (_bad_int(1) | st.sampled_from(["12", "50"])).map(
+            lambda v: ["--policy-len", v]),
+        "--size": _bad_int(2).map(lambda v: ["--size", v]),
+        "--semantics": junk_text.filter(lambda t: t not in ("pymdp0", "pymdp1")).map(
+            lambda v: [f"--semantics={v}"]),
+        "--seed": (st.sampled_from(["x", "1.0", ""]) | st.integers(-10**30, -1).map(str)
+                   ).map(lambda v: ["--seed", v]),
+        "--hz": _bad_float().map(lambda v: ["--hz", v]),
+        "--attach-timeout": _bad_float().map(lambda v: ["--attach-timeout", v]),
+        "--client-timeout": _bad_float().map(lambda v: ["--client-timeout", v]),
+        "--world": junk_text.filter(lambda w: w not in ("grid", "foraging")).map(
+            lambda w: [f"--world={w}"]),
+        "unknown": _unknown_option(),
+        "stray": _stray(junk_text),
+    }
+    bad_key = draw(st.sampled_from(sorted(bad_units)))
+    bad = draw(bad_units[bad_key])
+    taken = {bad_key, bad[0].split("=")[0]}
+    fillers = draw(st.lists(st.sampled_from(sorted(set(SERVE_GOOD) - taken)),
+                            unique=True, max_size=4))
+    units = [[opt, draw(SERVE_GOOD[opt])] for opt in fillers]
+    units.insert(draw(st.integers(0, len(units))), bad)
+    return ["serve", *(t for u in units for t in u)]
+
+
 @st.composite
 def log_argv(draw: st.DrawFn, tmp: Path) -> list[str]:
     """replay / inspect / diff / shm / top-level command lines that must fail."""
@@ -207,4 +258,12 @@ def test_run_command_lines_that_must_fail(cli_files: Path, data: st.DataObject,
 def test_log_command_lines_that_must_fail(cli_files: Path, data: st.DataObject,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     argv = data.draw(log_argv(cli_files))
+    _check_failure(argv, *_run_cli(argv, capsys))
+
+
+@settings(FUZZ, max_examples=150)
+@given(data=st.data())
+def test_serve_command_lines_that_must_fail(data: st.DataObject,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    argv = data.draw(serve_argv())
     _check_failure(argv, *_run_cli(argv, capsys))
