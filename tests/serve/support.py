@@ -23,6 +23,7 @@ import pytest
 from engine.errors import ObservationError
 from engine.runtime.shm import entries_of
 from engine.runtime.tick import TickInfo
+from engine.serve import include_dir
 from engine.serve.server import Server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -153,9 +154,10 @@ def c_compiler() -> str:
 
 
 def build_c(source: Path, out: Path) -> Path:
-    """``source`` compiled as C99 against include/agentloop_abi.h, warnings as errors."""
+    """``source`` compiled as C99 against the installed agentloop_abi.h, warnings as
+    errors."""
     done = subprocess.run([c_compiler(), "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2",
-                           "-I", str(REPO / "include"), str(source), "-o", str(out),
+                           "-I", include_dir(), str(source), "-o", str(out),
                            "-lpthread", "-lrt"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return out

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
 from engine.errors import ServeError
+from engine.serve import include_dir
 from engine.serve.layout import (
     ALIGN,
     HEADER_BYTES,
@@ -22,6 +24,7 @@ from engine.serve.layout import (
     set_message,
 )
 from tests.serve.support import REPO, build_c
+from tools import cli
 
 
 def test_the_c_header_has_the_python_headers_offsets(tmp_path: Path) -> None:
@@ -107,3 +110,17 @@ def test_docs_abi_md_lists_every_header_field_at_its_offset() -> None:
                       flags=re.MULTILINE)
     assert [(int(offset), name) for offset, name in rows] == [
         (getattr(Header, name).offset, name) for name, _ in Header._fields_]
+
+
+def test_the_header_ships_with_the_package_and_the_repository_links_to_it(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``include_dir()`` holds the header inside the package (package data, so it is in the
+    wheel); ``include/agentloop_abi.h`` at the repository's top is the same file; ``agentloop
+    serve --include-dir`` prints the folder."""
+    header = Path(include_dir()) / "agentloop_abi.h"
+    assert header.is_file()
+    assert (REPO / "include" / "agentloop_abi.h").resolve() == header.resolve()
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "include/*.h" in pyproject["tool"]["setuptools"]["package-data"]["engine.serve"]
+    assert cli.main(["serve", "--include-dir"]) == 0
+    assert capsys.readouterr().out.strip() == include_dir()

@@ -62,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--client-timeout", type=positive_float, default=None, metavar="S",
                        help="fail if the attached client asks for nothing for S seconds; "
                             "default: wait while it lives")
+    serve.add_argument("--include-dir", action="store_true",
+                       help="print the folder holding the C header agentloop_abi.h (for a "
+                            "compiler's -I) and exit")
     serve.set_defaults(handler=main)
 
 
@@ -72,6 +75,11 @@ def _usage_error(message: str) -> int:
 
 def main(args: argparse.Namespace) -> int:
     """Check what the parser cannot, then serve (:func:`tools.serve.serve`)."""
+    if args.include_dir:
+        from engine.serve import include_dir  # noqa: PLC0415
+
+        print(include_dir())
+        return 0
     if not NAME_PATTERN.fullmatch(args.name):
         return _usage_error(f"--name {args.name!r}: use 1 to 64 letters, digits or '_'")
     if args.world not in WORLD_NAMES:
