@@ -32,7 +32,7 @@ KernelParams = namedtuple(
 )
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _apply_dense_B(km, Bt, f, u, src, src_off, dst, dst_off):
     S = km.num_states[f]
     base = km.B_offset[f] + u * S * S
@@ -44,7 +44,7 @@ def _apply_dense_B(km, Bt, f, u, src, src_off, dst, dst_off):
         dst[dst_off + r] = acc
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _learn_A(km, kp, ai, pai, obs_row, qj):
     """pA += lr * onehot(o) x q over columns where A > 0; then A = norm(pA) for every modality."""
     A, pA = kp.A[ai], kp.pA[pai]
@@ -65,7 +65,7 @@ def _learn_A(km, kp, ai, pai, obs_row, qj):
                 A[base + o * cols + k] = pA[base + o * cols + k] / total
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _learn_B(km, kp, bi, pbi, actions_row, post, qprev):
     """pB[:, :, a] += lr * q x q_prev where B[:, :, a] > 0; then B = norm(pB) everywhere."""
     Bt, pBt = kp.Bt[bi], kp.pBt[pbi]
@@ -88,7 +88,7 @@ def _learn_B(km, kp, bi, pbi, actions_row, post, qprev):
                     Bt[base + r * S + c] = pBt[base + r * S + c] / total
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _wnorm(p, col_sum):
     """pymdp's spm_wnorm entry: 1/sum(p + e) - 1/(p + e), zero where p is 0."""
     if p > 0.0:
@@ -96,7 +96,7 @@ def _wnorm(p, col_sum):
     return 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _node_value_direct(km, kc, kp, A, pA, d, qj, qo_m, qo, touched):
     """Utility, state and pA information gain of a predicted joint state, from the agent's A."""
     n_mod = km.num_obs.shape[0]
@@ -152,7 +152,7 @@ def _node_value_direct(km, kc, kp, A, pA, d, qj, qo_m, qo, touched):
     return value
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _pB_gain(km, pBt, f, u, q_next, next_off, q_prev, prev_off):
     """-q_next . (W_B[:, :, u] q_prev) for one factor (pymdp's calc_pB_info_gain term)."""
     S = km.num_states[f]
@@ -180,7 +180,7 @@ def _learn(km, kp, i, ai, pai, bi, pbi, obs, prev_action, started, post, qs, qj)
         _learn_B(km, kp, bi, pbi, prev_action[i], post, qs[i])
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _step_agent_params(km, kc, kp, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_out,
                        actions_out, seed, tick, fs, touched, sizes, num_iter):
     n_factors = km.num_states.shape[0]
