@@ -78,6 +78,8 @@ class RunOptions:
     overwrite: bool = False
     log_max_bytes: int | None = None
     log_rotate: int | None = None
+    visual: bool = False
+    visual_every: int = 1
     cluster: str | None = None
     shards: int | None = None
     status_every_s: float = 1.0
@@ -295,7 +297,9 @@ def _run(options: RunOptions, out: TextIO, err: TextIO,
         recorder = recorder_class(engine, options.log, hz=options.hz, world=world.config(),
                                   snapshot_every=options.snapshot_every,
                                   overwrite=options.overwrite, max_bytes=options.log_max_bytes,
-                                  rotate=options.log_rotate)
+                                  rotate=options.log_rotate,
+                                  visual=world if options.visual else None,
+                                  visual_every=options.visual_every)
     summary, error = None, None
     status_json: StatusJson | None = None
     progress = StartupProgress(out).start()      # the engine compiles as it starts

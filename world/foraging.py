@@ -193,6 +193,15 @@ class ForagingWorld(AgentCells):
         """The patch that holds food now."""
         return self._context
 
+    def grid_layers(self) -> dict[str, np.ndarray]:
+        """``agents`` per cell, then ``food``: 1 on the patch that holds food now, 2 on the
+        other patches, 3 on the signpost, 0 elsewhere."""
+        marks = np.zeros(self.n_cells, dtype=np.uint8)
+        marks[self._patch_cells] = 2
+        marks[self._patch_cells[self._context]] = 1
+        marks[self.signpost] = 3
+        return {"agents": self.occupancy(), "food": marks.reshape(self.size, self.size)}
+
     def stats(self) -> dict[str, Any]:
         """JSON-ready counts: ``tick``, ``n_agents``, ``context``, ``switches_total``,
         ``on_food`` (agents on the active patch this tick), ``food_total`` (agent-ticks on

@@ -248,6 +248,16 @@ class AgentCells:
         """Each agent's true (row, col), ``(n_agents, 2)`` int64 (a copy)."""
         return np.stack(np.divmod(self._cell, self.size), axis=1)
 
+    def occupancy(self) -> np.ndarray:
+        """Agents per cell, ``(size, size)`` int64."""
+        return np.bincount(self._cell, minlength=self.size * self.size).reshape(self.size,
+                                                                               self.size)
+
+    def grid_layers(self) -> dict[str, np.ndarray]:
+        """The cells as ``(size, size)`` layers for a picture of the world (a tick log's
+        ``/world/grid``, ``agentloop run --visual``): ``agents`` per cell first."""
+        return {"agents": self.occupancy()}
+
 
 class GridWorld(AgentCells):
     """Many agents sharing an N x N grid: walls, hazards, goals, depleting resources, energy.
@@ -502,9 +512,11 @@ class GridWorld(AgentCells):
         grid[self._resources] = self._stock
         return grid.reshape(self.size, self.size)
 
-    def occupancy(self) -> np.ndarray:
-        """Agents per cell, ``(size, size)`` int64."""
-        return np.bincount(self._cell, minlength=self.n_cells).reshape(self.size, self.size)
+    def grid_layers(self) -> dict[str, np.ndarray]:
+        """``agents`` per cell, then the ``resources`` left on each cell (0 elsewhere) and the
+        cell ``kind`` (0 empty, 1 wall, 2 goal, 3 hazard, 4 resource)."""
+        return {"agents": self.occupancy(), "resources": self.resource_levels,
+                "kind": np.asarray(self.kinds, dtype=np.uint8)}
 
     def stats(self) -> dict[str, Any]:
         """JSON-ready counts for a status line.

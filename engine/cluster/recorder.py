@@ -11,7 +11,7 @@ from engine.cluster.coordinator import ClusterEngine
 from engine.errors import ConfigError
 from engine.runtime.engine import Engine
 from engine.runtime.tick import TickInfo
-from engine.ticklog.recorder import DEFAULT_SNAPSHOT_EVERY, TickRecorder
+from engine.ticklog.recorder import DEFAULT_SNAPSHOT_EVERY, DEFAULT_VISUAL_EVERY, TickRecorder
 
 
 class ClusterRecorder(TickRecorder):
@@ -22,12 +22,14 @@ class ClusterRecorder(TickRecorder):
                  world: Mapping[str, Any] | None = None,
                  snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
                  extra: Mapping[str, Any] | None = None, overwrite: bool = False,
-                 max_bytes: int | None = None, rotate: int | None = None) -> None:
+                 max_bytes: int | None = None, rotate: int | None = None,
+                 visual: Any = None, visual_every: int = DEFAULT_VISUAL_EVERY) -> None:
         extra = {"cluster": {"shards": engine.shards, "bounds": getattr(engine, "bounds", None),
                              "workers_per_shard": engine.workers}, **dict(extra or {})}
         super().__init__(engine, path, hz=hz, world=world,  # type: ignore[arg-type]
                          snapshot_every=snapshot_every, extra=extra, overwrite=overwrite,
-                         max_bytes=max_bytes, rotate=rotate)
+                         max_bytes=max_bytes, rotate=rotate, visual=visual,
+                         visual_every=visual_every)
         self._last_snapshot = -1
 
     def record(self, info: TickInfo | None = None) -> None:
@@ -58,7 +60,8 @@ class ClusterRecorder(TickRecorder):
             timings["budget_s"] = info.deadline_s
         self.writer.write_tick(info.tick, state.obs, state.actions, duration_s=info.wall_s,
                                level=info.level, stale_agents=np.flatnonzero(state.stale),
-                               timings=timings, stale_reasons=info.stale_reasons)
+                               timings=timings, stale_reasons=info.stale_reasons,
+                               visual=self.visual_frame(info.tick))
         if self.writer.snapshot_due(info.tick) and info.tick > self._last_snapshot:
             arrays = engine.agent_state()
             self.writer.write_beliefs(info.tick, [arrays[n] for n in names], meta)

@@ -18,13 +18,14 @@ from engine.ticklog.schema import TickLogFooter, TickLogHeader
 
 class FileSet:
     """Opens ``base`` with ``header`` (TickLogError as :class:`LogFile`); :meth:`rotate` goes
-    on in the next file of the set, keeping at most ``keep`` files (None: all)."""
+    on in the next file of the set, keeping at most ``keep`` files (None: all). ``visual``
+    declares the visual topics in every file."""
 
     def __init__(self, base: str, header: TickLogHeader, *, chunk_size: int, overwrite: bool,
-                 max_header: int, keep: int | None) -> None:
+                 max_header: int, keep: int | None, visual: bool = False) -> None:
         self.base, self.header, self.keep = base, header, keep
         self._options = {"chunk_size": chunk_size, "overwrite": overwrite,
-                         "max_header": max_header}
+                         "max_header": max_header, "visual": visual}
         self.files: list[str] = []
         """The files written and kept, oldest first."""
         self.rotated_away: list[str] = []

@@ -31,6 +31,7 @@ from engine.ticklog.schema import (
     encode_header,
     to_json,
 )
+from engine.ticklog.visual import SCHEMAS as VISUAL_SCHEMAS
 
 ZSTD_LEVEL = 1
 """zstd level of the chunks (see :func:`_private_mcap_writer`)."""
@@ -39,6 +40,10 @@ RECORD_BYTES = 31
 SUMMARY_BYTES = 1024 + sum(len(orjson.dumps(s)) + 64 for s in _SCHEMAS.values())
 """Bytes ``finish`` adds past the data besides one chunk index per chunk (the schemas and
 channels again, statistics, offsets, footer record, magic), with room to spare."""
+VISUAL_SUMMARY_BYTES = sum(len(orjson.dumps(s)) + 64 for s in VISUAL_SCHEMAS.values())
+"""What the visual topics' schemas and channels add to the summary."""
+_GAUGED_AS = dict.fromkeys(VISUAL_SCHEMAS, TOPIC_TICK)
+"""Visual messages ride with their tick: their bytes count as the tick's in the gauge."""
 RATIOS_KEPT = 8
 """Chunks of each kind whose compression (together) the size estimate uses."""
 CHUNK_INDEX_BYTES = 160
@@ -110,13 +115,16 @@ class Gauge:
 class LogFile:
     """The MCAP file at ``path`` with ``header`` (at most ``max_header`` bytes) written and
     flushed; TickLogError (and a file this call created removed again) when it cannot be.
+    ``visual`` also declares the visual topics (``engine.ticklog.visual``), in the first chunk
+    with the others, where every reader finds them before any message.
     ``size`` estimates the bytes the file holds (chunks written, plus the chunk in progress at
     the compression of the last few chunks of its kind, ``ratios`` before those)."""
 
     def __init__(self, path: str, header: TickLogHeader, *, chunk_size: int,
-                 overwrite: bool, max_header: int, ratios: Mapping[str, float] | None = None
-                 ) -> None:
+                 overwrite: bool, max_header: int, ratios: Mapping[str, float] | None = None,
+                 visual: bool = False) -> None:
         self.path = path
+        self._summary_bytes = SUMMARY_BYTES + (VISUAL_SUMMARY_BYTES if visual else 0)
         self.ticks = 0
         self.snapshots = 0
         self.gauge = Gauge()
@@ -130,7 +138,8 @@ class LogFile:
             self._mcap.start(library=f"agentloop {header.engine_version} ({FORMAT_NAME} "
                                      f"v{FORMAT_VERSION})")
             self.channels = {}
-            for topic, schema in _SCHEMAS.items():
+            schemas = {**_SCHEMAS, **(VISUAL_SCHEMAS if visual else {})}
+            for topic, schema in schemas.items():
                 sid = self._mcap.register_schema(schema["title"], "jsonschema",
                                                  orjson.dumps(schema))
                 self.channels[topic] = self._mcap.register_channel(topic, "json", sid)
@@ -158,19 +167,20 @@ class LogFile:
     @property
     def size(self) -> int:
         """Estimated bytes of the file were it finished now (summary included)."""
-        return (self._stream.tell() + self.gauge.pending_bytes() + SUMMARY_BYTES
+        return (self._stream.tell() + self.gauge.pending_bytes() + self._summary_bytes
                 + CHUNK_INDEX_BYTES * (self._chunks + 1))
 
     def next_size(self, snapshot_bytes: int) -> int:
         """Estimated bytes of a file of the same header opening with a snapshot of
         ``snapshot_bytes`` bytes of arrays, were it finished then."""
         ratio = self.gauge.ratio(TOPIC_BELIEFS)
-        return (self.header_bytes + int(snapshot_bytes * 4 / 3 * ratio) + SUMMARY_BYTES
+        return (self.header_bytes + int(snapshot_bytes * 4 / 3 * ratio) + self._summary_bytes
                 + 2 * CHUNK_INDEX_BYTES)
 
     def add(self, topic: str, t_ns: int, payload: bytes, sequence: int) -> None:
         before = self._stream.tell()
-        self.gauge.pending[topic] = self.gauge.pending.get(topic, 0) + len(payload) + RECORD_BYTES
+        kind = _GAUGED_AS.get(topic, topic)
+        self.gauge.pending[kind] = self.gauge.pending.get(kind, 0) + len(payload) + RECORD_BYTES
         self._mcap.add_message(self.channels[topic], t_ns, payload, t_ns, sequence)
         self._chunk_written(before)
 

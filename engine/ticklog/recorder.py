@@ -13,10 +13,13 @@ from engine.errors import ConfigError
 from engine.runtime.engine_base import EngineBase
 from engine.runtime.tick import RunSummary, TickInfo
 from engine.ticklog.schema import TickLogHeader
+from engine.ticklog.visual import TOPIC_GRID, TOPIC_WORLD_STATS, VisualFrame, frame_of
 from engine.ticklog.writer import TickLogWriter, rotation_problem
 
 #: ticks between belief snapshots unless told otherwise
 DEFAULT_SNAPSHOT_EVERY = 100
+#: ticks between visual frames unless told otherwise (every tick: docs/ticklog.md, sizes)
+DEFAULT_VISUAL_EVERY = 1
 
 
 class TickRecorder:
@@ -26,13 +29,19 @@ class TickRecorder:
     ``max_bytes`` and ``rotate`` (``agentloop run --log-max-bytes`` and ``--log-rotate``) make
     the log a rotated set: a file ends once the next tick would take it past ``max_bytes``
     and the next starts with the agents' state after its last tick; at most ``rotate`` files
-    are kept (None: all). See docs/ticklog.md."""
+    are kept (None: all). See docs/ticklog.md.
+
+    ``visual`` (a grid world: an object with ``grid_layers()``, and ``stats()`` if it has
+    figures; ``agentloop run --visual``) adds, every ``visual_every`` ticks, its cells as a
+    ``foxglove.Grid`` on ``/world/grid`` and its figures on ``/world/stats``, as they are when
+    the tick is recorded, so that the log opens in Foxglove as a picture."""
 
     def __init__(self, engine: EngineBase, path: str, *, hz: float | None = None,
                  world: Mapping[str, Any] | None = None,
                  snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
                  extra: Mapping[str, Any] | None = None, overwrite: bool = False,
-                 max_bytes: int | None = None, rotate: int | None = None) -> None:
+                 max_bytes: int | None = None, rotate: int | None = None,
+                 visual: Any = None, visual_every: int = DEFAULT_VISUAL_EVERY) -> None:
         if len(engine.populations) != 1:
             raise ConfigError("TickRecorder: a tick log records an engine with one population")
         if snapshot_every < 0:
@@ -40,7 +49,17 @@ class TickRecorder:
         problem = rotation_problem(max_bytes, rotate)
         if problem:
             raise ConfigError(f"TickRecorder: {problem}")
+        if visual is not None and not callable(getattr(visual, "grid_layers", None)):
+            raise ConfigError(f"TickRecorder: visual must be a grid world (an object with "
+                              f"grid_layers()), got {type(visual).__name__}")
+        if isinstance(visual_every, bool) or not isinstance(visual_every, int) \
+                or visual_every < 1:
+            raise ConfigError(f"TickRecorder: visual_every must be a whole number >= 1, got "
+                              f"{visual_every!r}")
         self.engine = engine
+        self.visual, self.visual_every = visual, visual_every
+        shown = {} if visual is None else {"visual": {
+            "every": visual_every, "topics": [TOPIC_GRID, TOPIC_WORLD_STATS]}}
         population = engine.populations[0]
         config = population.config or engine.config
         header = TickLogHeader(
@@ -52,9 +71,10 @@ class TickRecorder:
                    "population": population.name, "state_arrays": list(EngineBase.STATE_ARRAYS),
                    "backend": self._backend(),
                    "xp_kernel": getattr(engine, "xp_kernel", "array"),
-                   **dict(extra or {})})
+                   **shown, **dict(extra or {})})
         self.writer = TickLogWriter(path, header, snapshot_every=snapshot_every,
-                                    overwrite=overwrite, max_bytes=max_bytes, rotate=rotate)
+                                    overwrite=overwrite, max_bytes=max_bytes, rotate=rotate,
+                                    visual=visual is not None)
 
     def _backend(self) -> str:
         """The population's backend now (``"numba"`` after a failover; a cluster's shards
@@ -63,6 +83,12 @@ class TickRecorder:
 
     def __call__(self, info: TickInfo) -> None:
         self.record(info)
+
+    def visual_frame(self, tick: int) -> VisualFrame | None:
+        """The visual frame to log with ``tick`` (every ``visual_every`` ticks), or None."""
+        if self.visual is None or tick % self.visual_every:
+            return None
+        return frame_of(self.visual)
 
     def record(self, info: TickInfo | None = None) -> None:
         """Log the engine's last tick (``info`` defaults to ``engine.last_tick``)."""
@@ -80,7 +106,8 @@ class TickRecorder:
                                timings=timings, failover=failover,
                                resets=[(agents, keep) for population, agents, keep
                                        in self.engine.resets_before_last_tick
-                                       if population == 0], stale_reasons=info.stale_reasons)
+                                       if population == 0], stale_reasons=info.stale_reasons,
+                               visual=self.visual_frame(info.tick))
         if self.writer.snapshot_due(info.tick) or failover is not None:
             arrays = self.engine.agent_state()
             # a learning population's own parameter arrays follow the beliefs

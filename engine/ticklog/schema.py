@@ -386,6 +386,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
     TOPIC_TICK: {"title": "agentloop.TickRecord", "type": "object", "properties": {
         "tick": {"type": "integer"}, "wall_time": {"type": "number"},
         "duration_s": {"type": "number"}, "level": {"type": "integer"},
+        "stale_count": {"type": "integer", "description": "how many agents are stale"},
         "observations": _array_schema("(agents, modalities) observation indices"),
         "actions": _array_schema("(agents, factors) action indices"),
         "stale_agents": _array_schema("indices of agents that kept their last action"),

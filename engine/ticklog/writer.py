@@ -29,6 +29,13 @@ from engine.ticklog.schema import (
     encode_tick,
     to_json,
 )
+from engine.ticklog.visual import (
+    TOPIC_GRID,
+    TOPIC_WORLD_STATS,
+    VisualFrame,
+    encode_grid,
+    encode_stats,
+)
 
 __all__ = ["MAX_HEADER_BYTES", "ZSTD_LEVEL", "TickLogWriter", "log_in_use", "rotation_problem"]
 
@@ -69,13 +76,15 @@ class TickLogWriter:
     finished and the log goes on in the next (``run.mcap``, ``run.001.mcap``, ...), which
     starts with the header again and that state. ``rotate`` (``--log-rotate``) keeps at most
     that many files, removing the oldest. ``overwrite`` then also removes the later files of an
-    earlier set at ``path``; without it they are refused as ``path`` is.
+    earlier set at ``path``; without it they are refused as ``path`` is. ``visual`` declares
+    the visual topics (docs/ticklog.md) in every file, for :meth:`write_tick`'s ``visual``.
     """
 
     def __init__(self, path: str | os.PathLike[str], header: TickLogHeader, *,
                  flush_every_s: float = 0.5, snapshot_every: int = 0, queue_size: int = 32,
                  chunk_size: int = 1 << 20, overwrite: bool = False,
-                 max_bytes: int | None = None, rotate: int | None = None) -> None:
+                 max_bytes: int | None = None, rotate: int | None = None,
+                 visual: bool = False) -> None:
         if not flush_every_s > 0:
             raise TickLogError(f"flush_every_s must be > 0, got {flush_every_s}")
         if snapshot_every < 0:
@@ -89,6 +98,7 @@ class TickLogWriter:
         self.flush_every_s = float(flush_every_s)
         self.snapshot_every = int(snapshot_every)
         self.max_bytes = max_bytes
+        self.visual = bool(visual)
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=queue_size)
         self._error: BaseException | None = None
         self._closed = False
@@ -115,7 +125,7 @@ class TickLogWriter:
                 refuse_later_members(self.path)
         self.header = dataclasses.replace(header, **fields)
         self._set = FileSet(self.path, self.header, chunk_size=chunk_size, overwrite=overwrite,
-                            max_header=MAX_HEADER_BYTES, keep=rotate)
+                            max_header=MAX_HEADER_BYTES, keep=rotate, visual=self.visual)
         if self.max_bytes is not None and overwrite:
             remove_later_members(self.path)       # only once the first file is locked
         self._thread = threading.Thread(target=self._run, name="ticklog-writer", daemon=True)
@@ -146,7 +156,8 @@ class TickLogWriter:
                    timings: Mapping[str, float] | None = None,
                    failover: str | None = None,
                    resets: Sequence[tuple[np.ndarray, bool]] = (),
-                   stale_reasons: StaleCounts | None = None) -> None:
+                   stale_reasons: StaleCounts | None = None,
+                   visual: VisualFrame | None = None) -> None:
         """Queue one tick (copies of the arrays; encoding happens on the writer thread).
 
         ``tick`` must be larger than the previous one and below 2**32. ``observations`` is
@@ -154,9 +165,12 @@ class TickLogWriter:
         that kept their last action, and ``stale_reasons`` how many for each reason (written
         when any); ``wall_time`` defaults to now (Unix seconds); ``failover`` marks a tick in
         which the device failed (the error); ``resets`` are the resets made before this
-        tick, in order: (agent indices, keep_action).
+        tick, in order: (agent indices, keep_action). ``visual`` (a writer made with
+        ``visual``) adds the tick's grid and world figures on the visual topics.
         """
         self._check_open()
+        if visual is not None and not self.visual:
+            raise TickLogError("write_tick: a visual frame needs TickLogWriter(visual=True)")
         tick = int(tick)
         if not (self._last_tick < tick <= _MAX_SEQUENCE and tick >= self._last_seq):
             raise TickLogError(f"write_tick: tick {tick} must be greater than the previous "
@@ -174,8 +188,9 @@ class TickLogWriter:
             raise TickLogError(f"write_tick: wall_time must be Unix seconds >= 0, got {wall}")
         self._last_tick = self._last_seq = tick
         item = {"tick": tick, "wall_time": wall, "duration_s": float(duration_s),
-                "level": int(level), "observations": obs, "actions": act, "stale_agents": stale,
-                "timings": {} if timings is None else dict(timings)}
+                "level": int(level), "stale_count": int(stale.size), "observations": obs,
+                "actions": act, "stale_agents": stale, "timings": dict(timings or {}),
+                "visual": visual}          # not a field of the message: see _tick_messages
         if failover is not None:
             item["failover"] = str(failover)
         if stale_reasons is not None and stale_reasons.total:
@@ -355,7 +370,7 @@ class TickLogWriter:
                 if kind == _ROTATE:
                     self._set.rotate(min(item["tick"] + 1, _MAX_SEQUENCE),
                                      self._queue_full_waits)
-                messages, topic, t_ns = _messages(kind, item)
+                messages, topic = _messages(kind, item)
                 if kind == "tick":
                     self._file.ticks += 1
                     self._ticks += 1
@@ -363,9 +378,9 @@ class TickLogWriter:
                     self._file.snapshots += 1
                     self._snapshots += 1
                 written = 0
-                for doc in messages:  # encoded one by one: the GIL is free in between
+                for on, t_ns, doc in messages:  # encoded one by one: the GIL is free between
                     payload = to_json(doc)
-                    self._file.add(topic, t_ns, payload, item["tick"])
+                    self._file.add(on, t_ns, payload, item["tick"])
                     written += len(payload) + RECORD_BYTES
                     dirty = True
                     if time.monotonic() - last_flush >= self.flush_every_s:
@@ -389,14 +404,27 @@ class TickLogWriter:
                 pass
 
 
-def _messages(kind: str, item: dict[str, Any]) -> tuple[Iterator[dict[str, Any]], str, int]:
-    """The messages of a queued tick, snapshot or rotation (the snapshot opening the next
-    file, if any), their topic and their MCAP log time."""
+def _messages(kind: str, item: dict[str, Any]
+              ) -> tuple[Iterator[tuple[str, int, dict[str, Any]]], str]:
+    """The messages (topic, MCAP log time, message) of a queued tick (with its visual frame),
+    snapshot or rotation (the snapshot opening the next file, if any), and the kind of topic
+    whose compression they are gauged by."""
     if kind == "tick":
-        return iter((encode_tick(item),)), TOPIC_TICK, int(item["wall_time"] * 1e9)
+        return _tick_messages(item), TOPIC_TICK
     if item["arrays"] is None:
-        return iter(()), TOPIC_BELIEFS, 0
-    return encode_snapshot(item), TOPIC_BELIEFS, time.time_ns()
+        return iter(()), TOPIC_BELIEFS
+    t_ns = time.time_ns()
+    return ((TOPIC_BELIEFS, t_ns, doc) for doc in encode_snapshot(item)), TOPIC_BELIEFS
+
+
+def _tick_messages(item: dict[str, Any]) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    visual: VisualFrame | None = item.pop("visual", None)
+    t_ns = int(item["wall_time"] * 1e9)
+    yield TOPIC_TICK, t_ns, encode_tick(item)
+    if visual is not None and visual.grid:
+        yield TOPIC_GRID, t_ns, encode_grid(visual.grid, item["wall_time"])
+    if visual is not None and visual.stats is not None:
+        yield TOPIC_WORLD_STATS, t_ns, encode_stats(item["tick"], visual.stats)
 
 
 def rotation_problem(max_bytes: int | None, rotate: int | None) -> str | None:

@@ -129,6 +129,9 @@ def test_run_on_the_array_backend(kernel: str) -> None:
     (["--backend", "xp-numpy", "--xp-kernel", "warp"], "--xp-kernel: invalid choice"),
     (["--frobnicate"], "unrecognized arguments"),
     (["--overwrite"], "--overwrite needs --log"),
+    (["--visual"], "--visual needs --log"),
+    (["--visual-every", "2"], "--visual-every needs --visual"),
+    (["--visual-every", "0"], "--visual-every: must be at least 1"),
 ])
 def test_bad_command_lines_get_one_line_and_exit_2(args: list[str], message: str) -> None:
     done = _agentloop("run", *args, timeout=60)
@@ -174,6 +177,20 @@ def test_an_existing_log_is_replaced_only_with_overwrite(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     assert f"replay with: agentloop replay {path}" in done.stdout
     assert _agentloop("replay", str(path), timeout=120).returncode == 0
+
+
+def test_visual_logs_the_foraging_world_as_a_foxglove_grid(tmp_path: Path) -> None:
+    from mcap.reader import make_reader
+
+    path = tmp_path / "visual.mcap"
+    done = _agentloop("run", "--world", "foraging", "--agents", "40", "--ticks", "5", "--hz",
+                      "50", "--log", str(path), "--visual", "--visual-every", "2")
+    assert done.returncode == 0, done.stderr
+    with open(path, "rb") as f:
+        reader = make_reader(f)
+        grids = [(schema.name, schema.encoding, channel.message_encoding)
+                 for schema, channel, _ in reader.iter_messages(topics=["/world/grid"])]
+    assert grids == [("foxglove.Grid", "jsonschema", "json")] * 3      # ticks 0, 2, 4
 
 
 def test_a_log_being_written_is_refused_even_with_overwrite(tmp_path: Path) -> None:

@@ -157,6 +157,74 @@ def test_plot_is_png(log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert out2.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+class _KeepFigure:
+    """pyplot, but the figure ``draw`` makes is kept open for the test to look at."""
+
+    def __init__(self) -> None:
+        from tools.inspect.plot import import_pyplot
+
+        self.plt = import_pyplot()
+        self.figures: list[Any] = []
+
+    def figure(self, *args: Any, **kwargs: Any) -> Any:
+        self.figures.append(self.plt.figure(*args, **kwargs))
+        return self.figures[-1]
+
+    def close(self, fig: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("world", "axes"), [("grid", 6), ("pettingzoo", 4)])
+def test_plot_draws_tick_time_distribution_levels_and_actions(
+        log: Path, tmp_path: Path, world: str, axes: int) -> None:
+    """Tick time over ticks, its distribution, the level and the actions' shares; for grid
+    worlds the occupancy heatmap and its colour bar too."""
+    from engine.ticklog.logset import open_log
+    from tools.inspect.plot import draw
+    from tools.inspect.summary import summary_of
+
+    path = log if world == "grid" else write_log(tmp_path / "other.mcap",
+                                                 world={"name": world})
+    with open_log(path) as reader:
+        scan = scan_ticks(reader, occupancy=True)
+        summary = summary_of(reader, scan)
+    keep = _KeepFigure()
+    out = tmp_path / f"{world}.png"
+    try:
+        draw(keep, str(out), summary, scan)
+        fig = keep.figures[0]
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert len(fig.axes) == axes
+        titles = {ax.get_title() for ax in fig.axes}
+        assert "tick-time distribution" in titles
+        dist = next(ax for ax in fig.axes if ax.get_title() == "tick-time distribution")
+        assert sum(p.get_height() for p in dist.patches) == 297          # every tick
+        assert any("budget 100 ms" in line.get_label() for line in dist.get_lines())
+        actions = next(ax for ax in fig.axes if ax.get_title().startswith("actions"))
+        labels = actions.get_legend_handles_labels()[1]
+        assert labels == (["stay", "up", "down", "left", "right"] if world == "grid"
+                          else [f"action {a}" for a in range(5)])
+        assert any(ax.get_ylabel() == "degradation level" for ax in fig.axes)
+    finally:
+        for fig in keep.figures:
+            keep.plt.close(fig)
+
+
+def test_action_timeline_merges_bins_and_keeps_shares() -> None:
+    from tools.inspect.scan import TIMELINE_BINS, ActionTimeline
+
+    timeline = ActionTimeline()
+    for t in range(5, 5 + 3 * TIMELINE_BINS):
+        if 100 <= t < 400:
+            continue                                        # a gap: no bins there
+        timeline.add(t, np.array([0, 0, 1, 2 if t % 2 else 0]))
+    starts, shares = timeline.shares()
+    assert timeline.width == 4 and len(starts) <= TIMELINE_BINS
+    assert starts[0] == 5 and not ((starts > 100) & (starts + 4 <= 400)).any()
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0)
+    np.testing.assert_allclose(shares[1], [5 / 8, 1 / 4, 1 / 8])   # ticks 9-12
+
+
 def test_occupancy_counts_observed_cells(log: Path) -> None:
     from engine.ticklog.reader import TickLogReader
 

@@ -91,6 +91,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--log-rotate", type=positive_int, default=None, metavar="K",
                      help="with --log-max-bytes: keep only the newest K files, removing the "
                           "oldest (replay starts at the first one left); default: keep all")
+    run.add_argument("--visual", action="store_true",
+                     help="with --log: also log the world's cells (agents per cell, and the "
+                          "world's own layers) as a foxglove.Grid on /world/grid and its "
+                          "figures as JSON numbers on /world/stats, so that the log opens in "
+                          "Foxglove as a picture; docs/ticklog.md")
+    run.add_argument("--visual-every", type=positive_int, default=None, metavar="K",
+                     help="with --visual: a picture every K ticks; default 1 (every tick)")
     run.add_argument("--status-json", default=None, metavar="PATH",
                      help="also write the status line's figures to PATH as one JSON object "
                           "per line, once a second and at the end (tick, p50/p99 of the engine "
@@ -190,6 +197,10 @@ def main_run(args: argparse.Namespace) -> int:
         if not args.metrics_host.strip():
             return _usage_error("--metrics-host: expected an address such as 127.0.0.1, got "
                                 "an empty one")
+    if args.visual and args.log is None:
+        return _usage_error("--visual needs --log")
+    if args.visual_every is not None and not args.visual:
+        return _usage_error("--visual-every needs --visual")
     problem = rotation_usage(args.log, args.log_max_bytes, args.log_rotate)
     if problem:
         return _usage_error(problem)
@@ -217,7 +228,8 @@ def main_run(args: argparse.Namespace) -> int:
                          policy_len=args.policy_len, seed=args.seed,
                          log=args.log, snapshot_every=args.snapshot_every,
                          overwrite=args.overwrite, log_max_bytes=args.log_max_bytes,
-                         log_rotate=args.log_rotate,
+                         log_rotate=args.log_rotate, visual=args.visual,
+                         visual_every=args.visual_every or 1,
                          cluster=args.cluster, shards=args.shards,
                          semantics=args.semantics, learn=args.learn or "",
                          status_json=args.status_json, metrics_port=args.metrics_port,

@@ -38,9 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=exit_codes)
     inspect.add_argument("log", metavar="LOG", help="tick log (.mcap) to summarize")
     inspect.add_argument("--plot", metavar="PATH", default=None,
-                         help="also draw tick time and level over ticks and, for grid "
-                              "worlds, where the agents were (heatmap) into PATH (format "
-                              "from the extension, e.g. out.png; needs matplotlib)")
+                         help="also draw tick time, level and the share of each action "
+                              "over ticks, the tick-time distribution and, for grid worlds, "
+                              "where the agents were (heatmap) into PATH (format from the "
+                              "extension, e.g. out.png; needs matplotlib)")
     inspect.add_argument("--json", action="store_true",
                          help="print the summary as JSON instead of text")
     inspect.set_defaults(handler=main_inspect)

@@ -28,6 +28,9 @@ MAX_LEVEL_RUNS = 1000
 """At most this many runs of ticks at a non-zero level are listed; all are counted."""
 MAX_ACTION = 1 << 16
 """Action values at or above this (or below 0) are counted as out of range, not binned."""
+TIMELINE_BINS = 512
+"""The action timeline keeps at most this many bins of consecutive ticks (each twice as wide
+whenever the log outgrows them), so its memory does not grow with the log's length."""
 
 
 def grid_size(world: Mapping[str, Any]) -> int | None:
@@ -63,6 +66,60 @@ def _add_counts(total: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 
 @dataclass
+class ActionTimeline:
+    """Counts of each action of control factor 0 in bins of ``width`` consecutive ticks from
+    ``first`` (at most :data:`TIMELINE_BINS`; adjacent bins merge when it would be more)."""
+
+    width: int = 1
+    first: int | None = None
+    rows: Any = None  # int64 (bins, actions)
+    filled: Any = None  # bool (bins,): whether any tick fell in the bin
+
+    def add(self, tick: int, actions: np.ndarray) -> None:
+        import numpy as np
+
+        counts, _ = _bincount(actions, MAX_ACTION)
+        if self.first is None:
+            self.first = tick
+            self.rows = np.zeros((0, 0), dtype=np.int64)
+            self.filled = np.zeros(0, dtype=bool)
+        b = (tick - self.first) // self.width
+        while b >= TIMELINE_BINS:
+            self._merge()
+            b = (tick - self.first) // self.width
+        bins, cols = self.rows.shape
+        if b >= bins or counts.size > cols:
+            grown = np.zeros((max(bins, b + 1), max(cols, counts.size)), dtype=np.int64)
+            grown[:bins, :cols] = self.rows
+            self.rows = grown
+            self.filled = np.concatenate([self.filled, np.zeros(grown.shape[0] - bins, bool)])
+        self.rows[b, :counts.size] += counts
+        self.filled[b] = True
+
+    def _merge(self) -> None:
+        import numpy as np
+
+        if self.rows.shape[0] % 2:
+            self.rows = np.vstack([self.rows, np.zeros((1, self.rows.shape[1]), np.int64)])
+            self.filled = np.append(self.filled, False)
+        self.rows = self.rows.reshape(-1, 2, self.rows.shape[1]).sum(axis=1)
+        self.filled = self.filled.reshape(-1, 2).any(axis=1)
+        self.width *= 2
+
+    def shares(self) -> tuple[np.ndarray, np.ndarray]:
+        """(first tick of each bin that holds ticks, each action's share of its agent-ticks
+        ``(bins, actions)``)."""
+        import numpy as np
+
+        if self.first is None:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0))
+        keep = np.flatnonzero(self.filled)
+        rows = self.rows[keep].astype(np.float64)
+        totals = rows.sum(axis=1, keepdims=True)
+        return self.first + keep * self.width, rows / np.maximum(totals, 1.0)
+
+
+@dataclass
 class Scan:
     """What one pass over a log's ticks accumulates: per-tick scalars and running totals."""
 
@@ -93,6 +150,7 @@ class Scan:
     timing_counts: Counter[str] = field(default_factory=Counter)
     occupancy: Any = None  # int64 (cells,) when cells is not None
     off_grid: int = 0
+    timeline: ActionTimeline | None = None  # for the plot only
     failovers: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, rec: TickRecord) -> None:
@@ -143,6 +201,8 @@ class Scan:
             if math.isfinite(value):
                 self.timing_sums[key] = self.timing_sums.get(key, 0.0) + value
                 self.timing_counts[key] += 1
+        if self.timeline is not None and act.shape[1] > 0:
+            self.timeline.add(rec.tick, act[:, 0])
         if self.cells is not None and obs.shape[1] > 0:
             counts, out = _bincount(obs[:, 0], self.cells)
             self.occupancy[:counts.size] += counts
@@ -166,7 +226,9 @@ class Scan:
 
 
 def scan_ticks(reader: TickLogSet, occupancy: bool = False) -> Scan:
-    """One pass over every tick of ``reader`` (one tick's arrays in memory at a time)."""
+    """One pass over every tick of ``reader`` (one tick's arrays in memory at a time);
+    ``occupancy`` (for the plot) also sums the observed cells of a grid world and keeps the
+    action timeline."""
     import numpy as np
 
     header = reader.header
@@ -174,7 +236,8 @@ def scan_ticks(reader: TickLogSet, occupancy: bool = False) -> Scan:
     if occupancy:
         size = grid_size(header.world)
         cells = None if size is None else size * size
-    scan = Scan(n_agents=header.n_agents, cells=cells)
+    scan = Scan(n_agents=header.n_agents, cells=cells,
+                timeline=ActionTimeline() if occupancy else None)
     if cells is not None:
         scan.occupancy = np.zeros(cells, dtype=np.int64)
     for rec in reader.ticks():

@@ -87,6 +87,12 @@ def format_summary(s: Mapping[str, Any]) -> str:
         put("world", text)
     else:
         put("world", "not recorded")
+    visual = s["extra"].get("visual") if isinstance(s["extra"], dict) else None
+    if isinstance(visual, dict):
+        every = visual.get("every")
+        put("visual", f"{', '.join(map(str, visual.get('topics', [])))} every "
+                      f"{_every(every)} "
+                      f"(a picture in Foxglove)")
     model = s["model_hash"] or "?"
     backend = s["extra"].get("backend") if isinstance(s["extra"], dict) else None
     on = f", on {backend}" if backend and backend != "numba" else ""
@@ -153,3 +159,9 @@ def format_summary(s: Mapping[str, Any]) -> str:
         put("failover", f"tick {event['tick']}: the device failed ({event['error']}); the run "
                         f"went on on the CPU")
     return "\n".join(lines)
+
+
+def _every(every: Any) -> str:
+    if every == 1:
+        return "tick"
+    return f"{every} ticks" if isinstance(every, int) else "? ticks"
