@@ -104,3 +104,25 @@ def test_real_child_keeps_both_kernels() -> None:
             peer.ask({"op": "time", "steps": 1, "slot": "vmap"})
     finally:
         peer.close()
+
+
+# -------------------------------------------------------------------- perf.vmap_check
+def test_vmap_check_bad_case_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from perf.vmap_check import main as check_main
+
+    with pytest.raises(SystemExit) as exc:
+        check_main(["tmaze:1"])
+    assert exc.value.code == 2 and "MODEL:POLICY_LEN:AGENTS" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_vmap_check_times_both_forms(capsys: pytest.CaptureFixture[str]) -> None:
+    """The real pymdp 1.x child (skipped unless its venv works), a tiny case."""
+    from perf.pymdp_jax import ensure_venv
+    from perf.vmap_check import main as check_main
+
+    if ensure_venv(install=False)[0] is None:
+        pytest.skip("no pymdp 1.x venv")
+    assert check_main(["tmaze:1:4", "--seconds", "0.05"]) == 0
+    out = capsys.readouterr().out
+    assert "bench peer" in out and "tmaze:1:4" in out
