@@ -2,10 +2,11 @@
 
 It runs as a script in its own virtual environment (:data:`VENV`, made by :func:`ensure_venv`)
 and imports only the standard library, NumPy, JAX and pymdp, never the project. It answers JSON
-lines on stdin (``hello``, ``setup``, ``time``, ``quit``); ``setup`` builds a batched ``Agent``
-or (``"kernel": "vmap"``) the functional kernels under ``jax.jit(jax.vmap(...))`` with one
-shared model, with the step's settings from its ``params`` (:data:`DEFAULT_PARAMS` fill the
-rest). The protocol and the settings are in docs/architecture.md and docs/zoo.md.
+lines on stdin (``hello``, ``setup``, ``time``, ``drop``, ``quit``); ``setup`` builds a batched
+``Agent`` or (``"kernel": "vmap"``) the functional kernels under ``jax.jit(jax.vmap(...))`` with
+one shared model, with the step's settings from its ``params`` (:data:`DEFAULT_PARAMS` fill the
+rest), in a ``slot`` (default: the kernel's name) that ``time`` and ``drop`` name, so both kinds
+live side by side. The protocol and the settings are in docs/zoo.md.
 """
 
 from __future__ import annotations
@@ -288,7 +289,8 @@ class _Vmapped:
 
 
 def _serve() -> int:
-    batch: _Batch | _Vmapped | None = None
+    batches: dict[str, _Batch | _Vmapped] = {}
+    last = ""                              # the slot a ``time`` without one times
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -308,27 +310,42 @@ def _serve() -> int:
                          "jax": jax.__version__, "numpy": np.__version__,
                          "device": str(jax.devices()[0]), "pid": os.getpid()})
             elif op == "setup":
-                batch = None
                 kind = req.get("kernel", "agent")
                 if kind not in ("agent", "vmap"):
                     raise ValueError(f"unknown kernel {kind!r} (agent or vmap)")
+                slot = str(req.get("slot", kind))
+                batches.pop(slot, None)            # free the old one before building
+                last = "" if last == slot else last
                 params = step_params(req.get("params"))
                 batch = (_Vmapped if kind == "vmap" else _Batch)(
                     req["model"], int(req["policy_len"]), int(req["n"]), int(req.get("seed", 0)),
                     params)
-                _answer({"ok": True, "create_s": batch.create_s, "compile_s": batch.compile_s,
-                         "bytes_per_agent": batch.bytes_per_agent, "params": params})
+                batches[slot], last = batch, slot
+                _answer({"ok": True, "slot": slot, "create_s": batch.create_s,
+                         "compile_s": batch.compile_s, "bytes_per_agent": batch.bytes_per_agent,
+                         "params": params})
             elif op == "time":
-                if batch is None:
-                    raise RuntimeError("time before setup")
-                times = [batch.step_once() for _ in range(int(req["steps"]))]
-                _answer({"ok": True, "times": times})
+                slot = str(req.get("slot", last))
+                if slot not in batches:
+                    raise RuntimeError(f"time before setup (slot {slot!r}; set up: "
+                                       f"{sorted(batches)})")
+                times = [batches[slot].step_once() for _ in range(int(req["steps"]))]
+                _answer({"ok": True, "slot": slot, "kernel": _kernel_of(batches[slot]),
+                         "times": times})
+            elif op == "drop":
+                slot = str(req["slot"])
+                _answer({"ok": True, "dropped": batches.pop(slot, None) is not None})
+                last = "" if last == slot else last
             else:
                 raise ValueError(f"unknown op {op!r}")
         except Exception as exc:  # noqa: BLE001 - every failure is answered, the child lives on
             _answer({"ok": False, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"
                      [:500]})
     return 0
+
+
+def _kernel_of(batch: _Batch | _Vmapped) -> str:
+    return "vmap" if isinstance(batch, _Vmapped) else "agent"
 
 
 def _answer(obj: dict[str, Any]) -> None:

@@ -44,7 +44,8 @@ class Probes:
         self._latency: dict[tuple[str, int, str], Any] = {}
         self.jax: JaxPeer | None = None
         self.jax_reason = ""
-        self._jax_key: tuple[str, int, int, str] | None = None
+        #: what each of the child's slots (named by kernel) holds now
+        self._jax_keys: dict[str, tuple[str, int, int]] = {}
         self.jax_setup_info: dict[str, Any] = {}
 
     # ---- availability
@@ -105,11 +106,10 @@ class Probes:
         cfg = self.cfg
         if impl == PYMDP1:
             self._jax_setup(model, policy_len, 1)
-            assert self.jax is not None
             times: list[float] = []
             start = time.perf_counter()
             while len(times) < cfg.latency_steps:
-                times += self.jax.ask({"op": "time", "steps": 10})["times"]
+                times += self._jax_time("agent", 10)
                 if len(times) >= cfg.latency_min_steps and \
                         time.perf_counter() - start > cfg.latency_budget_s:
                     break
@@ -145,18 +145,36 @@ class Probes:
                    ) -> dict[str, Any]:
         if self.jax is None:
             raise RuntimeError(self.jax_reason or "pymdp 1.x is not running")
-        key = (model, policy_len, n, kernel)
+        key = (model, policy_len, n)
         name = f"{model}/L{policy_len}/N={n}" + ("" if kernel == "agent" else f"/{kernel}")
-        if self._jax_key != key:
-            self._jax_key = None
+        if self._jax_keys.get(kernel) != key:
+            self._jax_keys.pop(kernel, None)
             path = self.jax.model_file(model, policy_len if kernel == "vmap" else None)
             info = self.jax.ask({"op": "setup", "model": path, "policy_len": policy_len,
                                  "n": n, "seed": self.cfg.seed, "kernel": kernel,
-                                 "params": STEP_PARAMS})
+                                 "slot": kernel, "params": STEP_PARAMS})
             info["rss_bytes"] = self.jax.rss()
             self.jax_setup_info[name] = info
-            self._jax_key = key
+            self._jax_keys[kernel] = key
         return self.jax_setup_info[name]
+
+    def _jax_time(self, kernel: str, steps: int) -> list[float]:
+        """Time ``steps`` steps of the population in the child's ``kernel`` slot."""
+        assert self.jax is not None
+        answer = self.jax.ask({"op": "time", "steps": steps, "slot": kernel})
+        if answer.get("kernel", kernel) != kernel:
+            raise RuntimeError(f"the pymdp 1.x child timed {answer.get('kernel')!r}, "
+                               f"not {kernel!r}")
+        return [float(t) for t in answer["times"]]
+
+    def _jax_drop(self, kernel: str) -> None:
+        """Free the child's ``kernel`` slot (a dead child has nothing to free)."""
+        self._jax_keys.pop(kernel, None)
+        if self.jax is not None:
+            try:
+                self.jax.ask({"op": "drop", "slot": kernel}, 60.0)
+            except RuntimeError:
+                pass
 
     # ---- throughput
     def open_population(self, model: str, policy_len: int, n: int, impl: str) -> PopulationHandle:
@@ -165,14 +183,10 @@ class Probes:
         1.x batched or vmapped. The zoo's populations (agentloop on every thread, pymdp 1.x)
         step with :data:`STEP_PARAMS`."""
         if impl in (PYMDP1, PYMDP1_VMAP):
-            info = self._jax_setup(model, policy_len, n, "vmap" if impl == PYMDP1_VMAP
-                                   else "agent")
-            jax = self.jax
-            assert jax is not None
-
-            def jax_step() -> float:
-                return float(jax.ask({"op": "time", "steps": 1})["times"][0])
-            return PopulationHandle(impl, n, jax_step, lambda: None, dict(info))
+            kernel = "vmap" if impl == PYMDP1_VMAP else "agent"
+            info = self._jax_setup(model, policy_len, n, kernel)
+            return PopulationHandle(impl, n, lambda: self._jax_time(kernel, 1)[0],
+                                    lambda: self._jax_drop(kernel), dict(info))
         import numpy as np
 
         from engine import Agents, Engine, InferenceConfig
