@@ -80,30 +80,21 @@ def test_a_child_timing_the_wrong_kernel_is_an_error() -> None:
 
 
 @pytest.mark.slow
-def test_real_child_keeps_both_kernels() -> None:
+def test_real_child_keeps_both_kernels(real_jax_peer: Any) -> None:
     """The real pymdp 1.x child (skipped unless its venv works): both slots step, a dropped
     slot is refused by name, and a ``time`` without a slot times the last set up."""
-    from perf.bench.peers import JaxPeer
-    from perf.pymdp_jax import ensure_venv
-
-    python, reason = ensure_venv(install=False)
-    if python is None:
-        pytest.skip(reason)
-    peer = JaxPeer(python, timeout_s=600)
-    try:
-        for kernel in ("vmap", "agent"):
-            info = peer.ask({"op": "setup", "model": peer.model_file("tmaze", 1),
-                             "policy_len": 1, "n": 3, "seed": 0, "kernel": kernel})
-            assert info["slot"] == kernel
-        for kernel in ("vmap", "agent"):
-            answer = peer.ask({"op": "time", "steps": 1, "slot": kernel})
-            assert answer["kernel"] == kernel and len(answer["times"]) == 1
-        assert peer.ask({"op": "time", "steps": 1})["kernel"] == "agent"
-        assert peer.ask({"op": "drop", "slot": "vmap"})["dropped"]
-        with pytest.raises(RuntimeError, match="time before setup.*'vmap'"):
-            peer.ask({"op": "time", "steps": 1, "slot": "vmap"})
-    finally:
-        peer.close()
+    peer = real_jax_peer
+    for kernel in ("vmap", "agent"):
+        info = peer.ask({"op": "setup", "model": peer.model_file("tmaze", 1),
+                         "policy_len": 1, "n": 3, "seed": 0, "kernel": kernel})
+        assert info["slot"] == kernel
+    for kernel in ("vmap", "agent"):
+        answer = peer.ask({"op": "time", "steps": 1, "slot": kernel})
+        assert answer["kernel"] == kernel and len(answer["times"]) == 1
+    assert peer.ask({"op": "time", "steps": 1})["kernel"] == "agent"
+    assert peer.ask({"op": "drop", "slot": "vmap"})["dropped"]
+    with pytest.raises(RuntimeError, match="time before setup.*'vmap'"):
+        peer.ask({"op": "time", "steps": 1, "slot": "vmap"})
 
 
 # -------------------------------------------------------------------- perf.vmap_check

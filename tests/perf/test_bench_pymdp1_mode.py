@@ -195,30 +195,21 @@ def test_agentloop_population_in_the_pymdp1_mode() -> None:
 
 
 @pytest.mark.slow
-def test_pymdp1_child_runs_the_settings_it_is_given() -> None:
+def test_pymdp1_child_runs_the_settings_it_is_given(real_jax_peer: Any) -> None:
     """The real pymdp 1.x child (skipped unless its venv works): every sampling mode and
     action selection, vmapped and batched, and a bad setting refused by name."""
-    from perf.bench.peers import JaxPeer
-    from perf.pymdp_jax import ensure_venv
-
-    python, reason = ensure_venv(install=False)
-    if python is None:
-        pytest.skip(reason)
-    peer = JaxPeer(python, timeout_s=600)
-    try:
-        for kernel in ("vmap", "agent"):
-            for params in ({}, {"sampling_mode": "full", "action_selection": "stochastic",
-                                "gamma": 1.0, "alpha": 1.0, "num_iter": 16}):
-                info = peer.ask({"op": "setup", "model": peer.model_file("tmaze", 2),
-                                 "policy_len": 2, "n": 3, "seed": 0, "kernel": kernel,
-                                 "params": params})
-                assert info["params"] == {**DEFAULT_PARAMS, **params}
-                assert len(peer.ask({"op": "time", "steps": 2})["times"]) == 2
-        with pytest.raises(RuntimeError, match="unknown step params"):
-            peer.ask({"op": "setup", "model": peer.model_file("tmaze", 1), "policy_len": 1,
-                      "n": 1, "kernel": "vmap", "params": {"beta": 2}})
-    finally:
-        peer.close()
+    peer = real_jax_peer
+    for kernel in ("vmap", "agent"):
+        for params in ({}, {"sampling_mode": "full", "action_selection": "stochastic",
+                            "gamma": 1.0, "alpha": 1.0, "num_iter": 16}):
+            info = peer.ask({"op": "setup", "model": peer.model_file("tmaze", 2),
+                             "policy_len": 2, "n": 3, "seed": 0, "kernel": kernel,
+                             "params": params})
+            assert info["params"] == {**DEFAULT_PARAMS, **params}
+            assert len(peer.ask({"op": "time", "steps": 2})["times"]) == 2
+    with pytest.raises(RuntimeError, match="unknown step params"):
+        peer.ask({"op": "setup", "model": peer.model_file("tmaze", 1), "policy_len": 1,
+                  "n": 1, "kernel": "vmap", "params": {"beta": 2}})
 
 
 # ------------------------------------------------------------------- perf.stage_split

@@ -239,25 +239,16 @@ def test_agentloop_population_reports_its_live_fraction() -> None:
 
 
 @pytest.mark.slow
-def test_pymdp1_vmap_kernel_steps_zoo_models() -> None:
+def test_pymdp1_vmap_kernel_steps_zoo_models(real_jax_peer: Any) -> None:
     """The real pymdp 1.x child's functional kernels (skipped unless the pymdp 1.x venv works)."""
-    from perf.bench.peers import JaxPeer
-    from perf.pymdp_jax import ensure_venv
-
-    python, reason = ensure_venv(install=False)
-    if python is None:
-        pytest.skip(reason)
-    peer = JaxPeer(python, timeout_s=600)
-    try:
-        for model, L in (("dense-grid-10", 1), ("tmaze", 2), ("multi-3x3", 1),
-                         ("epistemic-chain", 1)):
-            info = peer.ask({"op": "setup", "model": peer.model_file(model, L),
-                             "policy_len": L, "n": 4, "seed": 0, "kernel": "vmap"})
-            assert info["compile_s"] > 0 and info["bytes_per_agent"] > 0
-            times = peer.ask({"op": "time", "steps": 2})["times"]
-            assert len(times) == 2 and all(t > 0 for t in times)
-        with pytest.raises(RuntimeError, match="unknown kernel"):
-            peer.ask({"op": "setup", "model": peer.model_file("tmaze", 1), "policy_len": 1,
-                      "n": 1, "kernel": "nonsense"})
-    finally:
-        peer.close()
+    peer = real_jax_peer
+    for model, L in (("dense-grid-10", 1), ("tmaze", 2), ("multi-3x3", 1),
+                     ("epistemic-chain", 1)):
+        info = peer.ask({"op": "setup", "model": peer.model_file(model, L),
+                         "policy_len": L, "n": 4, "seed": 0, "kernel": "vmap"})
+        assert info["compile_s"] > 0 and info["bytes_per_agent"] > 0
+        times = peer.ask({"op": "time", "steps": 2})["times"]
+        assert len(times) == 2 and all(t > 0 for t in times)
+    with pytest.raises(RuntimeError, match="unknown kernel"):
+        peer.ask({"op": "setup", "model": peer.model_file("tmaze", 1), "policy_len": 1,
+                  "n": 1, "kernel": "nonsense"})
