@@ -18,13 +18,10 @@ from numba.experimental import structref
 
 from engine.kernels.numba.kernel_model import unpack
 from engine.kernels.numba.step import (
-    WALK_HEADS,
-    WALK_SINGLE,
     KernelConfig,
-    _step_block_heads,
-    _step_block_single,
-    _step_block_tree,
+    claim_scratch_row,
     first_bad_observation,
+    step_walk_block,
 )
 
 _FIELDS = ["kc", "agent_ids", "qs", "prev_action", "started", "q_pi", "G", "actions",
@@ -76,29 +73,12 @@ def packed_kernel(walk: int):  # noqa: ANN201
         bad = first_bad_observation(obs, km.num_obs)
         if bad >= 0:
             return bad
-        fs = rows.fscratch[0]
-        its = rows.iscratch[0]
-        last = its.shape[0] - 1
-        if its[last] != 1:
-            for k in range(last):
-                its[k] = 0
-            for k in range(fs.shape[0]):
-                fs[k] = 0.0
-            its[last] = 1
+        claim_scratch_row(rows.fscratch[0], rows.iscratch[0], 1)
         kc = rows.kc
-        n = obs.shape[0]
-        if walk == WALK_SINGLE:
-            _step_block_single(km, kc, 0, n, rows.agent_ids, obs, rows.qs, rows.prev_action,
-                               rows.started, rows.q_pi, rows.G, rows.actions, rows.seed, tick,
-                               fs, its, rows.sizes, kc.num_iter)
-        elif walk == WALK_HEADS:
-            _step_block_heads(km, kc, 0, n, rows.agent_ids, obs, rows.qs, rows.prev_action,
-                              rows.started, rows.q_pi, rows.G, rows.actions, rows.seed, tick,
-                              fs, its, rows.sizes, kc.num_iter)
-        else:
-            _step_block_tree(km, kc, 0, n, rows.agent_ids, obs, rows.qs, rows.prev_action,
-                             rows.started, rows.q_pi, rows.G, rows.actions, rows.seed, tick,
-                             fs, its, rows.sizes, kc.num_iter)
+        step_walk_block(walk, km, kc, 0, obs.shape[0], rows.agent_ids, obs, rows.qs,
+                        rows.prev_action, rows.started, rows.q_pi, rows.G, rows.actions,
+                        rows.seed, tick, rows.fscratch[0], rows.iscratch[0], rows.sizes,
+                        kc.num_iter)
         return -1
 
     return step_packed

@@ -251,6 +251,35 @@ _step_block_tree = _block_kernel(WALK_TREE)
 _step_block_heads = _block_kernel(WALK_HEADS)
 
 
+@njit(cache=True, inline="always")
+def step_walk_block(walk, km, kc, lo, hi, agent_ids, obs, qs, prev_action, started, q_pi_out,
+                    G_out, actions_out, seed, tick, fs, its, sizes, num_iter):
+    """Agents ``lo..hi`` through the block function of ``walk``: inlined into an entry whose
+    ``walk`` is a constant, Numba keeps only that walk's call."""
+    if walk == WALK_SINGLE:
+        _step_block_single(km, kc, lo, hi, agent_ids, obs, qs, prev_action, started, q_pi_out,
+                           G_out, actions_out, seed, tick, fs, its, sizes, num_iter)
+    elif walk == WALK_HEADS:
+        _step_block_heads(km, kc, lo, hi, agent_ids, obs, qs, prev_action, started, q_pi_out,
+                          G_out, actions_out, seed, tick, fs, its, sizes, num_iter)
+    else:
+        _step_block_tree(km, kc, lo, hi, agent_ids, obs, qs, prev_action, started, q_pi_out,
+                         G_out, actions_out, seed, tick, fs, its, sizes, num_iter)
+
+
+@njit(cache=True, inline="always")
+def claim_scratch_row(fs, its, memo_token):
+    """Clear a thread's scratch row (both memos, and what another layout left) unless it was
+    last used with ``memo_token``; the row's last int keeps the token."""
+    last = its.shape[0] - 1
+    if its[last] != memo_token:
+        for k in range(last):
+            its[k] = 0
+        for k in range(fs.shape[0]):
+            fs[k] = 0.0
+        its[last] = memo_token
+
+
 @functools.cache
 def serial_kernel(walk: int):  # noqa: ANN201
     """``step_kernel(walk)``'s twin for one thread, without Numba's parallel machinery: what
@@ -260,29 +289,10 @@ def serial_kernel(walk: int):  # noqa: ANN201
     @njit(cache=True)
     def step_serial(kref, kc, agent_ids, obs, qs, prev_action, started, q_pi_out, G_out,
                     actions_out, seed, tick, fscratch, iscratch, sizes, num_iter, memo_token):
-        km = unpack(kref)
-        n = obs.shape[0]
-        fs = fscratch[0]
-        its = iscratch[0]
-        last = its.shape[0] - 1
-        if its[last] != memo_token:
-            for k in range(last):
-                its[k] = 0
-            for k in range(fs.shape[0]):
-                fs[k] = 0.0
-            its[last] = memo_token
-        if walk == WALK_SINGLE:
-            _step_block_single(km, kc, 0, n, agent_ids, obs, qs, prev_action, started,
-                               q_pi_out, G_out, actions_out, seed, tick, fs, its, sizes,
-                               num_iter)
-        elif walk == WALK_HEADS:
-            _step_block_heads(km, kc, 0, n, agent_ids, obs, qs, prev_action, started,
-                              q_pi_out, G_out, actions_out, seed, tick, fs, its, sizes,
-                              num_iter)
-        else:
-            _step_block_tree(km, kc, 0, n, agent_ids, obs, qs, prev_action, started,
-                             q_pi_out, G_out, actions_out, seed, tick, fs, its, sizes,
-                             num_iter)
+        claim_scratch_row(fscratch[0], iscratch[0], memo_token)
+        step_walk_block(walk, unpack(kref), kc, 0, obs.shape[0], agent_ids, obs, qs,
+                        prev_action, started, q_pi_out, G_out, actions_out, seed, tick,
+                        fscratch[0], iscratch[0], sizes, num_iter)
 
     return step_serial
 
@@ -314,32 +324,17 @@ def step_kernel(walk: int):  # noqa: ANN201
         """
         km = unpack(kref)
         n = obs.shape[0]
-        last = iscratch.shape[1] - 1
         for t in range(iscratch.shape[0]):
-            if iscratch[t, last] != memo_token:
-                for k in range(last):
-                    iscratch[t, k] = 0
-                for k in range(fscratch.shape[1]):
-                    fscratch[t, k] = 0.0
-                iscratch[t, last] = memo_token
+            claim_scratch_row(fscratch[t], iscratch[t], memo_token)
         # one block of agents per thread: the scratch views are made once per block
         blocks = min(n, fscratch.shape[0])
         for b in prange(blocks):
             tid = numba.get_thread_id()
             lo = b * n // blocks
             hi = (b + 1) * n // blocks
-            if walk == WALK_SINGLE:
-                _step_block_single(km, kc, lo, hi, agent_ids, obs, qs, prev_action, started,
-                                   q_pi_out, G_out, actions_out, seed, tick, fscratch[tid],
-                                   iscratch[tid], sizes, num_iter)
-            elif walk == WALK_HEADS:
-                _step_block_heads(km, kc, lo, hi, agent_ids, obs, qs, prev_action, started,
-                                  q_pi_out, G_out, actions_out, seed, tick, fscratch[tid],
-                                  iscratch[tid], sizes, num_iter)
-            else:
-                _step_block_tree(km, kc, lo, hi, agent_ids, obs, qs, prev_action, started,
-                                 q_pi_out, G_out, actions_out, seed, tick, fscratch[tid],
-                                 iscratch[tid], sizes, num_iter)
+            step_walk_block(walk, km, kc, lo, hi, agent_ids, obs, qs, prev_action, started,
+                            q_pi_out, G_out, actions_out, seed, tick, fscratch[tid],
+                            iscratch[tid], sizes, num_iter)
 
     return step_agents
 
