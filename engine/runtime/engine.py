@@ -184,6 +184,7 @@ class Engine(EngineBase, PopulationReads):
             self.slices = [tuple((0, 0 if i in self.devices else int(p.n_agents))
                                  for i, p in enumerate(self.populations))]
             self._claims = ChunkClaims.local(tuple(self.slices), self.chunk)
+            self._stale_parts = _stale_parts(self)
             self._order = np.zeros(1, dtype=np.int64)
             numba.set_num_threads(threads)
             for state in self.states:
@@ -196,6 +197,7 @@ class Engine(EngineBase, PopulationReads):
             self._shm, self.states, self.workers, self.slices, self.chunk,
             on_pids_changed=lambda pids: metrics.watch([os.getpid()] + pids))
         self._claims = ChunkClaims.create(self._shm, tuple(self.slices), self.chunk)
+        self._stale_parts = _stale_parts(self)
         self.worker_group.start()
 
     def close(self) -> None:
@@ -460,22 +462,28 @@ def _reset_agents(pop: PopulationState, idx: np.ndarray | slice, keep_action: bo
         state.prev_action[idx] = 0
 
 
-def _stale_counts(engine: Engine, level: int, forced: bool) -> StaleCounts:
-    """The last tick's stale agents by reason (:func:`engine.runtime.stale.count_stale`): a
-    population is stepped in its workers' slices, or whole by the master (``workers=0``, a
-    device population in its device's chunks, one failed over to the CPU); a worker failed
-    the tick if it did not finish its stepping (its heartbeat, cleared at release, does not
-    name the tick: it died, hung, or was starting again)."""
-    group = engine.worker_group
-    failed = [] if group is None else [w for w in range(engine.workers)
-                                       if engine.control.heartbeat(w) != engine.tick]
+def _stale_parts(engine: Engine) -> tuple[list[list[tuple[int, int, int]]], list[int]]:
+    """How each population is stepped, for :func:`engine.runtime.stale.count_stale` (fixed
+    once the engine has started): in its workers' slices, or whole by the master
+    (``workers=0``, a device population in its device's chunks, one failed over to the CPU);
+    and each population's chunk."""
     parts = []
     for p, pop in enumerate(engine.populations):
-        mine = [(lo, hi, MASTER if group is None else w)
+        mine = [(lo, hi, MASTER if engine.workers == 0 else w)
                 for w, (lo, hi) in enumerate(s[p] for s in engine.slices) if hi > lo]
         parts.append(mine or [(0, int(pop.n_agents), MASTER)])
     chunks = [engine.devices[p].chunk if p in engine.devices else engine.chunk
               for p in range(len(engine.populations))]
+    return parts, chunks
+
+
+def _stale_counts(engine: Engine, level: int, forced: bool) -> StaleCounts:
+    """The last tick's stale agents by reason: a worker failed the tick if it did not finish
+    its stepping (its heartbeat, cleared at release, does not name the tick: it died, hung,
+    or was starting again)."""
+    failed = [] if engine.worker_group is None else [
+        w for w in range(engine.workers) if engine.control.heartbeat(w) != engine.tick]
+    parts, chunks = engine._stale_parts
     return count_stale([state.stale for state in engine.states], parts, chunks, engine.tick,
                        level, failed, forced)
 
