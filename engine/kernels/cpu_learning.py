@@ -16,11 +16,11 @@ from numba import njit, prange
 from engine.kernels.numba.expected_free_energy import drain_entropy
 from engine.kernels.numba.scratch import scratch_float_size, scratch_views, scratch_views_end
 from engine.kernels.numba.stages import (
-    infer_states_one,
     joint_into,
     policy_posterior,
     select_action_one,
 )
+from engine.kernels.numba.state_inference import infer_states_one
 from engine.model.constants import EPS, EXP_M16
 
 KernelParams = namedtuple(

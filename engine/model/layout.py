@@ -12,6 +12,7 @@ import numpy as np
 from engine.errors import ConfigError
 from engine.model.config import InferenceConfig
 from engine.model.constants import EPS, EXP_M16, PYMDP1_MINVAL
+from engine.model.likelihood_groups import LikelihoodGroups, likelihood_groups
 from engine.model.limits import check_policies
 from engine.model.outcome_tables import outcome_tables
 
@@ -94,6 +95,12 @@ class ModelLayout:
     A_offset: np.ndarray        # (M+1,)
     A_cols: np.ndarray          # (M,) K_m
     jidx: np.ndarray            # (M, n_joint) compact column of each joint state
+    lnA_flat: np.ndarray        # max(ln A_flat, ln_floor) (pymdp 1.x, one factor), or (0,)
+    LL_deps: np.ndarray         # pymdp 1.x, several factors: likelihood_groups' tables
+    LL_mods: np.ndarray         # (grouped modalities over the same factors), or empty
+    LL_offset: np.ndarray
+    LL_cols: np.ndarray
+    LL_flat: np.ndarray
     Bt_flat: np.ndarray         # concatenated B_f transposed to (U, S_f, K_f), K_f the joint
                                 # states of B_factor_list[f] (S_f when f depends on itself)
     B_deps: np.ndarray          # (F, max deps) B_factor_list, padded with -1
@@ -227,6 +234,12 @@ class ModelLayout:
             for f in deps:
                 col = col * model.num_states[f] + joint_index[f]
             jidx[m] = col
+        with np.errstate(divide="ignore"):
+            lnA_flat = (np.maximum(np.log(A_flat), np.log(PYMDP1_MINVAL))
+                        if per_modality and n_factors == 1 else np.zeros(0))
+        groups = (likelihood_groups(model) if per_modality and n_factors > 1 else
+                  LikelihoodGroups(np.zeros((0, n_factors)), np.zeros((0, n_mod)),
+                                   np.zeros(1), np.zeros(0), np.zeros(0)))
 
         # B, transposed, and sparse coordinate lists where B is sparse
         Bt = [np.ascontiguousarray(np.transpose(b.reshape(b.shape[0], -1, b.shape[-1]),
@@ -351,6 +364,8 @@ class ModelLayout:
             joint_stride=ix(joint_stride), joint_slot=ix(joint_index + state_offset[:-1, None]),
             n_joint=n_joint,
             A_flat=fl(A_flat), A_offset=ix(A_offset), A_cols=ix(A_cols), jidx=ix(jidx),
+            lnA_flat=fl(lnA_flat), LL_deps=ix(groups.deps), LL_mods=ix(groups.mods),
+            LL_offset=ix(groups.offset), LL_cols=ix(groups.cols), LL_flat=fl(groups.flat),
             Bt_flat=fl(Bt_flat), B_offset=ix(B_offset), B_sparse=np.array(B_sparse, dtype=bool),
             B_deps=ix(B_deps), Bs_ptr=ix(Bs_ptr), Bs_rowptr=ix(Bs_rowptr), Bs_col=ix(Bs_col),
             Bs_val=fl(Bs_val),

@@ -19,7 +19,7 @@ from numba import njit
 from engine.kernels.numba.heads import predict_tail, product_into, tail_tables
 from engine.kernels.numba.scratch import MEMO_KEY, MEMO_PROBES, MEMO_SLOTS
 from engine.kernels.numba.stages import apply_B, joint_into, predict_states
-from engine.kernels.numba.vector_log import vlog
+from engine.kernels.numba.vector_math import vlog
 from engine.model.constants import EPS
 
 

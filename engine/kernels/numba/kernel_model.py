@@ -24,7 +24,8 @@ KernelModel = namedtuple(
         "ambiguity", "po_ptr", "po_idx", "po_val", "po_dense", "pf_const", "pf_ptr", "pf_idx",
         "pf_val", "pf_rest", "lnE", "lnC", "obs_offset", "obs_stride", "node_depth",
         "node_action", "leaf_of_policy", "first_action", "Bc_colptr", "Bc_row", "utility_B",
-        "gain_cut", "ln_floor", "B_deps",
+        "gain_cut", "ln_floor", "B_deps", "lnA_flat", "LL_deps",
+        "LL_mods", "LL_offset", "LL_cols", "LL_flat",
     ],
 )
 
@@ -62,7 +63,9 @@ def _ref_of(km):
                           km.pf_const, km.pf_ptr, km.pf_idx, km.pf_val, km.pf_rest, km.lnE,
                           km.lnC, km.obs_offset, km.obs_stride, km.node_depth, km.node_action,
                           km.leaf_of_policy, km.first_action, km.Bc_colptr, km.Bc_row,
-                          km.utility_B, km.gain_cut, km.ln_floor, km.B_deps)
+                          km.utility_B, km.gain_cut, km.ln_floor, km.B_deps,
+                          km.lnA_flat, km.LL_deps, km.LL_mods, km.LL_offset,
+                          km.LL_cols, km.LL_flat)
 
 
 @njit(cache=True, inline="always")
@@ -77,4 +80,5 @@ def unpack(ref):
                        ref.pf_idx, ref.pf_val, ref.pf_rest, ref.lnE, ref.lnC, ref.obs_offset,
                        ref.obs_stride, ref.node_depth, ref.node_action, ref.leaf_of_policy,
                        ref.first_action, ref.Bc_colptr, ref.Bc_row, ref.utility_B,
-                       ref.gain_cut, ref.ln_floor, ref.B_deps)
+                       ref.gain_cut, ref.ln_floor, ref.B_deps, ref.lnA_flat,
+                       ref.LL_deps, ref.LL_mods, ref.LL_offset, ref.LL_cols, ref.LL_flat)

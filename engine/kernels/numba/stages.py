@@ -1,4 +1,4 @@
-"""Compiled stages of one agent's step (state inference, predicted states, policy posterior,
+"""Compiled stages of one agent's step (predicted states, policy posterior,
 action marginal and selection), each the twin of a stage of ``engine.kernels.reference``.
 
 Beliefs are flat over factors (``km.state_offset``); every intermediate is float64.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from engine.kernels.numba.vector_math import vexp
 from engine.kernels.rng import uniform
 from engine.model.constants import EPS, TIE_TOL
 
@@ -84,20 +85,6 @@ def likelihood(km, A_flat, obs_row, j):
 
 
 @njit(cache=True, inline="always")
-def log_likelihood(km, A_flat, obs_row, j):
-    """ln p(o | joint state j): ``ln(prod_m A_m + 1e-16)`` (pymdp 0.0.7.1), or
-    ``sum_m max(ln A_m, ln_floor)`` when the layout sets a floor (pymdp 1.x)."""
-    floor = km.ln_floor[0]
-    if floor == 0.0:
-        return np.log(likelihood(km, A_flat, obs_row, j) + EPS)
-    total = 0.0
-    for m in range(km.num_obs.shape[0]):
-        total += log_floored(A_flat[km.A_offset[m] + obs_row[m] * km.A_cols[m] + km.jidx[m, j]],
-                             floor)
-    return total
-
-
-@njit(cache=True, inline="always")
 def log_floored(x, floor):
     """pymdp 1.x's ``log_stable``: ``max(ln x, floor)`` (``floor`` = ln MINVAL)."""
     return max(np.log(x), floor) if x > 0.0 else floor
@@ -125,11 +112,11 @@ def softmax_into(x, out, lo, hi):
     for s in range(lo + 1, hi):
         if x[s] > mx:
             mx = x[s]
+    for s in range(lo, hi):                   # apart from the sum, so that it vectorises
+        out[s] = vexp(x[s] - mx)
     total = 0.0
     for s in range(lo, hi):
-        e = np.exp(x[s] - mx)
-        out[s] = e
-        total += e
+        total += out[s]
     for s in range(lo, hi):
         out[s] /= total
 
@@ -152,99 +139,6 @@ def predict_states(km, actions, src, src_off, dst, dst_off):
     for f in range(km.num_states.shape[0]):
         apply_B(km, f, actions[f], src, src_off + km.state_offset[f], dst,
                 dst_off + km.state_offset[f])
-
-
-@njit(cache=True, _nrt=False)
-def infer_states_one(km, kc, A_flat, obs_row, prior, post, lnprior, qL, qtmp, lnL, qj,
-                     num_iter):
-    """Twin of reference.infer_states: pymdp's run_vanilla_fpi for one agent, prior -> post.
-
-    ``A_flat`` is the model's compact A (``km.A_flat``) or one agent's learnt copy.
-    """
-    n_factors = km.num_states.shape[0]
-    floor = km.ln_floor[0]
-    if n_factors == 1 and floor != 0.0:
-        # pymdp 1.x: softmax(sum_m ln max(A_m, MINVAL) + ln max(prior, MINVAL))
-        S = km.num_states[0]
-        for s in range(S):
-            lnL[s] = log_floored(prior[s], floor) + log_likelihood(km, A_flat, obs_row, s)
-        softmax_into(lnL, post, 0, S)
-        return
-    if n_factors == 1:
-        # lnL doubles as the likelihood buffer: L[s] = prod_m A_m[o_m, s]
-        S = km.num_states[0]
-        like = lnL
-        for s in range(S):
-            like[s] = 1.0
-        for m in range(km.num_obs.shape[0]):
-            row = km.A_offset[m] + obs_row[m] * km.A_cols[m]
-            if km.jidx_identity[m]:
-                for s in range(S):
-                    like[s] *= A_flat[row + s]
-            else:
-                for s in range(S):
-                    like[s] *= A_flat[row + km.jidx[m, s]]
-        # four running sums: a single one is a chain of S dependent additions
-        t0 = t1 = t2 = t3 = 0.0
-        s = 0
-        while s + 4 <= S:
-            v0 = (like[s] + EPS) * (prior[s] + EPS)
-            v1 = (like[s + 1] + EPS) * (prior[s + 1] + EPS)
-            v2 = (like[s + 2] + EPS) * (prior[s + 2] + EPS)
-            v3 = (like[s + 3] + EPS) * (prior[s + 3] + EPS)
-            post[s], post[s + 1], post[s + 2], post[s + 3] = v0, v1, v2, v3
-            t0 += v0
-            t1 += v1
-            t2 += v2
-            t3 += v3
-            s += 4
-        while s < S:
-            v0 = (like[s] + EPS) * (prior[s] + EPS)
-            post[s] = v0
-            t0 += v0
-            s += 1
-        total = (t0 + t1) + (t2 + t3)
-        inv = 1.0 / total
-        for s in range(S):
-            post[s] = post[s] * inv
-        return
-    n_joint = lnL.shape[0]
-    for j in range(n_joint):
-        lnL[j] = log_likelihood(km, A_flat, obs_row, j)
-    s_tot = km.state_offset[-1]
-    for f in range(n_factors):
-        for s in range(km.state_offset[f], km.state_offset[f + 1]):
-            post[s] = 1.0 / km.num_states[f]
-    for s in range(s_tot):
-        lnprior[s] = np.log(prior[s] + EPS) if floor == 0.0 else log_floored(prior[s], floor)
-    prev_vfe = factor_entropy_terms(km, post, lnprior)
-    dF = kc.dF
-    it = 0
-    while it < num_iter and dF >= kc.dF_tol:
-        # Jacobi sweep: every factor's update reads the marginals of the previous sweep
-        for s in range(s_tot):
-            qL[s] = 0.0
-        for j in range(n_joint):
-            for f in range(n_factors):
-                w = lnL[j]
-                for g in range(n_factors):
-                    if g != f:
-                        w *= post[km.joint_slot[g, j]]
-                qL[km.joint_slot[f, j]] += w
-        for s in range(s_tot):
-            qL[s] += lnprior[s]
-        for f in range(n_factors):
-            softmax_into(qL, qtmp, km.state_offset[f], km.state_offset[f + 1])
-        for s in range(s_tot):
-            post[s] = qtmp[s]
-        joint_into(km, post, 0, qj)
-        accuracy = 0.0
-        for j in range(n_joint):
-            accuracy += lnL[j] * qj[j]
-        vfe = factor_entropy_terms(km, post, lnprior) - accuracy
-        dF = abs(prev_vfe - vfe)
-        prev_vfe = vfe
-        it += 1
 
 
 @njit(cache=True, _nrt=False)

@@ -37,11 +37,11 @@ from engine.kernels.numba.scratch import (
     single_views,
 )
 from engine.kernels.numba.stages import (
-    infer_states_one,
     policy_posterior,
     predict_states,
     select_action_one,
 )
+from engine.kernels.numba.state_inference import infer_states_one
 from engine.model.layout import ModelLayout
 
 __all__ = [

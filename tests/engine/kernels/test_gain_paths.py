@@ -8,7 +8,7 @@ import pytest
 from numba import njit
 
 from engine import GenerativeModel, InferenceConfig
-from engine.kernels.numba.vector_log import vlog
+from engine.kernels.numba.vector_math import EXP_LOWEST, vexp, vlog
 from engine.model.layout import layout_of
 from tests.pymdp_peer import run_side_by_side
 from world.models import grid_cue_likelihood, grid_model, grid_transitions, random_model
@@ -82,3 +82,25 @@ def test_vector_log_is_within_one_ulp() -> None:
     _vlog_all(x, out)
     exact = np.log(x)
     assert np.all(np.abs(out - exact) <= np.spacing(np.abs(exact)) + 1e-300)
+
+
+@njit(cache=True, error_model="numpy")
+def _vexp_all(x, out):  # noqa: ANN001, ANN202
+    for i in range(x.shape[0]):
+        out[i] = vexp(x[i])
+
+
+def test_vector_exp_is_within_one_ulp() -> None:
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.uniform(EXP_LOWEST, 0.0, 200_000), rng.uniform(-1.0, 1.0, 100_000),
+                        rng.uniform(0.0, 709.0, 10_000),
+                        [0.0, -0.0, EXP_LOWEST, 709.0, 0.5 * np.log(2), -0.5 * np.log(2)]])
+    out = np.empty_like(x)
+    _vexp_all(x, out)
+    exact = np.exp(x)
+    assert np.all(np.abs(out - exact) <= np.spacing(exact))
+    edges = np.array([np.nan, np.inf, -np.inf, 710.0, EXP_LOWEST - 1.0])
+    out = np.empty_like(edges)
+    _vexp_all(edges, out)
+    assert np.isnan(out[0]) and out[1] == np.inf and out[2] == 0.0 and out[3] == np.inf
+    assert out[4] == 0.0

@@ -21,7 +21,7 @@ import pytest
 from engine import GenerativeModel, InferenceConfig
 from engine.kernels import reference as ref
 from engine.kernels.numba import expected_free_energy as efe
-from engine.kernels.numba import stages
+from engine.kernels.numba import stages, state_inference
 from engine.kernels.numba.scratch import (
     scratch_float_size,
     scratch_int_size,
@@ -78,6 +78,9 @@ MODELS: list[tuple[str, Callable[[], GenerativeModel]]] = [
                                      [2, 2, 2], sharpness=5.0)),
     ("2f-time-dependent-C", _time_dependent_preferences),
     ("3f-B-dependencies", _b_dependencies),
+    ("3f-unsorted-one-state", lambda: random_model(np.random.default_rng(7), [3, 4, 2],
+                                                   [3, 1, 2], [2, 1, 2],
+                                                   [[2, 0], [1, 0, 2], [1]], sharpness=0.3)),
 ]
 
 
@@ -230,7 +233,7 @@ def run_action_marginal(compiled, reference, case: Case) -> tuple[Any, Any]:  # 
 #: twins, and the pymdp generations each row holds for.
 BOTH = ("pymdp0", "pymdp1")
 STAGES = [
-    (stages.infer_states_one, ref.infer_states, run_infer_states, BOTH),
+    (state_inference.infer_states_one, ref.infer_states, run_infer_states, BOTH),
     (stages.predict_states, ref.transition_prior, run_predict_states, BOTH),
     (efe.states_info_gain, ref.states_info_gain, run_states_info_gain, ("pymdp0",)),
     (efe.states_info_gain, ref.states_info_gain_per_modality, run_states_info_gain,
