@@ -12,6 +12,7 @@ import numpy as np
 from engine.errors import ConfigError
 from engine.model.config import InferenceConfig
 from engine.model.constants import EPS, EXP_M16, PYMDP1_MINVAL
+from engine.model.factored_tables import empty_tables, factored_tables
 from engine.model.likelihood_groups import LikelihoodGroups, likelihood_groups
 from engine.model.limits import check_policies
 from engine.model.outcome_tables import outcome_tables
@@ -101,6 +102,14 @@ class ModelLayout:
     LL_offset: np.ndarray
     LL_cols: np.ndarray
     LL_flat: np.ndarray
+    F_deps: np.ndarray          # pymdp 1.x, several factors, when the walk values nodes from
+    F_amb: np.ndarray           # factor marginals: factored_tables' per-modality tables
+    F_amb_offset: np.ndarray    # (empty otherwise)
+    F_sparse: np.ndarray
+    F_ptr: np.ndarray
+    F_col: np.ndarray
+    F_val: np.ndarray
+    factored_reason: str        # why the walk does or does not value nodes that way
     Bt_flat: np.ndarray         # concatenated B_f transposed to (U, S_f, K_f), K_f the joint
                                 # states of B_factor_list[f] (S_f when f depends on itself)
     B_deps: np.ndarray          # (F, max deps) B_factor_list, padded with -1
@@ -347,6 +356,10 @@ class ModelLayout:
                       else model.control_fac_idx)
         E = model.prior_over_policies(policies.shape[0])
         tree = PolicyTree.build(policies)
+        per_state = (tables.n_outcomes if tables.dense.shape[0]
+                     else tables.val.shape[0] / max(1, n_joint))
+        factored = (factored_tables(model, tree.depth, tree.action, B_deps, per_state)
+                    if per_modality else empty_tables(n_factors))
 
         def fl(x: np.ndarray) -> np.ndarray:
             out = np.ascontiguousarray(x, dtype=np.float64)
@@ -384,6 +397,10 @@ class ModelLayout:
             tree=tree, first_action=ix(policies[:, 0, :]),
             control_mask=np.array([f in control for f in range(n_factors)], dtype=bool),
             semantics=config.semantics,
+            F_deps=ix(factored.deps), F_amb=fl(factored.amb),
+            F_amb_offset=ix(factored.amb_offset), F_sparse=factored.sparse,
+            F_ptr=ix(factored.ptr), F_col=ix(factored.col), F_val=fl(factored.val),
+            factored_reason=factored.reason,
             gain_cut=fl(np.array([0.0 if per_modality else EXP_M16])),
             ln_floor=fl(np.array([np.log(PYMDP1_MINVAL) if per_modality else 0.0])),
         )

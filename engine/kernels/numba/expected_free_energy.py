@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from engine.kernels.numba.factored import factored_value
 from engine.kernels.numba.heads import predict_tail, product_into, tail_tables
 from engine.kernels.numba.scratch import MEMO_KEY, MEMO_PROBES, MEMO_SLOTS
 from engine.kernels.numba.stages import apply_B, joint_into, predict_states
@@ -231,7 +232,9 @@ def node_value(km, kc, q, d, qo, touched):
 # ------------------------------------------------------------------------ the generic walk
 @njit(cache=True, _nrt=False)
 def policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G):
-    """Twin of reference.expected_free_energy for any model: the prefix-tree walk."""
+    """Twin of reference.expected_free_energy for any model: the prefix-tree walk. A node is
+    valued from its joint belief, or from its factor marginals where the layout has the
+    factored tables (``factored.factored_value``; ``qj`` is then its scratch)."""
     s_tot = km.state_offset[-1]
     for k in range(km.node_depth.shape[0]):
         d = km.node_depth[k]
@@ -246,6 +249,8 @@ def policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G):
             predict_states(km, km.node_action[k], qdepth, dst - s_tot, qdepth, dst)
         if km.num_states.shape[0] == 1:
             value = node_value(km, kc, qdepth[dst:dst + s_tot], d, qo, touched)
+        elif km.F_sparse.shape[0]:
+            value = factored_value(km, kc, qdepth, dst, d, qo, qj)
         else:
             joint_into(km, qdepth, dst, qj)
             value = node_value(km, kc, qj, d, qo, touched)
@@ -578,7 +583,7 @@ def expected_free_energy_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched,
     if km.num_states.shape[0] == 1 and km.B_sparse[0]:
         policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, stamp, big,
                              n_big, rows, vals, memo_key, memo_val, util, dq, dqo, gain, G)
-    elif heads[0] < km.num_states.shape[0]:
+    elif heads[0] < km.num_states.shape[0] and km.F_sparse.shape[0] == 0:
         policy_values_heads(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, heads, G)
     else:
         policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G)

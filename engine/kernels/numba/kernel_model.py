@@ -25,7 +25,8 @@ KernelModel = namedtuple(
         "pf_val", "pf_rest", "lnE", "lnC", "obs_offset", "obs_stride", "node_depth",
         "node_action", "leaf_of_policy", "first_action", "Bc_colptr", "Bc_row", "utility_B",
         "gain_cut", "ln_floor", "B_deps", "lnA_flat", "LL_deps",
-        "LL_mods", "LL_offset", "LL_cols", "LL_flat",
+        "LL_mods", "LL_offset", "LL_cols", "LL_flat", "F_deps", "F_amb", "F_amb_offset",
+        "F_sparse", "F_ptr", "F_col", "F_val",
     ],
 )
 
@@ -65,7 +66,8 @@ def _ref_of(km):
                           km.leaf_of_policy, km.first_action, km.Bc_colptr, km.Bc_row,
                           km.utility_B, km.gain_cut, km.ln_floor, km.B_deps,
                           km.lnA_flat, km.LL_deps, km.LL_mods, km.LL_offset,
-                          km.LL_cols, km.LL_flat)
+                          km.LL_cols, km.LL_flat, km.F_deps, km.F_amb, km.F_amb_offset,
+                          km.F_sparse, km.F_ptr, km.F_col, km.F_val)
 
 
 @njit(cache=True, inline="always")
@@ -81,4 +83,6 @@ def unpack(ref):
                        ref.obs_stride, ref.node_depth, ref.node_action, ref.leaf_of_policy,
                        ref.first_action, ref.Bc_colptr, ref.Bc_row, ref.utility_B,
                        ref.gain_cut, ref.ln_floor, ref.B_deps, ref.lnA_flat,
-                       ref.LL_deps, ref.LL_mods, ref.LL_offset, ref.LL_cols, ref.LL_flat)
+                       ref.LL_deps, ref.LL_mods, ref.LL_offset, ref.LL_cols, ref.LL_flat,
+                       ref.F_deps, ref.F_amb, ref.F_amb_offset, ref.F_sparse, ref.F_ptr,
+                       ref.F_col, ref.F_val)

@@ -117,6 +117,8 @@ def walk_of(km: KernelModel) -> int:
     n_factors = km.num_states.shape[0]
     if n_factors == 1 and bool(km.B_sparse[0]):
         return WALK_SINGLE
+    if km.F_sparse.shape[0]:
+        return WALK_TREE
     if n_factors > 1 and head_factors.py_func(km.num_states, km.node_depth, km.node_action,
                                               km.B_deps) < n_factors:
         return WALK_HEADS
@@ -128,6 +130,7 @@ def describe_walk(layout: ModelLayout) -> str:
     km = kernel_model(layout)
     walk = walk_of(km)
     n_factors = len(layout.num_states)
+    why = f" ({layout.factored_reason})" if layout.factored_reason else ""
     if walk == WALK_SINGLE:
         return "one-factor walk: one hidden factor with a sparse B (nodes valued from the parent)"
     if walk == WALK_HEADS:
@@ -135,9 +138,11 @@ def describe_walk(layout: ModelLayout) -> str:
         h = head_factors.py_func(km.num_states, tree.depth, tree.action, km.B_deps)
         tail = (f"factor {h} takes one action per depth and moves" if h == n_factors - 1
                 else f"factors {h}-{n_factors - 1} take one action per depth and move")
-        return f"shared-tail walk: {tail} alone (predicted once per step)"
-    why = "one factor with a dense B" if n_factors == 1 else "no shared tail of factors"
-    return f"tree walk: every node's joint belief ({why})"
+        return f"shared-tail walk: {tail} alone (predicted once per step){why}"
+    if layout.F_sparse.shape[0]:
+        return f"factored walk: every node valued per modality from factor marginals{why}"
+    kind = "one factor with a dense B" if n_factors == 1 else "no shared tail of factors"
+    return f"tree walk: every node's joint belief ({kind}){why}"
 
 
 # ------------------------------------------------------------------------------------ step

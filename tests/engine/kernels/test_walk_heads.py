@@ -15,6 +15,7 @@ from engine.kernels import reference as ref
 from engine.kernels.numba.expected_free_energy import expected_free_energy_one
 from engine.kernels.numba.scratch import head_factors, head_layout
 from engine.kernels.numba.step import WALK_HEADS, WALK_TREE, kernel_model, walk_of
+from engine.model import factored_tables
 from engine.model.layout import layout_of
 from tests.engine.kernels.test_stages import N_AGENTS, TOL, Case, _case
 from world.models import random_model, tmaze_model
@@ -112,7 +113,9 @@ def _run(case: Case, concentration: float,
 @pytest.mark.parametrize("semantics", ["pymdp0", "pymdp1"])
 @pytest.mark.parametrize("concentration", [0.5, 0.02], ids=["spread", "peaked"])
 @pytest.mark.parametrize("index", range(len(MODELS)), ids=[m[0] for m in MODELS])
-def test_heads_walk_matches_reference(index: int, concentration: float, semantics: str) -> None:
+def test_heads_walk_matches_reference(index: int, concentration: float, semantics: str,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(factored_tables, "factored_cost", lambda *args: 1 << 60)
     name, build, heads = MODELS[index]
     case = _case(build, seed=2000 + index, semantics=semantics)
     assert head_layout(case.layout)[0] == heads
@@ -121,7 +124,8 @@ def test_heads_walk_matches_reference(index: int, concentration: float, semantic
 
 
 @pytest.mark.parametrize("semantics", ["pymdp0", "pymdp1"])
-def test_heads_walk_degraded_horizon(semantics: str) -> None:
+def test_heads_walk_degraded_horizon(semantics: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(factored_tables, "factored_cost", lambda *args: 1 << 60)
     case = _case(MODELS[0][1], seed=2100, semantics=semantics)
     for max_depth in (1, 2):
         got, want = _run(case, 0.5, max_depth)
