@@ -63,16 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("cases", nargs="+", metavar="MODEL:POLICY_LEN:AGENTS")
     p.add_argument("--repeats", type=int, default=7)
     args = p.parse_args(argv)
-    for case in args.cases:
-        try:
-            model, L, n = case.split(":")
-            policy_len, agents = int(L), int(n)
-        except ValueError:
-            p.error(f"expected MODEL:POLICY_LEN:AGENTS, got {case!r}")
-        from perf.models import ENTRIES
+    from perf.models import parse_case
 
-        if model not in ENTRIES:
-            p.error(f"unknown model {model!r}; known: {', '.join(ENTRIES)}")
+    for case in args.cases:
+        model, policy_len, agents = parse_case(p, case)
         us = compare(model, policy_len, agents, args.repeats)
         picked = "factored" if us["picked"] else "joint"
         print(f"{model} policy_len {policy_len}, {agents:,} agents: factored "

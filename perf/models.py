@@ -28,6 +28,7 @@ zoo in report order, ``STANDARD_MODELS`` the sparse grids, ``MODELS`` every name
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 
@@ -175,3 +176,16 @@ def policy_lens_of(name: str) -> tuple[int, ...]:
     if name not in ENTRIES:
         raise KeyError(f"unknown benchmark model {name!r}; known: {', '.join(ENTRIES)}")
     return ENTRIES[name].policy_lens
+
+
+def parse_case(parser: argparse.ArgumentParser, case: str) -> tuple[str, int, int]:
+    """``MODEL:POLICY_LEN:AGENTS`` of a benchmark's command line as ``(model, policy_len,
+    agents)``; ``parser.error`` (exit 2) names what is wrong."""
+    try:
+        model, policy_len, agents = case.split(":")
+        parsed = (model, int(policy_len), int(agents))
+    except ValueError:
+        parser.error(f"expected MODEL:POLICY_LEN:AGENTS, got {case!r}")
+    if model not in _BUILDERS:
+        parser.error(f"unknown model {model!r}; known: {', '.join(_BUILDERS)}")
+    return parsed

@@ -81,16 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=float, default=0.6, help="timed per variant and repeat")
     args = p.parse_args(argv)
-    for case in args.cases:
-        try:
-            model, L, n = case.split(":")
-            policy_len, agents = int(L), int(n)
-        except ValueError:
-            p.error(f"expected MODEL:POLICY_LEN:AGENTS, got {case!r}")
-        from perf.models import MODELS
+    from perf.models import parse_case
 
-        if model not in MODELS:
-            p.error(f"unknown model {model!r}; known: {', '.join(MODELS)}")
+    for case in args.cases:
+        model, policy_len, agents = parse_case(p, case)
         us = split(model, policy_len, agents, args.repeats, args.seconds)
         print(format_split(model, policy_len, agents, us), flush=True)
     return 0

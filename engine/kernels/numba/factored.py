@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from numba import njit
 
+from engine.kernels.numba.stages import expand_into
 from engine.kernels.numba.vector_math import vlog
 from engine.model.constants import EPS
 
@@ -14,19 +15,10 @@ from engine.model.constants import EPS
 def modality_belief(km, m, q, q_off, w):
     """``w[:K_m]`` = the joint belief of modality ``m``'s factors (``A_factor_list`` order, the
     first slowest) from the flat marginals ``q[q_off:]``."""
-    n = 1
-    w[0] = 1.0
-    for i in range(km.F_deps.shape[1]):
-        f = km.F_deps[m, i]
-        if f < 0:
-            break
-        S = km.num_states[f]
-        base = q_off + km.state_offset[f]
-        for a in range(n - 1, -1, -1):
-            v = w[a]
-            for s in range(S - 1, -1, -1):
-                w[a * S + s] = v * q[base + s]
-        n *= S
+    k = 0
+    while k < km.F_deps.shape[1] and km.F_deps[m, k] >= 0:
+        k += 1
+    expand_into(km, km.F_deps[m], True, 0, k, q, q_off, w, 0)
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")

@@ -12,23 +12,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from engine.kernels.numba.stages import apply_B
+from engine.kernels.numba.stages import apply_B, expand_into
 
 
 @njit(cache=True, inline="always")
 def product_into(km, q, q_off, f0, f1, out):
     """out = the joint belief of factors ``f0 .. f1 - 1`` of the flat belief ``q[q_off:]``
-    (first factor slowest), expanded factor by factor in place as ``stages.joint_into``."""
-    n = 1
-    out[0] = 1.0
-    for f in range(f0, f1):
-        S = km.num_states[f]
-        base = q_off + km.state_offset[f]
-        for i in range(n - 1, -1, -1):
-            v = out[i]
-            for s in range(S - 1, -1, -1):
-                out[i * S + s] = v * q[base + s]
-        n *= S
+    (first factor slowest), as ``stages.expand_into``."""
+    expand_into(km, km.num_states, False, f0, f1, q, q_off, out, 0)
 
 
 @njit(cache=True, inline="always")

@@ -90,20 +90,30 @@ def log_floored(x, floor):
     return max(np.log(x), floor) if x > 0.0 else floor
 
 
-@njit(cache=True)
-def joint_into(km, q, q_off, out):
-    """out[j] = prod_f q[f][idx_f(j)] over the joint state space (factor 0 slowest), expanded
-    factor by factor in place: the same products in the same order, without divisions."""
+@njit(cache=True, inline="always")
+def expand_into(km, factors, listed, first, last, q, q_off, out, o0):
+    """``out[o0:o0 + n]`` = the joint belief of factors ``first .. last - 1`` (the entries
+    ``factors[first:last]`` when ``listed``) from the flat marginals ``q[q_off:]``, row-major
+    with the first slowest, expanded factor by factor in place: the same products in the same
+    order, without divisions. Returns n."""
     n = 1
-    out[0] = 1.0
-    for f in range(km.num_states.shape[0]):
+    out[o0] = 1.0
+    for i in range(first, last):
+        f = factors[i] if listed else i
         S = km.num_states[f]
         base = q_off + km.state_offset[f]
-        for i in range(n - 1, -1, -1):
-            v = out[i]
+        for a in range(n - 1, -1, -1):
+            v = out[o0 + a]
             for s in range(S - 1, -1, -1):
-                out[i * S + s] = v * q[base + s]
+                out[o0 + a * S + s] = v * q[base + s]
         n *= S
+    return n
+
+
+@njit(cache=True)
+def joint_into(km, q, q_off, out):
+    """out[j] = prod_f q[f][idx_f(j)] over the joint state space (factor 0 slowest)."""
+    expand_into(km, km.num_states, False, 0, km.num_states.shape[0], q, q_off, out, 0)
 
 
 @njit(cache=True)

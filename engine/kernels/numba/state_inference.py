@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit
 
 from engine.kernels.numba.stages import (
+    expand_into,
     factor_entropy_terms,
     likelihood,
     log_floored,
@@ -29,24 +30,6 @@ def _dep(deps, i, joint):
 
 
 @njit(cache=True, inline="always")
-def _expand(km, deps, joint, first, last, q, w, w0):
-    """``w[w0:w0 + n] = prod of q over the axes first..last-1`` as a row-major tensor (the
-    first axis slowest); returns n."""
-    n = 1
-    w[w0] = 1.0
-    for i in range(first, last):
-        f = _dep(deps, i, joint)
-        S = km.num_states[f]
-        base = km.state_offset[f]
-        for a in range(n - 1, -1, -1):
-            v = w[w0 + a]
-            for s in range(S - 1, -1, -1):
-                w[w0 + a * S + s] = v * q[base + s]
-        n *= S
-    return n
-
-
-@njit(cache=True, inline="always")
 def add_message(km, T, t0, deps, joint, k, t, q, w, out):
     """``out[factor of axis t] += T contracted with q over every other axis``.
 
@@ -55,8 +38,8 @@ def add_message(km, T, t0, deps, joint, k, t, q, w, out):
     ``t``, then of those before it."""
     ft = _dep(deps, t, joint)
     d_t = km.num_states[ft]
-    n_in = _expand(km, deps, joint, t + 1, k, q, w, 0)
-    n_out = _expand(km, deps, joint, 0, t, q, w, n_in)
+    n_in = expand_into(km, deps, not joint, t + 1, k, q, 0, w, 0)
+    n_out = expand_into(km, deps, not joint, 0, t, q, 0, w, n_in)
     ot = km.state_offset[ft]
     for a in range(n_out):
         wa = w[n_in + a]
