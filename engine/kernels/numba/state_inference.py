@@ -51,7 +51,7 @@ def add_message(km, T, t0, deps, joint, k, t, q, w, out):
             out[ot + s] += wa * acc
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def add_messages(km, T, t0, deps, joint, k, q, w, out):
     """Every axis's message from the tensor ``T[t0:]`` (as :func:`add_message`). Two axes
     take one pass over the tensor for both; a factor with one state gets none (its marginal
@@ -83,7 +83,7 @@ def _joint_messages(km, lnL, n_factors, q, w, out):
     """``out`` = every factor's message from the joint log-likelihood (pymdp 0.0.7.1)."""
     for s in range(km.state_offset[-1]):
         out[s] = 0.0
-    add_messages(km, lnL, 0, km.LL_deps[0:0, 0], True, n_factors, q, w, out)
+    add_messages(km, lnL, 0, km.num_states, True, n_factors, q, w, out)
 
 
 @njit(cache=True, inline="always")
@@ -118,7 +118,7 @@ def _group_row(km, g, obs_row):
     return km.LL_offset[g] + r * km.LL_cols[g]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def _sweeps_pymdp1(km, obs_row, prior, post, base, qL, qtmp, w, num_iter, floor):
     """pymdp 1.x's factorised fixed point: every sweep, each factor's message sums the
     tables of the modality groups that read it (``model.likelihood_groups``), contracted with
