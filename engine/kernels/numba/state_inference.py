@@ -212,14 +212,30 @@ def infer_states_one(km, kc, A_flat, obs_row, prior, post, lnprior, qL, qtmp, ln
     ``A_flat`` is the model's compact A (``km.A_flat``) or one agent's learnt copy (pymdp
     0.0.7.1 semantics only: pymdp 1.x's read the model's log tables). ``qj`` is scratch.
     """
+    if km.num_states.shape[0] == 1:
+        infer_states_one_factor(km, A_flat, obs_row, prior, post, lnL)
+    else:
+        infer_states_factors(km, kc, A_flat, obs_row, prior, post, lnprior, qL, qtmp, lnL, qj,
+                             num_iter)
+
+
+@njit(cache=True, _nrt=False)
+def infer_states_one_factor(km, A_flat, obs_row, prior, post, lnL):
+    """:func:`infer_states_one` for a model with one factor (exact in one step). The step of
+    the one-factor walk calls it directly, so that its compile leaves the sweeps out."""
+    floor = km.ln_floor[0]
+    if floor != 0.0:
+        _one_factor_pymdp1(km, obs_row, prior, post, lnL, floor)
+    else:
+        _one_factor_pymdp0(km, A_flat, obs_row, prior, post, lnL)
+
+
+@njit(cache=True, _nrt=False)
+def infer_states_factors(km, kc, A_flat, obs_row, prior, post, lnprior, qL, qtmp, lnL, qj,
+                         num_iter):
+    """:func:`infer_states_one` for a model with several factors: the fixed-point sweeps."""
     n_factors = km.num_states.shape[0]
     floor = km.ln_floor[0]
-    if n_factors == 1 and floor != 0.0:
-        _one_factor_pymdp1(km, obs_row, prior, post, lnL, floor)
-        return
-    if n_factors == 1:
-        _one_factor_pymdp0(km, A_flat, obs_row, prior, post, lnL)
-        return
     s_tot = km.state_offset[-1]
     for f in range(n_factors):
         for s in range(km.state_offset[f], km.state_offset[f + 1]):

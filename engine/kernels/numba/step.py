@@ -41,7 +41,11 @@ from engine.kernels.numba.stages import (
     predict_states,
     select_action_one,
 )
-from engine.kernels.numba.state_inference import infer_states_one
+from engine.kernels.numba.state_inference import (
+    infer_states_factors,
+    infer_states_one,
+    infer_states_one_factor,
+)
 from engine.model.layout import ModelLayout
 
 __all__ = [
@@ -187,8 +191,14 @@ def _step_agent(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_
     else:
         for s in range(s_tot):
             prior[s] = km.D_flat[s]
-    infer_states_one(km, kc, km.A_flat, obs[i], prior, post, lnprior, qL, qtmp, lnL, qj,
-                     num_iter)
+    if walk == WALK_SINGLE:                         # one factor: no sweeps to compile
+        infer_states_one_factor(km, km.A_flat, obs[i], prior, post, lnL)
+    elif walk == WALK_HEADS:                        # several factors
+        infer_states_factors(km, kc, km.A_flat, obs[i], prior, post, lnprior, qL, qtmp, lnL,
+                             qj, num_iter)
+    else:
+        infer_states_one(km, kc, km.A_flat, obs[i], prior, post, lnprior, qL, qtmp, lnL, qj,
+                         num_iter)
     if walk == WALK_SINGLE:
         seen, stamp, big, n_big, rows, vals, memo_key, memo_val, util, dq, dqo, gain = sparse
         policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, stamp, big,
