@@ -25,6 +25,7 @@ def compare(model: str, policy_len: int, n: int, repeats: int = 7,
     is the factored walk)."""
     from engine import Agents, InferenceConfig
     from engine.model import factored_tables as ft
+    from engine.model.layout import layout_of
     from perf.bench.config import STEP_PARAMS
     from perf.models import ENTRIES
     from world.process import ModelProcess
@@ -52,8 +53,7 @@ def compare(model: str, policy_len: int, n: int, repeats: int = 7,
             times.append(time.perf_counter() - t0)
             world.advance(actions)
     out = {label: 1e6 * float(np.median(times)) / n for label, (_, _, times) in pops.items()}
-    own = Agents(build(), 1, config, seed=seed)
-    out["picked"] = float(own.layout.F_sparse.shape[0] > 0)
+    out["picked"] = float(layout_of(build(), config).F_sparse.shape[0] > 0)
     return out
 
 

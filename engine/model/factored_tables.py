@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from engine.model.outcome_tables import xlogx
 from engine.model.shared_tail import head_factors
 
 if TYPE_CHECKING:
@@ -99,8 +100,7 @@ def factored_tables(model: GenerativeModel, node_depth: np.ndarray, node_action:
     for m in range(model.num_modalities):
         deps[m, :len(model.A_factor_list[m])] = model.A_factor_list[m]
         a = _columns(model, m)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            amb.append(np.where(a > 0, a * np.log(np.where(a > 0, a, 1.0)), 0.0).sum(axis=0))
+        amb.append(xlogx(a).sum(axis=0))
         is_sparse = np.count_nonzero(a) < SPARSE_SHARE * a.size
         sparse.append(is_sparse)
         for row in a:

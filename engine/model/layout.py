@@ -13,7 +13,7 @@ from engine.errors import ConfigError
 from engine.model.config import InferenceConfig
 from engine.model.constants import EPS, EXP_M16, PYMDP1_MINVAL
 from engine.model.factored_tables import empty_tables, factored_tables
-from engine.model.likelihood_groups import LikelihoodGroups, likelihood_groups
+from engine.model.likelihood_groups import LikelihoodGroups, likelihood_groups, log_floored
 from engine.model.limits import check_policies
 from engine.model.outcome_tables import outcome_tables
 
@@ -243,9 +243,7 @@ class ModelLayout:
             for f in deps:
                 col = col * model.num_states[f] + joint_index[f]
             jidx[m] = col
-        with np.errstate(divide="ignore"):
-            lnA_flat = (np.maximum(np.log(A_flat), np.log(PYMDP1_MINVAL))
-                        if per_modality and n_factors == 1 else np.zeros(0))
+        lnA_flat = log_floored(A_flat) if per_modality and n_factors == 1 else np.zeros(0)
         groups = (likelihood_groups(model) if per_modality and n_factors > 1 else
                   LikelihoodGroups(np.zeros((0, n_factors)), np.zeros((0, n_mod)),
                                    np.zeros(1), np.zeros(0), np.zeros(0)))

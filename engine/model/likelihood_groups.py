@@ -33,7 +33,8 @@ class LikelihoodGroups:
     flat: np.ndarray      # each group's (prod O_m, cols) table of sum_m max(ln A_m, ln MINVAL)
 
 
-def _log_floored(a: np.ndarray) -> np.ndarray:
+def log_floored(a: np.ndarray) -> np.ndarray:
+    """pymdp 1.x's ``log_stable``: ``max(ln a, ln MINVAL)``, entry by entry."""
     with np.errstate(divide="ignore"):
         return np.maximum(np.log(a), np.log(PYMDP1_MINVAL))
 
@@ -66,7 +67,7 @@ def likelihood_groups(model: GenerativeModel) -> LikelihoodGroups:
         cols = int(np.prod([model.num_states[f] for f in key]))
         table = np.zeros((1, cols))
         for m in group:
-            ln_a = _log_floored(np.asarray(model.A[m], dtype=np.float64).reshape(-1, cols))
+            ln_a = log_floored(np.asarray(model.A[m], dtype=np.float64).reshape(-1, cols))
             table = (table[:, None, :] + ln_a[None, :, :]).reshape(-1, cols)
         tables.append(table.ravel())
     offset = np.concatenate([[0], np.cumsum([t.size for t in tables])]).astype(np.int64)

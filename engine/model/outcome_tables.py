@@ -66,6 +66,11 @@ class OutcomeTables:
     split: SplitTables | None
 
 
+def xlogx(p: np.ndarray) -> np.ndarray:
+    """``p ln p`` entry by entry, 0 where ``p`` is 0."""
+    return np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+
+
 def outcome_tables(model: GenerativeModel, jidx: np.ndarray, n_joint: int,
                    semantics: str) -> OutcomeTables:
     """The tables of ``model`` over its ``n_joint`` joint states (``jidx[m, j]``: modality
@@ -88,8 +93,7 @@ def outcome_tables(model: GenerativeModel, jidx: np.ndarray, n_joint: int,
         cols = [model.A[m].reshape(num_obs[m], -1)[:, jidx[m, js]].T for m in range(len(num_obs))]
         if per_modality:
             po = np.concatenate(cols, axis=1)                       # (chunk, sum O_m)
-            ambiguity[js] = np.where(po > 0, po * np.log(np.where(po > 0, po, 1.0)),
-                                     0.0).sum(axis=1)
+            ambiguity[js] = xlogx(po).sum(axis=1)
         else:
             po = np.ones((js.size, 1))
             for col in cols:

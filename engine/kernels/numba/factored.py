@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from engine.kernels.numba.stages import expand_into
+from engine.kernels.numba.stages import expand_into, n_listed
 from engine.kernels.numba.vector_math import vlog
 from engine.model.constants import EPS
 
@@ -15,10 +15,7 @@ from engine.model.constants import EPS
 def modality_belief(km, m, q, q_off, w):
     """``w[:K_m]`` = the joint belief of modality ``m``'s factors (``A_factor_list`` order, the
     first slowest) from the flat marginals ``q[q_off:]``."""
-    k = 0
-    while k < km.F_deps.shape[1] and km.F_deps[m, k] >= 0:
-        k += 1
-    expand_into(km, km.F_deps[m], True, 0, k, q, q_off, w, 0)
+    expand_into(km, km.F_deps[m], True, 0, n_listed(km.F_deps, m), q, q_off, w, 0)
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")

@@ -50,6 +50,15 @@ def apply_B(km, f, u, src, src_off, dst, dst_off):
 
 
 @njit(cache=True, inline="always")
+def n_listed(lists, row):
+    """How many entries of ``lists[row]`` (a factor list padded with -1) are factors."""
+    k = 0
+    while k < lists.shape[1] and lists[row, k] >= 0:
+        k += 1
+    return k
+
+
+@njit(cache=True, inline="always")
 def apply_B_dependent(km, f, u, src, src_base, dst, dst_off):
     """dst[dst_off:...] = B[f][..., u] contracted with the marginals, in ``src[src_base:]``
     (beliefs flat over factors), of the factors in ``B_factor_list[f]`` (pymdp 1.x's
@@ -59,9 +68,7 @@ def apply_B_dependent(km, f, u, src, src_base, dst, dst_off):
     base = km.B_offset[f] + u * S * K
     for r in range(S):
         dst[dst_off + r] = 0.0
-    n_deps = 0
-    while n_deps < km.B_deps.shape[1] and km.B_deps[f, n_deps] >= 0:
-        n_deps += 1
+    n_deps = n_listed(km.B_deps, f)
     for c in range(K):
         rem = c
         w = 1.0

@@ -18,28 +18,29 @@ from engine.kernels.numba.stages import (
     factor_entropy_terms,
     likelihood,
     log_floored,
+    n_listed,
     softmax_into,
 )
 from engine.model.constants import EPS
 
 
 @njit(cache=True, inline="always")
-def _dep(deps, i, joint):
-    """The factor of a tensor's axis ``i``: ``i`` itself for the joint tensor."""
-    return i if joint else deps[i]
+def _dep(deps, i, listed):
+    """The factor of a tensor's axis ``i``: ``deps[i]``, or ``i`` itself for the joint tensor."""
+    return deps[i] if listed else i
 
 
 @njit(cache=True, inline="always")
-def add_message(km, T, t0, deps, joint, k, t, q, w, out):
+def add_message(km, T, t0, deps, listed, k, t, q, w, out):
     """``out[factor of axis t] += T contracted with q over every other axis``.
 
-    ``T[t0:]`` is a row-major tensor over ``k`` axes, the factors ``deps[:k]`` (the first
-    slowest; every factor in order when ``joint``). ``w`` takes the weights of the axes after
+    ``T[t0:]`` is a row-major tensor over ``k`` axes, the factors ``deps[:k]`` when ``listed``,
+    else every factor in order (the first slowest). ``w`` takes the weights of the axes after
     ``t``, then of those before it."""
-    ft = _dep(deps, t, joint)
+    ft = _dep(deps, t, listed)
     d_t = km.num_states[ft]
-    n_in = expand_into(km, deps, not joint, t + 1, k, q, 0, w, 0)
-    n_out = expand_into(km, deps, not joint, 0, t, q, 0, w, n_in)
+    n_in = expand_into(km, deps, listed, t + 1, k, q, 0, w, 0)
+    n_out = expand_into(km, deps, listed, 0, t, q, 0, w, n_in)
     ot = km.state_offset[ft]
     for a in range(n_out):
         wa = w[n_in + a]
@@ -52,13 +53,13 @@ def add_message(km, T, t0, deps, joint, k, t, q, w, out):
 
 
 @njit(cache=True, _nrt=False)
-def add_messages(km, T, t0, deps, joint, k, q, w, out):
+def add_messages(km, T, t0, deps, listed, k, q, w, out):
     """Every axis's message from the tensor ``T[t0:]`` (as :func:`add_message`). Two axes
-    take one pass over the tensor for both; a factor with one state gets none (its marginal
-    is 1 whatever the message)."""
+    take one pass over the tensor for both; with more, a factor with one state gets none
+    (its marginal is 1 whatever the message)."""
     if k == 2:
-        f0 = _dep(deps, 0, joint)
-        f1 = _dep(deps, 1, joint)
+        f0 = _dep(deps, 0, listed)
+        f1 = _dep(deps, 1, listed)
         d0 = km.num_states[f0]
         d1 = km.num_states[f1]
         o0 = km.state_offset[f0]
@@ -74,8 +75,8 @@ def add_messages(km, T, t0, deps, joint, k, q, w, out):
             out[o0 + a] += acc
         return
     for t in range(k):
-        if km.num_states[_dep(deps, t, joint)] > 1:
-            add_message(km, T, t0, deps, joint, k, t, q, w, out)
+        if km.num_states[_dep(deps, t, listed)] > 1:
+            add_message(km, T, t0, deps, listed, k, t, q, w, out)
 
 
 @njit(cache=True, inline="always")
@@ -83,7 +84,7 @@ def _joint_messages(km, lnL, n_factors, q, w, out):
     """``out`` = every factor's message from the joint log-likelihood (pymdp 0.0.7.1)."""
     for s in range(km.state_offset[-1]):
         out[s] = 0.0
-    add_messages(km, lnL, 0, km.num_states, True, n_factors, q, w, out)
+    add_messages(km, lnL, 0, km.num_states, False, n_factors, q, w, out)
 
 
 @njit(cache=True, inline="always")
@@ -96,14 +97,6 @@ def _accuracy(km, lnL, q, messages):
                 acc += q[s] * messages[s]
             return acc
     return lnL[0]
-
-
-@njit(cache=True, inline="always")
-def _n_axes(deps, g):
-    k = 0
-    while k < deps.shape[1] and deps[g, k] >= 0:
-        k += 1
-    return k
 
 
 @njit(cache=True, inline="always")
@@ -129,7 +122,7 @@ def _sweeps_pymdp1(km, obs_row, prior, post, base, qL, qtmp, w, num_iter, floor)
         base[s] = log_floored(prior[s], floor)
     n_groups = km.LL_cols.shape[0]
     for g in range(n_groups):
-        if _n_axes(km.LL_deps, g) == 1:
+        if n_listed(km.LL_deps, g) == 1:
             row = _group_row(km, g, obs_row)
             o = km.state_offset[km.LL_deps[g, 0]]
             for s in range(km.LL_cols[g]):
@@ -138,9 +131,9 @@ def _sweeps_pymdp1(km, obs_row, prior, post, base, qL, qtmp, w, num_iter, floor)
         for s in range(s_tot):
             qL[s] = base[s]
         for g in range(n_groups):
-            k = _n_axes(km.LL_deps, g)
+            k = n_listed(km.LL_deps, g)
             if k > 1:
-                add_messages(km, km.LL_flat, _group_row(km, g, obs_row), km.LL_deps[g], False,
+                add_messages(km, km.LL_flat, _group_row(km, g, obs_row), km.LL_deps[g], True,
                              k, post, w, qL)
         for f in range(km.num_states.shape[0]):
             softmax_into(qL, qtmp, km.state_offset[f], km.state_offset[f + 1])

@@ -28,7 +28,6 @@ from engine.kernels.numba.kernel_model import (
 from engine.kernels.numba.scratch import (
     first_memo,
     first_step_slot,
-    head_factors,
     head_views,
     scratch_float_size,
     scratch_int_size,
@@ -47,6 +46,7 @@ from engine.kernels.numba.state_inference import (
     infer_states_one_factor,
 )
 from engine.model.layout import ModelLayout
+from engine.model.shared_tail import head_factors
 
 __all__ = [
     "WALK_HEADS", "WALK_SINGLE", "WALK_TREE", "KernelConfig", "KernelModel", "KernelModelRef",

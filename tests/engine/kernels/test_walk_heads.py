@@ -13,10 +13,11 @@ import pytest
 from engine import Agents, GenerativeModel, InferenceConfig
 from engine.kernels import reference as ref
 from engine.kernels.numba.expected_free_energy import expected_free_energy_one
-from engine.kernels.numba.scratch import head_factors, head_layout
+from engine.kernels.numba.scratch import head_layout
 from engine.kernels.numba.step import WALK_HEADS, WALK_TREE, kernel_model, walk_of
 from engine.model import factored_tables
 from engine.model.layout import layout_of
+from engine.model.shared_tail import head_factors
 from tests.engine.kernels.test_stages import N_AGENTS, TOL, Case, _case
 from world.models import random_model, tmaze_model
 
