@@ -18,6 +18,8 @@ import psutil
 from engine.errors import ConfigError
 from engine.kernels.numba.scratch import (
     HEAD_TABLE_FLOATS,
+    LANE_SCALARS,
+    LANES,
     head_counts,
     scratch_float_size_of,
     scratch_int_size_of,
@@ -191,6 +193,9 @@ def population_sizes(model: Model, config: InferenceConfig, beliefs: str = "uint
     if learning:
         scratch += 8 * sum(shape.num_obs)
     scratch += 8 * _head_scratch(shape.num_states, control, horizon, njo, po_nnz)
+    if n_f > 1:                     # lane state inference (scratch.lane_floats); 1.x: tables
+        tables = n_m * nj if config.semantics == "pymdp1" else nj     # at most one a modality
+        scratch += 8 * LANES * (5 * s_tot + tables + nj + LANE_SCALARS)
     return PopulationSizes(
         layout=8 * floats, build=build,
         per_agent_shm=per_agent + 8 * n_m + 1 + 8, per_agent_ram=d * s_tot + 16 * n_f + 9

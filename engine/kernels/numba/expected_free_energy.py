@@ -61,7 +61,7 @@ def drain_entropy(qo, touched, n_touched):
 
 
 # ------------------------------------------------------------- dense joint-outcome tables
-@njit(cache=True, fastmath={"contract"})
+@njit(cache=True, fastmath={"contract"}, error_model="numpy")
 def dense_outcomes_masked(po, q, qo, cut):
     """qo += sum_j q[j] * po[j, :] over the states above ``cut``, four states per pass."""
     n = qo.shape[0]
@@ -86,7 +86,7 @@ def dense_outcomes_masked(po, q, qo, cut):
         j += 1
 
 
-@njit(cache=True, fastmath={"contract"})
+@njit(cache=True, fastmath={"contract"}, error_model="numpy")
 def dense_outcomes_rows(po, dq, n_rows, qo):
     """qo[r] += dq[r] @ po for rows ``r < n_rows`` of the flat (rows, S) beliefs ``dq`` and
     (rows, O) outcomes ``qo``: eight states per pass, each read once for every row, each
@@ -139,7 +139,7 @@ def dense_entropy(qo):
 
 
 # ------------------------------------------- one modality split into a constant plus entries
-@njit(cache=True, fastmath={"contract"})
+@njit(cache=True, fastmath={"contract"}, error_model="numpy")
 def split_outcomes(km, q, q_off, n, base, qo):
     """The joint outcome of ``q[q_off:q_off + n]`` (states at or below the cut skipped) on the
     split path: the split modality's constant collected per outcome of the other modalities in
@@ -180,7 +180,7 @@ def split_entropy(base, qo):
     return entropy
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def split_gain(km, q, q_off, n, qo):
     """spm_MDP_G of ``q[q_off:q_off + n]`` on the split path; ``qo`` is the outcomes' scratch
     followed by the constants'."""
@@ -230,7 +230,7 @@ def node_value(km, kc, q, d, qo, touched):
 
 
 # ------------------------------------------------------------------------ the generic walk
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model="numpy")
 def policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G):
     """Twin of reference.expected_free_energy for any model: the prefix-tree walk. A node is
     valued from its joint belief, or from its factor marginals where the layout has the
@@ -335,7 +335,7 @@ def heads_gain(km, d, q, q_off, heads, qo, touched):
     return ambiguity - drain_entropy(qo, touched, n_touched)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model="numpy")
 def policy_values_heads(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, heads, G):
     """Twin of reference.expected_free_energy for several factors whose last ones (the tail)
     are the same at every node of a depth (``scratch.head_factors``): the tail is predicted
@@ -384,7 +384,7 @@ def policy_values_heads(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, head
 
 
 # ------------------------------------------------------- one factor with sparse B: the walk
-@njit(cache=True, fastmath={"reassoc", "contract"})
+@njit(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
 def dots_all(parent, p_off, rows, n, out, out_off):
     """out[out_off + u] = rows[u] . parent[p_off:p_off + n] for every row: one call for all
     actions, each sum reassociated so that it vectorises (its order differs by rounding)."""
@@ -483,7 +483,7 @@ def sparse_info_gain(km, u, parent, p_off, big, big_off, n_big, seen, stamp, qo,
     return value
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def children_gains(km, parent, p_off, dq, dqo, gain, g_off):
     """The gain of ``B[0][:, :, u] @ parent`` for every action ``u`` into ``gain[g_off + u]``,
     from the dense outcome table: the predictions are made, cut and multiplied against the
@@ -512,7 +512,7 @@ def children_gains(km, parent, p_off, dq, dqo, gain, g_off):
         gain[g_off + u] = ambiguity - dense_entropy(dqo[u * n:(u + 1) * n])
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model="numpy")
 def policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, stamp, big,
                          n_big, rows, vals, memo_key, memo_val, util, dq, dqo, gain, G):
     """Twin of reference.expected_free_energy for one factor with sparse B: the tree walk that

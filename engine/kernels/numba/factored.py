@@ -53,7 +53,7 @@ def outcome_terms(km, m, d, qo, use_utility, use_gain):
     return value
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model="numpy")
 def factored_value(km, kc, q, q_off, d, qo, w):
     """Twin-level node value of reference.expected_free_energy (pymdp 1.x): the utility plus
     the information gain of the node whose factor marginals are ``q[q_off:]`` at step ``d``."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from engine.kernels.numba.stages import n_listed
 from engine.model.layout import ModelLayout
 from engine.model.shared_tail import head_factors
 
@@ -15,6 +16,8 @@ MEMO_KEY = 8             # predicted beliefs with more states above e^-16 are no
 MEMO_PROBES = 4
 FIRST_MEMO_FLOATS = 65536   # the first-step memo's stored results per thread (512 KiB)
 HEAD_TABLE_FLOATS = 1 << 18  # the multi-factor walk's outcome tables per thread, at most
+LANES = 8                # agents whose state inference runs side by side (lane_inference)
+LANE_SCALARS = 9         # per-lane scalars of the lane state inference
 
 
 @njit(cache=True, inline="always")
@@ -125,10 +128,11 @@ def scratch_int_size_of(sizes: tuple[int, ...], n_modalities: int) -> int:
 
 def scratch_float_size(layout: ModelLayout) -> int:
     """Float64 scratch of one thread: ``scratch_views``' regions, the first-step memo's
-    results, then (from the row's end) the sparse path's utilities, values and memo, or the
-    multi-factor walk's tables (:func:`head_scratch`)."""
+    results, the lane state inference's (:func:`lane_views`), then (from the row's end) the
+    sparse path's utilities, values and memo, or the multi-factor walk's tables
+    (:func:`head_scratch`)."""
     return (scratch_float_size_of(scratch_sizes(layout)) + dense_children_floats(layout)
-            + head_scratch(layout)[0])
+            + head_scratch(layout)[0] + layout_lane_floats(layout))
 
 
 def scratch_float_size_of(s: tuple[int, ...]) -> int:
@@ -281,3 +285,63 @@ def single_views(km, fs, iscratch, sizes):
             iscratch[o + horizon:o + horizon + S], fs[f_end:f_end + S], memo_key, memo_val,
             fs[f_end - n_util:f_end], fs[d0:d0 + n_dq], fs[d0 + n_dq:d0 + n_dq + n_dqo],
             fs[d0 + n_dq + n_dqo:d_end])
+
+
+@njit(cache=True, inline="always")
+def lane_table_rows(num_states, ln_floor, LL_deps, LL_cols, n_joint):
+    """Rows of the lane state inference's log-likelihood table: pymdp 0.0.7.1's joint one,
+    or pymdp 1.x's groups over several factors."""
+    if ln_floor[0] == 0.0:
+        return n_joint
+    rows = 0
+    for g in range(LL_cols.shape[0]):
+        if n_listed(LL_deps, g) > 1:
+            rows += LL_cols[g]
+    return rows
+
+
+@njit(cache=True, inline="always")
+def lane_floats(num_states, ln_floor, LL_deps, LL_cols, n_joint):
+    """Float64 scratch of the lane state inference (none for one factor): five beliefs, the
+    log-likelihood table, expansion weights and the per-lane scalars, ``LANES`` wide."""
+    if num_states.shape[0] < 2:
+        return 0
+    s_tot = 0
+    for f in range(num_states.shape[0]):
+        s_tot += num_states[f]
+    return LANES * (5 * s_tot + lane_table_rows(num_states, ln_floor, LL_deps, LL_cols,
+                                                n_joint) + n_joint + LANE_SCALARS)
+
+
+def layout_lane_floats(layout: ModelLayout) -> int:
+    """:func:`lane_floats` of a layout."""
+    return int(lane_floats.py_func(layout.num_states, layout.ln_floor, layout.LL_deps,
+                                   layout.LL_cols, layout.n_joint))
+
+
+@njit(cache=True, inline="always")
+def lane_views(km, fs, sizes):
+    """``(prior, post, base, qL, qtmp, table, weights, scalars)``, each ``(entries, LANES)``:
+    the lane state inference's regions, right after the first-step memo's results."""
+    s_tot, n_joint, n_pol = sizes[0], sizes[1], sizes[5]
+    o = scratch_views_end(sizes) + first_slots(s_tot, n_pol) * (s_tot + 2 * n_pol)
+    n_tab = lane_table_rows(km.num_states, km.ln_floor, km.LL_deps, km.LL_cols, n_joint)
+    if km.num_states.shape[0] < 2:
+        s_tot = n_tab = n_joint = 0
+    rows = (s_tot, s_tot, s_tot, s_tot, s_tot, n_tab, n_joint, LANE_SCALARS)
+    prior = fs[o:o + rows[0] * LANES].reshape((rows[0], LANES))
+    o += rows[0] * LANES
+    post = fs[o:o + rows[1] * LANES].reshape((rows[1], LANES))
+    o += rows[1] * LANES
+    base = fs[o:o + rows[2] * LANES].reshape((rows[2], LANES))
+    o += rows[2] * LANES
+    qL = fs[o:o + rows[3] * LANES].reshape((rows[3], LANES))
+    o += rows[3] * LANES
+    qtmp = fs[o:o + rows[4] * LANES].reshape((rows[4], LANES))
+    o += rows[4] * LANES
+    table = fs[o:o + rows[5] * LANES].reshape((rows[5], LANES))
+    o += rows[5] * LANES
+    weights = fs[o:o + rows[6] * LANES].reshape((rows[6], LANES))
+    o += rows[6] * LANES
+    scalars = fs[o:o + rows[7] * LANES].reshape((rows[7], LANES))
+    return prior, post, base, qL, qtmp, table, weights, scalars

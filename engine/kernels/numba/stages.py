@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from engine.kernels.numba.vector_math import vexp
+from engine.kernels.numba.vector_math import vexp, vlog
 from engine.kernels.rng import uniform
 from engine.model.constants import EPS, TIE_TOL
 
@@ -82,7 +82,7 @@ def apply_B_dependent(km, f, u, src, src_base, dst, dst_off):
                 dst[dst_off + r] += km.Bt_flat[base + r * K + c] * w
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def likelihood(km, A_flat, obs_row, j):
     """prod_m A_m[o_m, joint state j]."""
     like = 1.0
@@ -117,13 +117,13 @@ def expand_into(km, factors, listed, first, last, q, q_off, out, o0):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def joint_into(km, q, q_off, out):
     """out[j] = prod_f q[f][idx_f(j)] over the joint state space (factor 0 slowest)."""
     expand_into(km, km.num_states, False, 0, km.num_states.shape[0], q, q_off, out, 0)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def softmax_into(x, out, lo, hi):
     mx = x[lo]
     for s in range(lo + 1, hi):
@@ -138,12 +138,12 @@ def softmax_into(x, out, lo, hi):
         out[s] /= total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def factor_entropy_terms(km, q, lnprior):
     """sum_f [q_f . ln(q_f + e) - q_f . ln p_f] (pymdp's calc_free_energy without accuracy)."""
     total = 0.0
     for s in range(km.state_offset[-1]):
-        total += q[s] * np.log(q[s] + EPS) - q[s] * lnprior[s]
+        total += q[s] * vlog(q[s] + EPS) - q[s] * lnprior[s]
     return total
 
 
@@ -158,7 +158,7 @@ def predict_states(km, actions, src, src_off, dst, dst_off):
                 dst_off + km.state_offset[f])
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model="numpy")
 def policy_posterior(km, kc, G, qpi):
     """Twin of reference.policy_posterior: q(pi) = softmax(gamma G + ln E)."""
     n = G.shape[0]
@@ -205,7 +205,7 @@ def first_max(p, n):
     return 0
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model="numpy")
 def select_action_one(km, kc, qpi, marg, seed, agent_id, tick, out_row):
     """Twin of reference.select_actions: marginal (or full-policy) action selection,
     deterministic or stochastic."""

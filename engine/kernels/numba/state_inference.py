@@ -10,7 +10,6 @@ modalities over each group of factors (``engine.model.likelihood_groups``)
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from engine.kernels.numba.stages import (
@@ -21,6 +20,7 @@ from engine.kernels.numba.stages import (
     n_listed,
     softmax_into,
 )
+from engine.kernels.numba.vector_math import vlog
 from engine.model.constants import EPS
 
 
@@ -52,7 +52,7 @@ def add_message(km, T, t0, deps, listed, k, t, q, w, out):
             out[ot + s] += wa * acc
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model="numpy")
 def add_messages(km, T, t0, deps, listed, k, q, w, out):
     """Every axis's message from the tensor ``T[t0:]`` (as :func:`add_message`). Two axes
     take one pass over the tensor for both; with more, a factor with one state gets none
@@ -111,7 +111,7 @@ def _group_row(km, g, obs_row):
     return km.LL_offset[g] + r * km.LL_cols[g]
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _sweeps_pymdp1(km, obs_row, prior, post, base, qL, qtmp, w, num_iter, floor):
     """pymdp 1.x's factorised fixed point: every sweep, each factor's message sums the
     tables of the modality groups that read it (``model.likelihood_groups``), contracted with
@@ -197,7 +197,7 @@ def _one_factor_pymdp0(km, A_flat, obs_row, prior, post, like):
         post[s] = post[s] * inv
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model="numpy")
 def infer_states_one(km, kc, A_flat, obs_row, prior, post, lnprior, qL, qtmp, lnL, qj,
                      num_iter):
     """Twin of reference.infer_states: pymdp's run_vanilla_fpi for one agent, prior -> post.
@@ -212,7 +212,7 @@ def infer_states_one(km, kc, A_flat, obs_row, prior, post, lnprior, qL, qtmp, ln
                              num_iter)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model="numpy")
 def infer_states_one_factor(km, A_flat, obs_row, prior, post, lnL):
     """:func:`infer_states_one` for a model with one factor (exact in one step). The step of
     the one-factor walk calls it directly, so that its compile leaves the sweeps out."""
@@ -223,7 +223,7 @@ def infer_states_one_factor(km, A_flat, obs_row, prior, post, lnL):
         _one_factor_pymdp0(km, A_flat, obs_row, prior, post, lnL)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, error_model="numpy")
 def infer_states_factors(km, kc, A_flat, obs_row, prior, post, lnprior, qL, qtmp, lnL, qj,
                          num_iter):
     """:func:`infer_states_one` for a model with several factors: the fixed-point sweeps."""
@@ -237,9 +237,9 @@ def infer_states_factors(km, kc, A_flat, obs_row, prior, post, lnprior, qL, qtmp
         _sweeps_pymdp1(km, obs_row, prior, post, lnprior, qL, qtmp, qj, num_iter, floor)
         return
     for j in range(lnL.shape[0]):
-        lnL[j] = np.log(likelihood(km, A_flat, obs_row, j) + EPS)
+        lnL[j] = vlog(likelihood(km, A_flat, obs_row, j) + EPS)
     for s in range(s_tot):
-        lnprior[s] = np.log(prior[s] + EPS)
+        lnprior[s] = vlog(prior[s] + EPS)
     prev_vfe = factor_entropy_terms(km, post, lnprior)
     # qL holds the messages of the current marginals: the next sweep's input, and (dotted with
     # a marginal) the accuracy of the free energy that decides whether that sweep runs

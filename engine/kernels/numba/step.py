@@ -14,10 +14,12 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from engine.kernels.numba.expected_free_energy import (
-    policy_values_heads,
-    policy_values_one,
-    policy_values_single,
+from engine.kernels.numba.agent_step import (
+    WALK_HEADS,
+    WALK_SINGLE,
+    WALK_TREE,
+    step_agent,
+    step_lanes,
 )
 from engine.kernels.numba.kernel_model import (
     KernelModel,
@@ -26,24 +28,14 @@ from engine.kernels.numba.kernel_model import (
     unpack,
 )
 from engine.kernels.numba.scratch import (
-    first_memo,
-    first_step_slot,
+    LANES,
     head_views,
+    lane_views,
     scratch_float_size,
     scratch_int_size,
     scratch_sizes,
     scratch_views,
     single_views,
-)
-from engine.kernels.numba.stages import (
-    policy_posterior,
-    predict_states,
-    select_action_one,
-)
-from engine.kernels.numba.state_inference import (
-    infer_states_factors,
-    infer_states_one,
-    infer_states_one_factor,
 )
 from engine.model.layout import ModelLayout
 from engine.model.shared_tail import head_factors
@@ -106,15 +98,6 @@ def kernel_config(config, num_iter: int | None = None,  # noqa: ANN001
 
 
 # ------------------------------------------------------------------------------- the walks
-WALK_SINGLE = 0
-"""The walk of a model with one factor whose B is sparse (``policy_values_single``)."""
-WALK_TREE = 1
-"""The generic prefix-tree walk (``policy_values_one``)."""
-WALK_HEADS = 2
-"""The walk of several factors whose last ones share one belief per depth
-(``policy_values_heads``, ``scratch.head_factors``)."""
-
-
 def walk_of(km: KernelModel) -> int:
     """The walk a model's step takes (:data:`WALK_SINGLE`, :data:`WALK_HEADS` or
     :data:`WALK_TREE`)."""
@@ -157,93 +140,12 @@ _PRANGE_ONLY = {"prange": True, "comprehension": False, "reduction": False,
 rewrites (the fusion pass alone took 18 s of a 122 s cold compile)."""
 
 
-@njit(cache=True, inline="always")
-def _step_agent(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_out,
-                actions_out, seed, tick, fs, iscratch, sizes, num_iter, views, sparse, walk):
-    """One agent's step; ``views`` and ``sparse`` are the thread's scratch regions
-    (:func:`scratch_views`, :func:`sparse_views`), made once per block of agents.
-
-    The per-agent arrays are separate arguments, not a namedtuple: in a ``prange`` body Numba
-    drops writes made through a namedtuple's attributes (``docs/architecture.md``)."""
-    prior, post, lnprior, qL, qtmp, lnL, qj, qdepth, gacc, gnode, G, qpi, qo, marg = views
-    touched = iscratch
-    s_tot = km.state_offset[-1]
-    n_pol = G.shape[0]
-    # An agent at its episode's first step starts from D, so its posterior, G and q(pi) are a
-    # function of its observation alone (for this model and kernel config): they are
-    # remembered per thread and reused; only the action draw, keyed by agent id, is its own.
-    first_slot = -1
-    if not started[i]:
-        keys, values = first_memo(fs, iscratch, sizes, obs.shape[1])
-        first_slot = first_step_slot(obs[i], keys)
-        if first_slot >= 0 and keys[first_slot, 0] != 0:
-            row = values[first_slot]
-            for s in range(s_tot):
-                post[s] = row[s]
-            for p in range(n_pol):
-                G[p] = row[s_tot + p]
-                qpi[p] = row[s_tot + n_pol + p]
-            _finish_step(km, kc, i, agent_id, qs, prev_action, started, q_pi_out, G_out,
-                         actions_out, seed, tick, post, G, qpi, marg)
-            return
-    if started[i]:
-        predict_states(km, prev_action[i], qs[i], 0, prior, 0)
-    else:
-        for s in range(s_tot):
-            prior[s] = km.D_flat[s]
-    if walk == WALK_SINGLE:                         # one factor: no sweeps to compile
-        infer_states_one_factor(km, km.A_flat, obs[i], prior, post, lnL)
-    elif walk == WALK_HEADS:                        # several factors
-        infer_states_factors(km, kc, km.A_flat, obs[i], prior, post, lnprior, qL, qtmp, lnL,
-                             qj, num_iter)
-    else:
-        infer_states_one(km, kc, km.A_flat, obs[i], prior, post, lnprior, qL, qtmp, lnL, qj,
-                         num_iter)
-    if walk == WALK_SINGLE:
-        seen, stamp, big, n_big, rows, vals, memo_key, memo_val, util, dq, dqo, gain = sparse
-        policy_values_single(km, kc, post, qdepth, gacc, gnode, qo, touched, seen, stamp, big,
-                             n_big, rows, vals, memo_key, memo_val, util, dq, dqo, gain, G)
-    elif walk == WALK_HEADS:
-        policy_values_heads(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, sparse, G)
-    else:
-        policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G)
-    policy_posterior(km, kc, G, qpi)
-    if first_slot >= 0:
-        keys, values = first_memo(fs, iscratch, sizes, obs.shape[1])
-        keys[first_slot, 0] = 1
-        for m in range(obs.shape[1]):
-            keys[first_slot, 1 + m] = obs[i, m]
-        row = values[first_slot]
-        for s in range(s_tot):
-            row[s] = post[s]
-        for p in range(n_pol):
-            row[s_tot + p] = G[p]
-            row[s_tot + n_pol + p] = qpi[p]
-    _finish_step(km, kc, i, agent_id, qs, prev_action, started, q_pi_out, G_out, actions_out,
-                 seed, tick, post, G, qpi, marg)
-
-
-@njit(cache=True, inline="always")
-def _finish_step(km, kc, i, agent_id, qs, prev_action, started, q_pi_out, G_out, actions_out,
-                 seed, tick, post, G, qpi, marg):
-    """Select agent ``i``'s action and store its posterior, G and q(pi)."""
-    select_action_one(km, kc, qpi, marg, seed, agent_id, tick, actions_out[i])
-    for s in range(post.shape[0]):
-        qs[i, s] = post[s]
-    for p in range(G.shape[0]):
-        G_out[i, p] = G[p]
-        q_pi_out[i, p] = qpi[p]
-    for f in range(km.num_states.shape[0]):
-        prev_action[i, f] = actions_out[i, f]
-    started[i] = 1
-
-
 def _block_kernel(walk: int):  # noqa: ANN202
     """The compiled loop over one block of agents for the walk ``walk``: a plain function
     without reference counting, outside the parallel driver, so that Numba's parallel passes
     see a short body (``docs/architecture.md``, "One compiled step per walk")."""
 
-    @njit(cache=True, _nrt=False)
+    @njit(cache=True, _nrt=False, error_model="numpy")
     def step_block(km, kc, lo, hi, agent_ids, obs, qs, prev_action, started, q_pi_out, G_out,
                    actions_out, seed, tick, fs, its, sizes, num_iter):
         views = scratch_views(fs, sizes)
@@ -253,10 +155,17 @@ def _block_kernel(walk: int):  # noqa: ANN202
             sparse = head_views(km, fs, its, sizes)
         else:
             sparse = its
-        for i in range(lo, hi):
-            _step_agent(km, kc, i, agent_ids[i], obs, qs, prev_action, started, q_pi_out,
-                        G_out, actions_out, seed, tick, fs, its, sizes, num_iter, views,
-                        sparse, walk)
+        if walk != WALK_SINGLE and km.num_states.shape[0] > 1:
+            lanes = lane_views(km, fs, sizes)
+            for g in range(lo, hi, LANES):
+                step_lanes(km, kc, g, min(LANES, hi - g), agent_ids, obs, qs, prev_action,
+                           started, q_pi_out, G_out, actions_out, seed, tick, fs, its, sizes,
+                           num_iter, views, sparse, lanes, walk)
+        else:
+            for i in range(lo, hi):
+                step_agent(km, kc, i, agent_ids[i], obs, qs, prev_action, started, q_pi_out,
+                           G_out, actions_out, seed, tick, fs, its, sizes, num_iter, views,
+                           sparse, walk)
 
     return step_block
 

@@ -50,8 +50,12 @@ def test_scratch_sizes_from_sizes_match_the_layouts(policy_len: int) -> None:
         assert children == (0 if layout.gain_path == "sparse" or layout.n_factors > 1
                             else max_u * (s + njo + horizon))
         head_floats, head_ints = scratch.head_scratch(layout)    # the multi-factor walk's
-        assert (scratch.scratch_float_size_of(sizes) + children + head_floats
-                == scratch.scratch_float_size(layout) == floats + children + head_floats)
+        lanes = (0 if layout.n_factors == 1 else      # the lane state inference's (pymdp0)
+                 scratch.LANES * (5 * s + nj + nj + scratch.LANE_SCALARS))
+        assert scratch.layout_lane_floats(layout) == lanes
+        assert (scratch.scratch_float_size_of(sizes) + children + head_floats + lanes
+                == scratch.scratch_float_size(layout)
+                == floats + children + head_floats + lanes)
         assert (scratch.scratch_int_size_of(sizes, layout.n_modalities) + head_ints
                 == scratch.scratch_int_size(layout) == ints + head_ints)
 
