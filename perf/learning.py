@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 
 import numpy as np
@@ -49,17 +50,31 @@ def run_case(model: GenerativeModel, config: InferenceConfig, agents: int, hz: f
             "stale_share": stale / (agents * summary.ticks)}
 
 
-def bytes_table() -> list[tuple[str, int]]:
-    """Parameter bytes per agent of the learning models."""
+def dense_bytes(model: GenerativeModel, config: InferenceConfig) -> int:
+    """Bytes per agent of the layout before each agent stored only its own entries: A and pA
+    whole (over every factor) learning A, B and pB whole learning B."""
+    a_full = math.prod(model.num_states) * sum(model.num_obs)
+    b = sum(s * s * u for s, u in zip(model.num_states, model.num_controls, strict=True))
+    return 16 * (a_full * bool(config.learn_A) + b * bool(config.learn_B))
+
+
+def bytes_table() -> list[tuple[str, int, int]]:
+    """Parameter bytes per agent of the learning models (priors like their arrays, as
+    ``agentloop run --learn`` gives them): each agent's own entries, and the dense rows."""
     tmaze = tmaze_model()
     two = random_model(np.random.default_rng(0), [3, 4], [4, 3], [3, 2])
     foraging = make_world("foraging", 5, 1).model()
     rows = []
+    demo_model, demo_config = tmaze_learning()
+    rows.append(("tmaze, learn A of the reward modality (the demo)",
+                 learnt_bytes(demo_model, demo_config), dense_bytes(demo_model, demo_config)))
     for name, model in (("tmaze", tmaze), ("random 2-factor (4x3 states)", two),
                         ("foraging-5", foraging)):
+        model = model.with_priors(pA_scale=1.0, pB_scale=1.0)
         for learn in ("A", "B", "AB"):
             config = InferenceConfig(learn_A="A" in learn, learn_B="B" in learn)
-            rows.append((f"{name}, learn {learn}", learnt_bytes(model, config)))
+            rows.append((f"{name}, learn {learn}", learnt_bytes(model, config),
+                         dense_bytes(model, config)))
     return rows
 
 
@@ -70,26 +85,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", default=None, help="also write the figures here")
+    parser.add_argument("--bytes-only", action="store_true",
+                        help="print only the bytes per agent of each learning model")
     args = parser.parse_args(argv)
     ticks = max(1, int(args.duration * args.hz))
     model, config = tmaze_learning()
-    results = {}
-    for label, cfg in (("learning", config), ("no learning", InferenceConfig())):
+    results: dict[str, dict[str, float]] = {}
+    for label, cfg in (() if args.bytes_only else (("learning", config),
+                                                   ("no learning", InferenceConfig()))):
         results[label] = run_case(model, cfg, args.agents, args.hz, ticks, args.workers)
         r = results[label]
         print(f"tmaze {label}: {args.agents:,} agents at {args.hz:g} Hz, {r['ticks']} ticks: "
               f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms (budget "
               f"{1e3 / args.hz:.0f} ms), missed {r['missed']}, "
               f"{r['agent_steps_per_s']:,.0f} agent-steps/s, stale {r['stale_share']:.1%}")
-    ratio = (results["learning"]["agent_steps_per_s"]
-             / results["no learning"]["agent_steps_per_s"])
-    print(f"learning / no learning agent-steps/s: {ratio:.2f}")
-    for name, size in bytes_table():
-        print(f"{name}: {size:,} bytes of parameters per agent")
+    if results:
+        ratio = (results["learning"]["agent_steps_per_s"]
+                 / results["no learning"]["agent_steps_per_s"])
+        print(f"learning / no learning agent-steps/s: {ratio:.2f}")
+    table = bytes_table()
+    for name, size, dense in table:
+        print(f"{name}: {size:,} bytes of parameters per agent ({dense:,} as dense rows)")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"args": vars(args), "results": results,
-                       "bytes": dict(bytes_table())}, fh, indent=1)
+                       "bytes": {name: size for name, size, _ in table},
+                       "dense_bytes": {name: dense for name, _, dense in table}}, fh, indent=1)
 
 
 if __name__ == "__main__":

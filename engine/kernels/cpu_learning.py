@@ -276,6 +276,29 @@ def _fill_rows(kp, fscratch, at):
             pos += base.shape[0]
 
 
+@njit(cache=True, _nrt=False)
+def _step_agent_own(km, kc, kp, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_out,
+                    actions_out, seed, tick, fs, touched, sizes, num_iter, at):
+    """Agent ``i``'s own parameter entries scattered into the thread's full rows (in ``fs``
+    from ``at``), one step on them, the entries gathered back. Views made here, in a function
+    without reference counting, cost the parallel loop nothing per agent."""
+    nA, npA, nB, npB = kp.A0.shape[0], kp.pA0.shape[0], kp.Bt0.shape[0], kp.pBt0.shape[0]
+    A = fs[at:at + nA]
+    pA = fs[at + nA:at + nA + npA]
+    Bt = fs[at + nA + npA:at + nA + npA + nB]
+    pBt = fs[at + nA + npA + nB:at + nA + npA + nB + npB]
+    _scatter(kp.A_idx, kp.A[i], A)
+    _scatter(kp.pA_idx, kp.pA[i], pA)
+    _scatter(kp.Bt_idx, kp.Bt[i], Bt)
+    _scatter(kp.pBt_idx, kp.pBt[i], pBt)
+    _step_agent_params(km, kc, kp, A, pA, Bt, pBt, i, agent_id, obs, qs, prev_action, started,
+                       q_pi_out, G_out, actions_out, seed, tick, fs, touched, sizes, num_iter)
+    _gather(kp.A_idx, A, kp.A[i])
+    _gather(kp.pA_idx, pA, kp.pA[i])
+    _gather(kp.Bt_idx, Bt, kp.Bt[i])
+    _gather(kp.pBt_idx, pBt, kp.pBt[i])
+
+
 @njit(cache=True, parallel=True)
 def step_agents_params(km, kc, kp, agent_ids, obs, qs, prev_action, started, q_pi_out, G_out,
                        actions_out, seed, tick, fscratch, iscratch, sizes, num_iter):
@@ -284,25 +307,10 @@ def step_agents_params(km, kc, kp, agent_ids, obs, qs, prev_action, started, q_p
     stepped there and gathered back (the other entries are the same for every agent)."""
     at = scratch_views_end(sizes) + km.obs_offset[-1]
     _fill_rows(kp, fscratch, at)
-    nA, npA, nB = kp.A0.shape[0], kp.pA0.shape[0], kp.Bt0.shape[0]
-    npB = kp.pBt0.shape[0]
     for i in prange(obs.shape[0]):
-        fs = fscratch[numba.get_thread_id()]
-        A = fs[at:at + nA]
-        pA = fs[at + nA:at + nA + npA]
-        Bt = fs[at + nA + npA:at + nA + npA + nB]
-        pBt = fs[at + nA + npA + nB:at + nA + npA + nB + npB]
+        tid = numba.get_thread_id()
         # np.int64(i): Numba types the prange index int64 when it types this loop and uint64
-        # in the parallel body it builds; one type compiles _step_agent_params once, not twice
-        row = np.int64(i)
-        _scatter(kp.A_idx, kp.A[row], A)
-        _scatter(kp.pA_idx, kp.pA[row], pA)
-        _scatter(kp.Bt_idx, kp.Bt[row], Bt)
-        _scatter(kp.pBt_idx, kp.pBt[row], pBt)
-        _step_agent_params(km, kc, kp, A, pA, Bt, pBt, row, agent_ids[i], obs, qs, prev_action,
-                           started, q_pi_out, G_out, actions_out, seed, tick, fs,
-                           iscratch[numba.get_thread_id()], sizes, num_iter)
-        _gather(kp.A_idx, A, kp.A[row])
-        _gather(kp.pA_idx, pA, kp.pA[row])
-        _gather(kp.Bt_idx, Bt, kp.Bt[row])
-        _gather(kp.pBt_idx, pBt, kp.pBt[row])
+        # in the parallel body it builds; one type compiles _step_agent_own once, not twice
+        _step_agent_own(km, kc, kp, np.int64(i), agent_ids[i], obs, qs, prev_action, started,
+                        q_pi_out, G_out, actions_out, seed, tick, fscratch[tid], iscratch[tid],
+                        sizes, num_iter, at)
