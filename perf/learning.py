@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from engine import Engine, GenerativeModel, InferenceConfig
+from engine import Agents, Engine, GenerativeModel, InferenceConfig
 from engine.runtime.sizing import learnt_bytes
 from world.models import random_model, tmaze_model
 from world.process import ProcessWorld
@@ -48,6 +48,25 @@ def run_case(model: GenerativeModel, config: InferenceConfig, agents: int, hz: f
             "missed": summary.missed, "ticks": summary.ticks,
             "agent_steps_per_s": (agents * summary.ticks - stale) / wall,
             "stale_share": stale / (agents * summary.ticks)}
+
+
+def in_process_rate(model: GenerativeModel, config: InferenceConfig, agents: int,
+                    threads: int, repeats: int = 5, steps: int = 10) -> float:
+    """Agent-steps/s of ``Agents`` (Numba) stepping ``agents`` agents with ``threads``
+    threads: the best of ``repeats`` runs of ``steps`` steps on random observations."""
+    rng = np.random.default_rng(0)
+    obs = [np.ascontiguousarray(np.stack([rng.integers(0, o, size=agents)
+                                          for o in model.num_obs], axis=1))
+           for _ in range(steps)]
+    population = Agents(model, agents, config, seed=1, threads=threads)
+    population.step(obs[0])
+    best = float("inf")
+    for _ in range(repeats):
+        began = time.perf_counter()
+        for o in obs:
+            population.step(o)
+        best = min(best, (time.perf_counter() - began) / steps)
+    return agents / best
 
 
 def dense_bytes(model: GenerativeModel, config: InferenceConfig) -> int:
@@ -87,7 +106,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default=None, help="also write the figures here")
     parser.add_argument("--bytes-only", action="store_true",
                         help="print only the bytes per agent of each learning model")
+    parser.add_argument("--in-process", type=int, default=0, metavar="THREADS",
+                        help="instead: agent-steps/s of Agents stepping --agents T-maze agents "
+                             "in this process with THREADS threads (learning A of the reward "
+                             "modality, learning A and B, no learning; priors like A and B)")
     args = parser.parse_args(argv)
+    if args.in_process:
+        model = tmaze_model().with_priors(pA_scale=1.0, pB_scale=1.0)
+        for label, cfg in (("learn A, reward", InferenceConfig(learn_A=True,
+                                                               modalities_to_learn=(1,))),
+                           ("learn A and B", InferenceConfig(learn_A=True, learn_B=True)),
+                           ("no learning", InferenceConfig())):
+            rate = in_process_rate(model, cfg, args.agents, args.in_process)
+            print(f"tmaze {label}: {rate:,.0f} agent-steps/s in process "
+                  f"({args.agents:,} agents, {args.in_process} threads, best of 5 x 10 steps)")
+        return
     ticks = max(1, int(args.duration * args.hz))
     model, config = tmaze_learning()
     results: dict[str, dict[str, float]] = {}
