@@ -15,7 +15,7 @@ from engine.runtime.learnt_params import (
     own_entries,
     per_agent_flags,
 )
-from engine.runtime.sizing import learnt_bytes
+from engine.runtime.sizing import ModelShape, learnt_bytes
 from world.models import random_model, tmaze_model
 
 
@@ -154,3 +154,17 @@ def test_own_entries_step_as_full_rows(subset: bool) -> None:
         np.testing.assert_array_equal(expand(compact.kernel_params, name),
                                       getattr(dense.kernel_params, name), err_msg=name)
     np.testing.assert_array_equal(compact.q_pi, dense.q_pi)
+
+
+@pytest.mark.parametrize("learn", ["A", "B", "AB"])
+def test_an_unbuilt_model_is_bounded_above(learn: str) -> None:
+    """A world's model not yet built (its shape only) is counted at no less than what the
+    built model's agents own, and at no more than the dense rows."""
+    model = sparse_learning_model()
+    for config in (InferenceConfig(learn_A="A" in learn, learn_B="B" in learn),
+                   InferenceConfig(learn_A="A" in learn, learn_B="B" in learn,
+                                   modalities_to_learn=(0,), factors_to_learn=(1,))):
+        bound = learnt_bytes(ModelShape.of(model), config)
+        dense = 16 * (sum(a.size for a in model.with_full_A().A) * ("A" in learn)
+                      + sum(b.size for b in model.B) * ("B" in learn))
+        assert learnt_bytes(model, config) <= bound <= dense
