@@ -385,14 +385,15 @@ def learning_counts(engine: Engine) -> str:
     if getattr(state, "params", None) is None or not hasattr(engine, "checkers"):
         return ""
     layout = engine.checkers[0].layout
-    start = engine.checkers[0].kernel_params
+    params = state.params
     rows = slice(0, min(DRIFT_SAMPLE, state.spec.n_agents))
     parts = []
-    if state.params.spec.learn_A:
-        kl = drift(state.param_pA[rows], start.pA[0], layout.A_offset, layout.num_obs)
+    if params.spec.learn_A:
+        kl = drift(params.full("pA", rows), params.base["pA"], layout.A_offset, layout.num_obs)
         parts.append(f"KL(pA) {kl:.3g}")
-    if state.params.spec.learn_B:
-        kl = drift(state.param_pBt[rows], start.pBt[0], layout.B_offset, -layout.num_states)
+    if params.spec.learn_B:
+        kl = drift(params.full("pBt", rows), params.base["pBt"], layout.B_offset,
+                   -layout.num_states)
         parts.append(f"KL(pB) {kl:.3g}")
     return "  " + " ".join(parts)
 

@@ -23,11 +23,15 @@ from engine.kernels.numba.stages import (
 from engine.kernels.numba.state_inference import infer_states_one
 from engine.model.constants import EPS, EXP_M16
 
+#: ``A`` .. ``pBt``: each agent's own entries ``(n, k)`` of the four parameter rows, at the
+#: flat positions ``<name>_idx`` of the shared starting rows ``<name>0``
+#: (``engine.runtime.learnt_params``)
 KernelParams = namedtuple(
     "KernelParams",
     [
-        "A", "pA", "Bt", "pBt", "learn_A", "learn_B", "lr_pA", "lr_pB", "learn_modality",
-        "learn_factor", "pA_gain", "pB_gain", "learn_first",
+        "A", "pA", "Bt", "pBt", "A_idx", "pA_idx", "Bt_idx", "pBt_idx", "A0", "pA0", "Bt0",
+        "pBt0", "learn_A", "learn_B", "lr_pA", "lr_pB", "learn_modality", "learn_factor",
+        "pA_gain", "pB_gain", "learn_first",
     ],
 )
 
@@ -45,9 +49,8 @@ def _apply_dense_B(km, Bt, f, u, src, src_off, dst, dst_off):
 
 
 @njit(cache=True, _nrt=False)
-def _learn_A(km, kp, ai, pai, obs_row, qj):
+def _learn_A(km, kp, A, pA, obs_row, qj):
     """pA += lr * onehot(o) x q over columns where A > 0; then A = norm(pA) for every modality."""
-    A, pA = kp.A[ai], kp.pA[pai]
     for m in range(km.num_obs.shape[0]):
         cols = km.A_cols[m]
         if kp.learn_modality[m]:
@@ -66,9 +69,8 @@ def _learn_A(km, kp, ai, pai, obs_row, qj):
 
 
 @njit(cache=True, _nrt=False)
-def _learn_B(km, kp, bi, pbi, actions_row, post, qprev):
+def _learn_B(km, kp, Bt, pBt, actions_row, post, qprev):
     """pB[:, :, a] += lr * q x q_prev where B[:, :, a] > 0; then B = norm(pB) everywhere."""
-    Bt, pBt = kp.Bt[bi], kp.pBt[pbi]
     for f in range(km.num_states.shape[0]):
         S = km.num_states[f]
         off = km.state_offset[f]
@@ -170,31 +172,24 @@ def _pB_gain(km, pBt, f, u, q_next, next_off, q_prev, prev_off):
 
 
 @njit(cache=True, inline="always")
-def _learn(km, kp, i, ai, pai, bi, pbi, obs, prev_action, started, post, qs, qj):
+def _learn(km, kp, i, A, pA, Bt, pBt, obs, prev_action, started, post, qs, qj):
     """pymdp's ``update_A`` / ``update_B`` for agent ``i`` from its new posterior ``post``
     (``qs[i]`` still holds the previous one)."""
     if kp.learn_A:
         joint_into(km, post, 0, qj)
-        _learn_A(km, kp, ai, pai, obs[i], qj)
+        _learn_A(km, kp, A, pA, obs[i], qj)
     if kp.learn_B and started[i]:
-        _learn_B(km, kp, bi, pbi, prev_action[i], post, qs[i])
+        _learn_B(km, kp, Bt, pBt, prev_action[i], post, qs[i])
 
 
 @njit(cache=True, _nrt=False)
-def _step_agent_params(km, kc, kp, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_out,
-                       actions_out, seed, tick, fs, touched, sizes, num_iter):
+def _step_agent_params(km, kc, kp, A, pA, Bt, pBt, i, agent_id, obs, qs, prev_action, started,
+                       q_pi_out, G_out, actions_out, seed, tick, fs, touched, sizes, num_iter):
     n_factors = km.num_states.shape[0]
     n_mod = km.num_obs.shape[0]
     s_tot = km.state_offset[-1]
     n_pol = km.lnE.shape[0]
     n_nodes = km.node_depth.shape[0]
-    zero = np.int64(0)
-    row = np.int64(i)          # prange hands out unsigned indices; keep the select integer
-    ai = row if kp.A.shape[0] > 1 else zero
-    pai = row if kp.pA.shape[0] > 1 else zero
-    bi = row if kp.Bt.shape[0] > 1 else zero
-    pbi = row if kp.pBt.shape[0] > 1 else zero
-    A, Bt = kp.A[ai], kp.Bt[bi]
     prior, post, lnprior, qL, qtmp, lnL, qj, qdepth, gacc, gnode, G, qpi, qo, marg = \
         scratch_views(fs, sizes)
     end = scratch_views_end(sizes)
@@ -209,9 +204,8 @@ def _step_agent_params(km, kc, kp, i, agent_id, obs, qs, prev_action, started, q
             prior[s] = km.D_flat[s]
     infer_states_one(km, kc, A, obs[i], prior, post, lnprior, qL, qtmp, lnL, qj, num_iter)
     if kp.learn_first:
-        _learn(km, kp, i, ai, pai, bi, pbi, obs, prev_action, started, post, qs, qj)
+        _learn(km, kp, i, A, pA, Bt, pBt, obs, prev_action, started, post, qs, qj)
 
-    pA, pBt = kp.pA[pai], kp.pBt[pbi]
     for k in range(n_nodes):
         d = km.node_depth[k]
         dst = d * s_tot
@@ -240,7 +234,7 @@ def _step_agent_params(km, kc, kp, i, agent_id, obs, qs, prev_action, started, q
     policy_posterior(km, kc, G, qpi)
     select_action_one(km, kc, qpi, marg, seed, agent_id, tick, actions_out[i])
     if not kp.learn_first:
-        _learn(km, kp, i, ai, pai, bi, pbi, obs, prev_action, started, post, qs, qj)
+        _learn(km, kp, i, A, pA, Bt, pBt, obs, prev_action, started, post, qs, qj)
     for s in range(s_tot):
         qs[i, s] = post[s]
     for p in range(n_pol):
@@ -253,18 +247,70 @@ def _step_agent_params(km, kc, kp, i, agent_id, obs, qs, prev_action, started, q
 
 def params_scratch_size(layout) -> int:  # noqa: ANN001
     """Float64 scratch one thread needs for ``step_agents_params``: the shared kernel's
-    regions, then the expected outcome of every modality."""
-    return scratch_float_size(layout) + int(layout.num_obs.sum())
+    regions, the expected outcome of every modality, then a full row of each parameter array
+    (A and pA as long as A, B and pB as long as B)."""
+    return (scratch_float_size(layout) + int(layout.num_obs.sum())
+            + 2 * (int(layout.A_flat.size) + int(layout.Bt_flat.size)))
+
+
+@njit(cache=True, _nrt=False)
+def _scatter(idx, own, full):
+    for j in range(idx.shape[0]):
+        full[idx[j]] = own[j]
+
+
+@njit(cache=True, _nrt=False)
+def _gather(idx, full, own):
+    for j in range(idx.shape[0]):
+        own[j] = full[idx[j]]
+
+
+@njit(cache=True, _nrt=False)
+def _fill_rows(kp, fscratch, at):
+    """Every thread's full parameter rows (from ``at``) set to the shared starting rows."""
+    for t in range(fscratch.shape[0]):
+        pos = at
+        for base in (kp.A0, kp.pA0, kp.Bt0, kp.pBt0):
+            for k in range(base.shape[0]):
+                fscratch[t, pos + k] = base[k]
+            pos += base.shape[0]
+
+
+@njit(cache=True, _nrt=False)
+def _step_agent_own(km, kc, kp, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_out,
+                    actions_out, seed, tick, fs, touched, sizes, num_iter, at):
+    """Agent ``i``'s own parameter entries scattered into the thread's full rows (in ``fs``
+    from ``at``), one step on them, the entries gathered back. Views made here, in a function
+    without reference counting, cost the parallel loop nothing per agent."""
+    nA, npA, nB, npB = kp.A0.shape[0], kp.pA0.shape[0], kp.Bt0.shape[0], kp.pBt0.shape[0]
+    A = fs[at:at + nA]
+    pA = fs[at + nA:at + nA + npA]
+    Bt = fs[at + nA + npA:at + nA + npA + nB]
+    pBt = fs[at + nA + npA + nB:at + nA + npA + nB + npB]
+    _scatter(kp.A_idx, kp.A[i], A)
+    _scatter(kp.pA_idx, kp.pA[i], pA)
+    _scatter(kp.Bt_idx, kp.Bt[i], Bt)
+    _scatter(kp.pBt_idx, kp.pBt[i], pBt)
+    _step_agent_params(km, kc, kp, A, pA, Bt, pBt, i, agent_id, obs, qs, prev_action, started,
+                       q_pi_out, G_out, actions_out, seed, tick, fs, touched, sizes, num_iter)
+    _gather(kp.A_idx, A, kp.A[i])
+    _gather(kp.pA_idx, pA, kp.pA[i])
+    _gather(kp.Bt_idx, Bt, kp.Bt[i])
+    _gather(kp.pBt_idx, pBt, kp.pBt[i])
 
 
 @njit(cache=True, parallel=True)
 def step_agents_params(km, kc, kp, agent_ids, obs, qs, prev_action, started, q_pi_out, G_out,
                        actions_out, seed, tick, fscratch, iscratch, sizes, num_iter):
-    """One full step (with learning / parameter information gain) for every agent, in parallel."""
+    """One full step (with learning / parameter information gain) for every agent, in
+    parallel: each agent's own parameter entries are scattered into its thread's full rows,
+    stepped there and gathered back (the other entries are the same for every agent)."""
+    at = scratch_views_end(sizes) + km.obs_offset[-1]
+    _fill_rows(kp, fscratch, at)
     for i in prange(obs.shape[0]):
         tid = numba.get_thread_id()
         # np.int64(i): Numba types the prange index int64 when it types this loop and uint64
-        # in the parallel body it builds; one type compiles _step_agent_params once, not twice
-        _step_agent_params(km, kc, kp, np.int64(i), agent_ids[i], obs, qs, prev_action, started,
-                           q_pi_out, G_out, actions_out, seed, tick, fscratch[tid],
-                           iscratch[tid], sizes, num_iter)
+        # in the parallel body it builds; one type compiles _step_agent_own once, not twice
+        _step_agent_own(km, kc, kp, np.int64(i), agent_ids[i], obs, qs, prev_action, started,
+                        q_pi_out, G_out, actions_out, seed, tick, fscratch[tid], iscratch[tid],
+                        sizes, num_iter, at)

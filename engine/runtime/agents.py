@@ -19,6 +19,7 @@ from engine.model.config import InferenceConfig
 from engine.model.generative_model import GenerativeModel
 from engine.model.layout import ModelLayout, layout_of
 from engine.runtime.arguments import checked_seed
+from engine.runtime.learnt_params import expand, kernel_params
 from engine.runtime.sizing import agents_footprint, check_fits
 
 Backend = Literal["numba", "reference", "cupy", "xp-numpy", "auto"]
@@ -147,7 +148,7 @@ class Agents:
         elif backend == "reference":
             self._init_reference_learning()
         elif self._uses_params:
-            self._kp = _kernel_params(self._kernel_model, self.config, self.n)
+            self._kp = kernel_params(self._kernel_model, self.config, self.n)
             self._fscratch = np.zeros((n_scratch, cpu_learning.params_scratch_size(layout)))
         self._obs_shape = (self.n, len(layout.num_obs))
         self._rows_ref = None
@@ -228,30 +229,32 @@ class Agents:
     @property
     def kernel_params(self) -> cpu_learning.KernelParams | None:
         """The parameter kernels' arrays (Numba backend, learning or parameter gain), one row
-        per agent for what it learns; None where the kernels read the shared model."""
+        agent's own entries of what it learns; None where the kernels read the shared model."""
         return self._kp if self._uses_params and self.backend == "numba" else None
 
     @property
     def pA(self) -> list[np.ndarray] | None:
-        """Each agent's Dirichlet counts over A, ``(n, O_m, S_1, ..., S_F)`` (when learning A)."""
+        """Each agent's Dirichlet counts over A, ``(n, O_m, S_1, ..., S_F)`` (when learning A;
+        on the Numba backend a copy, rebuilt from the agents' own entries)."""
         if not self.config.learn_A:
             return None
         if self.backend == "reference":
             return self._ref_pA
         if self._xp is not None:
             return self._xp.pA          # type: ignore[attr-defined]  (XpLearningStepper)
-        return per_agent_A(self.layout, self._kp.pA)
+        return per_agent_A(self.layout, expand(self._kp, "pA"))
 
     @property
     def pB(self) -> list[np.ndarray] | None:
-        """Each agent's Dirichlet counts over B, ``(n, S_f, S_f, U_f)`` (when learning B)."""
+        """Each agent's Dirichlet counts over B, ``(n, S_f, S_f, U_f)`` (when learning B; on
+        the Numba backend a copy, rebuilt from the agents' own entries)."""
         if not self.config.learn_B:
             return None
         if self.backend == "reference":
             return self._ref_pB
         if self._xp is not None:
             return self._xp.pB          # type: ignore[attr-defined]  (XpLearningStepper)
-        return per_agent_B(self.layout, self._kp.pBt)
+        return per_agent_B(self.layout, expand(self._kp, "pBt"))
 
     @property
     def policies(self) -> np.ndarray:
@@ -395,37 +398,6 @@ class _AgentA:
 
     def full_A(self) -> list[np.ndarray]:
         return self._A
-
-
-def _kernel_params(model: GenerativeModel, config: InferenceConfig, n: int
-                   ) -> cpu_learning.KernelParams:
-    """Per-agent (learnt) or shared parameter arrays for the parameter kernels."""
-    layout = layout_of(model, config)
-
-    def flat_A(arrays: tuple[np.ndarray, ...]) -> np.ndarray:
-        return np.concatenate([a.reshape(a.shape[0], -1).ravel() for a in arrays])
-
-    def flat_Bt(arrays: tuple[np.ndarray, ...]) -> np.ndarray:
-        return np.concatenate([np.transpose(b, (2, 0, 1)).ravel() for b in arrays])
-
-    def rows(flat: np.ndarray, per_agent: bool) -> np.ndarray:
-        return np.tile(np.asarray(flat, dtype=np.float64), (n if per_agent else 1, 1))
-
-    A = rows(np.asarray(layout.A_flat), config.learn_A)
-    Bt = rows(np.asarray(layout.Bt_flat), config.learn_B)
-    pA = rows(flat_A(model.pA), config.learn_A) if model.pA is not None else np.zeros((1, 1))
-    pBt = rows(flat_Bt(model.pB), config.learn_B) if model.pB is not None else np.zeros((1, 1))
-
-    def mask(chosen: str | tuple[int, ...], count: int) -> np.ndarray:
-        return np.array([chosen == "all" or k in chosen for k in range(count)], dtype=np.bool_)
-
-    return cpu_learning.KernelParams(
-        A, pA, Bt, pBt, bool(config.learn_A), bool(config.learn_B), float(config.lr_pA),
-        float(config.lr_pB), mask(config.modalities_to_learn, layout.n_modalities),
-        mask(config.factors_to_learn, layout.n_factors),
-        bool(config.use_param_info_gain and model.pA is not None),
-        bool(config.use_param_info_gain and model.pB is not None),
-        bool(config.learn_before_policies))
 
 
 def per_agent_A(layout: ModelLayout, flat: np.ndarray) -> list[np.ndarray]:

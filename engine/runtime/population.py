@@ -99,19 +99,20 @@ class PopulationState:
 
     @property
     def pA(self) -> list[np.ndarray] | None:
-        """Each agent's Dirichlet counts over A, ``(n, O_m, S_1, ..., S_F)``, views of shared
-        memory (when the population learns A; as ``Agents.pA``)."""
+        """Each agent's Dirichlet counts over A, ``(n, O_m, S_1, ..., S_F)``, rebuilt from
+        their own entries in shared memory (a copy; when the population learns A; as
+        ``Agents.pA``)."""
         if self.state.params is None or not self.state.params.spec.learn_A:
             return None
-        return per_agent_A(self.checker.layout, self.state.param_pA)
+        return per_agent_A(self.checker.layout, self.state.params.full("pA"))
 
     @property
     def pB(self) -> list[np.ndarray] | None:
-        """Each agent's Dirichlet counts over B, ``(n, S_f, S_f, U_f)``, views of shared memory
-        (when the population learns B; as ``Agents.pB``)."""
+        """Each agent's Dirichlet counts over B, ``(n, S_f, S_f, U_f)``, rebuilt from their own
+        entries in shared memory (a copy; when the population learns B; as ``Agents.pB``)."""
         if self.state.params is None or not self.state.params.spec.learn_B:
             return None
-        return per_agent_B(self.checker.layout, self.state.param_pBt)
+        return per_agent_B(self.checker.layout, self.state.params.full("pBt"))
 
 
 def population_index(populations: list[Population], key: str | int) -> int:

@@ -19,13 +19,7 @@ from engine.kernels.beliefs import BeliefCodec
 from engine.kernels.numba import step as numba_step
 from engine.model.config import InferenceConfig
 from engine.model.layout import ModelLayout
-from engine.runtime.learnt_params import (
-    PARAM_NAMES,
-    ChunkParams,
-    ParamSpec,
-    field_name,
-    initial_rows,
-)
+from engine.runtime.learnt_params import PARAM_NAMES, ChunkParams, ParamSpec, field_name
 from engine.runtime.shm import Run
 
 #: control block fields (one float64 each), then per worker its heartbeat (last tick done)
@@ -127,9 +121,10 @@ class SharedState:
         #: a learning population's parameters (None: the kernels read the shared model)
         self.params: ChunkParams | None = None
         if spec.params is not None:
-            self.params = ChunkParams(spec.params, {
-                name: arrays[field_name(name)] if mine else params[name]
-                for name, mine in zip(PARAM_NAMES, spec.params.per_agent, strict=True)})
+            self.params = ChunkParams(spec.params, spec.n_agents, {
+                name: arrays[field_name(name)]
+                for name, mine in zip(PARAM_NAMES, spec.params.per_agent, strict=True) if mine},
+                params)
         self.obs: np.ndarray
         self.qs: np.ndarray
         self.prev_action: np.ndarray
@@ -149,8 +144,8 @@ class SharedState:
 
         Segment names start with ``prefix``; agent ids (the random stream's key) run from
         ``id_offset``, so populations of one engine draw independent streams. ``params``: a
-        learning population's starting parameters (one agent's, ``Agents._kp``); every agent
-        starts from them.
+        learning population's starting parameters (``Agents.kernel_params``): the shared
+        starting rows, and each agent's own entries of them.
         """
         km_local = numba_step.kernel_model(layout)
         model_arrays = {}
@@ -158,15 +153,15 @@ class SharedState:
         for name, arr in zip(numba_step.KernelModel._fields, km_local, strict=True):
             shared[name] = run.share_array(f"{prefix}model-{name}", np.ascontiguousarray(arr))
             model_arrays[name] = (tuple(arr.shape), arr.dtype.str)
-        param_spec = None if params is None else ParamSpec.of(params)
-        rows = {} if params is None else initial_rows(params)
+        param_spec = None if params is None else ParamSpec.of(params, layout)
         shared_params = {}
-        if param_spec is not None:
-            for name in param_spec.shared_names():
+        if params is not None:
+            for name in PARAM_NAMES:
+                row = getattr(params, f"{name}0")
                 # writable, as workers attach it: a read-only array is another Numba type
-                shared_params[name] = run.create_array(f"{prefix}param-{name}",
-                                                       (1, rows[name].size), "float64")
-                shared_params[name][0] = rows[name]
+                shared_params[name] = run.create_array(f"{prefix}param-{name}", (1, row.size),
+                                                       "float64")
+                shared_params[name][0] = row
         spec = StateSpec(
             run_id=run.run_id, prefix=prefix, id_offset=id_offset, n_agents=n_agents, seed=seed,
             config=config.to_dict(), model_arrays=model_arrays, dtype=layout.dtype.str,
@@ -188,9 +183,9 @@ class SharedState:
                 lo, hi = layout.state_offset[f], layout.state_offset[f + 1]
                 arrays["qs"][:, lo:hi] = 1.0 / (hi - lo)
         arrays["agent_ids"][:] = np.arange(id_offset, id_offset + n_agents)
-        if param_spec is not None:
+        if params is not None:
             for name in spec.own_params():
-                arrays[name][:] = rows[name.removeprefix("param_")]
+                arrays[name][:] = getattr(params, name.removeprefix("param_"))[0]
         km = numba_step.kernel_model_from(lambda name: shared[name])
         return SharedState(spec, arrays, km, shared_params)
 
@@ -203,7 +198,7 @@ class SharedState:
                   for name, (shape, dtype) in spec.per_agent_arrays().items()}
         params = {}
         if spec.params is not None:
-            for name in spec.params.shared_names():
+            for name in PARAM_NAMES:
                 size = spec.params.sizes[PARAM_NAMES.index(name)]
                 params[name] = run.attach_array(f"{spec.prefix}param-{name}", (1, size),
                                                 "float64")

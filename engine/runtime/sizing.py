@@ -33,6 +33,7 @@ from engine.model.outcome_tables import (
     MAX_RESIDUAL_SHARE,
     gain_outcome_count,
 )
+from engine.runtime.learnt_params import own_entries
 
 MB = 1 << 20
 #: a worker process after its warm-up, less its kernel scratch (USS 79-80 MB measured)
@@ -191,7 +192,9 @@ def population_sizes(model: Model, config: InferenceConfig, beliefs: str = "uint
     if n_f == 1:
         scratch += 8 * max_u * (s_tot + njo + rest + horizon)      # dense_children_floats
     if learning:
-        scratch += 8 * sum(shape.num_obs)
+        # the expected outcomes, and a full row of each parameter array (cpu_learning)
+        scratch += 8 * (sum(shape.num_obs) + 2 * (a_flat + bt))
+        floats += 2 * (a_flat + bt)             # the shared starting rows
     scratch += 8 * _head_scratch(shape.num_states, control, horizon, njo, po_nnz)
     if n_f > 1:                     # lane state inference (scratch.lane_floats); 1.x: tables
         tables = n_m * nj if config.semantics == "pymdp1" else nj     # at most one a modality
@@ -239,12 +242,25 @@ def engine_footprint(populations: Sequence[tuple[Model, InferenceConfig, int]], 
 
 
 def learnt_bytes(model: Model, config: InferenceConfig) -> int:
-    """Bytes of one agent's own parameters: A (over every factor) and its counts pA when it
-    learns A, B and pB when it learns B, in float64."""
+    """Bytes of one agent's own parameters, in float64: the entries of A (over every factor)
+    and pA that learning A can move, and of B and pB learning B
+    (``learnt_params.compact_indices``). A model not yet built (a :class:`ModelShape`) is
+    bounded above: A and B whole, with the counts of the modalities and factors learnt."""
+    if not (config.learn_A or config.learn_B):
+        return 0
+    if isinstance(model, GenerativeModel) and (model.pA is not None or not config.learn_A) \
+            and (model.pB is not None or not config.learn_B):
+        return 8 * sum(own_entries(model, config))
     shape = model if isinstance(model, ModelShape) else ModelShape.of(model)
+    learnt = [k for k in range(len(shape.num_obs))
+              if config.modalities_to_learn == "all" or k in config.modalities_to_learn]
     a_full = shape.n_joint * sum(shape.num_obs)
-    b = sum(x * x * u for x, u in zip(shape.num_states, shape.num_controls, strict=True))
-    return 16 * (a_full * bool(config.learn_A) + b * bool(config.learn_B))
+    a_learnt = shape.n_joint * sum(shape.num_obs[k] for k in learnt)
+    b = [x * x * u for x, u in zip(shape.num_states, shape.num_controls, strict=True)]
+    b_learnt = sum(b[f] for f in range(len(b))
+                   if config.factors_to_learn == "all" or f in config.factors_to_learn)
+    return 8 * ((a_full + a_learnt) * bool(config.learn_A)
+                + (sum(b) + b_learnt) * bool(config.learn_B))
 
 
 def agents_footprint(model: Model, config: InferenceConfig, n_agents: int,

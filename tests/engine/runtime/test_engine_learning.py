@@ -15,6 +15,7 @@ from engine.runtime.faults import ENV
 from engine.runtime.population import Population
 from engine.ticklog.recorder import TickRecorder
 from engine.ticklog.replay import replay
+from tests.engine.runtime.test_learnt_params import sparse_learning_model
 from tests.pymdp_peer import run_side_by_side
 from world.models import random_model, tmaze_model
 from world.process import ModelProcess
@@ -66,6 +67,59 @@ def test_engine_learns_as_agents(name: str, workers: int) -> None:
             np.testing.assert_array_equal(got, ref)
         assert (pop.pA is None) == (agents.pA is None)
         assert (pop.pB is None) == (agents.pB is None)
+
+
+SPARSE = {
+    "sparse-AB": InferenceConfig(learn_A=True, learn_B=True, lr_pA=0.7, dtype="float64",
+                                 gamma=4.0, use_param_info_gain=True),
+    "sparse-subset": InferenceConfig(learn_A=True, learn_B=True, modalities_to_learn=(0,),
+                                     factors_to_learn=(1,), learn_before_policies=False,
+                                     dtype="float64", gamma=4.0),
+}
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+@pytest.mark.parametrize("name", list(SPARSE))
+def test_sparse_own_entries_learn_as_agents(name: str, workers: int) -> None:
+    """Sparse priors, all or a subset of modalities and factors learnt, each agent storing
+    only its own entries: the engine equals ``Agents`` bit for bit, through a reset."""
+    model, config = sparse_learning_model(), SPARSE[name]
+    ticks = _observations(model, TICKS, N, seed=13)
+    agents = Agents(model, N, config, seed=9)
+    with Engine(model, N, workers=workers, config=config, seed=9, chunk=8, beliefs="float",
+                degrade=False) as engine:
+        own = engine.state.spec.params.compact
+        assert own[1] < engine.state.spec.params.sizes[1], "fewer counts than the dense row"
+        for t, obs in enumerate(ticks):
+            if t == 6:
+                engine.reset(np.arange(0, N, 4), keep_action=False)
+                agents.reset(np.arange(0, N, 4), keep_action=False)
+            np.testing.assert_array_equal(engine.step(obs), np.array(agents.step(obs)))
+        pop = engine.population()
+        np.testing.assert_array_equal(pop.q_pi, agents.q_pi)
+        for got, ref in zip(pop.pA + pop.pB, agents.pA + agents.pB, strict=True):
+            np.testing.assert_array_equal(got, ref)
+
+
+def test_snapshot_and_replay_from_carry_own_entries(tmp_path: Path) -> None:
+    """Snapshots of a sparse subset-learning population hold each agent's own entries;
+    ``replay --from`` restarts from one and ends at the live counts."""
+    model, config = sparse_learning_model(), SPARSE["sparse-subset"]
+    path = str(tmp_path / "sparse.mcap")
+    with Engine(model, N, workers=2, config=config, seed=5, chunk=10, beliefs="float",
+                degrade=False) as engine:
+        compact = engine.state.spec.params.compact
+        recorder = TickRecorder(engine, path, snapshot_every=3)
+        for obs in _observations(model, 10, N, seed=14):
+            engine.step(obs)
+            recorder.record()
+        recorder.close()
+        live = engine.agent_state()
+    assert live["param_pA"].shape == (N, compact[1]) and live["param_pBt"].shape[1] == compact[3]
+    result = replay(path, from_tick=7, keep_state=True)
+    assert result.ok and result.started_from_snapshot == 6 and result.first_tick == 7, result
+    for name, values in live.items():
+        np.testing.assert_array_equal(result.final_state[name], values, err_msg=name)
 
 
 def test_learnt_counts_move_and_stay_apart_per_agent() -> None:
@@ -128,13 +182,17 @@ def test_learning_with_a_plain_population() -> None:
         assert engine.population("learn").pA[0].shape[0] == 12
 
 
-@pytest.mark.parametrize("phase", ["compute", "commit-qs", "commit-param_pA"])
+@pytest.mark.parametrize("phase,sparse", [("compute", False), ("commit-qs", False),
+                                          ("commit-param_pA", False),
+                                          ("commit-param_pBt", True)])
 def test_a_worker_dying_in_a_commit_leaves_every_agent_whole(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phase: str) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phase: str, sparse: bool) -> None:
     """A worker killed while stepping or committing a chunk: the master finishes the commit
-    from the journal (beliefs and counts together), and the log replays to the same counts."""
+    from the journal (beliefs and counts together), and the log replays to the same counts
+    (also with each agent storing only its own entries of sparse counts)."""
     monkeypatch.setenv(ENV, f"worker=0,tick=2,phase={phase},mode=exit")
-    model, config = _learning_model(), CONFIGS["AB-after"]
+    model, config = ((sparse_learning_model(), SPARSE["sparse-subset"]) if sparse
+                     else (_learning_model(), CONFIGS["AB-after"]))
     ticks = _observations(model, 5, 60, seed=12)
     path = str(tmp_path / f"{phase}.mcap")
     with Engine(model, 60, workers=2, config=config, seed=3, chunk=10, beliefs="float",
@@ -167,7 +225,7 @@ class _EngineSide:
         return getattr(self.engine.population(), name)
 
 
-@pytest.mark.parametrize("name", ["tmaze-demo", "random-2-factor-AB"])
+@pytest.mark.parametrize("name", ["tmaze-demo", "random-2-factor-AB", "sparse-subset"])
 def test_engine_learning_matches_pymdp_over_200_steps(name: str) -> None:
     """pymdp 0.0.7.1's T-maze learning demo (reward likelihood learnt after the action) and a
     random 2-factor model learning A and B: the engine (2 workers) against pymdp, float64."""
@@ -175,6 +233,8 @@ def test_engine_learning_matches_pymdp_over_200_steps(name: str) -> None:
         model = tmaze_model().with_priors(pA_scale=1.0)
         config = InferenceConfig(learn_A=True, modalities_to_learn=(1,), lr_pA=0.5,
                                  learn_before_policies=False, dtype="float64")
+    elif name == "sparse-subset":
+        model, config = sparse_learning_model(), SPARSE["sparse-subset"]
     else:
         model = _learning_model()
         config = InferenceConfig(learn_A=True, learn_B=True, lr_pA=0.7, lr_pB=1.3,

@@ -17,10 +17,16 @@ from engine.model.limits import MAX_POLICIES, policy_count
 from engine.runtime import sizing
 from engine.runtime.shared_state import SharedState
 from engine.runtime.shm import SHM_DIR, Run, entries_of, leftover_entries
-from engine.runtime.sizing import ModelShape, check_fits, estimate_footprint, population_sizes
+from engine.runtime.sizing import (
+    ModelShape,
+    check_fits,
+    estimate_footprint,
+    learnt_bytes,
+    population_sizes,
+)
 from world.foraging import ForagingWorld
 from world.grid import GridWorld
-from world.models import grid_model, random_model
+from world.models import grid_model, random_model, tmaze_model
 
 
 def _models() -> list:
@@ -154,3 +160,29 @@ def test_check_fits_names_both_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
                                           r"1,000 MB\)"):
         check_fits(sizing.Footprint(900 * sizing.MB, 50 * sizing.MB,
                                     (("scratch", 900 * sizing.MB),)), "these agents")
+
+
+def test_learning_counts_each_agents_own_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A learning population's estimate adds each agent's own parameter entries (what
+    ``Engine`` creates), and one it pushes past /dev/shm is refused in one line with both
+    numbers before anything is built."""
+    model = tmaze_model().with_priors(pA_scale=1.0)
+    config = InferenceConfig(learn_A=True, modalities_to_learn=(1,))
+    plain = estimate_footprint(model, InferenceConfig(), 5000, 0)
+    learning = estimate_footprint(model, config, 5000, 0)
+    assert learnt_bytes(model, config) == 16 * np.count_nonzero(model.A[1])
+    assert learning.shm_bytes - plain.shm_bytes >= 5000 * learnt_bytes(model, config)
+    with Engine(model, 5000, workers=0, config=config) as engine:
+        assert engine.state.spec.params.bytes_per_agent() == learnt_bytes(model, config)
+        used = sum((SHM_DIR / e).stat().st_size for e in entries_of([engine.run_id])
+                   if not e.startswith("sem.") and not e.endswith("manifest"))
+    assert 0.9 * learning.shm_bytes <= used <= 1.1 * learning.shm_bytes, (used, learning)
+    n = 400_000
+    low = estimate_footprint(model, InferenceConfig(), n, 0).shm_bytes
+    high = estimate_footprint(model, config, n, 0).shm_bytes
+    assert high - low >= n * learnt_bytes(model, config)
+    monkeypatch.setattr(sizing, "available", lambda: (1 << 50, (low + high) // 2))
+    with pytest.raises(ConfigError, match=r"^Engine: 400,000 agents need ~[\d,]+ MB of shared "
+                                          r"memory in /dev/shm, more than the [\d,]+ MB free "
+                                          r"there$"):
+        Engine(model, n, workers=0, config=config)
