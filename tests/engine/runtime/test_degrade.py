@@ -15,6 +15,7 @@ from engine.runtime.degrade import (
     ROTATING_FRACTION,
     SHORTER_HORIZON,
     STALE_ACTIONS,
+    SUB_BLOCK,
     DegradeController,
     noop_levels,
 )
@@ -69,7 +70,8 @@ def test_the_richer_rung_returns_once_the_load_falls() -> None:
 def test_controller_is_bounded_and_validated() -> None:
     c = DegradeController(max_level=FEWER_ITERATIONS)
     assert _steady(c, {FULL: 1.0, FEWER_ITERATIONS: 1.0}, 100, 0.01, 10)[-1] == 1
-    assert c.margin_s(50) == pytest.approx(c.margin_chunks * 50 * 1.0)
+    assert c.margin_s(50) == pytest.approx(c.margin_blocks * 50 * 1.0)
+    assert c.margin_s(4096) == pytest.approx(c.margin_blocks * SUB_BLOCK * 1.0)
     with pytest.raises(ValueError, match="climb < target"):
         DegradeController(target=0.5, climb=0.9)
     with pytest.raises(ValueError, match="forced levels only"):
