@@ -76,6 +76,8 @@ class DegradeController:
             by (the last block's overrun, the workers' and the master's wake-ups, the tick's
             bookkeeping), in blocks of work at the measured cost, so that it follows the load
             at once; a longer tail is kept in full at once.
+        tail_headroom: the margin is this many times that decaying longest tail (it is
+            near a high percentile of recent tails, and the next may be longer still).
     """
 
     target: float = 0.9
@@ -85,7 +87,8 @@ class DegradeController:
     skip: tuple[int, ...] = ()
     smoothing: float = 0.3
     margin_blocks: float = 1.5
-    tail_decay: float = 0.99
+    tail_decay: float = 0.995
+    tail_headroom: float = 1.25
     level: int = FULL
     cost_s: dict[int, float] = dataclasses.field(default_factory=dict)
     #: a rung's cost relative to the next cheaper rung's, measured a tick apart when the
@@ -162,8 +165,8 @@ class DegradeController:
         until measured), or the decaying longest tail of the recent cut ticks in blocks when
         that is longer (``tail_decay``)."""
         self._block = block_size(chunk)
-        self._margin = (max(self.margin_blocks, self._tail) * self.cost_s.get(self.level, 0.0)
-                        * self._block)
+        blocks = max(self.margin_blocks, self.tail_headroom * self._tail)
+        self._margin = blocks * self.cost_s.get(self.level, 0.0) * self._block
         return self._margin
 
     def _next(self, level: int, direction: int) -> int | None:

@@ -164,6 +164,44 @@ def test_deadline_cuts_resume_where_they_stopped(workers: int) -> None:
         assert updated.all()
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_deadline_cuts_inside_a_chunk_resume_at_the_first_agent_not_stepped(
+        workers: int) -> None:
+    """With chunks longer than a block, a tick with no time left steps one block per worker,
+    and the next tick starts at the first agent that block did not reach, part-way into the
+    chunk: block after block, each agent is updated once before any is updated twice."""
+    model = grid_model(4)
+    n, chunk = 1024, 4 * SUB_BLOCK
+    slices = ((0, n),) if workers == 0 else ((0, n // 2), (n // 2, n))
+    with Engine(model, n, workers=workers, chunk=chunk, degrade=False) as engine:
+        for tick in range(2 * (slices[0][1] - slices[0][0]) // SUB_BLOCK):
+            engine.step(_obs(model, n, tick), budget_s=0.0)
+            at = tick * SUB_BLOCK % (slices[0][1] - slices[0][0])
+            expected = np.ones(n, dtype=np.uint8)
+            for lo, _ in slices:
+                expected[lo + at:lo + at + SUB_BLOCK] = 0
+            np.testing.assert_array_equal(engine.stale, expected, err_msg=f"tick {tick}")
+
+
+def test_the_margin_learns_the_tail_of_cut_ticks_in_blocks_of_work() -> None:
+    """A tick cut by the deadline that ends past its budget widens the margin kept before the
+    deadline to cover that tail, counted in blocks of the measured work (so a load that
+    doubles the cost widens it with the cost's average); without new long tails it decays."""
+    c = DegradeController(max_level=FULL)
+    n, budget, cost = 100_000, 0.1, 1e-5
+    c.observe_tick(0.09, budget, 9000, n, busy_s=9000 * cost)
+    base = c.margin_s(1024)
+    assert base == pytest.approx(c.margin_blocks * SUB_BLOCK * cost)
+    c.observe_tick(budget + 0.01, budget, 9000, n, busy_s=9000 * cost)   # 10 ms late
+    tail = c.margin_s(1024)
+    assert tail >= c.tail_headroom * (0.01 + base) * 0.99
+    c.observe_tick(0.09, budget, 4500, n, busy_s=9000 * cost)           # the cost doubles
+    assert c.margin_s(1024) == pytest.approx(tail * c.cost_s[FULL] / cost * c.tail_decay)
+    for _ in range(600):
+        c.observe_tick(0.08, budget, 4500, n, busy_s=9000 * cost)
+    assert c.margin_s(1024) == pytest.approx(c.margin_blocks * SUB_BLOCK * 2 * cost, rel=0.1)
+
+
 def test_rotating_fraction_keeps_within_part_of_the_budget() -> None:
     """A forced rotating fraction gives the workers ROTATING_BUDGET of the tick's budget."""
     model = grid_model(4)
