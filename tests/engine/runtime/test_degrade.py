@@ -9,6 +9,7 @@ import pytest
 
 from engine import Agents, InferenceConfig
 from engine.runtime.degrade import (
+    COLD_TICKS,
     FEWER_ITERATIONS,
     FULL,
     ROTATING_BUDGET,
@@ -184,22 +185,50 @@ def test_deadline_cuts_inside_a_chunk_resume_at_the_first_agent_not_stepped(
 
 
 def test_the_margin_learns_the_tail_of_cut_ticks_in_blocks_of_work() -> None:
-    """A tick cut by the deadline that ends past its budget widens the margin kept before the
-    deadline to cover that tail, counted in blocks of the measured work (so a load that
-    doubles the cost widens it with the cost's average); without new long tails it decays."""
+    """Ticks cut by the deadline that end past their budget widen the margin kept before the
+    deadline to cover that tail (the second-longest of the recent ones, past the cold first
+    ticks), counted in blocks of the ticks' time per agent, so it follows the cost as the load
+    comes and goes; once the long tails leave the window it is back to ``margin_blocks``. A
+    tick whose margin left it only its first blocks counts those as its tail, not the margin
+    (which would feed on itself)."""
     c = DegradeController(max_level=FULL)
     n, budget, cost = 100_000, 0.1, 1e-5
-    c.observe_tick(0.09, budget, 9000, n, busy_s=9000 * cost)
-    base = c.margin_s(1024)
-    assert base == pytest.approx(c.margin_blocks * SUB_BLOCK * cost)
-    c.observe_tick(budget + 0.01, budget, 9000, n, busy_s=9000 * cost)   # 10 ms late
-    tail = c.margin_s(1024)
-    assert tail >= c.tail_headroom * (0.01 + base) * 0.99
-    c.observe_tick(0.09, budget, 4500, n, busy_s=9000 * cost)           # the cost doubles
-    assert c.margin_s(1024) == pytest.approx(tail * c.cost_s[FULL] / cost * c.tail_decay)
-    for _ in range(600):
-        c.observe_tick(0.08, budget, 4500, n, busy_s=9000 * cost)
-    assert c.margin_s(1024) == pytest.approx(c.margin_blocks * SUB_BLOCK * 2 * cost, rel=0.1)
+
+    def tick(wall: float, per_agent: float = cost) -> None:
+        c.margin_s(1024)
+        updated = round(wall / per_agent)
+        c.observe_tick(wall, budget, updated, n, busy_s=updated * per_agent)
+
+    def late(tail: float) -> None:          # past the time the last block had to start by
+        tick(budget - c.margin_s(1024) + tail)
+
+    base = c.margin_blocks * SUB_BLOCK * cost
+    tick(budget / 2)
+    assert c.margin_s(1024) == pytest.approx(base)
+    late(0.02)                              # a cold tick's tail holds while cold ...
+    assert c.margin_s(1024) == pytest.approx(c.tail_headroom * 0.02)
+    for _ in range(COLD_TICKS - 2):
+        tick(budget / 2)
+    late(0.012)                             # ... and until two others are counted
+    assert c.margin_s(1024) == pytest.approx(c.tail_headroom * 0.02)
+    late(0.05)                              # the longest alone is not the margin
+    assert c.margin_s(1024) == pytest.approx(c.tail_headroom * 0.012)
+    for _ in range(c.tail_window):
+        tick(budget / 2)
+    assert c.margin_s(1024) == pytest.approx(base)
+    late(0.01)
+    late(0.01)
+    wide = c.margin_s(1024)
+    assert wide == pytest.approx(c.tail_headroom * 0.01)
+    tick(budget - wide, per_agent=2 * cost)                 # the cost per agent doubles
+    assert c.margin_s(1024) == pytest.approx(wide * c.cost_s[FULL] / cost)
+    for _ in range(c.tail_window):
+        tick(budget / 2, per_agent=2 * cost)
+    assert c.margin_s(1024) == pytest.approx(c.margin_blocks * SUB_BLOCK * c.cost_s[FULL])
+    c = DegradeController(max_level=FULL, margin_blocks=200.0)  # a margin over the budget
+    for _ in range(COLD_TICKS + c.tail_window):
+        tick(0.005)                     # the first blocks only, 5 ms: the tail, not 5 + margin
+    assert max(c._tails) * SUB_BLOCK * cost == pytest.approx(0.005)
 
 
 def test_rotating_fraction_keeps_within_part_of_the_budget() -> None:
