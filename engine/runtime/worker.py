@@ -81,8 +81,10 @@ def process_tick(states: tuple[SharedState, ...], slices: tuple[tuple[int, int],
     behind tick after tick. ``helped`` is the next worker's slices: with its own done, this
     worker takes that worker's chunks from the back until none is left or the deadline passes
     (:mod:`engine.claims`). A worker always steps its first block (every tick makes
-    progress), every other one only while ``margin`` seconds (about a block's work) are left
-    before the deadline: a tick ends near its deadline, not a block after it.
+    progress), every other one only while ``margin`` seconds (``DegradeController.margin_s``,
+    learnt from the ticks' tails) are left before the deadline: a tick ends near its deadline,
+    not a block after it. The time per agent the tick took is noted in ``claims`` (it sizes
+    the next tick's blocks).
     """
     ran = 0
     began = time.monotonic()
