@@ -5,6 +5,10 @@ tick in 2-second windows before, during and after the hogs.
 
     python -m perf.contention --agents 100000 --hz 10 --workers 2 --duration 40 \\
         --hogs 4 --hog-start 10 --hog-seconds 15
+
+``--no-log`` runs without the tick log (whose writer thread competes with the loop for the GIL
+and, under the hogs, for the CPU) and reads the run's ``--status-json`` lines instead: missed
+ticks and stale agent-ticks per second, no per-tick figures.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ def _hog(seconds: float) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    log = Path(tempfile.mkdtemp(prefix="agentloop-contention-")) / "run.mcap"
+    folder = Path(tempfile.mkdtemp(prefix="agentloop-contention-"))
+    log, status = folder / "run.mcap", folder / "status.jsonl"
     cmd = [sys.executable, "-m", "tools", "run", "--agents", str(args.agents), "--hz",
            str(args.hz), "--workers", str(args.workers), "--duration", str(args.duration),
-           "--world", args.world, "--log", str(log)]
+           "--world", args.world]
+    cmd += ["--status-json", str(status)] if args.no_log else ["--log", str(log)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     clock_start = None
@@ -52,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
     proc.wait()
     summary = [line for line in rest.splitlines() if line.startswith("summary:")]
     print("\n".join(summary))
-    report(log, args.hog_start, args.hog_start + args.hog_seconds)
+    if args.no_log:
+        report_status(status, args.agents, args.hog_start, args.hog_start + args.hog_seconds)
+    else:
+        report(log, args.hog_start, args.hog_start + args.hog_seconds)
     return proc.returncode
 
 
@@ -85,6 +94,30 @@ def report(path: Path, hog_from: float, hog_to: float) -> None:
                   f"ms  {tag}")
 
 
+def report_status(path: Path, n: int, hog_from: float, hog_to: float) -> None:
+    """Print missed ticks and stale agent-ticks per 2-second window from a run's
+    ``--status-json`` lines (cumulative figures, about one a second)."""
+    import orjson
+
+    lines = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    ticks = np.array([line["tick"] for line in lines], dtype=float)
+    missed = np.array([line["missed"] for line in lines], dtype=float)
+    stale = np.array([sum(line["stale_agent_ticks"].values()) for line in lines], dtype=float)
+    clock = np.array([line["time"] for line in lines]) - lines[0]["time"]
+    print(f"{int(ticks[-1])} ticks; hogs from {hog_from:g} s to {hog_to:g} s; missed "
+          f"{int(missed[-1])} ({100 * missed[-1] / max(1, ticks[-1]):.1f}%)")
+    for lo in np.arange(0.0, clock[-1], 2.0):
+        a = int(np.searchsorted(clock, lo, side="right")) - 1
+        b = int(np.searchsorted(clock, lo + 2.0, side="right")) - 1
+        if a < 0 or b <= a:
+            continue
+        dt = ticks[b] - ticks[a]
+        tag = "hogs" if hog_from <= lo < hog_to else ""
+        print(f"  {clock[a]:5.1f}-{clock[b]:5.1f} s  missed {int(missed[b] - missed[a]):3d} of "
+              f"{int(dt):3d}  updated/tick {n - (stale[b] - stale[a]) / max(1.0, dt):8.0f}  "
+              f"{tag}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m perf.contention", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -96,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hogs", type=int, default=4)
     p.add_argument("--hog-start", type=float, default=10.0)
     p.add_argument("--hog-seconds", type=float, default=15.0)
+    p.add_argument("--no-log", action="store_true",
+                   help="no tick log: figures from --status-json, per second")
     return run(p.parse_args(argv))
 
 

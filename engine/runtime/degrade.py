@@ -3,6 +3,7 @@ costs (reasoning: docs/architecture.md, section `engine/runtime/degrade.py`)."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 from collections.abc import Sequence
@@ -15,6 +16,18 @@ log = logging.getLogger("agentloop.degrade")
 
 #: the share of a tick's budget the rotating fraction may use (its deadline is moved forward)
 ROTATING_BUDGET = 0.75
+#: with a deadline, the fewest agents one kernel call steps between two deadline checks (a
+#: chunk is stepped in blocks sized from the pace, never shorter: under contention a whole
+#: chunk overran the budget)
+SUB_BLOCK = 128
+#: the first cut ticks whose tails the margin ignores (cold: fresh shared memory faulted in,
+#: the tick log's writer starting; their tails say nothing about the load)
+COLD_TICKS = 10
+
+
+def block_size(chunk: int) -> int:
+    """The agents stepped between two deadline checks for ``chunk``-agent chunks."""
+    return max(1, min(chunk, SUB_BLOCK))
 
 
 def noop_levels(populations: Sequence[tuple[int, int, int]]) -> tuple[int, ...]:
@@ -38,17 +51,17 @@ AUTO_LEVELS = (FULL, FEWER_ITERATIONS, SHORTER_HORIZON)
 class DegradeController:
     """Picks each tick's kernel rung from the measured cost of an agent-step and the budget.
 
-    Under load the engine always works up to the deadline and no further: chunks are claimed
-    only while one more fits (:meth:`margin_s`), and a tick cut by the deadline leaves the
-    agents it did not reach stale, the next tick starting with them. So the number of agents
-    updated per tick follows capacity smoothly, and every agent is refreshed in turn as often
-    as capacity allows. The controller's only decision is the rung: a cheaper one (fewer
-    iterations, then a shorter horizon) when the current rung cannot update every agent
+    Under load the engine always works up to the deadline and no further: agents are stepped in
+    blocks, each started only while one more fits (:meth:`margin_s`), and a tick cut by the
+    deadline leaves the agents it did not reach stale, the next tick starting with them. So the
+    number of agents updated per tick follows capacity smoothly, and every agent is refreshed in
+    turn as often as capacity allows. The controller's only decision is the rung: a cheaper one
+    (fewer iterations, then a shorter horizon) when the current rung cannot update every agent
     within ``target`` of the budget for ``patience`` ticks running, a richer one when its
-    measured (or, never measured, assumed equal) cost would fit within ``climb`` of the
-    budget for ``patience`` ticks running. Costs are per rung, so the two tests cannot both
-    hold and the rung cannot cycle on a steady load. Nobody is left un-updated by choice:
-    "stale actions" is for forced levels only.
+    measured (or, never measured, assumed equal) cost would fit within ``climb`` of the budget
+    for ``patience`` ticks running. Costs are per rung, so the two tests cannot both hold and
+    the rung cannot cycle on a steady load. Nobody is left un-updated by choice: "stale actions"
+    is for forced levels only.
 
     Args:
         target: share of the budget a rung must cover every agent in to be kept.
@@ -57,8 +70,16 @@ class DegradeController:
         max_level: the cheapest rung the controller may pick (at most ``SHORTER_HORIZON``).
         skip: rungs the controller never picks (``Engine`` passes :func:`noop_levels`).
         smoothing: weight of the newest tick in each rung's cost average.
-        margin_chunks: chunks of work, at the measured cost, kept free before the deadline
-            (a chunk's time varies under contention; one would still overrun often).
+        margin_blocks: blocks of work (:func:`block_size`), at the measured cost, kept free
+            before the deadline (a block's time varies under contention; one would still
+            overrun often).
+        tail_window: how many recent cut ticks' tails the margin is taken from: how long a
+            tick cut by the deadline went on past the time its last block had to start by
+            (the last block's overrun, the workers' and the master's wake-ups, the tick's
+            bookkeeping), in blocks of the ticks' wall time per agent (a moving average), so
+            that the margin follows the load as fast as that does.
+        tail_headroom: the margin is this many times the second-longest tail in the window
+            (one outlier alone does not widen it; the next tail may be longer still).
     """
 
     target: float = 0.9
@@ -67,7 +88,9 @@ class DegradeController:
     max_level: int = SHORTER_HORIZON
     skip: tuple[int, ...] = ()
     smoothing: float = 0.3
-    margin_chunks: float = 1.5
+    margin_blocks: float = 1.5
+    tail_window: int = 100
+    tail_headroom: float = 1.25
     level: int = FULL
     cost_s: dict[int, float] = dataclasses.field(default_factory=dict)
     #: a rung's cost relative to the next cheaper rung's, measured a tick apart when the
@@ -78,6 +101,12 @@ class DegradeController:
     _up: int = 0
     _left: int | None = None
     _entered: bool = False            # the rung was just entered: its old cost is stale
+    _tails: collections.deque[float] = dataclasses.field(default_factory=collections.deque)
+    _cut: int = 0                     # ticks cut by the deadline so far
+    _wall_cost: float = 0.0           # wall time x processes per agent updated (average)
+    _cold: float = 0.0                # the longest tail of the cold ticks (blocks)
+    _block: int = SUB_BLOCK           # the block the last margin was counted in (agents)
+    _margin: float = 0.0              # the margin the engine was last given
 
     def __post_init__(self) -> None:
         if not 0.0 < self.climb < self.target <= 1.0:
@@ -103,6 +132,7 @@ class DegradeController:
         next one stop earlier still and feed on themselves."""
         if self.level not in AUTO_LEVELS or budget_s <= 0:
             return self.level
+        tail = wall_s - max(0.0, budget_s - self._margin)     # past the last block's start
         if updated > 0 and wall_s > 0:
             cost = (busy_s if busy_s else wall_s * max(1, parallel)) / updated
             old = None if self._entered else self.cost_s.get(self.level)
@@ -111,8 +141,21 @@ class DegradeController:
             if self._left is not None and self._left in self.cost_s:
                 self.relative[self._left] = self.cost_s[self._left] / self.cost_s[self.level]
             self._left, self._entered = None, False
+        if updated > 0 and wall_s > 0:
+            wall_cost = wall_s * max(1, parallel) / updated
+            self._wall_cost = wall_cost if self._wall_cost == 0.0 else (
+                (1.0 - self.smoothing) * self._wall_cost + self.smoothing * wall_cost)
         if self.level not in self.cost_s:
             return self.level
+        if updated < n_agents:
+            self._cut += 1
+            blocks = tail / (self._wall_cost * self._block)
+            if self._cut <= COLD_TICKS:
+                self._cold = max(self._cold, blocks)
+            else:
+                self._tails.append(blocks)
+                if len(self._tails) > self.tail_window:
+                    self._tails.popleft()
         per_agent = self.cost_s[self.level] / max(1, parallel)
         cheaper = self._next(self.level, +1)
         richer = self._next(self.level, -1)
@@ -132,9 +175,19 @@ class DegradeController:
         return self.level
 
     def margin_s(self, chunk: int) -> float:
-        """How long before the deadline the last chunk must be claimed: ``margin_chunks``
-        chunks of the current rung's measured cost (0 until measured)."""
-        return self.margin_chunks * self.cost_s.get(self.level, 0.0) * chunk
+        """How long before the deadline the last block of a ``chunk``-agent chunk must start:
+        ``margin_blocks`` blocks (:func:`block_size`) of the current rung's measured cost (0
+        until measured), or ``tail_headroom`` times the second-longest recent tail in blocks
+        (of the ticks' wall time per agent) when that is longer (``tail_window``; the first
+        ``COLD_TICKS`` cut ticks are not counted, but their longest tail holds until two
+        others are)."""
+        self._block = block_size(chunk)
+        tails = sorted(self._tails)
+        tail = tails[-2] if len(tails) > 1 else self._cold
+        self._margin = self._block * max(
+            self.margin_blocks * self.cost_s.get(self.level, 0.0),
+            self.tail_headroom * tail * self._wall_cost)
+        return self._margin
 
     def _next(self, level: int, direction: int) -> int | None:
         """The next rung the controller may pick from ``level`` in ``direction``, or None."""

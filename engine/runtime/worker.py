@@ -3,8 +3,9 @@
 A worker owns one contiguous slice of every population and steps them in population order,
 then helps the next worker with the chunks it has not reached (:mod:`engine.claims`).
 ``process_tick`` is also what ``Engine(workers=0)`` runs in the master process, so both paths
-compute the same numbers. Between chunks the deadline is checked; agents not reached keep their
-last action and are flagged stale for the tick.
+compute the same numbers. With a deadline, chunks are stepped in blocks and the deadline is
+checked between blocks; agents not reached keep their last action and are flagged stale for
+the tick.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ import posix_ipc
 from engine.kernels.numba import step as numba_step
 from engine.runtime import faults
 from engine.runtime.claims import ChunkClaims
-from engine.runtime.degrade import FULL, MAX_LEVEL, ROTATING_FRACTION, STALE_ACTIONS
+from engine.runtime.degrade import (
+    FULL,
+    MAX_LEVEL,
+    ROTATING_FRACTION,
+    STALE_ACTIONS,
+    block_size,
+)
 from engine.runtime.journal import Journal
 from engine.runtime.pool import ArrayPool
 from engine.runtime.shared_state import ControlBlock, SharedState, StateSpec
@@ -30,6 +37,9 @@ from engine.runtime.stepping import step_rows
 
 #: how often an idle worker wakes to check that its master still lives (seconds)
 IDLE_POLL_S = 0.5
+#: with a deadline, the share of the time left before it that one kernel call may be sized to
+#: take, at the measured pace (blocks shrink as the deadline nears)
+BLOCK_SHARE = 0.5
 #: the semaphore worker 0 opens once it has warmed up: the others warm up after it, loading the
 #: kernels it compiled from Numba's cache instead of compiling the same code beside it
 WARM_GATE = "warm-gate"
@@ -64,17 +74,20 @@ def process_tick(states: tuple[SharedState, ...], slices: tuple[tuple[int, int],
     agents ran.
 
     Every agent starts the tick flagged stale (the master sets the flags before releasing the
-    workers); a chunk's flags are cleared when its results are written. A population whose turn
+    workers); a block's flags are cleared when its results are written. A population whose turn
     comes after the deadline stays stale for the tick as a whole. ``order`` (one int kept by
     the caller between ticks) is which population goes first: after a cut, the one after the
     population the deadline cut, so the populations take turns going first and none is left
     behind tick after tick. ``helped`` is the next worker's slices: with its own done, this
     worker takes that worker's chunks from the back until none is left or the deadline passes
-    (:mod:`engine.claims`). A worker always takes its first chunk (every tick makes
-    progress), every other one only while ``margin`` seconds (about a chunk's work) are left
-    before the deadline: a tick ends near its deadline, not a chunk after it.
+    (:mod:`engine.claims`). A worker always steps its first block (every tick makes
+    progress), every other one only while ``margin`` seconds (``DegradeController.margin_s``,
+    learnt from the ticks' tails) are left before the deadline: a tick ends near its deadline,
+    not a block after it. The time per agent the tick took is noted in ``claims`` (it sizes
+    the next tick's blocks).
     """
     ran = 0
+    began = time.monotonic()
     soft = deadline - margin
     n = len(states)
     first = int(order[0]) % n if order is not None else 0
@@ -90,7 +103,9 @@ def process_tick(states: tuple[SharedState, ...], slices: tuple[tuple[int, int],
             break
     if helped and claims.helpers:
         ran += help_next_worker(states, helped, chunk, tick, soft, fscratch, iscratch,
-                                beliefs, claims, level, journal, claims.helps(worker))
+                                beliefs, claims, level, journal, claims.helps(worker), worker)
+    if soft != float("inf"):
+        claims.note_pace(worker, time.monotonic() - began, ran)
     return ran
 
 
@@ -103,70 +118,130 @@ def process_slice(state: SharedState, lo: int, hi: int, chunk: int, tick: int,
     passed; return how many ran.
 
     With quantized beliefs each chunk's codes are decoded into ``beliefs`` (pool scratch),
-    stepped, and encoded back. With a ``journal`` (worker processes) each chunk is staged and
-    committed so that a worker dying mid-write leaves no agent half-updated. ``level`` is the
-    degradation rung (``engine.degrade``): 1-2 use a cheaper kernel setting, 3 also updates
-    only every other chunk (alternating each tick), 4 updates nobody. Agents not updated keep
-    their last action and their stale flag.
+    stepped, and encoded back. With a ``journal`` (worker processes) each kernel call's rows
+    are staged and committed so that a worker dying mid-write leaves no agent half-updated.
+    ``level`` is the degradation rung (``engine.degrade``): 1-2 use a cheaper kernel setting,
+    3 also updates only every other chunk (alternating each tick), 4 updates nobody. Agents
+    not updated keep their last action and their stale flag.
 
     The chunks are taken in turn from the slice's cursor (``claims``; a helper may take the
-    last ones); when the deadline cuts the tick, the cursor moves to the first chunk not
-    taken, so the next tick starts there. The worker's ``first`` chunk of the tick is always
-    taken (every tick makes progress), the others only while ``margin`` is left before the
+    last ones). With a deadline a chunk is stepped in blocks, the deadline checked before
+    each, sized to take ``BLOCK_SHARE`` of the time left at the measured pace (``_Pace``),
+    never under ``degrade.block_size`` agents. When the deadline cuts the tick, the
+    cursor moves to the first agent not stepped, so the next tick starts there, part-way
+    into a chunk if need be. The worker's ``first`` block of the tick is always stepped
+    (every tick makes progress), the others only while ``margin`` is left before the
     deadline.
     """
     if level >= STALE_ACTIONS or hi <= lo:
         return 0
+    soft = deadline - margin
+    pace = _Pace(chunk, float(claims.pace[worker]))
     ran = 0
     while True:
-        if (ran or not first) and time.monotonic() > deadline - margin:
+        if (ran or not first) and time.monotonic() > soft:
             claims.cut(worker, population)
             break
-        index = claims.take_front(worker, population)
-        if index < 0:
+        piece = claims.take_front(worker, population)
+        if piece < 0:
             break
-        ran += _step_chunk(state, lo, hi, chunk, index, tick, fscratch, iscratch, beliefs,
-                           level, journal, population)
+        start, end = claims.span(worker, population, piece)
+        if _skipped(level, start // chunk, tick):
+            continue
+        stop = _step_piece(state, lo + start, lo + end, pace, soft, bool(first and not ran),
+                           tick, fscratch, iscratch, beliefs, level, journal, population)
+        ran += stop - lo - start
+        if stop < lo + end:
+            claims.cut(worker, population, stop - lo)
+            break
     return ran
 
 
 def help_next_worker(states: tuple[SharedState, ...], slices: tuple[tuple[int, int], ...],
                      chunk: int, tick: int, deadline: float, fscratch: np.ndarray,
                      iscratch: np.ndarray, beliefs: np.ndarray, claims: ChunkClaims,
-                     level: int, journal: Journal | None, helped: int) -> int:
+                     level: int, journal: Journal | None, helped: int, worker: int = 0
+                     ) -> int:
     """Take worker ``helped``'s chunks (its ``slices``) from the back while any is left and
-    the deadline has not passed; return how many agents ran."""
+    the deadline has not passed, in blocks as :func:`process_slice` does (at the pace of the
+    helper, ``worker``); return how many agents ran. Stopped part-way into a chunk, the
+    helper says where (``claims``)."""
     if level >= STALE_ACTIONS:
         return 0
+    pace = _Pace(chunk, float(claims.pace[worker]))
     ran = 0
     for p, (lo, hi) in enumerate(slices):
         while hi > lo and time.monotonic() <= deadline:
-            index = claims.take_back(helped, p)
-            if index < 0:
+            piece = claims.take_back(helped, p)
+            if piece < 0:
                 break
-            ran += _step_chunk(states[p], lo, hi, chunk, index, tick, fscratch, iscratch,
-                               beliefs, level, journal, p)
+            start, end = claims.span(helped, p, piece)
+            if _skipped(level, start // chunk, tick):
+                continue
+            stop = _step_piece(states[p], lo + start, lo + end, pace, deadline, False, tick,
+                               fscratch, iscratch, beliefs, level, journal, p)
+            ran += stop - lo - start
+            if stop < lo + end:
+                claims.helper_stopped(helped, p, stop - lo)
+                return ran
     return ran
 
 
-def _step_chunk(state: SharedState, lo: int, hi: int, chunk: int, index: int, tick: int,
-                fscratch: np.ndarray, iscratch: np.ndarray, beliefs: np.ndarray, level: int,
-                journal: Journal | None, population: int) -> int:
-    """Step chunk ``index`` of the slice ``lo..hi`` (none at the rotating level when it is
-    the other half's turn); return how many agents ran."""
-    if level == ROTATING_FRACTION and (index + tick) % 2 == 1:
-        return 0
+def _skipped(level: int, index: int, tick: int) -> bool:
+    """Whether chunk ``index`` is the other half's turn at the rotating level."""
+    return level == ROTATING_FRACTION and (index + tick) % 2 == 1
+
+
+class _Pace:
+    """The stepping time per agent, which sizes the next kernel call: the larger of what this
+    tick has measured so far and ``floor`` (the worker's pace over its last ticks, which
+    counts the time a shared host gives to others); the first call is ``smallest`` agents
+    until either is known, then each takes ``BLOCK_SHARE`` of the time left before the
+    deadline at that pace, never fewer than ``smallest`` agents."""
+
+    __slots__ = ("seconds", "agents", "smallest", "floor")
+
+    def __init__(self, chunk: int, floor: float = 0.0) -> None:
+        self.seconds = 0.0
+        self.agents = 0
+        self.smallest = block_size(chunk)
+        self.floor = floor
+
+    def block(self, left_s: float) -> int:
+        """Agents for the next call with ``left_s`` seconds left before the deadline."""
+        if left_s == float("inf"):
+            return 1 << 62
+        per_agent = max(self.seconds / self.agents if self.agents else 0.0, self.floor)
+        if per_agent <= 0.0:
+            return self.smallest
+        return max(self.smallest, int(BLOCK_SHARE * left_s / per_agent))
+
+
+def _step_piece(state: SharedState, start: int, end: int, pace: _Pace, deadline: float,
+                must: bool, tick: int, fscratch: np.ndarray, iscratch: np.ndarray,
+                beliefs: np.ndarray, level: int, journal: Journal | None,
+                population: int) -> int:
+    """Step rows ``start..end`` in blocks sized by ``pace``, each only while the
+    ``deadline`` has not passed (the first one regardless when ``must``); return the row it
+    stopped at."""
     kc = state.kc_by_level[level]
     token = memo_token(population, level)
-    start = lo + index * chunk
-    end = min(hi, start + chunk)
-    if journal is None:
-        run_chunk(state, kc, start, end, tick, fscratch, iscratch, beliefs, token)
-        state.stale[start:end] = 0
-    else:
-        journal.run_chunk(population, state, kc, start, end, tick, fscratch, iscratch,
-                          beliefs, token)
-    return end - start
+    at = start
+    while at < end:
+        began = time.monotonic()
+        if (at > start or not must) and began > deadline:
+            break
+        stop = min(end, at + pace.block(deadline - began))
+        if journal is None:
+            run_chunk(state, kc, at, stop, tick, fscratch, iscratch, beliefs, token)
+            state.stale[at:stop] = 0
+        else:
+            journal.run_chunk(population, state, kc, at, stop, tick, fscratch, iscratch,
+                              beliefs, token)
+        pace.seconds += time.monotonic() - began
+        pace.agents += stop - at
+        at = stop
+    return at
 
 
 def process_forced(state: SharedState, stale_agents: np.ndarray, chunk: int, tick: int,

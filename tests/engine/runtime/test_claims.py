@@ -1,9 +1,10 @@
 """Chunk claims: an owner from the front and a helper from the back share a slice's chunks
-without taking one twice; a cut moves the next tick's first chunk; nothing leaks."""
+without taking one twice; a cut moves where the next tick starts, part-way into a chunk if need
+be; nothing leaks."""
 
 from __future__ import annotations
 
-from engine.runtime.claims import BACK, FIRST, FRONT, NEXT, ChunkClaims
+from engine.runtime.claims import BACK, FIRST, FRONT, NEXT, OFFSET, ChunkClaims
 from engine.runtime.shm import Run, entries_of
 
 SLICES = (((0, 95),), ((95, 200),))           # two workers, one population, chunks of 10
@@ -50,3 +51,59 @@ def test_one_process_claims_take_every_chunk_in_turn() -> None:
     claims.cut(0, 0)
     claims.start_tick()
     assert [claims.take_front(0, 0) for _ in range(4)] == [1, 2, 0, -1]
+
+
+def test_a_cut_part_way_into_a_chunk_resumes_at_the_first_agent_not_stepped() -> None:
+    claims = ChunkClaims.local((((0, 25),),), 10)       # chunks 0..10, 10..20, 20..25
+    claims.start_tick()
+    assert claims.span(0, 0, claims.take_front(0, 0)) == (0, 10)
+    piece = claims.take_front(0, 0)
+    assert claims.span(0, 0, piece) == (10, 20)
+    claims.cut(0, 0, 14)                                # 10..14 stepped, the deadline came
+    claims.start_tick()
+    assert (claims.table[0, 0, FIRST], claims.table[0, 0, OFFSET]) == (1, 4)
+    assert claims.pieces(0, 0) == 4                     # the cut chunk's head comes last
+    spans = []
+    while (piece := claims.take_front(0, 0)) >= 0:
+        spans.append(claims.span(0, 0, piece))
+    assert spans == [(14, 20), (20, 25), (0, 10), (10, 14)]
+    claims.start_tick()                                 # not cut: the same start again
+    assert claims.span(0, 0, claims.take_front(0, 0)) == (14, 20)
+    claims.cut(0, 0)                                    # cut between pieces: the next one
+    claims.start_tick()
+    assert (claims.table[0, 0, FIRST], claims.table[0, 0, OFFSET]) == (2, 0)
+    assert claims.pieces(0, 0) == 3
+
+
+def test_owner_and_helper_cover_a_slice_cut_part_way_exactly_once() -> None:
+    run = Run()
+    try:
+        claims = ChunkClaims.create(run, SLICES, 10)
+        helper_view = ChunkClaims.attach(Run(run.run_id, owner=False), SLICES, 10)
+        claims.start_tick()
+        claims.take_front(1, 0)
+        claims.cut(1, 0, 7)                             # worker 1 stopped at agent 7
+        for _ in range(2):
+            claims.start_tick()
+            agents = []
+            while True:
+                front, back = claims.take_front(1, 0), helper_view.take_back(1, 0)
+                for view, piece in ((claims, front), (helper_view, back)):
+                    if piece >= 0:
+                        agents += range(*view.span(1, 0, piece))
+                if front < 0 and back < 0:
+                    break
+            assert sorted(agents) == list(range(105))
+        # a helper stopped part-way, the owner not cut: the next tick starts where it stopped
+        claims.start_tick()
+        helper_view.helper_stopped(1, 0, 93)
+        claims.start_tick()
+        assert claims.span(1, 0, claims.take_front(1, 0)) == (93, 100)
+        # the owner cut as well: the owner's cut wins
+        helper_view.helper_stopped(1, 0, 50)
+        claims.cut(1, 0, 95)
+        claims.start_tick()
+        assert claims.span(1, 0, claims.take_front(1, 0)) == (95, 100)
+    finally:
+        run.close()
+    assert entries_of([run.run_id]) == []

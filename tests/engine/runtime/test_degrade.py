@@ -9,12 +9,14 @@ import pytest
 
 from engine import Agents, InferenceConfig
 from engine.runtime.degrade import (
+    COLD_TICKS,
     FEWER_ITERATIONS,
     FULL,
     ROTATING_BUDGET,
     ROTATING_FRACTION,
     SHORTER_HORIZON,
     STALE_ACTIONS,
+    SUB_BLOCK,
     DegradeController,
     noop_levels,
 )
@@ -69,7 +71,8 @@ def test_the_richer_rung_returns_once_the_load_falls() -> None:
 def test_controller_is_bounded_and_validated() -> None:
     c = DegradeController(max_level=FEWER_ITERATIONS)
     assert _steady(c, {FULL: 1.0, FEWER_ITERATIONS: 1.0}, 100, 0.01, 10)[-1] == 1
-    assert c.margin_s(50) == pytest.approx(c.margin_chunks * 50 * 1.0)
+    assert c.margin_s(50) == pytest.approx(c.margin_blocks * 50 * 1.0)
+    assert c.margin_s(4096) == pytest.approx(c.margin_blocks * SUB_BLOCK * 1.0)
     with pytest.raises(ValueError, match="climb < target"):
         DegradeController(target=0.5, climb=0.9)
     with pytest.raises(ValueError, match="forced levels only"):
@@ -160,6 +163,72 @@ def test_deadline_cuts_resume_where_they_stopped(workers: int) -> None:
             assert engine.last_tick.stale_agents == n - chunk * max(workers, 1)
             updated |= engine.stale == 0
         assert updated.all()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_deadline_cuts_inside_a_chunk_resume_at_the_first_agent_not_stepped(
+        workers: int) -> None:
+    """With chunks longer than a block, a tick with no time left steps one block per worker,
+    and the next tick starts at the first agent that block did not reach, part-way into the
+    chunk: block after block, each agent is updated once before any is updated twice."""
+    model = grid_model(4)
+    n, chunk = 1024, 4 * SUB_BLOCK
+    slices = ((0, n),) if workers == 0 else ((0, n // 2), (n // 2, n))
+    with Engine(model, n, workers=workers, chunk=chunk, degrade=False) as engine:
+        for tick in range(2 * (slices[0][1] - slices[0][0]) // SUB_BLOCK):
+            engine.step(_obs(model, n, tick), budget_s=0.0)
+            at = tick * SUB_BLOCK % (slices[0][1] - slices[0][0])
+            expected = np.ones(n, dtype=np.uint8)
+            for lo, _ in slices:
+                expected[lo + at:lo + at + SUB_BLOCK] = 0
+            np.testing.assert_array_equal(engine.stale, expected, err_msg=f"tick {tick}")
+
+
+def test_the_margin_learns_the_tail_of_cut_ticks_in_blocks_of_work() -> None:
+    """Ticks cut by the deadline that end past their budget widen the margin kept before the
+    deadline to cover that tail (the second-longest of the recent ones, past the cold first
+    ticks), counted in blocks of the ticks' time per agent, so it follows the cost as the load
+    comes and goes; once the long tails leave the window it is back to ``margin_blocks``. A
+    tick whose margin left it only its first blocks counts those as its tail, not the margin
+    (which would feed on itself)."""
+    c = DegradeController(max_level=FULL)
+    n, budget, cost = 100_000, 0.1, 1e-5
+
+    def tick(wall: float, per_agent: float = cost) -> None:
+        c.margin_s(1024)
+        updated = round(wall / per_agent)
+        c.observe_tick(wall, budget, updated, n, busy_s=updated * per_agent)
+
+    def late(tail: float) -> None:          # past the time the last block had to start by
+        tick(budget - c.margin_s(1024) + tail)
+
+    base = c.margin_blocks * SUB_BLOCK * cost
+    tick(budget / 2)
+    assert c.margin_s(1024) == pytest.approx(base)
+    late(0.02)                              # a cold tick's tail holds while cold ...
+    assert c.margin_s(1024) == pytest.approx(c.tail_headroom * 0.02)
+    for _ in range(COLD_TICKS - 2):
+        tick(budget / 2)
+    late(0.012)                             # ... and until two others are counted
+    assert c.margin_s(1024) == pytest.approx(c.tail_headroom * 0.02)
+    late(0.05)                              # the longest alone is not the margin
+    assert c.margin_s(1024) == pytest.approx(c.tail_headroom * 0.012)
+    for _ in range(c.tail_window):
+        tick(budget / 2)
+    assert c.margin_s(1024) == pytest.approx(base)
+    late(0.01)
+    late(0.01)
+    wide = c.margin_s(1024)
+    assert wide == pytest.approx(c.tail_headroom * 0.01)
+    tick(budget - wide, per_agent=2 * cost)                 # the cost per agent doubles
+    assert c.margin_s(1024) == pytest.approx(wide * c.cost_s[FULL] / cost)
+    for _ in range(c.tail_window):
+        tick(budget / 2, per_agent=2 * cost)
+    assert c.margin_s(1024) == pytest.approx(c.margin_blocks * SUB_BLOCK * c.cost_s[FULL])
+    c = DegradeController(max_level=FULL, margin_blocks=200.0)  # a margin over the budget
+    for _ in range(COLD_TICKS + c.tail_window):
+        tick(0.005)                     # the first blocks only, 5 ms: the tail, not 5 + margin
+    assert max(c._tails) * SUB_BLOCK * cost == pytest.approx(0.005)
 
 
 def test_rotating_fraction_keeps_within_part_of_the_budget() -> None:

@@ -196,6 +196,39 @@ def test_warm_engine_tick_allocates_nothing_per_agent() -> None:
     assert per_tick[0] == per_tick[1], per_tick
 
 
+def test_warm_engine_tick_under_a_deadline_allocates_nothing_per_agent() -> None:
+    """With a budget the slice is stepped in blocks sized by the measured pace, the deadline
+    checked between them: after warm-up a tick's allocations still do not grow with agents."""
+    import tracemalloc
+
+    from numba.core.runtime import _nrt_python, rtsys
+
+    _nrt_python.memsys_enable_stats()
+    model = grid_model(5)
+    per_tick = []
+    for n in (256, 4096):
+        with Engine(model, n, workers=0, chunk=n) as engine:
+            ticks = _observations(model, n, 3, seed=12)
+            engine.step(ticks[0], budget_s=10.0)
+            engine.step(ticks[1], budget_s=10.0)
+            before = rtsys.get_allocation_stats()
+            engine.step(ticks[2], budget_s=10.0)
+            after = rtsys.get_allocation_stats()
+            assert engine.last_tick.stale_agents == 0
+            per_tick.append(after.alloc - before.alloc)
+            assert after.alloc - before.alloc == after.free - before.free
+            tracemalloc.start()
+            for _ in range(1200):
+                engine.step(ticks[2], budget_s=10.0)
+            start, _ = tracemalloc.get_traced_memory()
+            for _ in range(200):
+                engine.step(ticks[2], budget_s=10.0)
+            end, _ = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            assert end - start < 2048, f"Python memory grew by {end - start} bytes"
+    assert per_tick[0] == per_tick[1], per_tick
+
+
 def test_no_descriptor_or_process_outlives_the_engine() -> None:
     import psutil
 
