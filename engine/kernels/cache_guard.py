@@ -1,9 +1,12 @@
-"""Drops the package's cached Numba kernels when any kernel source changed.
+"""Keeps Numba's cached kernels true to the kernel sources as they are now.
 
 Numba's on-disk cache checks only the file of the function it cached, not the files whose
 functions were inlined into it; an edited or upgraded checkout would otherwise run stale
-compiled code. The check hashes the kernel sources once per process (well under a
-millisecond) and keeps the digest beside the caches.
+compiled code. Two guards: every kernel function's cache entries are stamped with the digest
+of all the kernel sources (:func:`install_locators`), so an entry compiled from other sources
+is never loaded, even one that a process started before an edit writes after it; and caches
+made from other sources are deleted once (:func:`drop_stale_kernel_caches`). The sources are
+hashed once per process (well under a millisecond).
 """
 
 from __future__ import annotations
@@ -14,18 +17,57 @@ from pathlib import Path
 
 _KERNELS = Path(__file__).resolve().parent
 _SOURCES = (_KERNELS, _KERNELS / "numba")
-_EXTRA_SOURCES = (_KERNELS.parent / "model" / "constants.py",)
+_EXTRA_SOURCES = (_KERNELS.parent / "model" / "constants.py",
+                  _KERNELS.parent / "model" / "shared_tail.py")
 _STAMP = "kernel-sources.sha256"
 
 
 def source_digest() -> str:
     """SHA-256 over the kernel sources' names and contents."""
     digest = hashlib.sha256()
-    files = sorted(p for d in _SOURCES for p in d.glob("*.py")) + list(_EXTRA_SOURCES)
-    for path in files:
+    for path in _source_files():
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def _source_files() -> list[Path]:
+    return sorted(p for d in _SOURCES for p in d.glob("*.py")) + list(_EXTRA_SOURCES)
+
+
+class _KernelSourcesStamp:
+    """A cache locator whose source stamp, for a kernel source file, is the digest of every
+    kernel source (computed once per process) instead of the hash of that file alone."""
+
+    _digest: str | None = None
+    _files: frozenset[str] = frozenset()
+
+    def get_source_stamp(self):  # noqa: ANN201
+        return ("agentloop-kernel-sources", _KernelSourcesStamp._digest)
+
+    @classmethod
+    def from_function(cls, py_func, py_file):  # noqa: ANN001, ANN206
+        if os.path.realpath(py_file) not in _KernelSourcesStamp._files:
+            return None
+        return super().from_function(py_func, py_file)
+
+
+def install_locators() -> None:
+    """Make Numba stamp the kernel modules' cache entries with the digest of every kernel
+    source (for the in-tree and ``NUMBA_CACHE_DIR`` caches alike)."""
+    from numba.core import caching
+
+    _KernelSourcesStamp._digest = source_digest()
+    _KernelSourcesStamp._files = frozenset(os.path.realpath(p) for p in _source_files())
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
+    classes = getattr(impl, "_locator_classes", None)
+    if classes is None:              # another Numba: the deletion above is the only guard
+        return
+    if any(issubclass(c, _KernelSourcesStamp) for c in classes):
+        return
+    stamped = [type(f"KernelSources{base.__name__}", (_KernelSourcesStamp, base), {})
+               for base in (caching.UserProvidedCacheLocator, caching.InTreeCacheLocator)]
+    classes[0:0] = stamped
 
 
 def cache_dirs() -> list[Path]:
