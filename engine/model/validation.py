@@ -137,4 +137,8 @@ def dirichlet_counts(name: str, given: Any, like: Sequence[np.ndarray], like_nam
             raise ModelError(f"{name}[{i}]", f"must have {like_name}[{i}]'s shape "
                              f"{like[i].shape}, got {c.shape}")
         check_nonnegative(f"{name}[{i}]", c)
+        empty = np.argwhere(c.sum(axis=0) <= 0)
+        if empty.size:
+            raise ModelError(f"{name}[{i}]", f"column {tuple(int(k) for k in empty[0])} sums to "
+                             f"0: the {like_name} normalised from it would be undefined")
     return tuple(counts)
