@@ -155,7 +155,9 @@ def _block_kernel(walk: int):  # noqa: ANN202
             sparse = head_views(km, fs, its, sizes)
         else:
             sparse = its
-        if walk != WALK_SINGLE and km.num_states.shape[0] > 1:
+        # the shared-tail walk always has several factors: a constant test, so that its
+        # compile leaves the one-agent loop out (both loops inline the whole walk)
+        if walk == WALK_HEADS or (walk == WALK_TREE and km.num_states.shape[0] > 1):
             lanes = lane_views(km, fs, sizes)
             for g in range(lo, hi, LANES):
                 step_lanes(km, kc, g, min(LANES, hi - g), agent_ids, obs, qs, prev_action,
