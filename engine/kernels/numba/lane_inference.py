@@ -14,7 +14,7 @@ from numba import njit
 
 from engine.kernels.numba.scratch import LANE_SCALARS
 from engine.kernels.numba.stages import likelihood, log_floored, n_listed
-from engine.kernels.numba.state_inference import _group_row
+from engine.kernels.numba.state_inference import axis_factor, group_row
 from engine.kernels.numba.vector_math import vexp, vlog
 from engine.model.constants import EPS
 
@@ -47,18 +47,13 @@ def _softmax_lanes(x, out, lo, hi, mx, total, nl):
 
 
 @njit(cache=True, inline="always")
-def _dep(deps, i, listed):
-    return deps[i] if listed else i
-
-
-@njit(cache=True, inline="always")
 def _expand_lanes(num_states, state_offset, deps, listed, first, last, q, out, o0, nl):
     """:func:`stages.expand_into` in every lane; returns the entries written."""
     n = 1
     for ln in range(nl):
         out[o0, ln] = 1.0
     for i in range(first, last):
-        f = _dep(deps, i, listed)
+        f = axis_factor(deps, i, listed)
         S = num_states[f]
         base = state_offset[f]
         for a in range(n - 1, -1, -1):
@@ -73,7 +68,7 @@ def _expand_lanes(num_states, state_offset, deps, listed, first, last, q, out, o
 def _message_lanes(num_states, state_offset, T, t0, deps, listed, k, t, q, w, out, acc,
                    nl):
     """:func:`state_inference.add_message` in every lane."""
-    ft = _dep(deps, t, listed)
+    ft = axis_factor(deps, t, listed)
     d_t = num_states[ft]
     n_in = _expand_lanes(num_states, state_offset, deps, listed, t + 1, k, q, w, 0, nl)
     n_out = _expand_lanes(num_states, state_offset, deps, listed, 0, t, q, w, n_in, nl)
@@ -97,8 +92,8 @@ def add_messages_lanes(num_states, state_offset, T, t0, deps, listed, k, q, w, o
     tensor, ``q`` its marginals, ``out`` its messages. It takes the two arrays it reads, not
     the model: a call copies every array of a namedtuple argument."""
     if k == 2:
-        f0 = _dep(deps, 0, listed)
-        f1 = _dep(deps, 1, listed)
+        f0 = axis_factor(deps, 0, listed)
+        f1 = axis_factor(deps, 1, listed)
         d0 = num_states[f0]
         d1 = num_states[f1]
         o0 = state_offset[f0]
@@ -116,7 +111,7 @@ def add_messages_lanes(num_states, state_offset, T, t0, deps, listed, k, q, w, o
                 out[o0 + a, ln] += acc[ln]
         return
     for t in range(k):
-        if num_states[_dep(deps, t, listed)] > 1:
+        if num_states[axis_factor(deps, t, listed)] > 1:
             _message_lanes(num_states, state_offset, T, t0, deps, listed, k, t, q, w, out,
                            acc, nl)
 
@@ -162,12 +157,12 @@ def _sweeps_pymdp1_lanes(km, obs, lo, n, prior, post, base, qL, qtmp, table, w, 
         if n_listed(km.LL_deps, g) == 1:
             o = km.state_offset[km.LL_deps[g, 0]]
             for ln in range(n):
-                row = _group_row(km, g, obs[lo + ln])
+                row = group_row(km, g, obs[lo + ln])
                 for s in range(cols):
                     base[o + s, ln] += km.LL_flat[row + s]
         else:
             for ln in range(n):
-                row = _group_row(km, g, obs[lo + ln])
+                row = group_row(km, g, obs[lo + ln])
                 for j in range(cols):
                     table[t_off + j, ln] = km.LL_flat[row + j]
             t_off += cols

@@ -25,7 +25,7 @@ from engine.model.constants import EPS
 
 
 @njit(cache=True, inline="always")
-def _dep(deps, i, listed):
+def axis_factor(deps, i, listed):
     """The factor of a tensor's axis ``i``: ``deps[i]``, or ``i`` itself for the joint tensor."""
     return deps[i] if listed else i
 
@@ -37,7 +37,7 @@ def add_message(km, T, t0, deps, listed, k, t, q, w, out):
     ``T[t0:]`` is a row-major tensor over ``k`` axes, the factors ``deps[:k]`` when ``listed``,
     else every factor in order (the first slowest). ``w`` takes the weights of the axes after
     ``t``, then of those before it."""
-    ft = _dep(deps, t, listed)
+    ft = axis_factor(deps, t, listed)
     d_t = km.num_states[ft]
     n_in = expand_into(km, deps, listed, t + 1, k, q, 0, w, 0)
     n_out = expand_into(km, deps, listed, 0, t, q, 0, w, n_in)
@@ -58,8 +58,8 @@ def add_messages(km, T, t0, deps, listed, k, q, w, out):
     take one pass over the tensor for both; with more, a factor with one state gets none
     (its marginal is 1 whatever the message)."""
     if k == 2:
-        f0 = _dep(deps, 0, listed)
-        f1 = _dep(deps, 1, listed)
+        f0 = axis_factor(deps, 0, listed)
+        f1 = axis_factor(deps, 1, listed)
         d0 = km.num_states[f0]
         d1 = km.num_states[f1]
         o0 = km.state_offset[f0]
@@ -75,7 +75,7 @@ def add_messages(km, T, t0, deps, listed, k, q, w, out):
             out[o0 + a] += acc
         return
     for t in range(k):
-        if km.num_states[_dep(deps, t, listed)] > 1:
+        if km.num_states[axis_factor(deps, t, listed)] > 1:
             add_message(km, T, t0, deps, listed, k, t, q, w, out)
 
 
@@ -100,7 +100,7 @@ def _accuracy(km, lnL, q, messages):
 
 
 @njit(cache=True, inline="always")
-def _group_row(km, g, obs_row):
+def group_row(km, g, obs_row):
     """Where group ``g``'s table for these observations starts in ``km.LL_flat``."""
     r = 0
     i = 0
@@ -123,7 +123,7 @@ def _sweeps_pymdp1(km, obs_row, prior, post, base, qL, qtmp, w, num_iter, floor)
     n_groups = km.LL_cols.shape[0]
     for g in range(n_groups):
         if n_listed(km.LL_deps, g) == 1:
-            row = _group_row(km, g, obs_row)
+            row = group_row(km, g, obs_row)
             o = km.state_offset[km.LL_deps[g, 0]]
             for s in range(km.LL_cols[g]):
                 base[o + s] += km.LL_flat[row + s]
@@ -133,7 +133,7 @@ def _sweeps_pymdp1(km, obs_row, prior, post, base, qL, qtmp, w, num_iter, floor)
         for g in range(n_groups):
             k = n_listed(km.LL_deps, g)
             if k > 1:
-                add_messages(km, km.LL_flat, _group_row(km, g, obs_row), km.LL_deps[g], True,
+                add_messages(km, km.LL_flat, group_row(km, g, obs_row), km.LL_deps[g], True,
                              k, post, w, qL)
         for f in range(km.num_states.shape[0]):
             softmax_into(qL, qtmp, km.state_offset[f], km.state_offset[f + 1])
