@@ -2,15 +2,18 @@
 
 Numba's on-disk cache checks only the file of the function it cached, not the files whose
 functions were inlined into it; an edited or upgraded checkout would otherwise run stale
-compiled code. Two guards: every kernel function's cache entries are stamped with the digest
-of all the kernel sources (:func:`install_locators`), so an entry compiled from other sources
-is never loaded, even one that a process started before an edit writes after it; and caches
-made from other sources are deleted once (:func:`drop_stale_kernel_caches`). The sources are
-hashed once per process (well under a millisecond).
+compiled code. Three guards: every kernel function's cache entries are stamped with the
+digest of all the kernel sources (:func:`install_locators`), so an entry compiled from other
+sources is never loaded, even one that a process started before an edit writes after it;
+caches made from other sources are deleted once (:func:`drop_stale_kernel_caches`); and
+processes that compile at once save their entries one at a time (:func:`_locked`). The
+sources are hashed once per process (well under a millisecond).
 """
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -52,11 +55,38 @@ class _KernelSourcesStamp:
         return super().from_function(py_func, py_file)
 
 
+def _locked(method, shared: bool):  # noqa: ANN001, ANN202
+    """``method`` of Numba's ``IndexDataCacheFile`` under a lock on its index: Numba reads the
+    index, picks a data file's name and writes both in separate steps, so two processes that
+    compile one function's overloads at once (an engine's workers starting cold) could leave
+    the index naming one overload's file for the other's code."""
+
+    @functools.wraps(method)
+    def run(self, *args):  # noqa: ANN001, ANN002, ANN202
+        try:
+            fd = os.open(self._index_path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:                 # an unwritable cache: Numba does not save there
+            return method(self, *args)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            return method(self, *args)
+        finally:
+            os.close(fd)
+
+    run._agentloop_locked = True
+    return run
+
+
 def install_locators() -> None:
     """Make Numba stamp the kernel modules' cache entries with the digest of every kernel
-    source (for the in-tree and ``NUMBA_CACHE_DIR`` caches alike)."""
+    source (for the in-tree and ``NUMBA_CACHE_DIR`` caches alike), and save and load every
+    cache entry under a lock on its index (:func:`_locked`)."""
     from numba.core import caching
 
+    files = getattr(caching, "IndexDataCacheFile", None)
+    if files is not None and not getattr(files.save, "_agentloop_locked", False):
+        files.save = _locked(files.save, shared=False)
+        files.load = _locked(files.load, shared=True)
     _KernelSourcesStamp._digest = source_digest()
     _KernelSourcesStamp._files = frozenset(os.path.realpath(p) for p in _source_files())
     impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)

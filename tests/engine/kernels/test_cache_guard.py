@@ -56,3 +56,47 @@ def test_a_function_outside_the_kernels_keeps_numbas_own_stamp(tmp_path: Path) -
     source = tmp_path / "user_module.py"
     source.write_text("def f(x):\n    return x\n")
     assert cache_guard._KernelSourcesStamp.from_function(None, str(source)) is None
+
+
+def _save_keys(path: str, first: int, go: object) -> None:
+    """Save 12 entries of one cache index from a separate process, with Numba's index write
+    slowed so that two processes' load-pick-save steps would interleave without the lock."""
+    import time
+
+    from numba.core import caching
+
+    import engine.kernels  # noqa: F401  (installs the lock)
+
+    save_index = caching.IndexDataCacheFile._save_index
+
+    def slow_save_index(self, overloads):  # noqa: ANN001, ANN202
+        time.sleep(0.01)
+        save_index(self, overloads)
+
+    caching.IndexDataCacheFile._save_index = slow_save_index
+    files = caching.IndexDataCacheFile(path, "f-1.py311", "stamp")
+    go.wait()
+    for key in range(first, first + 12):
+        files.save(key, f"code of {key}")
+
+
+def test_processes_saving_one_index_at_once_keep_each_entry_its_own(tmp_path: Path) -> None:
+    """Two processes compiling overloads of one function at once: every key loads the code
+    saved for it (before the lock, one process's index could name the other's data file)."""
+    import multiprocessing
+
+    from numba.core import caching
+
+    ctx = multiprocessing.get_context("spawn")
+    go = ctx.Event()
+    procs = [ctx.Process(target=_save_keys, args=(str(tmp_path), first, go))
+             for first in (0, 100)]
+    for proc in procs:
+        proc.start()
+    go.set()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    files = caching.IndexDataCacheFile(str(tmp_path), "f-1.py311", "stamp")
+    for key in [*range(12), *range(100, 112)]:
+        assert files.load(key) == f"code of {key}"
