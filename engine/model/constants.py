@@ -15,3 +15,8 @@ PYMDP1_MINVAL = float(np.finfo(np.float64).eps)
 #: the lowest index: mirror-image policies tie exactly in exact arithmetic, and rounding
 #: (which differs between NumPy, Numba and a GPU) must not pick among them.
 TIE_TOL = 1e-12
+#: Agents whose state inference and shared-tail walk run side by side (the kernels' lanes).
+LANES = 16
+#: The lane walk's scratch per thread, at most (floats; 2 MiB): a larger model walks one agent
+#: at a time.
+LANE_WALK_FLOATS = 1 << 18

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from engine.model.constants import LANE_WALK_FLOATS, LANES
 from engine.model.outcome_tables import xlogx
 from engine.model.shared_tail import head_factors
 
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
 SPARSE_SHARE = 0.25
 #: The cost of a logarithm in multiply-adds, for the path choice.
 LOG_COST = 4
+#: How many times less a multiply-add of the shared-tail walk in lanes costs than one of the
+#: factored walk, which values one agent at a time (measured: docs/architecture.md,
+#: "Factored policy values (pymdp 1.x)").
+LANE_GAIN = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,18 +77,26 @@ def factored_cost(model: GenerativeModel) -> int:
 
 
 def joint_cost(model: GenerativeModel, node_depth: np.ndarray, node_action: np.ndarray,
-               B_deps: np.ndarray, outcomes_per_state: float) -> int:
+               B_deps: np.ndarray, outcomes_per_state: float, dense: bool = False) -> int:
     """Multiply-adds of one node's value from its joint belief (the tree walk), or from its
-    head factors' joint belief against per-step tables (the shared-tail walk)."""
+    head factors' joint belief against per-step tables (the shared-tail walk); a shared-tail
+    walk over a ``dense`` table whose tables fit the lanes' scratch runs :data:`LANES` agents
+    side by side and counts :data:`LANE_GAIN` times less."""
     num_states = np.asarray(model.num_states, dtype=np.int64)
     h = head_factors.py_func(num_states, node_depth, node_action, B_deps)
     n_states = int(np.prod(num_states[:h]))
     n_outcomes = int(sum(model.num_obs))
-    return int(n_states * (outcomes_per_state + 2) + LOG_COST * n_outcomes)
+    cost = n_states * (outcomes_per_state + 2) + LOG_COST * n_outcomes
+    horizon = int(node_depth.max()) + 1 if node_depth.size else 1
+    if dense and h < len(num_states) and (
+            LANES * horizon * n_states * (outcomes_per_state + 2) <= LANE_WALK_FLOATS):
+        cost /= LANE_GAIN
+    return int(cost)
 
 
 def factored_tables(model: GenerativeModel, node_depth: np.ndarray, node_action: np.ndarray,
-                    B_deps: np.ndarray, outcomes_per_state: float) -> FactoredTables:
+                    B_deps: np.ndarray, outcomes_per_state: float,
+                    dense: bool = False) -> FactoredTables:
     """The factored walk's tables for a pymdp 1.x layout of ``model`` when that walk costs
     less than the joint-belief walks (``outcomes_per_state``: the non-zero outcomes a joint
     state's row of the gain table holds), else empty tables; ``reason`` says which and why."""
@@ -91,7 +104,7 @@ def factored_tables(model: GenerativeModel, node_depth: np.ndarray, node_action:
     if n_factors == 1:
         return empty_tables(n_factors)
     mine = factored_cost(model)
-    theirs = joint_cost(model, node_depth, node_action, B_deps, outcomes_per_state)
+    theirs = joint_cost(model, node_depth, node_action, B_deps, outcomes_per_state, dense)
     costs = f"{mine:,} against {theirs:,} multiply-adds a node"
     if mine >= theirs:
         return empty_tables(n_factors, f"joint beliefs cost less: {costs}")

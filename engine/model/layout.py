@@ -356,7 +356,8 @@ class ModelLayout:
         tree = PolicyTree.build(policies)
         per_state = (tables.n_outcomes if tables.dense.shape[0]
                      else tables.val.shape[0] / max(1, n_joint))
-        factored = (factored_tables(model, tree.depth, tree.action, B_deps, per_state)
+        factored = (factored_tables(model, tree.depth, tree.action, B_deps, per_state,
+                                    tables.dense.shape[0] > 0)
                     if per_modality else empty_tables(n_factors))
 
         def fl(x: np.ndarray) -> np.ndarray:

@@ -28,6 +28,10 @@ MAX_JOINT_TABLE = 50_000_000
 DENSE_GAIN_SHARE = 0.25
 #: ... and the table has at most this many entries (32 MiB of float64).
 MAX_DENSE_GAIN_TABLE = 4_000_000
+#: A table of a several-factor model with at most this many entries is not read sparsely,
+#: whatever its share of non-zeros: their walks run agents in lanes on dense tables
+#: (kernels/numba/lane_walk.py), and so small a table costs little read whole.
+SMALL_GAIN_TABLE = 4096
 #: A modality whose columns are a constant plus at most this share of other entries is
 #: "sparse plus a constant": the information gain adds the constant once per joint state.
 MAX_RESIDUAL_SHARE = 0.25
@@ -133,7 +137,8 @@ def choose_gain_path(model: GenerativeModel, jidx: np.ndarray, nnz: int, n_joint
     ``split`` path splits off (-1 otherwise). Costs are per tree node with every state live,
     in cycles measured on one core (docs/architecture.md, "Information gain paths")."""
     table = n_joint * n_joint_obs
-    if nnz < DENSE_GAIN_SHARE * table:
+    small = model.num_factors > 1 and table <= SMALL_GAIN_TABLE
+    if nnz < DENSE_GAIN_SHARE * table and not small:
         return "sparse", -1
     best, best_cost = -1, np.inf
     for m, a in enumerate(model.A if allow_split else ()):

@@ -19,6 +19,8 @@ from engine.errors import ConfigError
 from engine.kernels.numba.scratch import (
     HEAD_TABLE_FLOATS,
     LANE_SCALARS,
+    LANE_WALK_FLOATS,
+    LANE_WALK_SCALARS,
     LANES,
     head_counts,
     scratch_float_size_of,
@@ -199,6 +201,8 @@ def population_sizes(model: Model, config: InferenceConfig, beliefs: str = "uint
     if n_f > 1:                     # lane state inference (scratch.lane_floats); 1.x: tables
         tables = n_m * nj if config.semantics == "pymdp1" else nj     # at most one a modality
         scratch += 8 * LANES * (5 * s_tot + tables + nj + LANE_SCALARS)
+        scratch += 8 * _lane_walk_scratch(shape.num_states, control, horizon, njo, nodes,
+                                          n_pol)
     return PopulationSizes(
         layout=8 * floats, build=build,
         per_agent_shm=per_agent + 8 * n_m + 1 + 8, per_agent_ram=d * s_tot + 16 * n_f + 9
@@ -320,6 +324,23 @@ def _head_scratch(num_states: Sequence[int], control: Sequence[int], horizon: in
     n_tail = math.prod(num_states[h:])
     n_table = min(max(n_head * njo, po_nnz), HEAD_TABLE_FLOATS // horizon)
     return sum(head_counts.py_func(h, n_head, n_tail, n_table, horizon, False))
+
+
+def _lane_walk_scratch(num_states: Sequence[int], control: Sequence[int], horizon: int,
+                       njo: int, nodes: int, n_pol: int) -> int:
+    """Floats of the lane walk's scratch (``scratch.lane_walk_rows``), at most: its tail taken
+    as in :func:`_head_scratch`, its table dense."""
+    n_f = len(num_states)
+    h = n_f
+    while h > 1 and h - 1 not in control:
+        h -= 1
+    if h == n_f:
+        return 0
+    n_head = math.prod(num_states[:h])
+    n_tail = math.prod(num_states[h:])
+    rows = (horizon * (sum(num_states) + n_tail + 2 + 2 * n_head + n_head * njo + 1)
+            + 2 * n_head + njo + nodes + n_pol + LANE_WALK_SCALARS)
+    return min(LANES * rows, LANE_WALK_FLOATS)
 
 
 def _learning(config: InferenceConfig) -> bool:

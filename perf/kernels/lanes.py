@@ -1,7 +1,7 @@
 """The fixed-point sweeps in lanes against the one-agent kernel: ``python -m perf.kernels.lanes
 MODEL ...``. For each model and semantics, 203 agents' state inference (random observations and
 priors, 10 sweeps, float64) through ``infer_states_factors`` one agent at a time and through
-``infer_states_lanes`` 8 at a time: whether the posteriors are the same bits, and CPU
+``infer_states_lanes`` ``LANES`` at a time: whether the posteriors are the same bits, and CPU
 microseconds per agent of each (one thread).
 """
 
@@ -40,9 +40,8 @@ def _lanes(km, kc, obs, priors, posts, fs, sizes, num_iter, reps):
 
 
 @njit(_nrt=False, error_model="numpy")
-def _one_by_one(km, kc, obs, priors, posts, scratch, num_iter, reps):
+def _one_by_one(km, kc, obs, priors, posts, scratch, n_joint, num_iter, reps):
     s_tot = km.state_offset[-1]
-    n_joint = scratch.shape[1]
     for _ in range(reps):
         for i in range(obs.shape[0]):
             infer_states_factors(km, kc, km.A_flat, obs[i], priors[i], posts[i],
@@ -65,14 +64,15 @@ def compare(name: str, semantics: str) -> str:
         priors[:, km.state_offset[f]:km.state_offset[f + 1]] = p / p.sum(1, keepdims=True)
     fs = np.zeros(agents._fscratch.shape[1])
     lanes, single = np.zeros((N_AGENTS, s_tot)), np.zeros((N_AGENTS, s_tot))
-    scratch = np.zeros((5, max(int(np.prod(km.num_states)), 64, s_tot)))
+    n_joint = int(np.prod(km.num_states))
+    scratch = np.zeros((5, max(n_joint, s_tot)))
     _lanes(km, kc, obs, priors, lanes, fs, sizes, 10, 1)
-    _one_by_one(km, kc, obs, priors, single, scratch, 10, 1)
+    _one_by_one(km, kc, obs, priors, single, scratch, n_joint, 10, 1)
     reps = max(1, 20000 // N_AGENTS)
     t0 = time.process_time()
     _lanes(km, kc, obs, priors, lanes, fs, sizes, 10, reps)
     t1 = time.process_time()
-    _one_by_one(km, kc, obs, priors, single, scratch, 10, reps)
+    _one_by_one(km, kc, obs, priors, single, scratch, n_joint, 10, reps)
     t2 = time.process_time()
     per = 1e6 / (reps * N_AGENTS)
     return (f"{name:16s} {semantics}: same bits {np.array_equal(lanes, single)}; one by one "

@@ -22,7 +22,7 @@ from engine.kernels.numba.expected_free_energy import expected_free_energy_one
 from engine.kernels.numba.scratch import scratch_views, sparse_views
 from engine.kernels.numba.stages import predict_states
 
-N_AGENTS = 16
+N_AGENTS = 32
 SEMANTICS = ("pymdp0", "pymdp1")
 
 

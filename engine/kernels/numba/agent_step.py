@@ -16,6 +16,7 @@ from engine.kernels.numba.expected_free_energy import (
     policy_values_single,
 )
 from engine.kernels.numba.lane_inference import VALID, infer_states_lanes
+from engine.kernels.numba.lane_walk import policy_values_heads_lanes
 from engine.kernels.numba.scratch import LANES, first_memo, first_step_slot
 from engine.kernels.numba.stages import policy_posterior, predict_states, select_action_one
 from engine.kernels.numba.state_inference import infer_states_one, infer_states_one_factor
@@ -93,9 +94,11 @@ def step_agent(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_o
 @njit(cache=True, inline="always")
 def step_lanes(km, kc, lo, n, agent_ids, obs, qs, prev_action, started, q_pi_out, G_out,
                actions_out, seed, tick, fs, iscratch, sizes, num_iter, views, sparse, lanes,
-               walk):
+               lane_walk, walk):
     """The step of agents ``lo .. lo + n`` (``n <= LANES``, several factors): their state
-    inference side by side in ``lanes`` (``scratch.lane_views``), then each one's walk."""
+    inference side by side in ``lanes`` (``scratch.lane_views``), then their walks side by
+    side in ``lane_walk`` (``lane_walk.lane_walk_views``) where the model has them, else
+    each one's walk."""
     prior = views[0]
     post = views[1]
     lane_prior, lane_post = lanes[0], lanes[1]
@@ -119,6 +122,20 @@ def step_lanes(km, kc, lo, n, agent_ids, obs, qs, prev_action, started, q_pi_out
     if n_valid == 0:
         return
     infer_states_lanes(km, kc, km.A_flat, obs, lo, n, lanes, num_iter)
+    if walk == WALK_HEADS and lane_walk[12].shape[0] > 0:
+        policy_values_heads_lanes(km, kc, lane_post, lane_walk, sizes, n)
+        lane_G = lane_walk[11]
+        G = views[10]
+        for ln in range(n):
+            if valid[ln] != 0.0:
+                for s in range(s_tot):
+                    post[s] = lane_post[s, ln]
+                for p in range(G.shape[0]):
+                    G[p] = lane_G[p, ln]
+                _choose_and_finish(km, kc, lo + ln, agent_ids[lo + ln], obs, qs,
+                                   prev_action, started, q_pi_out, G_out, actions_out, seed,
+                                   tick, fs, iscratch, sizes, views)
+        return
     for ln in range(n):
         if valid[ln] != 0.0:
             for s in range(s_tot):
@@ -133,7 +150,7 @@ def _value_and_finish(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_o
                       actions_out, seed, tick, fs, iscratch, sizes, views, sparse, walk):
     """From agent ``i``'s posterior (``views[1]``): the policy values, q(pi), the first-step
     memo's entry, the action."""
-    _, post, _, _, _, _, qj, qdepth, gacc, gnode, G, qpi, qo, marg = views
+    _, post, _, _, _, _, qj, qdepth, gacc, gnode, G, _, qo, _ = views
     touched = iscratch
     if walk == WALK_SINGLE:
         seen, stamp, big, n_big, rows, vals, memo_key, memo_val, util, dq, dqo, gain = sparse
@@ -143,6 +160,16 @@ def _value_and_finish(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_o
         policy_values_heads(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, sparse, G)
     else:
         policy_values_one(km, kc, post, qdepth, qj, gacc, gnode, qo, touched, G)
+    _choose_and_finish(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_out,
+                       actions_out, seed, tick, fs, iscratch, sizes, views)
+
+
+@njit(cache=True, inline="always")
+def _choose_and_finish(km, kc, i, agent_id, obs, qs, prev_action, started, q_pi_out, G_out,
+                       actions_out, seed, tick, fs, iscratch, sizes, views):
+    """From agent ``i``'s posterior and G (``views[1]``, ``views[10]``): q(pi), the
+    first-step memo's entry, the action."""
+    post, G, qpi, marg = views[1], views[10], views[11], views[13]
     policy_posterior(km, kc, G, qpi)
     if not started[i]:
         keys, values = first_memo(fs, iscratch, sizes, obs.shape[1])

@@ -8,6 +8,7 @@ import numpy as np
 from numba import njit
 
 from engine.kernels.numba.stages import n_listed
+from engine.model.constants import LANE_WALK_FLOATS, LANES
 from engine.model.layout import ModelLayout
 from engine.model.shared_tail import head_factors
 
@@ -16,8 +17,8 @@ MEMO_KEY = 8             # predicted beliefs with more states above e^-16 are no
 MEMO_PROBES = 4
 FIRST_MEMO_FLOATS = 65536   # the first-step memo's stored results per thread (512 KiB)
 HEAD_TABLE_FLOATS = 1 << 18  # the multi-factor walk's outcome tables per thread, at most
-LANES = 8                # agents whose state inference runs side by side (lane_inference)
 LANE_SCALARS = 9         # per-lane scalars of the lane state inference
+LANE_WALK_SCALARS = 5    # per-lane scalars of the lane walk
 
 
 @njit(cache=True, inline="always")
@@ -132,7 +133,8 @@ def scratch_float_size(layout: ModelLayout) -> int:
     sparse path's utilities, values and memo, or the multi-factor walk's tables
     (:func:`head_scratch`)."""
     return (scratch_float_size_of(scratch_sizes(layout)) + dense_children_floats(layout)
-            + head_scratch(layout)[0] + layout_lane_floats(layout))
+            + head_scratch(layout)[0] + layout_lane_floats(layout)
+            + layout_lane_walk_floats(layout))
 
 
 def scratch_float_size_of(s: tuple[int, ...]) -> int:
@@ -345,3 +347,40 @@ def lane_views(km, fs, sizes):
     o += rows[6] * LANES
     scalars = fs[o:o + rows[7] * LANES].reshape((rows[7], LANES))
     return prior, post, base, qL, qtmp, table, weights, scalars
+
+
+@njit(cache=True, inline="always")
+def lane_walk_rows(num_states, node_depth, node_action, B_deps, po_dense, n_jo, s_tot,
+                   n_nodes, n_pol, horizon):
+    """Rows (each ``LANES`` floats) of the lane walk's scratch (``lane_walk.lane_walk_views``),
+    or 0 where the model walks one agent at a time: one factor, no shared tail, an outcome
+    table read sparsely or split, or lanes over :data:`LANE_WALK_FLOATS`."""
+    if num_states.shape[0] < 2 or po_dense.shape[0] == 0:
+        return 0
+    h, n_head, n_tail, n_table = head_sizes(num_states, node_depth, node_action, B_deps,
+                                            po_dense.shape[0], n_jo, 0, False, horizon)
+    if n_head == 0 or n_table == 0:
+        return 0
+    rows = (horizon * (s_tot + n_tail + 2 + 2 * n_head + n_table + 1) + 2 * n_head + n_jo
+            + n_nodes + n_pol + LANE_WALK_SCALARS)
+    return rows if rows * LANES <= LANE_WALK_FLOATS else 0
+
+
+def layout_lane_walk_floats(layout: ModelLayout) -> int:
+    """The lane walk's float64 scratch of a layout (:func:`lane_walk_rows`)."""
+    tree = layout.tree
+    sizes = scratch_sizes(layout)
+    return LANES * int(lane_walk_rows.py_func(
+        layout.num_states, tree.depth, tree.action, layout.B_deps, layout.po_dense, sizes[6],
+        sizes[0], sizes[4], sizes[5], sizes[3]))
+
+
+@njit(cache=True, inline="always")
+def lane_views_end(km, sizes):
+    """Where :func:`lane_views`' regions end (the lane walk's start)."""
+    s_tot, n_joint, n_pol = sizes[0], sizes[1], sizes[5]
+    o = scratch_views_end(sizes) + first_slots(s_tot, n_pol) * (s_tot + 2 * n_pol)
+    if km.num_states.shape[0] < 2:
+        return o
+    n_tab = lane_table_rows(km.num_states, km.ln_floor, km.LL_deps, km.LL_cols, n_joint)
+    return o + LANES * (5 * s_tot + n_tab + n_joint + LANE_SCALARS)

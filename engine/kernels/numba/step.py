@@ -27,10 +27,12 @@ from engine.kernels.numba.kernel_model import (
     kernel_model_ref,
     unpack,
 )
+from engine.kernels.numba.lane_walk import lane_walk_views
 from engine.kernels.numba.scratch import (
     LANES,
     head_views,
     lane_views,
+    lane_views_end,
     scratch_float_size,
     scratch_int_size,
     scratch_sizes,
@@ -159,10 +161,11 @@ def _block_kernel(walk: int):  # noqa: ANN202
         # compile leaves the one-agent loop out (both loops inline the whole walk)
         if walk == WALK_HEADS or (walk == WALK_TREE and km.num_states.shape[0] > 1):
             lanes = lane_views(km, fs, sizes)
+            lane_walk = lane_walk_views(km, fs, lane_views_end(km, sizes), sizes)
             for g in range(lo, hi, LANES):
                 step_lanes(km, kc, g, min(LANES, hi - g), agent_ids, obs, qs, prev_action,
                            started, q_pi_out, G_out, actions_out, seed, tick, fs, its, sizes,
-                           num_iter, views, sparse, lanes, walk)
+                           num_iter, views, sparse, lanes, lane_walk, walk)
         else:
             for i in range(lo, hi):
                 step_agent(km, kc, i, agent_ids[i], obs, qs, prev_action, started, q_pi_out,

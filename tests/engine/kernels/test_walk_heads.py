@@ -15,7 +15,7 @@ from engine.kernels import reference as ref
 from engine.kernels.numba.expected_free_energy import expected_free_energy_one
 from engine.kernels.numba.scratch import head_layout
 from engine.kernels.numba.step import WALK_HEADS, WALK_TREE, kernel_model, walk_of
-from engine.model import factored_tables
+from engine.model import factored_tables, outcome_tables
 from engine.model.layout import layout_of
 from engine.model.shared_tail import head_factors
 from tests.engine.kernels.test_stages import N_AGENTS, TOL, Case, _case
@@ -111,12 +111,17 @@ def _run(case: Case, concentration: float,
     return np.array(got), ref.expected_free_energy(case.model, qs, policies, case.config)
 
 
+@pytest.mark.parametrize("small_tables", ["dense", "sparse"])
 @pytest.mark.parametrize("semantics", ["pymdp0", "pymdp1"])
 @pytest.mark.parametrize("concentration", [0.5, 0.02], ids=["spread", "peaked"])
 @pytest.mark.parametrize("index", range(len(MODELS)), ids=[m[0] for m in MODELS])
 def test_heads_walk_matches_reference(index: int, concentration: float, semantics: str,
+                                     small_tables: str,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """As laid out, and with small tables read sparsely where their share says so."""
     monkeypatch.setattr(factored_tables, "factored_cost", lambda *args: 1 << 60)
+    if small_tables == "sparse":
+        monkeypatch.setattr(outcome_tables, "SMALL_GAIN_TABLE", 0)
     name, build, heads = MODELS[index]
     case = _case(build, seed=2000 + index, semantics=semantics)
     assert head_layout(case.layout)[0] == heads
@@ -133,12 +138,17 @@ def test_heads_walk_degraded_horizon(semantics: str, monkeypatch: pytest.MonkeyP
         np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL)
 
 
-def test_table_kinds_and_where_the_walk_does_not_apply() -> None:
+def test_table_kinds_and_where_the_walk_does_not_apply(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Dense and sparse outcome tables, none on the split path; no tail where every factor is
-    controlled or an uncontrolled factor moves with a controlled one."""
+    controlled or an uncontrolled factor moves with a controlled one. A small table is read
+    densely whatever its share of non-zeros."""
     config = InferenceConfig(policy_len=3)
     dense = layout_of(MODELS[0][1](), config)
     assert dense.gain_path == "dense" and head_layout(dense)[3] == 12 * dense.n_joint_obs
+    small = layout_of(_one_hot_tail(), config)
+    assert small.gain_path == "dense"
+    monkeypatch.setattr(outcome_tables, "SMALL_GAIN_TABLE", 0)
     sparse = layout_of(_one_hot_tail(), config)
     assert sparse.gain_path == "sparse" and head_layout(sparse)[3] == sparse.po_val.shape[0]
     split = layout_of(two_factor_split_tail(), config)
@@ -154,20 +164,25 @@ def test_table_kinds_and_where_the_walk_does_not_apply() -> None:
         assert walk_of(kernel_model(layout)) == WALK_HEADS
 
 
+@pytest.mark.parametrize("small_tables", ["dense", "sparse"])
 @pytest.mark.parametrize("policy_len", [1, 2])
 @pytest.mark.parametrize("name", ["tmaze", "two-controlled-one-not", "one-hot-tail",
                                   "split-with-tail"])
-def test_the_parallel_step_runs_the_walk_as_the_reference(name: str, policy_len: int) -> None:
+def test_the_parallel_step_runs_the_walk_as_the_reference(
+        name: str, policy_len: int, small_tables: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Through ``step_agents`` (a prange body, where Numba once dropped one of the walk's
-    stores): G equals the reference's over a few steps."""
+    stores; lanes of agents where the table is dense): G equals the reference's over a few
+    steps, 20 agents (a full lane group and a partial one)."""
+    if small_tables == "sparse":
+        monkeypatch.setattr(outcome_tables, "SMALL_GAIN_TABLE", 0)
     build = tmaze_model if name == "tmaze" else dict((m[0], m[1]) for m in MODELS)[name]
     model = build()
     config = InferenceConfig(policy_len=policy_len, dtype="float64", num_iter=16, dF_tol=1e-6)
-    compiled = Agents(model, 3, config, seed=1)
-    reference = Agents(model, 3, config, seed=1, backend="reference")
+    compiled = Agents(model, 20, config, seed=1)
+    reference = Agents(model, 20, config, seed=1, backend="reference")
     rng = np.random.default_rng(policy_len)
     for _ in range(3):
-        obs = np.stack([rng.integers(0, o, size=3) for o in model.num_obs], axis=1)
+        obs = np.stack([rng.integers(0, o, size=20) for o in model.num_obs], axis=1)
         compiled.step(obs)
         reference.step(obs)
         np.testing.assert_allclose(compiled.G, reference.G, rtol=TOL, atol=TOL)
