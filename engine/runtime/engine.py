@@ -277,7 +277,7 @@ class Engine(EngineBase, PopulationReads):
         started = time.monotonic()
         deadline = float("inf") if budget_s is None else started + float(budget_s) * (
             ROTATING_BUDGET if level == ROTATING_FRACTION else 1.0)
-        margin = self.controller.margin_s(self.chunk) if self.controller else 0.0
+        margin = (self.controller.margin_s(self.chunk, budget_s) if self.controller else 0.0)
         for state, pop_obs in zip(self.states, per_population, strict=True):
             state.obs[:] = pop_obs
             state.stale[:] = 1               # cleared chunk by chunk as results are written
