@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.errors import WorldError
 from world.grid import GridWorld, rank_in_group, rotated
 from world.models import MOVES
 from world.process import ColumnSampler, ModeFirstSampler
@@ -117,3 +118,14 @@ def test_mode_first_sampler_matches_numpy_and_writes_into_strided_rows() -> None
         np.testing.assert_array_equal(out[:, 1], expected)
         assert not out[:, 0].any()
     assert isinstance(sampler.rest, ColumnSampler)
+
+
+def test_bad_actions_are_still_named() -> None:
+    world = GridWorld(size=5, n_agents=50)
+    actions = np.zeros((50, 1), dtype=np.int64)
+    actions[17, 0] = 5
+    with pytest.raises(WorldError, match="action 5 of agent 17 for factor 0"):
+        world.step(actions)
+    actions[17, 0] = -1
+    with pytest.raises(WorldError, match="action -1 of agent 17"):
+        world.step(actions)
