@@ -53,6 +53,8 @@ def check_actions(actions: np.ndarray, n_agents: int, action_spec: tuple[int, ..
         raise WorldError(f"actions must be integers, got dtype {arr.dtype}")
     arr = arr.astype(np.int64, copy=False)
     limits = np.asarray(action_spec, dtype=np.int64)
+    if arr.size == 0 or (arr.min() >= 0 and (arr.max(axis=0) < limits).all()):
+        return arr                                   # two reductions, no temporaries
     bad = (arr < 0) | (arr >= limits)
     if bad.any():
         agent, factor = (int(v) for v in np.argwhere(bad)[0])

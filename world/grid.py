@@ -20,6 +20,7 @@ from engine.errors import WorldError
 from engine.model.generative_model import GenerativeModel
 from engine.runtime.sizing import ModelShape
 from world.base import check_actions
+from world.kernels import drain, finished, grid_targets, refuse_over_capacity
 from world.models import (
     CUE_NEAR,
     CUE_ON,
@@ -346,6 +347,7 @@ class GridWorld(AgentCells):
         p = self._params
         self._cost = (p["drain"] + p["hazard_cost"] * self._on_hazard).astype(np.int32)
         self._has_goals = bool(self._on_goal.any())
+        self._scratch = np.empty(0, dtype=np.int64)     # agent indices, reused every step
 
     def _resolve_capacity(self, capacity: int | None) -> int:
         n_open = int((np.asarray(self.kinds) != WALL).sum())
@@ -401,8 +403,10 @@ class GridWorld(AgentCells):
         offset = int(self._rng.integers(self.n_agents))
         self._tick += 1
         self._move(acts, offset)
-        np.subtract(self._energy, self._cost[self._cell], out=self._energy)
-        self._harvest(offset)
+        if self._scratch.shape[0] != self.n_agents:
+            self._scratch = np.empty(self.n_agents, dtype=np.int64)
+        n_on = drain(self._cell, self._cost, self._energy, self._on_resource, self._scratch)
+        self._harvest(self._scratch[:n_on].copy(), offset)
         np.minimum(self._stock + self._params["regrow"], self._params["stock_max"],
                    out=self._stock)
         self._respawn_finished()
@@ -413,27 +417,22 @@ class GridWorld(AgentCells):
     # ------------------------------------------------------------------------------- rules
     def _move(self, acts: np.ndarray, offset: int) -> None:
         cell = self._cell
-        target = self._moves[cell * len(MOVES) + acts]
-        moving = target != cell
-        n_moving = int(np.count_nonzero(moving))
+        target = np.empty_like(cell)
+        occupancy = np.empty(self.n_cells, dtype=np.int64)
+        demand = np.empty(self.n_cells, dtype=np.int64)
+        n_moving = grid_targets(cell, acts, self._moves, len(MOVES), target, occupancy, demand)
         self._last["blocked_by_wall"] = int(np.count_nonzero(acts)) - n_moving
         collisions = 0
         if self.capacity < self.n_agents and n_moving:
-            room = np.maximum(self.capacity - np.bincount(cell, minlength=self.n_cells), 0)
-            movers = np.flatnonzero(moving)
-            demand = np.bincount(target[movers], minlength=self.n_cells)
+            room = np.maximum(self.capacity - occupancy, 0)
             contested = demand > room
             if contested.any():
-                rivals = rotated(movers[contested[target[movers]]], offset)
-                wanted = target[rivals]
-                refused = rivals[rank_in_group(wanted, self.n_cells) >= room[wanted]]
-                target[refused] = cell[refused]
-                collisions = refused.size
+                collisions = refuse_over_capacity(cell, target, room, contested, offset)
         self._last["collisions"] = collisions
         self._cell = target
 
-    def _harvest(self, offset: int) -> None:
-        on = np.flatnonzero(self._on_resource[self._cell])
+    def _harvest(self, on: np.ndarray, offset: int) -> None:
+        """The agents ``on`` a resource cell (ascending) harvest in turn from ``offset``."""
         self._last["on_resource"] = on.size
         self._last["harvested"] = 0
         if on.size == 0:
@@ -449,20 +448,13 @@ class GridWorld(AgentCells):
         self._last["harvested"] = harvesters.size
 
     def _respawn_finished(self) -> None:
-        dead = self._energy <= 0
-        if self._has_goals:
-            scored = self._on_goal[self._cell]
-            self._last["goals"] = int(np.count_nonzero(scored))
-            dead &= ~scored
-            done = np.flatnonzero(dead | scored)
-        else:
-            self._last["goals"] = 0
-            done = np.flatnonzero(dead)
-        self._last["deaths"] = int(np.count_nonzero(dead))
-        if done.size == 0:
+        occupancy = np.empty(self.n_cells, dtype=np.int64)
+        n_done, deaths, goals = finished(self._cell, self._energy, self._on_goal,
+                                         self._has_goals, self._scratch, occupancy)
+        self._last["deaths"], self._last["goals"] = deaths, goals
+        if n_done == 0:
             return
-        occupancy = (np.bincount(self._cell, minlength=self.n_cells)
-                     - np.bincount(self._cell[done], minlength=self.n_cells))
+        done = self._scratch[:n_done].copy()
         self._place(done, occupancy)
         self._energy[done] = self._params["max_energy"]
 
@@ -476,7 +468,7 @@ class GridWorld(AgentCells):
     def _observe(self) -> np.ndarray:
         obs = np.empty((self.n_agents, len(self._samplers)), dtype=np.int64)
         for m, sampler in enumerate(self._samplers):
-            obs[:, m] = sampler.sample(self._cell, self._rng)
+            sampler.sample(self._cell, self._rng, out=obs[:, m])
         return obs
 
     def set_cells(self, cells: np.ndarray) -> None:

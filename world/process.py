@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.model.generative_model import GenerativeModel
+from world.kernels import column_draws, mode_first
 
 
 class ColumnSampler:
@@ -65,13 +66,27 @@ class ModeFirstSampler:
         never = rest.sum(axis=0) <= 0.0          # deterministic column: the rest is never drawn
         rest[self.mode[never], cols[never]] = 1.0
         self.rest = ColumnSampler(rest)
+        self._u = np.empty(0)
+        self._miss = np.empty(0, dtype=np.int64)
 
-    def sample(self, cols: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One row index per entry of ``cols`` (int64)."""
-        out = self.mode[cols]
-        miss = np.flatnonzero(rng.random(cols.shape[0]) >= self.p_mode[cols])
-        if miss.size:
-            out[miss] = self.rest.sample(cols[miss], rng)
+    def sample(self, cols: np.ndarray, rng: np.random.Generator,
+               out: np.ndarray | None = None) -> np.ndarray:
+        """One row index per entry of ``cols`` (int64), into ``out`` when given (an int64
+        array of the same length, strided or not); returns it."""
+        cols = np.ascontiguousarray(cols, dtype=np.int64)
+        n = cols.shape[0]
+        if out is None:
+            out = np.empty(n, dtype=np.int64)
+        if self._u.shape[0] < n:                      # scratch kept between calls
+            self._u, self._miss = np.empty(n), np.empty(n, dtype=np.int64)
+        n_miss = mode_first(cols, rng.random(n, out=self._u[:n]), self.mode, self.p_mode,
+                            out, self._miss)
+        if n_miss:
+            rows, rest = self._miss[:n_miss], self.rest
+            if rest.deterministic:
+                out[rows] = rest.idx[cols[rows], 0]
+            else:
+                column_draws(cols, rows, rng.random(n_miss), rest.idx, rest.cum, out)
         return out
 
 

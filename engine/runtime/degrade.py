@@ -23,6 +23,10 @@ SUB_BLOCK = 128
 #: the first cut ticks whose tails the margin ignores (cold: fresh shared memory faulted in,
 #: the tick log's writer starting; their tails say nothing about the load)
 COLD_TICKS = 10
+#: the most of a tick's budget the margin may keep free: past it, a margin learnt from rare long
+#: tails would leave the workers less time than the tails it guards against, and fewer agents
+#: updated per tick raise the wall time per agent it is counted in (it fed on itself)
+MARGIN_SHARE = 0.5
 
 
 def block_size(chunk: int) -> int:
@@ -174,19 +178,21 @@ class DegradeController:
             self.level, self._up, self._entered = richer, 0, True
         return self.level
 
-    def margin_s(self, chunk: int) -> float:
+    def margin_s(self, chunk: int, budget_s: float | None = None) -> float:
         """How long before the deadline the last block of a ``chunk``-agent chunk must start:
         ``margin_blocks`` blocks (:func:`block_size`) of the current rung's measured cost (0
         until measured), or ``tail_headroom`` times the second-longest recent tail in blocks
         (of the ticks' wall time per agent) when that is longer (``tail_window``; the first
         ``COLD_TICKS`` cut ticks are not counted, but their longest tail holds until two
-        others are)."""
+        others are). With the tick's ``budget_s``, never more than ``MARGIN_SHARE`` of it."""
         self._block = block_size(chunk)
         tails = sorted(self._tails)
         tail = tails[-2] if len(tails) > 1 else self._cold
         self._margin = self._block * max(
             self.margin_blocks * self.cost_s.get(self.level, 0.0),
             self.tail_headroom * tail * self._wall_cost)
+        if budget_s is not None:
+            self._margin = min(self._margin, MARGIN_SHARE * budget_s)
         return self._margin
 
     def _next(self, level: int, direction: int) -> int | None:

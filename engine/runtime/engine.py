@@ -32,6 +32,7 @@ from engine.runtime.degrade import (
 from engine.runtime.device_populations import REFRESH_EVERY, DevicePopulations, Failover
 from engine.runtime.engine_base import EngineBase
 from engine.runtime.metrics import TickMetrics
+from engine.runtime.observations_in import copied_observations
 from engine.runtime.population import (
     Population,
     PopulationReads,
@@ -158,6 +159,7 @@ class Engine(EngineBase, PopulationReads):
                 self._shm, checker.layout, config, int(pop.n_agents), self.seed, self.beliefs,
                 prefix=f"p{index}-", id_offset=offset, params=checker.kernel_params))
         self.state = self.states[0]
+        self._num_obs = np.ascontiguousarray(self.checkers[0].layout.num_obs, dtype=np.int64)
         self.control = ControlBlock.create(self._shm, self.workers)
         #: device-resident populations by index (backend "cupy" or "xp-numpy")
         self.devices = DevicePopulations(self.populations, self.states, self._configs,
@@ -268,18 +270,20 @@ class Engine(EngineBase, PopulationReads):
     def _step(self, obs: Any, budget_s: float | None, level: int | None,
               stale: np.ndarray | None) -> Any:
         self._require_started("Engine.step")       # closed by another thread meanwhile?
-        per_population = self.split_observations(obs)
+        started = time.monotonic()
+        copied = copied_observations(obs, self.state.obs, self._num_obs, self._single)
+        per_population = copied or self.split_observations(obs)
         self._take_resets()
         if level is None:
             level = self.controller.level if (self.controller and budget_s is not None) else 0
         if stale is not None:
             stale = _forced_stale(stale, self.workers, len(self.populations), self.n_agents)
-        started = time.monotonic()
         deadline = float("inf") if budget_s is None else started + float(budget_s) * (
             ROTATING_BUDGET if level == ROTATING_FRACTION else 1.0)
-        margin = self.controller.margin_s(self.chunk) if self.controller else 0.0
+        margin = (self.controller.margin_s(self.chunk, budget_s) if self.controller else 0.0)
         for state, pop_obs in zip(self.states, per_population, strict=True):
-            state.obs[:] = pop_obs
+            if copied is None:
+                state.obs[:] = pop_obs
             state.stale[:] = 1               # cleared chunk by chunk as results are written
         control = self.control
         control.set("tick", self.tick)

@@ -12,6 +12,7 @@ from engine.runtime.degrade import (
     COLD_TICKS,
     FEWER_ITERATIONS,
     FULL,
+    MARGIN_SHARE,
     ROTATING_BUDGET,
     ROTATING_FRACTION,
     SHORTER_HORIZON,
@@ -229,6 +230,35 @@ def test_the_margin_learns_the_tail_of_cut_ticks_in_blocks_of_work() -> None:
     for _ in range(COLD_TICKS + c.tail_window):
         tick(0.005)                     # the first blocks only, 5 ms: the tail, not 5 + margin
     assert max(c._tails) * SUB_BLOCK * cost == pytest.approx(0.005)
+
+
+def test_long_tails_never_take_more_than_a_share_of_the_budget() -> None:
+    """Issue 18 at 1,000,000 agents: two 65 ms hiccups in the window set the margin over the
+    budget; the ticks then updated only their first blocks, their wall time per agent (in which
+    the margin is counted) rose tenfold and held the margin there for the whole window (256 of
+    1,000,000 agents a tick). Given the tick's budget, the margin keeps at most
+    ``MARGIN_SHARE`` of it, so the workers always have the rest."""
+    c = DegradeController(max_level=FULL)
+    n, budget, cost = 1_000_000, 0.1, 9e-6
+    updates = []
+
+    def tick(tail: float, fixed: float = 0.01) -> None:
+        margin = c.margin_s(1024, budget)
+        assert margin <= MARGIN_SHARE * budget + 1e-12
+        updated = max(256, round(2 * (budget - margin - fixed) / cost))
+        updates.append(updated)
+        c.observe_tick(budget - margin + tail, budget, updated, n, 2,
+                       busy_s=updated * cost)
+
+    for _ in range(COLD_TICKS + 20):
+        tick(0.002)
+    tick(0.065)                            # two hiccups
+    tick(0.065)
+    for _ in range(50):
+        tick(0.002)
+    assert c.margin_s(1024, budget) == pytest.approx(MARGIN_SHARE * budget)
+    assert min(updates) >= 2 * (budget * (1 - MARGIN_SHARE) - 0.01) / cost - 1
+    assert c.margin_s(1024) > MARGIN_SHARE * budget   # uncapped without a budget
 
 
 def test_rotating_fraction_keeps_within_part_of_the_budget() -> None:
