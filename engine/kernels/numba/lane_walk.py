@@ -35,7 +35,7 @@ def lane_walk_views(km, fs, o, sizes):
     node values, G and the per-lane scalars. Empty where ``scratch.lane_walk_rows`` is 0."""
     s_tot, horizon, n_nodes, n_pol, n_jo = sizes[0], sizes[3], sizes[4], sizes[5], sizes[6]
     rows = lane_walk_rows(km.num_states, km.node_depth, km.node_action, km.B_deps,
-                          km.po_dense, n_jo, s_tot, n_nodes, n_pol, horizon)
+                          km.po_dense, km.gain_cut, n_jo, s_tot, n_nodes, n_pol, horizon)
     n_head = n_tail = n_table = n_scalars = 0
     if rows:
         _, n_head, n_tail, n_table = head_sizes(km.num_states, km.node_depth, km.node_action,

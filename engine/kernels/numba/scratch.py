@@ -19,6 +19,10 @@ FIRST_MEMO_FLOATS = 65536   # the first-step memo's stored results per thread (5
 HEAD_TABLE_FLOATS = 1 << 18  # the multi-factor walk's outcome tables per thread, at most
 LANE_SCALARS = 9         # per-lane scalars of the lane state inference
 LANE_WALK_SCALARS = 5    # per-lane scalars of the lane walk
+#: With pymdp 0.0.7.1's cut, a head state whose joint states straddle it in any lane runs them
+#: for every lane; past this many head-table entries a step the one-agent walk's skips win
+#: (measured: docs/architecture.md, "Agents in lanes").
+LANE_CUT_TABLE = 512
 
 
 @njit(cache=True, inline="always")
@@ -350,16 +354,17 @@ def lane_views(km, fs, sizes):
 
 
 @njit(cache=True, inline="always")
-def lane_walk_rows(num_states, node_depth, node_action, B_deps, po_dense, n_jo, s_tot,
-                   n_nodes, n_pol, horizon):
+def lane_walk_rows(num_states, node_depth, node_action, B_deps, po_dense, gain_cut, n_jo,
+                   s_tot, n_nodes, n_pol, horizon):
     """Rows (each ``LANES`` floats) of the lane walk's scratch (``lane_walk.lane_walk_views``),
     or 0 where the model walks one agent at a time: one factor, no shared tail, an outcome
-    table read sparsely or split, or lanes over :data:`LANE_WALK_FLOATS`."""
+    table read sparsely or split, lanes over :data:`LANE_WALK_FLOATS`, or pymdp 0.0.7.1's cut
+    over a head table of more than :data:`LANE_CUT_TABLE` entries a step."""
     if num_states.shape[0] < 2 or po_dense.shape[0] == 0:
         return 0
     h, n_head, n_tail, n_table = head_sizes(num_states, node_depth, node_action, B_deps,
                                             po_dense.shape[0], n_jo, 0, False, horizon)
-    if n_head == 0 or n_table == 0:
+    if n_head == 0 or n_table == 0 or (gain_cut[0] > 0.0 and n_head * n_jo > LANE_CUT_TABLE):
         return 0
     rows = (horizon * (s_tot + n_tail + 2 + 2 * n_head + n_table + 1) + 2 * n_head + n_jo
             + n_nodes + n_pol + LANE_WALK_SCALARS)
@@ -371,7 +376,8 @@ def layout_lane_walk_floats(layout: ModelLayout) -> int:
     tree = layout.tree
     sizes = scratch_sizes(layout)
     return LANES * int(lane_walk_rows.py_func(
-        layout.num_states, tree.depth, tree.action, layout.B_deps, layout.po_dense, sizes[6],
+        layout.num_states, tree.depth, tree.action, layout.B_deps, layout.po_dense,
+        layout.gain_cut, sizes[6],
         sizes[0], sizes[4], sizes[5], sizes[3]))
 
 

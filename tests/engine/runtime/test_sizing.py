@@ -59,9 +59,17 @@ def test_scratch_sizes_from_sizes_match_the_layouts(policy_len: int) -> None:
         lanes = (0 if layout.n_factors == 1 else      # the lane state inference's (pymdp0)
                  scratch.LANES * (5 * s + nj + nj + scratch.LANE_SCALARS))
         assert scratch.layout_lane_floats(layout) == lanes
-        assert (scratch.scratch_float_size_of(sizes) + children + head_floats + lanes
+        walk = 0                                    # the lane walk's (dense tables, a tail)
+        h, n_head, n_tail, n_table = scratch.head_layout(layout)
+        if layout.n_factors > 1 and layout.po_dense.shape[0] and n_head and n_table and (
+                layout.gain_cut[0] == 0.0 or n_head * njo <= scratch.LANE_CUT_TABLE):
+            rows = (horizon * (s + n_tail + 2 + 2 * n_head + n_table + 1) + 2 * n_head + njo
+                    + nodes + n_pol + scratch.LANE_WALK_SCALARS)
+            walk = scratch.LANES * rows if scratch.LANES * rows <= scratch.LANE_WALK_FLOATS else 0
+        assert scratch.layout_lane_walk_floats(layout) == walk
+        assert (scratch.scratch_float_size_of(sizes) + children + head_floats + lanes + walk
                 == scratch.scratch_float_size(layout)
-                == floats + children + head_floats + lanes)
+                == floats + children + head_floats + lanes + walk)
         assert (scratch.scratch_int_size_of(sizes, layout.n_modalities) + head_ints
                 == scratch.scratch_int_size(layout) == ints + head_ints)
 
