@@ -309,35 +309,34 @@ def check_fits(footprint: Footprint, what: str) -> None:
                           f"MB available ({USABLE_FRACTION:.0%} of {_mb(memory)} MB)")
 
 
-def _head_scratch(num_states: Sequence[int], control: Sequence[int], horizon: int, njo: int,
-                  po_nnz: int) -> int:
-    """Floats and ints of the multi-factor walk's scratch (``scratch.head_scratch``), at most:
-    its tail taken as the trailing factors no policy controls, its table as the larger of the
-    dense and sparse ones."""
+def _head_and_tail(num_states: Sequence[int], control: Sequence[int]) -> tuple[int, int, int]:
+    """``(h, n_head, n_tail)`` of the multi-factor walk at most: its tail taken as the trailing
+    factors no policy controls (``h`` is the number of factors when there is none)."""
     n_f = len(num_states)
     h = n_f
     while h > 1 and h - 1 not in control:
         h -= 1
-    if h == n_f:
+    return h, math.prod(num_states[:h]), math.prod(num_states[h:])
+
+
+def _head_scratch(num_states: Sequence[int], control: Sequence[int], horizon: int, njo: int,
+                  po_nnz: int) -> int:
+    """Floats and ints of the multi-factor walk's scratch (``scratch.head_scratch``), at most:
+    its table as the larger of the dense and sparse ones."""
+    h, n_head, n_tail = _head_and_tail(num_states, control)
+    if h == len(num_states):
         return 0
-    n_head = math.prod(num_states[:h])
-    n_tail = math.prod(num_states[h:])
     n_table = min(max(n_head * njo, po_nnz), HEAD_TABLE_FLOATS // horizon)
     return sum(head_counts.py_func(h, n_head, n_tail, n_table, horizon, False))
 
 
 def _lane_walk_scratch(num_states: Sequence[int], control: Sequence[int], horizon: int,
                        njo: int, nodes: int, n_pol: int) -> int:
-    """Floats of the lane walk's scratch (``scratch.lane_walk_rows``), at most: its tail taken
-    as in :func:`_head_scratch`, its table dense."""
-    n_f = len(num_states)
-    h = n_f
-    while h > 1 and h - 1 not in control:
-        h -= 1
-    if h == n_f:
+    """Floats of the lane walk's scratch (``scratch.lane_walk_rows``), at most: its table
+    dense."""
+    h, n_head, n_tail = _head_and_tail(num_states, control)
+    if h == len(num_states):
         return 0
-    n_head = math.prod(num_states[:h])
-    n_tail = math.prod(num_states[h:])
     rows = (horizon * (sum(num_states) + n_tail + 2 + 2 * n_head + n_head * njo + 1)
             + 2 * n_head + njo + nodes + n_pol + LANE_WALK_SCALARS)
     return min(LANES * rows, LANE_WALK_FLOATS)
