@@ -33,6 +33,7 @@ from engine.kernels.numba.scratch import (
     head_views,
     lane_views,
     lane_views_end,
+    layout_lane_walk_floats,
     scratch_float_size,
     scratch_int_size,
     scratch_sizes,
@@ -127,7 +128,8 @@ def describe_walk(layout: ModelLayout) -> str:
         h = head_factors.py_func(km.num_states, tree.depth, tree.action, km.B_deps)
         tail = (f"factor {h} takes one action per depth and moves" if h == n_factors - 1
                 else f"factors {h}-{n_factors - 1} take one action per depth and move")
-        return f"shared-tail walk: {tail} alone (predicted once per step){why}"
+        lanes = (f", {LANES} agents side by side" if layout_lane_walk_floats(layout) else "")
+        return f"shared-tail walk: {tail} alone (predicted once per step{lanes}){why}"
     if layout.F_sparse.shape[0]:
         return f"factored walk: every node valued per modality from factor marginals{why}"
     kind = "one factor with a dense B" if n_factors == 1 else "no shared tail of factors"

@@ -14,7 +14,13 @@ from engine import Agents, GenerativeModel, InferenceConfig
 from engine.kernels import reference as ref
 from engine.kernels.numba.expected_free_energy import expected_free_energy_one
 from engine.kernels.numba.scratch import head_layout
-from engine.kernels.numba.step import WALK_HEADS, WALK_TREE, kernel_model, walk_of
+from engine.kernels.numba.step import (
+    WALK_HEADS,
+    WALK_TREE,
+    describe_walk,
+    kernel_model,
+    walk_of,
+)
 from engine.model import factored_tables, outcome_tables
 from engine.model.layout import layout_of
 from engine.model.shared_tail import head_factors
@@ -162,6 +168,8 @@ def test_table_kinds_and_where_the_walk_does_not_apply(
         assert walk_of(kernel_model(layout)) == WALK_TREE
     for layout in (dense, sparse, split):
         assert walk_of(kernel_model(layout)) == WALK_HEADS
+    assert "agents side by side" in describe_walk(small)        # dense: the walk in lanes
+    assert "side by side" not in describe_walk(sparse)
 
 
 @pytest.mark.parametrize("small_tables", ["dense", "sparse"])
