@@ -80,6 +80,7 @@ def test_a_stopped_worker_costs_one_tick_at_most_two_budgets_late() -> None:
         assert all(s < 2000 for s in stale), stale           # the other half kept going
 
 
+@pytest.mark.alone
 def test_master_killed_mid_run_leaves_nothing_after_the_next_start() -> None:
     with live_run("--agents", "3000", "--workers", "2", "--ticks", "100000",
                   "--hz", "30") as proc:
