@@ -25,6 +25,7 @@ from world.grid import GridWorld
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.alone
 @pytest.mark.parametrize("mode", ["raise", "stop"])
 @pytest.mark.parametrize("phase", ["wait", "compute", "commit-G"])
 def test_exception_or_hang_in_a_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -53,6 +54,7 @@ def test_exception_or_hang_in_a_worker(tmp_path: Path, monkeypatch: pytest.Monke
         np.testing.assert_array_equal(result.final_state[name], values, err_msg=name)
 
 
+@pytest.mark.alone
 def test_a_stopped_worker_costs_one_tick_at_most_two_budgets_late() -> None:
     """A SIGSTOPped worker is declared hung two budgets after the deadline (not a fixed
     number of seconds), killed and respawned; the other worker's agents keep being updated."""
@@ -78,6 +80,7 @@ def test_a_stopped_worker_costs_one_tick_at_most_two_budgets_late() -> None:
         assert all(s < 2000 for s in stale), stale           # the other half kept going
 
 
+@pytest.mark.alone
 def test_master_killed_mid_run_leaves_nothing_after_the_next_start() -> None:
     with live_run("--agents", "3000", "--workers", "2", "--ticks", "100000",
                   "--hz", "30") as proc:
@@ -109,6 +112,7 @@ class SlowWorld:
         return self.inner.step(actions)
 
 
+@pytest.mark.alone
 def test_a_slow_world_step_shrinks_the_budget_but_the_rate_holds() -> None:
     hz, ticks = 20.0, 40
     with Engine(GridWorld(5, 2000).model(), 2000, workers=0,

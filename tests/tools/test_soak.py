@@ -36,6 +36,7 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 # ------------------------------------------------------------------------------ the soak
+@pytest.mark.alone
 def test_short_soak_passes(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     report_path = tmp_path / "soak.json"
     args = _args("--duration", f"{SOAK_DURATION_S:g}", "--agents", str(SOAK_AGENTS),

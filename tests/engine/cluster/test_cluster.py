@@ -4,6 +4,7 @@ shard's tick is discarded, a killed shard is restarted from its checkpoint, noth
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from engine import AgentloopError, ConfigError, Engine, InferenceConfig  # noqa:
 from engine.cluster.coordinator import ClusterEngine  # noqa: E402
 from engine.cluster.ray_connection import connect  # noqa: E402
 from engine.cluster.recorder import ClusterRecorder  # noqa: E402
-from engine.cluster.sharding import shard_bounds  # noqa: E402
+from engine.cluster.sharding import shard_bounds, shard_slices  # noqa: E402
 from engine.factory import make_engine  # noqa: E402
 from engine.runtime.degrade import ROTATING_FRACTION, SHORTER_HORIZON  # noqa: E402
 from engine.runtime.population import Population  # noqa: E402
@@ -49,10 +50,13 @@ CLIENT_PORT = _free_port()          # the head's Ray Client server (ray:// addre
 def cluster() -> Iterator[Cluster]:
     """Two local nodes of one CPU each; the driver (this process) joins them. The head also
     serves Ray Client on CLIENT_PORT, for the ray:// test."""
+    _compile_what_a_shard_compiles([Population("main", grid_model(5), N)])
+    _compile_what_a_shard_compiles(_populations())
     nodes = Cluster(initialize_head=True,
                     head_node_args={"num_cpus": 1, "include_dashboard": False,
                                     "ray_client_server_port": CLIENT_PORT})
     nodes.add_node(num_cpus=1)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         ray.init(address=nodes.address, log_to_driver=False,
                  runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
@@ -60,6 +64,21 @@ def cluster() -> Iterator[Cluster]:
     finally:
         ray.shutdown()
         nodes.shutdown()
+        for sig, handler in handlers.items():      # ray.init's turn a later SIGTERM into
+            signal.signal(sig, handler)            # SystemExit inside whatever test runs
+
+
+def _compile_what_a_shard_compiles(populations: list[Population]) -> None:
+    """Compile here, once, the kernels a shard actor compiles on its first step (a local
+    engine of one thread over its slice of each population): the two actors then load them
+    from Numba's cache instead of compiling them side by side, one per core, cold."""
+    first = shard_slices(populations, 2, 25)[0]
+    parts = [Population(p.name, p.model, hi - lo, p.config)
+             for p, (lo, hi) in zip(populations, first, strict=True)]
+    with Engine(populations=parts, workers=0, threads=1, config=CONFIG, seed=7, chunk=25,
+                degrade=False) as engine:
+        obs = [np.zeros((p.n_agents, len(p.model.num_obs)), dtype=np.int64) for p in parts]
+        engine.step(obs if len(obs) > 1 else obs[0])
 
 
 def _observations(model, ticks: int, seed: int) -> list[np.ndarray]:  # noqa: ANN001

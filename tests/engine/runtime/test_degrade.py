@@ -110,6 +110,7 @@ def test_forced_levels(workers: int) -> None:
         np.testing.assert_allclose(engine.G, one_step.G[:, first_actions], rtol=1e-6)
 
 
+@pytest.mark.alone
 def test_fixed_rate_run_keeps_time_degrades_under_overload_and_recovers() -> None:
     model = grid_model(10)
     n = 3000                       # 0.1-0.3 s a tick at full quality, policy_len 3 (2 cores)
@@ -274,6 +275,7 @@ def test_rotating_fraction_keeps_within_part_of_the_budget() -> None:
         assert engine.control.get("deadline") > began + 10.0 * ROTATING_BUDGET + 1.0
 
 
+@pytest.mark.alone
 @pytest.mark.parametrize("workers", [0, 2])
 def test_under_overload_ticks_hold_the_budget_and_every_agent_takes_its_turn(
         workers: int) -> None:

@@ -87,6 +87,7 @@ def test_a_locked_run_is_live_whatever_its_recorded_pid(recorded: str) -> None:
     assert entries_of([run.run_id]) == []
 
 
+@pytest.mark.alone
 def test_an_unlocked_run_is_stale_even_when_its_recorded_pid_lives() -> None:
     """A run whose owner was killed is swept although its id names a live process (ours)."""
     proc, run_id = _holder(run_id=f"{os.getpid()}x{secrets.token_hex(4)}")
@@ -146,6 +147,7 @@ def _refuse(run_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(posix_ipc, "unlink_semaphore", guarded(real_sem))
 
 
+@pytest.mark.alone
 def test_another_users_leftover_is_skipped_with_a_warning(monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture[str]
                                                           ) -> None:
@@ -185,6 +187,7 @@ def _nobody_can_import() -> bool:
         return False
 
 
+@pytest.mark.alone
 @pytest.mark.skipif(not _nobody_can_import(),
                     reason="needs root, to look at root's leftover as user nobody")
 def test_shm_clean_as_another_user_skips_what_it_may_not_remove() -> None:
@@ -203,6 +206,7 @@ def test_shm_clean_as_another_user_skips_what_it_may_not_remove() -> None:
     assert entries_of([run_id]) == []
 
 
+@pytest.mark.alone
 def test_a_fifo_planted_as_a_manifest_does_not_hang_the_sweep() -> None:
     run_id = f"{_dead_pid()}x{secrets.token_hex(4)}"
     fifo = Path("/dev/shm") / f"agentloop-{run_id}-manifest"

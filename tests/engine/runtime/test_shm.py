@@ -81,6 +81,7 @@ def test_too_large_segment_fails_cleanly_with_the_size() -> None:
         assert all("huge" not in e for e in entries_of([run.run_id]))
 
 
+@pytest.mark.alone
 def test_sweep_removes_a_killed_owners_run_and_spares_live_ones() -> None:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -100,6 +101,7 @@ def test_sweep_removes_a_killed_owners_run_and_spares_live_ones() -> None:
         assert len(entries_of([live.run_id])) == 2     # the live run is untouched
 
 
+@pytest.mark.alone
 def test_cli_shm_clean_and_list(capsys) -> None:  # noqa: ANN001
     from tools.cli import main
 
