@@ -19,7 +19,7 @@ from tests.cli_process import live_run
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _agentloop(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def _agentloop(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.run([sys.executable, "-m", "tools", *args], capture_output=True,
                           text=True, timeout=timeout, env=env, cwd=REPO)
