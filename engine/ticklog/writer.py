@@ -4,6 +4,7 @@ a rotated set of files (docs/ticklog.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import queue
@@ -116,6 +117,8 @@ class TickLogWriter:
         self._snapshot_bytes = 0          # the last snapshot's bytes on disk (estimated)
         self._snapshot_put = self._snapshot_done = 0    # estimated bytes queued, written
         self._tick_bytes = 0              # a recent tick's bytes on disk (estimated)
+        self._last_flush = time.monotonic()   # the writer thread's last flush
+        self._dirty = False                   # added to since that flush
         fields: dict[str, Any] = {"created_unix": time.time() if header.created_unix is None
                                   else header.created_unix}
         if self.max_bytes is not None:
@@ -330,78 +333,90 @@ class TickLogWriter:
             pass
         self._queue_full_waits += 1
         t0 = time.perf_counter()
-        try:
-            while True:
-                if not self._thread.is_alive():  # it died: nothing will drain the queue
-                    if check:
-                        self._raise_pending()
-                    return
-                try:
-                    self._queue.put(item, timeout=0.05)
-                    return
-                except queue.Full:
-                    continue
-        finally:
-            self._queue_wait_s += time.perf_counter() - t0
+        delivered = _put_while_alive(self._queue, item, self._thread)
+        self._queue_wait_s += time.perf_counter() - t0
+        if not delivered and check:
+            self._raise_pending()
 
     # ---------------------------------------------------------------------- writer thread
     def _run(self) -> None:
-        last_flush = time.monotonic()
-        dirty = False
+        pending: dict[str, Any] | None = None   # a rotation waiting for what follows it
         try:
             while True:
-                timeout = None if not dirty else max(0.0, last_flush + self.flush_every_s
-                                                     - time.monotonic())
+                timeout = None if not self._dirty else max(
+                    0.0, self._last_flush + self.flush_every_s - time.monotonic())
                 try:
                     kind, item = self._queue.get(timeout=timeout)
                 except queue.Empty:
                     t0 = time.perf_counter()
                     self._file.flush()
                     self._background_s += time.perf_counter() - t0
-                    last_flush, dirty = time.monotonic(), False
+                    self._last_flush, self._dirty = time.monotonic(), False
                     continue
                 t0 = time.perf_counter()
-                if kind == _CLOSE:
+                if kind == _CLOSE:     # a rotation asked after the last tick opens no file
                     self._set.finish(self._set.footer(item["totals"], self._queue_full_waits,
                                                       item["error"], None),
                                      min(self._last_tick + 1, _MAX_SEQUENCE))
                     self._background_s += time.perf_counter() - t0
                     return
                 if kind == _ROTATE:
-                    self._set.rotate(min(item["tick"] + 1, _MAX_SEQUENCE),
+                    if pending is not None:   # asked twice in a row: one file, newest state
+                        self._rotations_done += 1
+                    pending = item
+                    continue
+                if pending is not None:
+                    self._set.rotate(min(pending["tick"] + 1, _MAX_SEQUENCE),
                                      self._queue_full_waits)
-                messages, topic = _messages(kind, item)
-                if kind == "tick":
-                    self._file.ticks += 1
-                    self._ticks += 1
-                elif item["arrays"] is not None:
-                    self._file.snapshots += 1
-                    self._snapshots += 1
-                written = 0
-                for on, t_ns, doc in messages:  # encoded one by one: the GIL is free between
-                    payload = to_json(doc)
-                    self._file.add(on, t_ns, payload, item["tick"])
-                    written += len(payload) + RECORD_BYTES
-                    dirty = True
-                    if time.monotonic() - last_flush >= self.flush_every_s:
-                        self._file.flush()
-                        last_flush, dirty = time.monotonic(), False
-                cost = int(written * self._file.gauge.ratio(topic))
-                if kind == "tick":
-                    self._tick_bytes = max(cost, self._tick_bytes - self._tick_bytes // 32)
-                elif written:
-                    self._snapshot_bytes = cost
-                if kind == _ROTATE:
-                    self._rotations_done += 1
-                elif kind != "tick":
-                    self._snapshot_done += item["estimate"]
+                    self._write(_ROTATE, pending)
+                    pending = None
+                self._write(kind, item)
                 self._background_s += time.perf_counter() - t0
         except BaseException as exc:  # noqa: BLE001 (handed to the caller's thread)
             self._error = exc
-            try:
+            with contextlib.suppress(Exception):
                 self._set.abandon()
-            except Exception:  # noqa: BLE001
-                pass
+
+    def _write(self, kind: str, item: dict[str, Any]) -> None:
+        """Add a queued tick, snapshot or rotation's snapshot to the current file."""
+        messages, topic = _messages(kind, item)
+        if kind == "tick":
+            self._file.ticks += 1
+            self._ticks += 1
+        elif item["arrays"] is not None:
+            self._file.snapshots += 1
+            self._snapshots += 1
+        written = 0
+        for on, t_ns, doc in messages:  # encoded one by one: the GIL is free between
+            payload = to_json(doc)
+            self._file.add(on, t_ns, payload, item["tick"])
+            written += len(payload) + RECORD_BYTES
+            self._dirty = True
+            if time.monotonic() - self._last_flush >= self.flush_every_s:
+                self._file.flush()
+                self._last_flush, self._dirty = time.monotonic(), False
+        cost = int(written * self._file.gauge.ratio(topic))
+        if kind == "tick":
+            self._tick_bytes = max(cost, self._tick_bytes - self._tick_bytes // 32)
+        elif written:
+            self._snapshot_bytes = cost
+        if kind == _ROTATE:
+            self._rotations_done += 1
+        elif kind != "tick":
+            self._snapshot_done += item["estimate"]
+
+
+def _put_while_alive(items: queue.Queue[tuple[str, Any]], item: tuple[str, Any],
+                     thread: threading.Thread) -> bool:
+    """Wait for room in ``items`` for ``item``; False once ``thread`` (the one draining the
+    queue) has died."""
+    while thread.is_alive():
+        try:
+            items.put(item, timeout=0.05)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 def _messages(kind: str, item: dict[str, Any]

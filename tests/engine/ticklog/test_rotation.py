@@ -175,6 +175,23 @@ def test_a_file_removed_during_the_run_is_noticed(tmp_path: Path) -> None:
     assert not writer.still_at_path()
 
 
+def test_a_rotation_opens_its_file_only_when_a_tick_follows(tmp_path: Path) -> None:
+    path = str(tmp_path / "set.mcap")
+    state = [np.full((3, 2), 0.5)]
+    obs, act = np.zeros((3, 1), np.int64), np.zeros((3, 1), np.int64)
+    with TickLogWriter(path, TickLogHeader(n_agents=3), max_bytes=10_000) as writer:
+        writer.write_tick(0, obs, act)
+        writer.rotate(state)
+        writer.rotate(state)             # asked twice in a row: one file
+        writer.write_tick(1, obs, act)
+        writer.rotate(state)             # after the last tick: no file
+    assert writer.files == [path, member_path(path, 1)]
+    with TickLogReader(writer.files[1]) as second:
+        assert [t.tick for t in second.ticks()] == [1]
+        assert [s.tick for s in second.snapshots()] == [0]
+        assert second.footer.next_file is None
+
+
 def test_rotation_arguments_are_checked(tmp_path: Path) -> None:
     path = tmp_path / "x.mcap"
     for kwargs, message in (({"max_bytes": 0}, "max_bytes must be a whole number >= 1"),
