@@ -186,7 +186,9 @@ _step_block_heads = _block_kernel(WALK_HEADS)
 def step_walk_block(walk, km, kc, lo, hi, agent_ids, obs, qs, prev_action, started, q_pi_out,
                     G_out, actions_out, seed, tick, fs, its, sizes, num_iter):
     """Agents ``lo..hi`` through the block function of ``walk``: inlined into an entry whose
-    ``walk`` is a constant, Numba keeps only that walk's call."""
+    ``walk`` is a constant, Numba keeps only that walk's call. ``lo`` is passed as an int64
+    whatever the caller wrote: a literal 0 would compile the block function a second time."""
+    lo = np.int64(lo)
     if walk == WALK_SINGLE:
         _step_block_single(km, kc, lo, hi, agent_ids, obs, qs, prev_action, started, q_pi_out,
                            G_out, actions_out, seed, tick, fs, its, sizes, num_iter)
