@@ -193,20 +193,25 @@ def test_a_worker_dying_in_a_commit_leaves_every_agent_whole(
     monkeypatch.setenv(ENV, f"worker=0,tick=2,phase={phase},mode=exit")
     model, config = ((sparse_learning_model(), SPARSE["sparse-subset"]) if sparse
                      else (_learning_model(), CONFIGS["AB-after"]))
-    ticks = _observations(model, 5, 60, seed=12)
+    ticks = _observations(model, 40, 60, seed=12)
     path = str(tmp_path / f"{phase}.mcap")
     with Engine(model, 60, workers=2, config=config, seed=3, chunk=10, beliefs="float",
                 degrade=False) as engine:
+        engine.warm_up(ticks[0])  # compiled in the workers: tick 2 is not the master's
         recorder = TickRecorder(engine, path, snapshot_every=0)
-        for obs in ticks:
+        for done, obs in enumerate(ticks, start=1):
             engine.step(obs, budget_s=1.0)
             recorder.record()
+            # the fault fires in the first chunk worker 0 takes from tick 2 on; on a loaded
+            # machine worker 1 can take every chunk of a few ticks
+            if engine.respawns and done >= 5:
+                break
         recorder.close()
         assert engine.respawns == 1
         assert engine.recovered_commits == (1 if phase.startswith("commit-") else 0)
         live = engine.agent_state()
     result = replay(path, keep_state=True)
-    assert result.ok and result.ticks == 5
+    assert result.ok and result.ticks == done
     for name, values in live.items():
         np.testing.assert_array_equal(result.final_state[name], values, err_msg=name)
 
