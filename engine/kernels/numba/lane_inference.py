@@ -47,15 +47,18 @@ def _softmax_lanes(x, out, lo, hi, mx, total, nl):
 
 
 @njit(cache=True, inline="always")
-def _expand_lanes(num_states, state_offset, deps, listed, first, last, q, out, o0, nl):
-    """:func:`stages.expand_into` in every lane; returns the entries written."""
+def expand_lanes(num_states, state_offset, deps, listed, first, last, q, out, o0, nl,
+                 q_off=0):
+    """:func:`stages.expand_into` in every lane: the joint belief of axes ``first .. last - 1``
+    (factors as :func:`axis_factor`) of the beliefs ``q[q_off:]`` into ``out[o0:]``; returns
+    the entries written."""
     n = 1
     for ln in range(nl):
         out[o0, ln] = 1.0
     for i in range(first, last):
         f = axis_factor(deps, i, listed)
         S = num_states[f]
-        base = state_offset[f]
+        base = q_off + state_offset[f]
         for a in range(n - 1, -1, -1):
             for s in range(S - 1, -1, -1):
                 for ln in range(nl):
@@ -70,8 +73,8 @@ def _message_lanes(num_states, state_offset, T, t0, deps, listed, k, t, q, w, ou
     """:func:`state_inference.add_message` in every lane."""
     ft = axis_factor(deps, t, listed)
     d_t = num_states[ft]
-    n_in = _expand_lanes(num_states, state_offset, deps, listed, t + 1, k, q, w, 0, nl)
-    n_out = _expand_lanes(num_states, state_offset, deps, listed, 0, t, q, w, n_in, nl)
+    n_in = expand_lanes(num_states, state_offset, deps, listed, t + 1, k, q, w, 0, nl)
+    n_out = expand_lanes(num_states, state_offset, deps, listed, 0, t, q, w, n_in, nl)
     ot = state_offset[ft]
     for a in range(n_out):
         for s in range(d_t):

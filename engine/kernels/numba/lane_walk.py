@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from engine.kernels.numba.lane_inference import expand_lanes
 from engine.kernels.numba.scratch import LANE_WALK_SCALARS, LANES, head_sizes, lane_walk_rows
 from engine.kernels.numba.stages import n_listed
 from engine.kernels.numba.vector_math import vlog
@@ -133,24 +134,6 @@ def _apply_B_dependent_lanes(km, f, u, src, src_base, dst, dst_off, nl):
 
 
 @njit(cache=True, inline="always")
-def _expand_at(km, first, last, q, q_off, out, o0, nl):
-    """The joint belief of factors ``first .. last - 1`` of the beliefs ``q[q_off:]`` into
-    ``out[o0:]`` in every lane, as ``stages.expand_into`` does; returns the entries."""
-    n = 1
-    for ln in range(nl):
-        out[o0, ln] = 1.0
-    for f in range(first, last):
-        S = km.num_states[f]
-        base = q_off + km.state_offset[f]
-        for a in range(n - 1, -1, -1):
-            for s in range(S - 1, -1, -1):
-                for ln in range(nl):
-                    out[o0 + a * S + s, ln] = out[o0 + a, ln] * q[base + s, ln]
-        n *= S
-    return n
-
-
-@njit(cache=True, inline="always")
 def _tail_tables_lanes(km, kc, d, h, n_head, n_tail, n_table, post, views, nl):
     """``heads.predict_tail`` and ``heads.tail_tables`` (a dense table) in every lane."""
     qdepth, tail, bounds, utility, ambiguity, table = views[:6]
@@ -164,7 +147,9 @@ def _tail_tables_lanes(km, kc, d, h, n_head, n_tail, n_table, post, views, nl):
         else:
             _apply_B_lanes(km, f, km.node_action[d, f], qdepth, dst - s_tot, qdepth, dst, nl)
     t0 = d * n_tail
-    _expand_at(km, h, F, qdepth, d * s_tot, tail, t0, nl)
+    # the factors themselves (listed=False: the deps argument is not read)
+    expand_lanes(km.num_states, km.state_offset, km.num_states, False, h, F, qdepth, tail,
+                 t0, nl, d * s_tot)
     for ln in range(nl):
         bounds[2 * d, ln] = np.inf
         bounds[2 * d + 1, ln] = 0.0
@@ -301,7 +286,8 @@ def policy_values_heads_lanes(km, kc, post, views, sizes, nl):
                 _apply_B_lanes(km, f, km.node_action[k, f], qdepth,
                                dst - s_tot + km.state_offset[f], qdepth,
                                dst + km.state_offset[f], nl)
-        _expand_at(km, 0, h, qdepth, dst, q_head, 0, nl)
+        expand_lanes(km.num_states, km.state_offset, km.num_states, False, 0, h, qdepth,
+                     q_head, 0, nl, dst)
         for ln in range(nl):
             value[ln] = 0.0
         if kc.use_utility:
