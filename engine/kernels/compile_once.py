@@ -15,12 +15,17 @@ import fcntl
 import functools
 import hashlib
 import os
+import threading
 from typing import Any
 
 from numba.core import sigutils
 
 _HELD: dict[str, int] = {}
 """Lock files this process holds (path -> descriptor): the overloads it is compiling."""
+_ARMED = threading.local()
+"""``path``: the lock of the overload whose ``Dispatcher.compile`` runs in this thread now. Only
+that compile's cache miss locks: it is the one that lets go (other callers of
+``load_overload``, such as Numba's ufunc builders, never would)."""
 
 
 def _lock_path(cache: Any, sig: Any, target_context: Any) -> str | None:
@@ -45,7 +50,7 @@ def _load_or_wait(load):  # noqa: ANN001, ANN202
     def run(self, sig, target_context):  # noqa: ANN001, ANN202
         found = load(self, sig, target_context)
         path = None if found is not None else _lock_path(self, sig, target_context)
-        if path is None or path in _HELD:
+        if path is None or path in _HELD or path != getattr(_ARMED, "path", None):
             return found
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -74,9 +79,12 @@ def _compile_then_release(compile_):  # noqa: ANN001, ANN202
             return compile_(self, sig)
         path = _lock_path(getattr(self, "_cache", None), sig, self.targetctx)
         mine = path is not None and path not in _HELD
+        outer = getattr(_ARMED, "path", None)
+        _ARMED.path = path if mine else None
         try:
             return compile_(self, sig)
         finally:
+            _ARMED.path = outer
             if mine and path in _HELD:
                 os.close(_HELD.pop(path))
 

@@ -59,3 +59,14 @@ def test_a_failed_compile_lets_go_of_its_lock() -> None:
     with pytest.raises(TypingError):
         encode_log("not", "arrays", None, 0, 1, 1, 1.0, 1)
     assert compile_once._HELD == {}
+
+
+def test_a_cache_miss_outside_a_compile_takes_no_lock() -> None:
+    """Numba's ufunc builders also read the cache; only a dispatcher's compile, which lets go
+    when it ends, takes the lock."""
+    from numba.core import types
+
+    from engine.kernels.beliefs import encode_log
+
+    assert encode_log._cache.load_overload((types.int8,), encode_log.targetctx) is None
+    assert compile_once._HELD == {}
