@@ -16,7 +16,7 @@ import numpy as np
 
 from engine import Agents, InferenceConfig
 from engine.kernels.numba import step as numba_step
-from engine.runtime.agents import SERIAL_BELOW
+from engine.kernels.numba.step import SERIAL_BELOW
 from world.models import grid_model, random_model, tmaze_model
 
 

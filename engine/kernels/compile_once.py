@@ -20,20 +20,21 @@ from typing import Any
 
 from numba.core import sigutils
 
+from engine.kernels.cache_guard import _KernelSourcesStamp
+
 _HELD: dict[str, int] = {}
 """Lock files this process holds (path -> descriptor): the overloads it is compiling."""
 _ARMED = threading.local()
-"""``path``: the lock of the overload whose ``Dispatcher.compile`` runs in this thread now. Only
-that compile's cache miss locks: it is the one that lets go (other callers of
-``load_overload``, such as Numba's ufunc builders, never would)."""
+"""``path``: the lock that the ``Dispatcher.compile`` running in this thread may take, until
+its own cache look-up (the first after it starts) uses it. Only that look-up locks: its
+compile is what lets go (other callers of ``load_overload``, such as Numba's ufunc builders,
+never would)."""
 
 
 def _lock_path(cache: Any, sig: Any, target_context: Any) -> str | None:
     """The lock file of ``sig``'s overload in ``cache`` (named by the cache's own key: the
     signature, the machine and the function's code and closure), or None for a cache not of
     a kernel module (or not a file cache)."""
-    from engine.kernels.cache_guard import _KernelSourcesStamp
-
     locator = getattr(getattr(cache, "_impl", None), "locator", None)
     if not isinstance(locator, _KernelSourcesStamp):
         return None
@@ -49,8 +50,8 @@ def _load_or_wait(load):  # noqa: ANN001, ANN202
     @functools.wraps(load)
     def run(self, sig, target_context):  # noqa: ANN001, ANN202
         found = load(self, sig, target_context)
-        path = None if found is not None else _lock_path(self, sig, target_context)
-        if path is None or path in _HELD or path != getattr(_ARMED, "path", None):
+        path, _ARMED.path = getattr(_ARMED, "path", None), None
+        if found is not None or path is None:
             return found
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -24,9 +24,6 @@ from engine.runtime.sizing import agents_footprint, check_fits
 
 Backend = Literal["numba", "reference", "cupy", "xp-numpy", "auto"]
 
-#: Below this many agents a step runs the serial kernel (no hand-off to the thread pool).
-SERIAL_BELOW = 64
-
 
 def select_agents(agents: np.ndarray | None, n: int) -> np.ndarray | slice:
     """``agents`` (indices into a population of ``n``) checked, or every agent when None."""
@@ -153,7 +150,7 @@ class Agents:
         self._obs_shape = (self.n, len(layout.num_obs))
         self._rows_ref = None
         if (self.backend == "numba" and not self._uses_params
-                and (self.n < SERIAL_BELOW or self.threads == 1)):
+                and numba_step.runs_serial(self.n, self.threads)):
             self._rows_ref = step_rows_ref(
                 self._kc, self._agent_ids, self._qs, self._prev_action, self._started,
                 self._q_pi, self._G, self._actions, self._fscratch, self._iscratch, self._sizes,

@@ -8,7 +8,6 @@ import numpy as np
 
 from engine.kernels import cpu_learning
 from engine.kernels.numba import step as numba_step
-from engine.runtime.agents import SERIAL_BELOW
 from engine.runtime.shared_state import SharedState
 
 
@@ -22,8 +21,7 @@ def step_rows(state: SharedState, kc: numba_step.KernelConfig, lo: int, hi: int,
     token (``worker.memo_token``)."""
     spec = state.spec
     if params is None:
-        # as Agents: a small chunk (or one thread) is not handed to the thread pool
-        serial = numba.get_num_threads() == 1 or hi - lo < SERIAL_BELOW
+        serial = numba_step.runs_serial(hi - lo, numba.get_num_threads())
         step = state.step_serial if serial else state.step_agents
         step(state.kref, kc, state.agent_ids[lo:hi], state.obs[lo:hi], qs, prev_action, started,
              q_pi, G, actions, spec.seed, tick, fscratch, iscratch, spec.scratch_sizes,

@@ -144,6 +144,15 @@ _PRANGE_ONLY = {"prange": True, "comprehension": False, "reduction": False,
 rewrites (the fusion pass alone took 18 s of a 122 s cold compile)."""
 
 
+SERIAL_BELOW = 64
+"""Below this many agents a step runs the serial kernel (no hand-off to the thread pool)."""
+
+
+def runs_serial(n_agents: int, threads: int) -> bool:
+    """Whether a step of ``n_agents`` on ``threads`` threads takes :func:`serial_kernel`."""
+    return threads == 1 or n_agents < SERIAL_BELOW
+
+
 def _block_kernel(walk: int):  # noqa: ANN202
     """The compiled loop over one block of agents for the walk ``walk``: a plain function
     without reference counting, outside the parallel driver, so that Numba's parallel passes

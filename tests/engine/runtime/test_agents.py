@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import Agents, ConfigError, InferenceConfig, ObservationError
-from engine.runtime.agents import SERIAL_BELOW
+from engine.kernels.numba.step import SERIAL_BELOW
 from world.models import grid_model, random_model
 
 
